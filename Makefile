@@ -1,0 +1,48 @@
+# End users' two commands: `make demo` and `make test`. Each works alone on a fresh clone.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+ARCH   := $(shell uname -m)
+# torch + a matching torchvision (a CPU build where the platform has one); override TORCH_PIN to change
+ifeq ($(ARCH),aarch64)
+TORCH_PIN ?= torch==2.9.1 torchvision==0.24.1
+else
+TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
+endif
+DEMO_OUT ?= demo-results
+PYTEST_ARGS ?=
+
+.PHONY: venv demo test test-slow lint bench bench-gpu clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q $(TORCH_PIN)
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/suite demo --out $(DEMO_OUT)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python scripts/bench_cpu.py
+
+# torch only, inputs made in-process: runs on a GPU machine without Ray, nibabel or submitit
+bench-gpu:
+	$(shell test -x $(BIN)/python && echo $(BIN)/python || echo $(PYTHON)) scripts/bench_gpu.py
+
+clean:
+	rm -rf $(DEMO_OUT) .pytest_cache .ruff_cache

@@ -1,0 +1,48 @@
+"""Logging configured once; level from ``SUITE_LOG_LEVEL``; progress bars only on a TTY."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
+
+T = TypeVar("T")
+_CONFIGURED = False
+
+
+def setup_logging(level: str | int | None = None) -> None:
+    """Configure the root ``suite`` loggers once (idempotent)."""
+    global _CONFIGURED
+    if level is None:
+        level = os.environ.get("SUITE_LOG_LEVEL", "INFO")
+    if isinstance(level, str):
+        level = getattr(logging, level.upper(), logging.INFO)
+    if not _CONFIGURED:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S"))
+        for name in ("suite", "search_spaces", "slurm", "analysis"):
+            lg = logging.getLogger(name)
+            lg.addHandler(handler)
+            lg.propagate = False
+        _CONFIGURED = True
+    for name in ("suite", "search_spaces", "slurm", "analysis"):
+        logging.getLogger(name).setLevel(level)
+
+
+def progress_enabled() -> bool:
+    """Progress bars are shown only on an interactive terminal and never under CI or SUITE_NO_PBAR."""
+    if os.environ.get("SUITE_NO_PBAR") or os.environ.get("CI"):
+        return False
+    return sys.stderr.isatty()
+
+
+def progress(iterable: Iterable[T], desc: str = "", total: int | None = None, **kw) -> Iterator[T]:
+    """Wrap an iterable in a tqdm bar when on a TTY, else return it unchanged."""
+    if not progress_enabled():
+        yield from iterable
+        return
+    from tqdm import tqdm
+
+    yield from tqdm(iterable, desc=desc, total=total, leave=False, dynamic_ncols=True, **kw)

@@ -1,0 +1,133 @@
+"""Every file name of a run and of an experiment, in one place (the on-disk contract, DESIGN.md section 3).
+
+    RESULTS/<experiment>/
+      experiment.json              what was asked: space, preset, data hash, git sha, versions, launcher
+      runs/<run_id>/
+        config.json                the frozen run config (written before the first step)
+        env.json                   git sha, torch/CUDA/ray versions, host, SLURM_JOB_ID, world size
+        metrics.csv                append-only, one row per epoch x split x volume (tidy)
+        checkpoint_last.pt         model + optimiser + scheduler + epoch + RNG state (resume point)
+        checkpoint_best.pt         best-validation model (FS: makes the Proposals pseudo-labels)
+        summary.json               written last: its presence means the run finished
+        predictions/               (regressor) predicted sizes of every slice; (FS) pseudo-labels
+        run.log                    the run's log
+        failed.json                written when the run raised (error + traceback); removed on success
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+METRICS_COLUMNS = ("epoch", "split", "volume", "metric", "value")
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    @property
+    def run_id(self) -> str:
+        return self.root.name
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.json"
+
+    @property
+    def env(self) -> Path:
+        return self.root / "env.json"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.csv"
+
+    @property
+    def checkpoint_last(self) -> Path:
+        return self.root / "checkpoint_last.pt"
+
+    @property
+    def checkpoint_best(self) -> Path:
+        return self.root / "checkpoint_best.pt"
+
+    @property
+    def summary(self) -> Path:
+        return self.root / "summary.json"
+
+    @property
+    def failed(self) -> Path:
+        return self.root / "failed.json"
+
+    @property
+    def predictions(self) -> Path:
+        return self.root / "predictions"
+
+    @property
+    def sizes(self) -> Path:
+        """Regressor: predicted LV size (pixels at the training resolution) of every prepared slice."""
+        return self.predictions / "sizes.npz"
+
+    @property
+    def pseudo_labels(self) -> Path:
+        """FS: pseudo-label masks of the unlabeled training slices (made once)."""
+        return self.predictions / "pseudo_labels.npz"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "run.log"
+
+    @property
+    def lock(self) -> Path:
+        return self.root.parent / f".{self.root.name}.lock"
+
+    def is_finished(self) -> bool:
+        return self.summary.exists()
+
+    def status(self) -> str:
+        """finished | failed | partial | absent"""
+        if self.summary.exists():
+            return "finished"
+        if self.failed.exists():
+            return "failed"
+        if self.config.exists():
+            return "partial"
+        return "absent"
+
+
+@dataclass(frozen=True)
+class ExperimentPaths:
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    @property
+    def experiment(self) -> Path:
+        return self.root / "experiment.json"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.root / "runs"
+
+    def run(self, run_id: str) -> RunPaths:
+        return RunPaths(self.runs_dir / run_id)
+
+    def all_runs(self) -> list[RunPaths]:
+        if not self.runs_dir.is_dir():
+            return []
+        return [RunPaths(p) for p in sorted(self.runs_dir.iterdir()) if p.is_dir() and not p.name.startswith(".")]
+
+    @property
+    def report_dir(self) -> Path:
+        return self.root / "report"
+
+    @property
+    def slurm_dir(self) -> Path:
+        return self.root / "slurm"
+
+    @property
+    def ray_dir(self) -> Path:
+        return self.root / "ray"
