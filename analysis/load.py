@@ -1,0 +1,318 @@
+"""Load an experiment's run directories into tidy pandas tables.
+
+Reads only the on-disk contract (DESIGN.md section 3, ``suite/paths.py``), whatever launched the runs:
+
+* ``experiment.json`` (optional): what was asked; its ``cohort`` field says whether the data are real ACDC;
+* per run ``config.json`` (required keys: stage, method, n_labeled, seed, split_seed, gamma, lam, epochs),
+  ``metrics.csv`` (columns ``epoch,split,volume,metric,value``; extra columns ignored), ``summary.json``
+  (presence = finished), ``failed.json`` (the run raised), ``env.json`` (provenance).
+
+Two tables come out (:class:`Experiment`):
+
+* ``runs``: one row per run directory: ``run_id``, ``status`` (finished | partial | failed | absent), the
+  config flattened into columns (lists as ``"3,4,23,3"``), ``summary_*`` and ``env_*`` fields, ``n_epochs``
+  (distinct epochs logged) and ``unit`` (the statistical unit: seed and split seed);
+* ``metrics``: the tidy metrics, one row per run x epoch x split x volume x metric, with ``run_id``, ``split``,
+  ``volume`` and ``metric`` as categoricals (``volume`` is ``""`` for run-level rows).
+  :meth:`Experiment.table` joins config columns onto a selection of it (the "one tidy table").
+
+Speed: every ``metrics.csv`` is parsed by pandas' C parser with fixed dtypes straight into categoricals; the
+categories are unified once and the frames concatenated, so 1,000 runs x 100 epochs x 40 volumes load in
+seconds (``scripts/bench_analysis.py``). A partially written last line of a run still in progress (no trailing
+newline) is dropped; any other malformed file raises :class:`~suite.errors.InputError` naming it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from suite.errors import InputError
+from suite.paths import METRICS_COLUMNS, ExperimentPaths, RunPaths
+
+log = logging.getLogger("analysis.load")
+
+REQUIRED_CONFIG_KEYS = ("stage", "method", "n_labeled", "seed", "split_seed", "gamma", "lam", "epochs")
+METRICS_DTYPES = {"epoch": "int32", "split": "category", "volume": "category", "metric": "category",
+                  "value": "float64"}
+NA_VALUES = {"value": ["", "nan", "NaN", "NAN", "-nan", "null", "None"]}
+CATEGORICAL = ("split", "volume", "metric")
+# cohort names that mean "the real ACDC release" (experiment.json ``cohort`` / ``source``)
+ACDC_NAMES = ("acdc",)
+
+
+@dataclass
+class Experiment:
+    """Everything ``suite report`` needs from one ``RESULTS/<experiment>`` folder."""
+
+    root: Path
+    info: dict[str, Any]
+    runs: pd.DataFrame
+    metrics: pd.DataFrame
+    warnings: list[str] = field(default_factory=list)
+    config_columns: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return str(self.info.get("name") or self.root.resolve().name)
+
+    @property
+    def cohort(self) -> str:
+        """``acdc``, ``phantom`` or ``unknown`` (see :func:`detect_cohort`)."""
+        return detect_cohort(self.info, self.runs)
+
+    def table(self, *, split: str | None = None, metric: str | tuple[str, ...] | None = None,
+              statuses: tuple[str, ...] = ("finished",), columns: tuple[str, ...] | None = None
+              ) -> pd.DataFrame:
+        """The tidy metrics of the selected rows with config columns joined on (one row per run x epoch x
+        split x volume x metric). ``columns``: which run columns to join (default: the experiment axes)."""
+        m = self.metrics
+        mask = np.ones(len(m), dtype=bool)
+        if split is not None:
+            mask &= (m["split"] == split).to_numpy()
+        if metric is not None:
+            metrics = (metric,) if isinstance(metric, str) else tuple(metric)
+            mask &= m["metric"].isin(metrics).to_numpy()
+        keep_runs = self.runs.loc[self.runs["status"].isin(statuses), "run_id"]
+        mask &= m["run_id"].isin(keep_runs).to_numpy()
+        sel = m.loc[mask]
+        if columns is None:
+            columns = tuple(c for c in ("stage", "method", "n_labeled", "gamma", "lam", "seed", "split_seed",
+                                        "unit", "status") if c in self.runs.columns)
+        right = self.runs[["run_id", *columns]].copy()
+        right["run_id"] = pd.Categorical(right["run_id"], categories=m["run_id"].cat.categories)
+        return sel.merge(right, on="run_id", how="left", sort=False)
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+def _read_json(path: Path, *, required: bool) -> dict[str, Any] | None:
+    if not path.exists():
+        if required:
+            raise InputError(f"{path}: missing; every run directory needs it (the run config)")
+        return None
+    try:
+        obj = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"{path}: cannot read ({e}); check permissions or remove the run directory") from e
+    except json.JSONDecodeError as e:
+        raise InputError(f"{path}: malformed JSON ({e.msg} at line {e.lineno}); fix or remove the file") from e
+    if not isinstance(obj, dict):
+        raise InputError(f"{path}: expected a JSON object, got {type(obj).__name__}; fix or remove the file")
+    return obj
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, prefix=f"{key}."))
+        elif isinstance(v, list | tuple):
+            out[key] = ",".join(str(x) for x in v)
+        else:
+            out[key] = v
+    return out
+
+
+def _check_config(cfg: dict[str, Any], path: Path) -> None:
+    missing = [k for k in REQUIRED_CONFIG_KEYS if k not in cfg]
+    if missing:
+        raise InputError(f"{path}: missing key(s) {', '.join(missing)}; a run config needs "
+                         f"{', '.join(REQUIRED_CONFIG_KEYS)} (DESIGN.md section 3)")
+    for k in ("n_labeled", "seed", "split_seed", "epochs"):
+        v = cfg[k]
+        if isinstance(v, bool) or not isinstance(v, int | float) or (isinstance(v, float) and not v.is_integer()):
+            raise InputError(f"{path}: key {k}={v!r} must be an integer; fix the config")
+    for k in ("gamma", "lam"):
+        if isinstance(cfg[k], bool) or not isinstance(cfg[k], int | float):
+            raise InputError(f"{path}: key {k}={cfg[k]!r} must be a number; fix the config")
+    if "stat_window" in cfg and (not isinstance(cfg["stat_window"], int) or cfg["stat_window"] < 1):
+        raise InputError(f"{path}: key stat_window={cfg['stat_window']!r} must be an integer >= 1")
+
+
+def read_metrics(path: Path, *, in_progress: bool = False) -> pd.DataFrame:
+    """Parse one ``metrics.csv`` into the tidy dtypes; raise InputError naming the file when malformed.
+
+    ``in_progress``: the run is still writing; an unterminated last line is dropped instead of rejected.
+    """
+    try:
+        df = pd.read_csv(path, usecols=list(METRICS_COLUMNS), dtype=METRICS_DTYPES, keep_default_na=False,
+                         na_values=NA_VALUES, engine="c")
+    except FileNotFoundError:
+        raise
+    except ValueError as e:
+        msg = str(e).splitlines()[0][:160]
+        raise InputError(f"{path}: malformed metrics.csv ({msg}); expected columns "
+                         f"{','.join(METRICS_COLUMNS)} with an integer epoch and a float value") from e
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError) as e:
+        msg = str(e).splitlines()[0][:160]
+        raise InputError(f"{path}: cannot parse metrics.csv ({msg}); fix or remove the file") from e
+    if in_progress and len(df):
+        with open(path, "rb") as f:
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":
+                df = df.iloc[:-1]
+    bad = (df["metric"] == "") | (df["split"] == "")
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0]) + 2
+        raise InputError(f"{path}: malformed metrics.csv: line {row} has an empty split or metric (truncated "
+                         "line?); fix or remove the line")
+    if (df["epoch"] < 0).any():
+        raise InputError(f"{path}: malformed metrics.csv: negative epoch; epochs are 0-based integers")
+    return df
+
+
+def _load_run(rp: RunPaths) -> tuple[dict[str, Any], pd.DataFrame | None]:
+    status = rp.status()
+    row: dict[str, Any] = {"run_id": rp.run_id, "status": status, "path": str(rp.root)}
+    if status == "absent":
+        return row, None
+    cfg = _read_json(rp.config, required=True)
+    assert cfg is not None
+    _check_config(cfg, rp.config)
+    flat = _flatten(cfg)
+    flat.pop("run_id", None)
+    row.update(flat)
+    row["_config_keys"] = tuple(flat)
+    summary = _read_json(rp.summary, required=False)
+    if summary:
+        for k in ("wall_time_s", "device", "world_size", "best_epoch", "best_value", "finished_at", "epochs"):
+            if k in summary and not isinstance(summary[k], dict | list):
+                row[f"summary_{k}"] = summary[k]
+    failed = _read_json(rp.failed, required=False) if status == "failed" else None
+    if failed:
+        row["failed_error"] = str(failed.get("error", failed.get("message", "")))[:300]
+    env = _read_json(rp.env, required=False)
+    if env:
+        for k, v in env.items():
+            row[f"env_{k}"] = json.dumps(v, sort_keys=True) if isinstance(v, dict | list) else v
+    df: pd.DataFrame | None = None
+    if rp.metrics.exists():
+        df = read_metrics(rp.metrics, in_progress=status != "finished")
+    elif status == "finished":
+        raise InputError(f"{rp.metrics}: missing although summary.json says the run finished; "
+                         "rerun it or remove the run directory")
+    return row, df
+
+
+def _unify_categories(frames: list[pd.DataFrame]) -> None:
+    for col in CATEGORICAL:
+        cats: dict[str, None] = {}
+        for f in frames:
+            cats.update(dict.fromkeys(f[col].cat.categories))
+        union = sorted(cats)
+        for f in frames:
+            if list(f[col].cat.categories) != union:
+                f[col] = f[col].cat.set_categories(union)
+
+
+def detect_cohort(info: dict[str, Any], runs: pd.DataFrame | None = None) -> str:
+    """Which cohort the experiment ran on: ``acdc``, ``phantom`` or ``unknown``.
+
+    Detection, first match wins: ``experiment.json`` ``cohort`` (the launcher copies the prepared manifest's
+    ``source`` there), then ``experiment.json`` ``source`` or ``data_source``, then a ``cohort`` column in the
+    run configs. Anything that is not ``acdc`` is not compared with the paper's Table 1.
+    """
+    for key in ("cohort", "source", "data_source"):
+        v = info.get(key)
+        if isinstance(v, dict):
+            v = v.get("source") or v.get("cohort")
+        if isinstance(v, str) and v:
+            v = v.lower()
+            return "acdc" if v in ACDC_NAMES else ("phantom" if "phantom" in v else v)
+    if runs is not None and "cohort" in runs.columns:
+        vals = runs["cohort"].dropna().astype(str).str.lower().unique()
+        if len(vals) == 1:
+            return "acdc" if vals[0] in ACDC_NAMES else vals[0]
+    return "unknown"
+
+
+def unit_label(seed: Any, split_seed: Any) -> str:
+    """The statistical unit of a run: its training seed and split seed (``s0-r1``)."""
+    return f"s{int(seed)}-r{int(split_seed)}"
+
+
+# ---------------------------------------------------------------------------------------------- entry point
+def load_experiment(root: str | os.PathLike, *, threads: int | None = None) -> Experiment:
+    """Load every run directory of ``root`` (``RESULTS/<experiment>``).
+
+    Raises InputError when ``root`` is not an experiment folder or holds no run with a config.
+    ``threads``: parallel readers (default: 2 when there are many runs; pandas' parser releases the GIL).
+    """
+    root = Path(root)
+    ep = ExperimentPaths(root)
+    if not root.is_dir():
+        raise InputError(f"{root}: not a directory; pass RESULTS/<experiment> as written by suite run/tune/slurm")
+    if not ep.runs_dir.is_dir():
+        raise InputError(f"{root}: not an experiment folder (no runs/ directory); pass RESULTS/<experiment> "
+                         "as written by suite run/tune/slurm")
+    info = _read_json(ep.experiment, required=False) or {}
+    run_paths = ep.all_runs()
+    if not run_paths:
+        raise InputError(f"{ep.runs_dir}: no run directories; launch runs first (suite run / suite tune)")
+    if threads is None:
+        threads = min(2, os.cpu_count() or 1) if len(run_paths) > 50 else 1
+    if threads > 1:
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            loaded = list(pool.map(_load_run, run_paths))
+    else:
+        loaded = [_load_run(rp) for rp in run_paths]
+    warnings: list[str] = []
+    rows, frames, ids = [], [], []
+    config_cols: dict[str, None] = {}
+    for rp, (row, df) in zip(run_paths, loaded, strict=True):
+        if row["status"] == "absent":
+            warnings.append(f"run directory {rp.root.name}: no config.json (absent run), ignored")
+            continue
+        if df is not None and len(df):
+            epochs = df["epoch"].to_numpy()
+            row["n_epochs"] = int(len(np.unique(epochs)))
+            row["last_epoch"] = int(epochs.max())
+            frames.append(df)
+            ids.append((row["run_id"], len(df)))
+        else:
+            row["n_epochs"] = 0
+            row["last_epoch"] = -1
+        config_cols.update(dict.fromkeys(row.get("_config_keys", ())))
+        row.pop("_config_keys", None)
+        rows.append(row)
+    if not rows:
+        raise InputError(f"{ep.runs_dir}: no run has a config.json; nothing to analyse")
+    runs = pd.DataFrame(rows)
+    runs["unit"] = [unit_label(s, r) for s, r in zip(runs["seed"], runs["split_seed"], strict=True)]
+    for col in ("n_labeled", "seed", "split_seed", "epochs"):
+        runs[col] = runs[col].astype("int64")
+    for col in ("gamma", "lam"):
+        runs[col] = runs[col].astype("float64")
+    if "stat_window" in runs.columns:
+        runs["stat_window"] = runs["stat_window"].astype("float64")
+    run_ids = list(runs["run_id"])
+    if frames:
+        _unify_categories(frames)
+        metrics = pd.concat(frames, ignore_index=True)
+        index = {r: i for i, r in enumerate(run_ids)}
+        codes = np.repeat(np.array([index[r] for r, _ in ids], dtype=np.int32),
+                          np.array([n for _, n in ids], dtype=np.int64))
+        metrics.insert(0, "run_id", pd.Categorical.from_codes(codes, categories=run_ids))
+    else:
+        metrics = pd.DataFrame({"run_id": pd.Categorical([], categories=run_ids),
+                                "epoch": np.array([], dtype=np.int32),
+                                **{c: pd.Categorical([]) for c in CATEGORICAL},
+                                "value": np.array([], dtype=np.float64)})
+    counts = runs["status"].value_counts().to_dict()
+    log.info("loaded %d runs from %s (%s), %d metric rows", len(runs), root,
+             ", ".join(f"{v} {k}" for k, v in sorted(counts.items())), len(metrics))
+    return Experiment(root=root, info=info, runs=runs, metrics=metrics, warnings=warnings,
+                      config_columns=list(config_cols))
+
+
+__all__ = ["Experiment", "load_experiment", "read_metrics", "detect_cohort", "unit_label",
+           "REQUIRED_CONFIG_KEYS"]
