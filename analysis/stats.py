@@ -390,7 +390,7 @@ def _paired_statement(r: dict[str, Any], confidence: float, scale: float) -> str
         verdict = f"{b} is better; the interval excludes 0"
     else:
         verdict = "the interval includes 0: no clear difference"
-    few = f" (only {r['n_pairs']} pairs)" if r["n_pairs"] < MIN_SEEDS else ""
+    few = f", fewer than {MIN_SEEDS}" if r["n_pairs"] < MIN_SEEDS else ""
     return (f"{head} ({ci}, {r['n_pairs']} paired seeds{few}, {dz_s}, {a} higher in {r['a_better']} of "
             f"{r['n_pairs']}); {verdict}.")
 

@@ -1,0 +1,54 @@
+"""``suite report RESULTS/<experiment>``: Table 1, across-seed statistics, figures and a report.
+
+Reads only the run directories (the on-disk contract), whatever launched them. pandas, seaborn and the
+``analysis`` package are imported inside the handler so ``suite --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from suite.errors import InputError
+
+DESCRIPTION = """\
+Analyse an experiment folder: the paper statistic per run (mean over the last W epochs of the per-epoch mean
+validation Dice, ± its ddof-0 std over those epochs), across-seed means with 95% t-intervals, paired method
+comparisons, figures (PNG + SVG) and one report (Markdown + self-contained HTML) written atomically to
+RESULTS/<experiment>/report/. Prints the report path and Table 1.
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("report", help="Table 1, statistics, figures and a report of an experiment",
+                              description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("experiment", help="the experiment folder RESULTS/<experiment> (holds runs/)")
+    p.add_argument("--window", type=int, default=None, metavar="W",
+                   help="epochs averaged per run (default: each run config's stat_window)")
+    p.add_argument("--include-partial", action="store_true",
+                   help="include runs still in progress that already have W epochs (flagged)")
+    p.add_argument("--bootstrap", type=int, default=0, metavar="N",
+                   help="also a cluster bootstrap over validation patients with N resamples (default 0: off)")
+    p.add_argument("--out", default=None, metavar="DIR", help="report folder (default RESULTS/<experiment>/report)")
+    p.add_argument("--cohort", choices=("acdc", "phantom"), default=None,
+                   help="override the cohort recorded in experiment.json (acdc: compare with the paper)")
+    p.add_argument("--no-figures", action="store_true", help="skip the figures (tables and report only)")
+    p.set_defaults(func=handler)
+
+
+def handler(args: argparse.Namespace) -> int:
+    if args.window is not None and args.window < 1:
+        raise InputError(f"--window {args.window}: must be an integer >= 1 (epochs averaged per run)")
+    if args.bootstrap < 0:
+        raise InputError(f"--bootstrap {args.bootstrap}: must be >= 0 (patient resamples; 0 = off)")
+    from analysis.report import build_report
+
+    res = build_report(args.experiment, window=args.window, include_partial=args.include_partial,
+                       bootstrap=args.bootstrap, out=args.out, cohort=args.cohort, figures=not args.no_figures)
+    print(f"report: {res.markdown}")
+    print(f"html:   {res.html}")
+    print()
+    print(res.table1_text.rstrip())
+    n_warn = len(res.analysis.warnings)
+    if n_warn:
+        print(f"\n{n_warn} warning(s): see the report's Warnings section")
+    return 0
