@@ -1,0 +1,239 @@
+"""``suite prepare``: ACDC-format folder -> 2-D slices stored as memory-mappable arrays.
+
+For every patient, the ED and ES frames named in ``Info.cfg`` are read and validated
+(:mod:`suite.data.acdc`), each 3-D image is min-max normalised over the whole volume (as the authors do:
+``norm_arr``), and every slice is resized to ``size x size`` (bilinear with half-pixel centres for the image,
+nearest for the labels; no anti-aliasing, like ``skimage.transform.resize(..., anti_aliasing=False)``). The
+image is quantised to uint8 *after* resizing (the authors quantise before and truncate after: at most one grey
+level apart). Output, written into a temporary folder beside ``OUT`` and renamed only when complete::
+
+    OUT/images.npy      uint8 (N, size, size)  per-volume min-max -> 0..255
+    OUT/labels.npy      uint8 (N, size, size)  0 bg, 1 RV, 2 myocardium, 3 LV cavity (the target)
+    OUT/manifest.json   patients, volumes (slice ranges, spacings), per-slice LV areas, data_hash, options
+    OUT/splits.json     the paper split and effective counts (suite.data.splits)
+
+The key (``data_hash``) hashes the bytes of every input file used, the options and the format version: a
+second ``prepare`` with the same inputs and options finds the key in ``OUT/manifest.json`` and does nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from suite.data import acdc
+from suite.data.splits import PAPER_SEED, splits_document
+from suite.errors import InputError
+
+log = logging.getLogger("suite.data.prepare")
+
+FORMAT_VERSION = 1
+DEFAULT_SIZE = 256
+FILES = ("images.npy", "labels.npy", "manifest.json", "splits.json")
+
+
+@dataclass(frozen=True)
+class PrepareResult:
+    path: Path
+    data_hash: str
+    skipped: bool
+    seconds: float
+    n_slices: int
+
+
+def _linear_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """(n_out, n_in) weights of 1-D linear interpolation with half-pixel centres, edges clamped.
+
+    Identical to ``torch.nn.functional.interpolate(mode="bilinear", align_corners=False, antialias=False)``
+    along one axis: ``src = max(0, (dst + 0.5) * n_in / n_out - 0.5)``.
+    """
+    src = np.maximum((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5, 0.0)
+    i0 = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    w1 = (src - i0).astype(np.float32)
+    m = np.zeros((n_out, n_in), np.float32)
+    np.add.at(m, (np.arange(n_out), i0), 1.0 - w1)
+    np.add.at(m, (np.arange(n_out), i1), w1)
+    return m
+
+
+def _nearest_index(n_in: int, n_out: int) -> np.ndarray:
+    """Source index of each output pixel, nearest with half-pixel centres (torch ``nearest-exact``)."""
+    return np.minimum(np.floor((np.arange(n_out) + 0.5) * (n_in / n_out)).astype(np.int64), n_in - 1)
+
+
+def resize_stack(arr: np.ndarray, size: int | tuple[int, int], kind: str) -> np.ndarray:
+    """Resize a stack of 2-D slices ``(N, H, W)`` to ``(N, size, size)`` (pure NumPy, no torch needed).
+
+    ``kind="linear"``: bilinear, half-pixel centres, edges clamped, no anti-aliasing (as
+    ``F.interpolate(mode="bilinear", align_corners=False)``), float32 out. ``kind="nearest"``: nearest neighbour
+    with half-pixel centres (``nearest-exact``), same dtype out. Separable: two small matrix products per slice.
+    """
+    oh, ow = (size, size) if isinstance(size, int) else tuple(size)
+    n, h, w = arr.shape
+    if kind == "linear":
+        if (h, w) == (oh, ow):
+            return arr.astype(np.float32)
+        my, mx = _linear_matrix(h, oh), _linear_matrix(w, ow)
+        return np.matmul(np.matmul(my, arr.astype(np.float32, copy=False)), mx.T)
+    if kind == "nearest":
+        if (h, w) == (oh, ow):
+            return arr.copy()
+        return arr[:, _nearest_index(h, oh)][:, :, _nearest_index(w, ow)]
+    raise ValueError(f"kind {kind!r}: expected linear or nearest")
+
+
+def to_uint8(x: np.ndarray) -> np.ndarray:
+    """Float image in [0, 1] -> uint8 0..255 (rounded, clipped)."""
+    return np.clip(np.rint(x * 255.0), 0, 255).astype(np.uint8)
+
+
+def input_key(patients: list[acdc.PatientRef], size: int, split_seed: int) -> str:
+    """Content key of a preparation: bytes of Info.cfg and the four frame files of every patient + options."""
+    h = hashlib.sha256()
+    h.update(json.dumps({"format": FORMAT_VERSION, "size": size, "split_seed": split_seed}, sort_keys=True).encode())
+    for p in patients:
+        h.update(p.pid.encode())
+        for f in [p.path / "Info.cfg"] + [x for fr in p.frames for x in (fr.image, fr.label)]:
+            h.update(f.name.encode())
+            try:
+                with open(f, "rb") as fh:
+                    for chunk in iter(lambda fh=fh: fh.read(1 << 20), b""):
+                        h.update(chunk)
+            except OSError as e:
+                raise InputError(f"{f}: cannot read ({e.strerror}); check the file and its permissions") from None
+    return h.hexdigest()[:16]
+
+
+def _existing_key(out: Path) -> str | None:
+    try:
+        return json.loads((out / "manifest.json").read_text()).get("data_hash")
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return None
+
+
+def prepare(src: str | os.PathLike, out: str | os.PathLike, size: int = DEFAULT_SIZE,
+            split_seed: int = PAPER_SEED, force: bool = False) -> PrepareResult:
+    """Prepare ``src`` (ACDC-format folder) into ``out``; a no-op when ``out`` already holds the same key.
+
+    Any bad input raises :class:`InputError` before ``out`` is touched (the work happens in a temporary
+    folder that is removed on error). ``force`` rebuilds even when the key matches, and replaces an ``out``
+    that holds a prepared dataset of other inputs or options (never an unrelated folder).
+    """
+    from suite.atomic import atomic_dir, write_json_atomic
+
+    t0 = time.perf_counter()
+    if size < 8 or size > 2048:
+        raise InputError(f"--size {size}: must be between 8 and 2048 pixels")
+    out = Path(out)
+    patients = acdc.scan(src)
+    key = input_key(patients, size, split_seed)
+    if out.exists():
+        old = _existing_key(out)
+        if old is None and out.is_dir() and any(out.iterdir()):
+            raise InputError(f"{out}: exists and is not a prepared dataset; choose a new or empty folder")
+        if not out.is_dir():
+            raise InputError(f"{out}: is a file; choose a folder path for the prepared dataset")
+        if old == key and not force and all((out / f).exists() for f in FILES):
+            log.info("prepared dataset %s is up to date (data_hash %s): skipped", out, key)
+            return PrepareResult(out, key, True, time.perf_counter() - t0, _n_slices(out))
+        if old is not None and old != key and not force:
+            raise InputError(
+                f"{out}: holds a prepared dataset of other inputs or options (data_hash {old}, this one {key}); "
+                "use --force to replace it or choose another folder"
+            )
+
+    # headers first: total slice count to pre-allocate the arrays
+    shapes = {}
+    for p in patients:
+        for fr in p.frames:
+            shape = acdc.frame_shape(fr)
+            if len(shape) != 3:
+                raise InputError(f"{fr.image}: image is {len(shape)}-D with shape {shape}; expected 3-D frame data")
+            shapes[fr.volume] = shape
+    n_slices = sum(s[2] for s in shapes.values())
+
+    with atomic_dir(out) as tmp:
+        images = np.lib.format.open_memmap(tmp / "images.npy", mode="w+", dtype=np.uint8,
+                                           shape=(n_slices, size, size))
+        labels = np.lib.format.open_memmap(tmp / "labels.npy", mode="w+", dtype=np.uint8,
+                                           shape=(n_slices, size, size))
+        volumes, slice_vol, slice_idx, area_px, area_mm2 = [], [], [], [], []
+        start = 0
+        from suite.log import progress
+
+        for p in progress(patients, desc="prepare", total=len(patients)):
+            for fr in p.frames:
+                f = acdc.load_frame(fr)
+                if f.image.shape != shapes[fr.volume]:
+                    raise InputError(f"{fr.image}: header shape {shapes[fr.volume]} differs from the data "
+                                     f"{f.image.shape}; replace the file")
+                nx, ny, nz = f.image.shape
+                lo, hi = float(f.image.min()), float(f.image.max())
+                norm = (f.image - lo) / (hi - lo)
+                img = resize_stack(np.moveaxis(norm, 2, 0), size, "linear")
+                lab = resize_stack(np.moveaxis(f.label, 2, 0), size, "nearest")
+                stop = start + nz
+                images[start:stop] = to_uint8(img)
+                labels[start:stop] = lab
+                sx, sy, sz = f.spacing
+                psx, psy = sx * nx / size, sy * ny / size
+                px = (lab == acdc.LV_LABEL).sum(axis=(1, 2)).astype(np.int64)
+                vi = len(volumes)
+                volumes.append({
+                    "volume": fr.volume, "patient": p.pid, "frame": fr.frame, "frame_number": fr.number,
+                    "group": p.group, "start": start, "stop": stop, "shape": [nx, ny, nz],
+                    "spacing": [sx, sy, sz], "spacing_prepared": [psx, psy, sz],
+                    "intensity_range": [lo, hi],
+                    "lv_volume_ml": float((f.label == acdc.LV_LABEL).sum() * sx * sy * sz / 1000.0),
+                })
+                slice_vol += [vi] * nz
+                slice_idx += list(range(nz))
+                area_px += px.tolist()
+                area_mm2 += (px * psx * psy).round(3).tolist()
+                start = stop
+        images.flush()
+        labels.flush()
+        del images, labels
+        ids = [p.pid for p in patients]
+        try:
+            splits = splits_document(ids, split_seed)
+        except InputError as e:
+            log.warning("%s: no splits written (%s)", out, e)
+            splits = {"n_patients": len(ids), "paper_seed": split_seed, "unavailable": str(e)}
+        manifest = {
+            "format": FORMAT_VERSION,
+            "data_hash": key,
+            "size": size,
+            "source": str(Path(src).resolve()),
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "options": {"size": size, "split_seed": split_seed, "normalise": "per-volume min-max -> 0..255",
+                        "resize": "bilinear (image), nearest-exact (labels), half-pixel centres, no anti-aliasing"},
+            "n_patients": len(patients), "n_volumes": len(volumes), "n_slices": n_slices,
+            "labels": {str(k): v for k, v in acdc.LABELS.items()}, "target_label": acdc.LV_LABEL,
+            "patients": [{"id": p.pid, "group": p.group, "ed": p.ed, "es": p.es, "height": p.height,
+                          "weight": p.weight, "nb_frame": p.nb_frame} for p in patients],
+            "volumes": volumes,
+            "slices": {"volume": slice_vol, "slice_index": slice_idx, "lv_area_px": area_px, "lv_area_mm2": area_mm2},
+        }
+        write_json_atomic(tmp / "splits.json", splits)
+        (tmp / "manifest.json").write_text(json.dumps(manifest, separators=(",", ":")) + "\n")
+    dt = time.perf_counter() - t0
+    log.info("prepared %d patients, %d volumes, %d slices at %dx%d into %s in %.1f s (data_hash %s)",
+             len(patients), len(volumes), n_slices, size, size, out, dt, key)
+    return PrepareResult(out, key, False, dt, n_slices)
+
+
+def _n_slices(out: Path) -> int:
+    try:
+        return int(json.loads((out / "manifest.json").read_text())["n_slices"])
+    except (OSError, KeyError, ValueError, json.JSONDecodeError):
+        return 0

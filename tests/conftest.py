@@ -1,0 +1,44 @@
+"""Shared fixtures (session-scoped, built once per test session).
+
+``phantom_dir`` -> Path
+    A 30-patient synthetic cohort (``suite.data.phantom.write_cohort(patients=30, seed=0)``) in the ACDC
+    release layout: ``patient001`` … ``patient030``, each with ``Info.cfg`` and the ED/ES frames + ``_gt``.
+    30 is the smallest cohort the split rules accept (N >= 30: validation 8 = 6 segmenter + 2 regressor,
+    training 22, labeled n=5,10,20,30,40,75 -> 2,3,6,9,12,22). Groups interleaved NOR, DCM, HCM, MINF, RV.
+    Read-only: copy it (``shutil.copytree``) before changing anything.
+
+``prepared_small`` -> Path
+    ``suite prepare phantom_dir OUT --size 64`` (split seed 1): ``images.npy``/``labels.npy`` (N, 64, 64)
+    uint8, ``manifest.json``, ``splits.json``. Open with ``suite.data.prepared.PreparedData.open(path)``.
+    Read-only as well.
+
+Both take a few seconds on 2 cores (the phantom is written with 2 processes).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+PHANTOM_PATIENTS = 30
+PHANTOM_SEED = 0
+SMALL_SIZE = 64
+
+
+@pytest.fixture(scope="session")
+def phantom_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from suite.data.phantom import write_cohort
+
+    out = tmp_path_factory.mktemp("acdc-phantom") / "training"
+    write_cohort(out, patients=PHANTOM_PATIENTS, seed=PHANTOM_SEED, workers=2)
+    return out
+
+
+@pytest.fixture(scope="session")
+def prepared_small(phantom_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from suite.data.prepare import prepare
+
+    out = tmp_path_factory.mktemp("prepared") / f"phantom{PHANTOM_PATIENTS}-{SMALL_SIZE}"
+    prepare(phantom_dir, out, size=SMALL_SIZE, split_seed=1)
+    return out
