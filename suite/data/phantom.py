@@ -22,9 +22,9 @@ real ACDC hard for a segmenter trained on few patients is modelled, not only noi
 
 Patient ``k`` is a pure function of ``(seed, k)`` (``derive_seed``), so a cohort of 30 patients is the first
 30 of the cohort of 100. Groups are interleaved (NOR, DCM, HCM, MINF, RV, NOR, …) by default so that every
-prefix is balanced; ``group_order="acdc"`` orders them in blocks as the real release does (001–020 DCM,
-021–040 HCM, 041–060 MINF, 061–080 NOR, 081–100 RV, blocks scaled to the cohort size), which matters for the
-paper's "first n training patients" labeled subsets. The ``_4d.nii.gz`` cine files are not written (the reader
+prefix is balanced; ``group_order="acdc"`` assigns them in blocks of 20 as the real release does (001–020
+DCM, 021–040 HCM, 041–060 MINF, 061–080 NOR, 081–100 RV), which matters for the paper's "first n training
+patients" labeled subsets (with the authors' seed, the n = 5 labeled patients of real ACDC are all DCM). The ``_4d.nii.gz`` cine files are not written (the reader
 ignores them). See ``docs/phantom.md`` for how its statistics compare with real ACDC.
 """
 
@@ -81,9 +81,8 @@ def patient_group(k: int, n_patients: int, order: str = "interleaved") -> str:
     """The group of patient ``k`` (1-based)."""
     if order == "interleaved":
         return GROUPS[(k - 1) % len(GROUPS)]
-    if order == "acdc":
-        block = max(1, math.ceil(n_patients / len(ACDC_BLOCK_ORDER)))
-        return ACDC_BLOCK_ORDER[min((k - 1) // block, len(ACDC_BLOCK_ORDER) - 1)]
+    if order == "acdc":  # the release: 001-020 DCM, 021-040 HCM, 041-060 MINF, 061-080 NOR, 081-100 RV
+        return ACDC_BLOCK_ORDER[((k - 1) // 20) % len(ACDC_BLOCK_ORDER)]
     raise InputError(f"--group-order {order!r}: unknown; choose interleaved or acdc")
 
 
@@ -328,8 +327,12 @@ def _render_slice(X, Y, env, t, *, es, fr, fl, base_shift, centre, tilt, theta, 
         if tl < rv_len:
             rvp = float(_prof(np.array(tl / rv_len))) * rv_scale * rv_f
             outer_mean = radius * fr + wall
-            # ellipse centred on the anterior (-u) side, long axis tangential: minus the LV it is a crescent
-            d, ru, rt = outer_mean * 0.7, outer_mean * 0.9 * rvp, outer_mean * 1.5 * rvp
+            # an ellipse on the anterior (-u) side reaching ``thick`` mm beyond the LV's outer wall (+ septum gap),
+            # long axis tangential: minus the LV it is a crescent wrapping the septum
+            thick = outer_mean * 0.4 * rvp
+            far, near = outer_mean + 2.5 + thick, 0.1 * outer_mean
+            ru, rt = (far - near) / 2, (outer_mean + thick) * 1.05
+            d = (far + near) / 2
             cr, sr = math.cos(rv_dir), math.sin(rv_dir)
             uu = (u + d * cr) * cr + (v + d * sr) * sr
             vv = -(u + d * cr) * sr + (v + d * sr) * cr

@@ -49,8 +49,8 @@ class PrepareResult:
     n_slices: int
 
 
-def _linear_matrix(n_in: int, n_out: int) -> np.ndarray:
-    """(n_out, n_in) weights of 1-D linear interpolation with half-pixel centres, edges clamped.
+def _linear_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Source indices ``i0, i1`` and weight ``w1`` of 1-D linear interpolation, half-pixel centres, clamped.
 
     Identical to ``torch.nn.functional.interpolate(mode="bilinear", align_corners=False, antialias=False)``
     along one axis: ``src = max(0, (dst + 0.5) * n_in / n_out - 0.5)``.
@@ -58,11 +58,7 @@ def _linear_matrix(n_in: int, n_out: int) -> np.ndarray:
     src = np.maximum((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5, 0.0)
     i0 = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
     i1 = np.minimum(i0 + 1, n_in - 1)
-    w1 = (src - i0).astype(np.float32)
-    m = np.zeros((n_out, n_in), np.float32)
-    np.add.at(m, (np.arange(n_out), i0), 1.0 - w1)
-    np.add.at(m, (np.arange(n_out), i1), w1)
-    return m
+    return i0, i1, (src - i0).astype(np.float32)
 
 
 def _nearest_index(n_in: int, n_out: int) -> np.ndarray:
@@ -75,15 +71,19 @@ def resize_stack(arr: np.ndarray, size: int | tuple[int, int], kind: str) -> np.
 
     ``kind="linear"``: bilinear, half-pixel centres, edges clamped, no anti-aliasing (as
     ``F.interpolate(mode="bilinear", align_corners=False)``), float32 out. ``kind="nearest"``: nearest neighbour
-    with half-pixel centres (``nearest-exact``), same dtype out. Separable: two small matrix products per slice.
+    with half-pixel centres (``nearest-exact``), same dtype out. Separable gathers, no BLAS.
     """
     oh, ow = (size, size) if isinstance(size, int) else tuple(size)
     n, h, w = arr.shape
     if kind == "linear":
         if (h, w) == (oh, ow):
             return arr.astype(np.float32)
-        my, mx = _linear_matrix(h, oh), _linear_matrix(w, ow)
-        return np.matmul(np.matmul(my, arr.astype(np.float32, copy=False)), mx.T)
+        # separable gathers (no BLAS: its threads stall on a busy machine)
+        a = arr.astype(np.float32, copy=False)
+        j0, j1, wj = _linear_taps(w, ow)
+        cols = a[:, :, j0] * (1.0 - wj) + a[:, :, j1] * wj  # (n, h, ow)
+        i0, i1, wi = _linear_taps(h, oh)
+        return cols[:, i0, :] * (1.0 - wi)[:, None] + cols[:, i1, :] * wi[:, None]
     if kind == "nearest":
         if (h, w) == (oh, ow):
             return arr.copy()
