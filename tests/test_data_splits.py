@@ -116,8 +116,13 @@ def test_scaled_counts(n_patients, val, seg, reg, train, labeled):
 
 
 def test_scaling_drops_counts_that_leave_no_unlabeled_patient(caplog):
-    with caplog.at_level(logging.WARNING, logger="suite.data.splits"):
-        c = counts(30, labeled=(5, 74))  # 74 * 0.3 = 22.2 -> 22 = all 22 training patients
+    lg = logging.getLogger("suite.data.splits")  # the suite's loggers do not propagate to the root
+    lg.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.WARNING, logger="suite.data.splits"):
+            c = counts(30, labeled=(5, 74))  # 74 * 0.3 = 22.2 -> 22 = all 22 training patients
+    finally:
+        lg.removeHandler(caplog.handler)
     assert c.labeled == {5: 2} and c.dropped == {74: 22}
     assert "dropped" in caplog.text and "[74]" in caplog.text
     with pytest.raises(InputError, match="n_labeled=74: scales to 22 of the 22 training patients"):

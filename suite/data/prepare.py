@@ -134,14 +134,15 @@ def prepare(src: str | os.PathLike, out: str | os.PathLike, size: int = DEFAULT_
     if size < 8 or size > 2048:
         raise InputError(f"--size {size}: must be between 8 and 2048 pixels")
     out = Path(out)
+    old = _existing_key(out) if out.exists() else None
+    if out.exists():
+        if not out.is_dir():
+            raise InputError(f"{out}: is a file; choose a folder path for the prepared dataset")
+        if old is None and any(out.iterdir()):
+            raise InputError(f"{out}: exists and is not a prepared dataset; choose a new or empty folder")
     patients = acdc.scan(src)
     key = input_key(patients, size, split_seed)
     if out.exists():
-        old = _existing_key(out)
-        if old is None and out.is_dir() and any(out.iterdir()):
-            raise InputError(f"{out}: exists and is not a prepared dataset; choose a new or empty folder")
-        if not out.is_dir():
-            raise InputError(f"{out}: is a file; choose a folder path for the prepared dataset")
         if old == key and not force and all((out / f).exists() for f in FILES):
             log.info("prepared dataset %s is up to date (data_hash %s): skipped", out, key)
             return PrepareResult(out, key, True, time.perf_counter() - t0, _n_slices(out))
