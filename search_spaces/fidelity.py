@@ -1,0 +1,30 @@
+"""``fidelity``: does the method work at all? FS, Proposed and Oracle at the smallest n over >= 3 seeds.
+
+With the ``fidelity`` preset (64x64, a ~40-patient phantom, sizes as image fractions so that lambda keeps its
+meaning at this resolution) it fits about 15 minutes on 2 CPU cores. ``scripts/fidelity.py`` runs it and
+reports, per seed, whether Oracle >= Proposed > FS (the paper's ordering at n = 5: 74.3 / 53.1 / 24.8).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from search_spaces import Axes, Space, segmenter_grid
+
+METHODS = ("fs", "proposed", "oracle")
+LABELED = (5,)
+
+
+def grid(seeds: Sequence[int], labeled: Sequence[int] | None) -> list[Axes]:
+    return segmenter_grid(METHODS, labeled or LABELED, seeds)
+
+
+SPACE = Space(
+    name="fidelity",
+    description="fs/proposed/oracle x smallest n x >= 3 seeds (fidelity preset, ~15 min on 2 cores)",
+    grid=grid,
+    default_preset="fidelity",
+    default_seeds=(0, 1, 2),
+    default_labeled=LABELED,
+    swept=("stage", "method", "n_labeled", "seed"),
+)

@@ -1,0 +1,143 @@
+"""Search spaces and the driver's planning (fast: no Ray is started)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from search_spaces import available_spaces, get_space
+from search_spaces.driver import build_plan, phases
+from suite.config import RunConfig
+from suite.errors import ConfigError, InputError
+from suite.paths import ExperimentPaths
+
+
+def _axes(cfgs):
+    return sorted((c.method, c.n_labeled, c.seed, c.gamma, c.lam) for c in cfgs)
+
+
+def test_registry_lists_every_space_with_a_docstring():
+    assert available_spaces() == ["paper", "sensitivity", "splits", "smoke", "fidelity"]
+    for name in available_spaces():
+        sp = get_space(name)
+        assert sp.name == name
+        mod = __import__(f"search_spaces.{name}", fromlist=["SPACE"])
+        assert mod.__doc__ and len(mod.__doc__) > 80
+    with pytest.raises(InputError, match="--space 'nope' does not exist; available spaces: paper"):
+        get_space("nope")
+
+
+def test_paper_grid_is_table_1():
+    cfgs = get_space("paper").configs("paper", seeds=[0, 1, 2])
+    # 4 methods x 5 n x 3 seeds + FS n=75 x 3 seeds
+    assert len(cfgs) == 4 * 5 * 3 + 3
+    assert {c.n_labeled for c in cfgs} == {5, 10, 20, 30, 40, 75}
+    assert {(c.method, c.seed) for c in cfgs if c.n_labeled == 75} == {("fs", 0), ("fs", 1), ("fs", 2)}
+    assert {c.gamma for c in cfgs} == {0.1} and {c.lam for c in cfgs} == {0.01}
+    assert {c.preset for c in cfgs} == {"paper"}
+    assert len({c.run_id for c in cfgs}) == len(cfgs)
+
+
+def test_sensitivity_grid_and_shared_regressor():
+    cfgs = get_space("sensitivity").configs("smoke", seeds=[0])
+    assert len(cfgs) == 5 * 3 * 2 * 3  # gamma x lambda x {proposed, oracle} x n {5,10,20}
+    assert {c.gamma for c in cfgs} == {0.0, 0.05, 0.1, 0.2, 0.3}
+    assert {c.lam for c in cfgs} == {1e-3, 1e-2, 1e-1}
+    plan = build_plan(cfgs)
+    regs = [c for c in plan.runs.values() if c.stage == "regressor"]
+    assert sorted(c.n_labeled for c in regs) == [5, 10, 20]  # one regressor per n, shared by 15 cells
+    assert len(plan.runs) == len(cfgs) + 3
+
+
+def test_splits_space_varies_only_the_draw():
+    cfgs = get_space("splits").configs("smoke", seeds=[3, 4])
+    assert {c.split_mode for c in cfgs} == {"random"}
+    assert {c.split_seed for c in cfgs} == {3, 4} and {c.seed for c in cfgs} == {0}
+    assert len(cfgs) == 4 * 2 * 2
+    assert all(c.run_id.endswith(c.config_hash()) and f"-r{c.split_seed}-" in c.run_id for c in cfgs)
+
+
+def test_smoke_and_fidelity_spaces():
+    smoke = get_space("smoke")
+    assert smoke.default_preset == "smoke" and smoke.default_seeds == (0,)
+    cfgs = smoke.configs(seeds=[0])
+    assert _axes(cfgs) == sorted((m, n, 0, 0.1, 0.01) for m in ("fs", "proposals", "proposed", "oracle")
+                                 for n in (5, 10))
+    plan = build_plan(cfgs)
+    assert len(plan.runs) == 10  # + one regressor per n
+    fid = get_space("fidelity").configs(seeds=[0, 1, 2])
+    assert {c.method for c in fid} == {"fs", "proposed", "oracle"} and {c.n_labeled for c in fid} == {5}
+    assert {c.preset for c in fid} == {"fidelity"} and {c.image_size for c in fid} == {64}
+    assert len(fid) == 9
+
+
+def test_overrides_and_swept_axes():
+    sp = get_space("smoke")
+    cfgs = sp.configs("smoke", [0], overrides=["seg_epochs=2", "threads=1"], labeled=[5],
+                      base={"data": "/d", "data_hash": "abc"})
+    assert {c.seg_epochs for c in cfgs} == {2} and {c.threads for c in cfgs} == {1}
+    assert {c.data_hash for c in cfgs} == {"abc"} and {c.n_labeled for c in cfgs} == {5}
+    with pytest.raises(ConfigError, match="--set n_labeled: the space 'smoke' sweeps n_labeled"):
+        sp.configs("smoke", [0], overrides=["n_labeled=3"])
+    with pytest.raises(ConfigError, match="unknown key"):
+        sp.configs("smoke", [0], overrides=["nope=3"])
+    with pytest.raises(InputError, match="--seeds is empty"):
+        sp.configs("smoke", [])
+    with pytest.raises(InputError, match="has no random search"):
+        sp.configs("smoke", [0], search="random", num_samples=3)
+    # world_size is identity and must divide the global batches
+    with pytest.raises(ConfigError, match="seg_batch"):
+        sp.configs("smoke", [0], base={"world_size": 2})
+    ddp = sp.configs("smoke", [0], base={"world_size": 2}, overrides=["seg_batch=2", "unl_batch=4"])
+    assert {c.world_size for c in ddp} == {2}
+
+
+def test_random_search_is_deterministic_and_in_range():
+    sp = get_space("sensitivity")
+    a = sp.configs("smoke", [0], labeled=[5], search="random", num_samples=6, search_seed=7)
+    b = sp.configs("smoke", [0], labeled=[5], search="random", num_samples=6, search_seed=7)
+    c = sp.configs("smoke", [0], labeled=[5], search="random", num_samples=6, search_seed=8)
+    assert [x.run_id for x in a] == [x.run_id for x in b]
+    assert [x.run_id for x in a] != [x.run_id for x in c]
+    assert len(a) == 6 * 2  # 6 (gamma, lambda) draws x {proposed, oracle}
+    for x in a:
+        assert 0.0 <= x.gamma <= 0.3 and 1e-3 <= x.lam <= 1e-1
+    pts = {(x.gamma, x.lam) for x in a}
+    assert len(pts) == 6  # the same draws for both methods
+    assert {(x.gamma, x.lam) for x in a if x.method == "oracle"} == pts
+
+
+def test_plan_dedupes_and_orders_phases(tmp_path):
+    cfgs = get_space("smoke").configs("smoke", [0], labeled=[5], base={"data_hash": "h"})
+    extra = RunConfig.from_preset("smoke", method="proposed", n_labeled=5, gamma=0.2, data_hash="h")
+    plan = build_plan(cfgs + cfgs + [extra])
+    assert len(plan.requested) == 5
+    by_id = plan.runs
+    stages = sorted((c.stage, c.method) for c in by_id.values())
+    assert stages == [("regressor", "regressor"), ("segmenter", "fs"), ("segmenter", "oracle"),
+                      ("segmenter", "proposals"), ("segmenter", "proposed"), ("segmenter", "proposed")]
+    levels = phases(plan, done=set())
+    first = {by_id[r].method for r in levels[0]}
+    second = {by_id[r].method for r in levels[1]}
+    assert first == {"regressor", "fs", "oracle"} and second == {"proposed", "proposals"}
+    assert len(levels) == 2
+    # a finished prerequisite lets its dependants start in the first phase
+    reg = next(r for r, c in by_id.items() if c.stage == "regressor")
+    fs = next(r for r, c in by_id.items() if c.method == "fs")
+    levels = phases(plan, done={reg, fs})
+    assert len(levels) == 1 and set(levels[0]) == set(by_id) - {reg, fs}
+
+
+def test_experiment_json_rejects_a_different_space(tmp_path):
+    from search_spaces.driver import _write_experiment_json
+
+    exp = ExperimentPaths(tmp_path / "e")
+    rec = {"space": "smoke", "preset": "smoke", "data_hash": "h", "overrides": [], "search": "grid",
+           "seeds": [0], "launch": {"at": "t0"}}
+    _write_experiment_json(exp, dict(rec))
+    _write_experiment_json(exp, {**rec, "seeds": [1], "launch": {"at": "t1"}})
+    doc = json.loads(exp.experiment.read_text())
+    assert doc["seeds"] == [0, 1] and [x["at"] for x in doc["launches"]] == ["t0", "t1"]
+    with pytest.raises(InputError, match=r"experiment.json: this experiment folder was made with space='smoke'"):
+        _write_experiment_json(exp, {**rec, "space": "paper", "launch": {}})
