@@ -1,0 +1,116 @@
+"""``suite run``: one run of one stage, on this machine, without Ray (prerequisites built first).
+
+    suite run --data PREPARED --stage segmenter --method proposed --labeled 10 --seed 0 \\
+              --gamma 0.1 --lam 0.01 --preset smoke --out RESULTS/exp1
+
+The config is built in this order: the preset (``--preset``, default ``paper``) or a YAML ``--config`` file
+(which may name its own preset), then the explicit options, then ``--set key=value`` overrides. ``OUT`` is an
+experiment folder: the run goes to ``OUT/runs/<run_id>/`` and ``OUT/experiment.json`` is written when absent.
+A finished run is skipped, a partial one resumed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("suite.commands.run")
+
+# CLI option → config field
+_FIELDS = {"stage": "stage", "method": "method", "labeled": "n_labeled", "seed": "seed", "gamma": "gamma",
+           "lam": "lam", "split_mode": "split_mode", "split_seed": "split_seed", "device": "device"}
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "run", help="train one run (regressor or segmenter) on this machine",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", help="prepared dataset folder (made by suite prepare)")
+    p.add_argument("--out", required=True, help="experiment folder; the run goes to OUT/runs/<run_id>/")
+    p.add_argument("--stage", choices=["regressor", "segmenter"], help="default: segmenter")
+    p.add_argument("--method", choices=["fs", "proposals", "proposed", "oracle"], help="segmenter method")
+    p.add_argument("--labeled", type=int, metavar="N", help="number of labeled patients (paper scale)")
+    p.add_argument("--seed", type=int, help="training seed")
+    p.add_argument("--gamma", type=float, help="bound tightness gamma")
+    p.add_argument("--lam", type=float, help="penalty weight lambda")
+    p.add_argument("--split-mode", dest="split_mode", choices=["paper", "random"])
+    p.add_argument("--split-seed", dest="split_seed", type=int)
+    p.add_argument("--preset", help="named preset (paper, code, smoke, fidelity); default paper")
+    p.add_argument("--config", help="YAML file of config keys (may name a preset)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key (repeatable), e.g. --set seg_epochs=10")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--stop-after-epoch", dest="stop_after_epoch", type=int, default=None,
+                   help=argparse.SUPPRESS)  # tests: leave a partial run after this epoch
+    p.set_defaults(func=handle)
+
+
+def build_config(args: argparse.Namespace) -> Any:
+    """Preset or YAML, then the explicit options, then ``--set`` (unknown keys → ConfigError, exit 2)."""
+    from suite.config import RunConfig
+    from suite.errors import ConfigError
+
+    if args.config:
+        cfg = RunConfig.from_yaml(args.config, preset=args.preset)
+    else:
+        cfg = RunConfig.from_preset(args.preset or "paper")
+    changes: dict[str, Any] = {}
+    for opt, key in _FIELDS.items():
+        v = getattr(args, opt, None)
+        if v is not None:
+            changes[key] = v
+    if changes.get("stage", cfg.stage) == "regressor":
+        if args.method:
+            raise ConfigError("--method applies to the segmenter stage; drop it with --stage regressor")
+        changes["method"] = "regressor"
+    if args.data:
+        changes["data"] = str(Path(args.data).resolve())
+    if changes:
+        cfg = cfg.replace(**changes)
+    if args.overrides:
+        cfg = cfg.with_overrides(args.overrides)
+    if not cfg.data:
+        raise ConfigError("no prepared dataset: pass --data PREPARED (or set data: in the --config file)")
+    return cfg
+
+
+def write_experiment(out: Path, cfg: Any, data_hash: str) -> None:
+    """``OUT/experiment.json`` (launcher local) when absent."""
+    from suite.atomic import write_json_atomic
+    from suite.paths import ExperimentPaths
+    from suite.provenance import git_sha, versions
+
+    exp = ExperimentPaths(out)
+    if exp.experiment.exists():
+        return
+    write_json_atomic(exp.experiment, {
+        "launcher": "local", "preset": cfg.preset, "data": cfg.data, "data_hash": data_hash,
+        "git_sha": git_sha(), "versions": versions(), "command": ["suite", *sys.argv[1:]],
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    })
+
+
+def handle(args: argparse.Namespace) -> int:
+    from suite.stages import execute
+    from suite.stages.common import open_data
+
+    cfg = build_config(args)
+    cfg, data = open_data(cfg)
+    out = Path(args.out)
+    write_experiment(out, cfg, data.data_hash)
+    paths = execute(cfg, out, stop_after_epoch=args.stop_after_epoch)
+    print(paths.root)
+    if paths.summary.exists():
+        summary = json.loads(paths.summary.read_text())
+        print(f"finished {summary['run_id']}: best epoch {summary['best_epoch']} "
+              f"({summary.get('selection_metric', 'selection')}={summary['best_value']:.4f})")
+        for k, v in sorted(summary.get("final", {}).items()):
+            print(f"  {k} = {v:.6g}")
+    else:
+        print(f"stopped early ({paths.status()}); rerun the same command to resume")
+    return 0

@@ -1,0 +1,387 @@
+"""The segmenter stage: ENet trained with one of the four methods of the paper (section 4).
+
+Each epoch runs **all labeled batches** (partial cross-entropy, global batch ``cfg.seg_batch``) **then all
+unlabeled batches** (global batch ``cfg.unl_batch``), as the authors' code does:
+
+=============  ==========================================================================================
+method         what the unlabeled images contribute
+=============  ==========================================================================================
+``fs``         nothing: the unlabeled pass is skipped, unlabeled images never enter the network
+``proposed``   λ · size penalty (eq. 4) with bounds ((1−γ)R, (1+γ)R) around the *regressor's* cached
+               prediction R (``predictions/sizes.npz`` of the prerequisite regressor run)
+``oracle``     the same penalty around the *exact* LV size of each unlabeled slice
+``proposals``  cross-entropy on the FS model's pseudo-labels, supervising only the predicted-LV pixels
+               (``suite.stages.proposals``)
+=============  ==========================================================================================
+
+Metrics (``metrics.csv``): per validation volume ``dice`` (3-D), ``dice2d`` (mean per-slice 2-D Dice),
+``lv_volume_pred_ml``, ``lv_volume_true_ml``; run-level ``dice2d_slices`` (mean 2-D Dice over all validation
+slices: the authors' selection metric) and ``dice_mean`` (mean 3-D Dice over volumes); train ``loss_ce`` (mean
+labeled-batch CE), ``loss_penalty`` (the unweighted unlabeled term per unlabeled image: size penalty for
+proposed/oracle, pseudo-label CE per unlabeled batch for proposals, 0 for fs), ``loss_total`` = ``loss_ce`` +
+weight · ``loss_penalty`` (weight λ, or 1 for proposals), ``lr``, ``in_bounds`` (proposed/oracle: fraction of
+unlabeled slices whose soft size was inside its bounds during the epoch's pass), ``epoch_time_s``.
+
+Seeds: the initial weights come from ``derive_seed(cfg.seed, "segmenter", "init")`` and the data orders from
+``derive_seed(cfg.seed, "segmenter", "labeled"|"unlabeled", epoch)`` -- the method is not an axis, so FS,
+Proposed, Oracle and Proposals of the same seed start from the same weights and see the labeled images in the
+same order (common random numbers for the paired comparisons).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from suite.atomic import atomic_path
+from suite.errors import InputError
+from suite.losses import partial_ce, penalty_from_logits
+from suite.models import build_segmenter, lv_channel, prepare_input, prepare_model
+from suite.seeding import derive_seed
+from suite.stages import distributed_utils as du
+from suite.stages.common import (
+    CodeRule,
+    EpochResult,
+    LrRule,
+    PlateauRule,
+    RunContext,
+    autocast,
+    class_target,
+    load_checkpoint,
+    metric_dict,
+    resized_arrays,
+    set_lr,
+)
+
+log = logging.getLogger("suite.stages.segmenter")
+
+N_EXAMPLES_PATIENTS = 2  # val_examples.npz: mid slices of the first two validation patients, ED and ES
+
+
+@dataclass
+class SegData:
+    """Everything a segmenter run reads, in memory (uint8 on the device; converted per batch).
+
+    ``images``/``labels`` are full (N, S, S) arrays at ``cfg.image_size`` indexed by prepared-slice index.
+    ``unl_sizes`` (proposed/oracle) are the target sizes R of the unlabeled slices in pixels;
+    ``pseudo_target``/``pseudo_mask`` (proposals) the pseudo-labels of the unlabeled slices.
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    lab_idx: np.ndarray
+    unl_idx: np.ndarray
+    val_idx: np.ndarray
+    volumes: list[tuple[str, np.ndarray]]  # (volume name, prepared-slice indices in slice order)
+    voxel_ml: np.ndarray  # (n_volumes,) millilitres per voxel at the training resolution
+    unl_sizes: torch.Tensor | None = None
+    pseudo_target: torch.Tensor | None = None
+    pseudo_mask: torch.Tensor | None = None
+
+
+def batch_images(images: torch.Tensor, idx: np.ndarray) -> torch.Tensor:
+    """(B, 1, S, S) float32 in [0, 1] from the uint8 slice store."""
+    sel = torch.as_tensor(idx, dtype=torch.long, device=images.device)
+    return images.index_select(0, sel).unsqueeze(1).float().div_(255.0)
+
+
+def voxel_ml_per_volume(data: Any, volumes: list[tuple[str, np.ndarray]], size: int) -> np.ndarray:
+    """Millilitres per voxel at the training resolution, per volume.
+
+    The in-plane pixel area at the prepared size is ``lv_area_mm2 / lv_area_px`` (the prepared arrays carry
+    both); it scales by ``(prepared size / size)²`` at another resolution; the slice thickness is the third
+    spacing component.
+    """
+    spacing = np.asarray(data.spacing, dtype=np.float64)
+    area_mm2 = np.asarray(data.lv_area_mm2, dtype=np.float64)
+    area_px = np.asarray(data.lv_area_px, dtype=np.float64)
+    scale = (float(data.size) / float(size)) ** 2
+    out = np.zeros(len(volumes))
+    for i, (_name, idx) in enumerate(volumes):
+        ok = area_px[idx] > 0
+        if ok.any():
+            px_mm2 = area_mm2[idx][ok].sum() / area_px[idx][ok].sum()
+        else:  # no LV in the whole volume: fall back to the spacing scaled to the prepared size
+            px_mm2 = float(spacing[idx[0], 0] * spacing[idx[0], 1])
+        out[i] = px_mm2 * scale * float(spacing[idx[0], 2]) / 1000.0
+    return out
+
+
+def load_seg_data(ctx: RunContext) -> SegData:
+    """Slices of (n, split) at the training resolution, as device tensors; targets for the method."""
+    cfg, data = ctx.cfg, ctx.data
+    split = data.split(cfg.n_labeled, cfg.split_mode, cfg.split_seed)
+    lab_idx = np.sort(np.asarray(data.indices(split.labeled), dtype=np.int64))
+    unl_idx = np.sort(np.asarray(data.indices(split.unlabeled), dtype=np.int64))
+    val_patients = sorted(split.val_seg)
+    val_idx = np.sort(np.asarray(data.indices(val_patients), dtype=np.int64))
+    if len(lab_idx) == 0:
+        raise InputError(f"{cfg.data}: split n_labeled={cfg.n_labeled} has no labeled slices; check splits.json")
+    if len(val_idx) == 0:
+        raise InputError(f"{cfg.data}: the split has no segmenter-validation slices; check splits.json")
+    images, labels = resized_arrays(data, cfg.image_size)
+    volume_names = np.asarray(data.volume)
+    slice_index = np.asarray(data.slice_index)
+    volumes: list[tuple[str, np.ndarray]] = []
+    for name in sorted(set(volume_names[val_idx].tolist())):
+        idx = val_idx[volume_names[val_idx] == name]
+        volumes.append((str(name), idx[np.argsort(slice_index[idx], kind="stable")]))
+    dev = ctx.device
+    sd = SegData(
+        images=torch.from_numpy(np.ascontiguousarray(images)).to(dev),
+        labels=torch.from_numpy(np.ascontiguousarray(labels)).to(dev),
+        lab_idx=lab_idx, unl_idx=unl_idx, val_idx=val_idx, volumes=volumes,
+        voxel_ml=voxel_ml_per_volume(data, volumes, cfg.image_size),
+    )
+    if cfg.method == "oracle":
+        true = (sd.labels.index_select(0, torch.as_tensor(unl_idx, device=dev)) == 3).sum(dim=(1, 2))
+        sd.unl_sizes = true.float()
+    elif cfg.method == "proposed":
+        sd.unl_sizes = regressor_sizes(ctx, unl_idx).to(dev)
+    elif cfg.method == "proposals":
+        from suite.stages.proposals import load_pseudo_labels
+
+        target, mask = load_pseudo_labels(ctx, unl_idx)
+        sd.pseudo_target, sd.pseudo_mask = target.to(dev), mask.to(dev)
+    return sd
+
+
+def regressor_sizes(ctx: RunContext, idx: np.ndarray) -> torch.Tensor:
+    """The prerequisite regressor's cached predictions R (pixels at ``cfg.image_size``) for slices ``idx``."""
+    from suite.paths import ExperimentPaths
+
+    reg_paths = ExperimentPaths(ctx.experiment_root).run(ctx.cfg.regressor_config().run_id)
+    if not reg_paths.sizes.exists():
+        raise InputError(f"{reg_paths.sizes}: the regressor's size predictions are missing; rerun its stage "
+                         f"(delete {reg_paths.summary} to make it run again)")
+    with np.load(reg_paths.sizes) as z:
+        sizes, size = z["sizes"], int(z["image_size"])
+    if size != ctx.cfg.image_size or len(sizes) != len(ctx.data.volume):
+        raise InputError(f"{reg_paths.sizes}: predictions for {len(sizes)} slices at {size}px do not match "
+                         f"the prepared data ({len(ctx.data.volume)} slices at image_size={ctx.cfg.image_size})")
+    return torch.from_numpy(np.asarray(sizes, dtype=np.float32)[idx])
+
+
+def make_lr_rule(cfg: Any) -> LrRule:
+    if cfg.lr_rule == "plateau":
+        return PlateauRule(cfg.seg_lr, cfg.lr_patience, cfg.lr_factor)
+    return CodeRule(cfg.seg_lr, cfg.lr_patience, cfg.lr_factor)
+
+
+class SegmenterStage:
+    """One segmenter run (driven by :func:`suite.stages.common.run_epochs`)."""
+
+    higher_is_better = True
+
+    def __init__(self, ctx: RunContext, seg_data: SegData | None = None) -> None:
+        self.ctx = ctx
+        cfg = ctx.cfg
+        self.cfg = cfg
+        self.sd = seg_data if seg_data is not None else load_seg_data(ctx)
+        torch.manual_seed(derive_seed(cfg.seed, "segmenter", "init"))
+        net = build_segmenter(cfg).to(ctx.device)
+        net = prepare_model(net, cfg)
+        self.net = net
+        self.model = du.wrap_ddp(net, ctx.device, cfg.world_size)
+        self.opt = torch.optim.Adam(net.parameters(), lr=cfg.seg_lr, betas=tuple(cfg.seg_betas),
+                                    weight_decay=cfg.seg_weight_decay)
+        self.rule = make_lr_rule(cfg)
+        self.lv = lv_channel(cfg)
+
+    # -------------------------------------------------------------- state
+    def model_state(self) -> dict[str, Any]:
+        return du.unwrap(self.net).state_dict()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"model": self.model_state(), "optimizer": self.opt.state_dict(),
+                "lr_rule": self.rule.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        du.unwrap(self.net).load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.rule.load_state_dict(state["lr_rule"])
+        set_lr(self.opt, self.rule.lr)
+
+    def lr(self) -> float:
+        return self.rule.lr
+
+    def after_epoch(self, epoch: int, improved: bool, best_epoch: int) -> None:
+        set_lr(self.opt, self.rule.after_epoch(epoch, improved, best_epoch))
+
+    # -------------------------------------------------------------- one epoch
+    def _forward(self, idx: np.ndarray) -> torch.Tensor:
+        x = prepare_input(batch_images(self.sd.images, idx), self.cfg)
+        with autocast(self.cfg, self.ctx.device):
+            return self.model(x)
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        """All labeled batches (CE), then all unlabeled batches (the method's unlabeled term)."""
+        cfg, sd, ctx = self.cfg, self.sd, self.ctx
+        world = cfg.world_size
+        self.model.train()
+        dev = ctx.device
+        ce_acc = torch.zeros((), dtype=torch.float64, device=dev)
+        n_lab_batches = 0
+        lr = self.rule.lr
+        for _, local in du.epoch_batches(len(sd.lab_idx), cfg.seg_batch, cfg.seed, ("segmenter", "labeled", epoch),
+                                         ctx.rank, world):
+            idx = sd.lab_idx[local]
+            logits = self._forward(idx)
+            target = class_target(cfg, sd.labels.index_select(0, torch.as_tensor(idx, device=dev)))
+            loss = partial_ce(logits, target)
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+            ce_acc += loss.detach().double()
+            n_lab_batches += 1
+
+        unl_acc = torch.zeros((), dtype=torch.float64, device=dev)
+        inside_acc = torch.zeros((), dtype=torch.float64, device=dev)
+        n_unl_items = 0
+        n_unl_batches = 0
+        if cfg.method != "fs" and len(sd.unl_idx):
+            for gb, local in du.epoch_batches(len(sd.unl_idx), cfg.unl_batch, cfg.seed,
+                                              ("segmenter", "unlabeled", epoch), ctx.rank, world):
+                idx = sd.unl_idx[local]
+                pos = torch.as_tensor(local, device=dev)
+                logits = self._forward(idx)
+                if cfg.method == "proposals":
+                    target = sd.pseudo_target.index_select(0, pos).long()
+                    mask = sd.pseudo_mask.index_select(0, pos)
+                    term = partial_ce(logits, target, mask)
+                    if world > 1:  # exact global mean over the supervised pixels of the whole global batch
+                        gpos = torch.as_tensor(gb, device=dev)
+                        g_count = sd.pseudo_mask.index_select(0, gpos).sum().clamp_min(1)
+                        term = term * mask.sum().clamp_min(1) * world / g_count
+                    loss = term
+                    unl_acc += term.detach().double() / world
+                else:
+                    term, inside = penalty_from_logits(cfg, logits, sd.unl_sizes.index_select(0, pos))
+                    # the penalty is a sum over the batch: DDP averages gradients, so scale by the world size
+                    loss = cfg.lam * term * world if world > 1 else cfg.lam * term
+                    unl_acc += term.detach().double()
+                    inside_acc += inside.sum().double()
+                self.opt.zero_grad(set_to_none=True)
+                loss.backward()
+                self.opt.step()
+                n_unl_items += len(local)
+                n_unl_batches += 1
+
+        stats = torch.stack([ce_acc, unl_acc, inside_acc,
+                             torch.tensor(float(n_unl_items), dtype=torch.float64, device=dev)]).cpu()
+        du.all_reduce_sum(stats)
+        ce = float(stats[0]) / max(n_lab_batches * world, 1)
+        out = {"loss_ce": ce, "lr": lr}
+        if cfg.method == "fs":
+            out["loss_penalty"] = 0.0
+            out["loss_total"] = ce
+        elif cfg.method == "proposals":
+            pen = float(stats[1]) / max(n_unl_batches, 1)
+            out["loss_penalty"] = pen
+            out["loss_total"] = ce + pen
+        else:
+            pen = float(stats[1]) / max(float(stats[3]), 1.0)
+            out["loss_penalty"] = pen
+            out["loss_total"] = ce + cfg.lam * pen
+            out["in_bounds"] = float(stats[2]) / max(float(stats[3]), 1.0)
+        return out
+
+    # -------------------------------------------------------------- validation
+    @torch.no_grad()
+    def predict(self, idx: np.ndarray) -> torch.Tensor:
+        """Arg-max class map (B, S, S) of the slices ``idx`` with the bare network in eval mode."""
+        net = du.unwrap(self.net)
+        net.eval()
+        x = prepare_input(batch_images(self.sd.images, idx), self.cfg)
+        with autocast(self.cfg, self.ctx.device):
+            logits = net(x)
+        return logits.float().argmax(dim=1)
+
+    @torch.no_grad()
+    def validate(self, epoch: int) -> tuple[list[tuple[int, str, str, str, float]], dict[str, float]]:
+        """Per-volume Dice (3-D and mean 2-D), LV volumes; run-level dice2d_slices and dice_mean.
+
+        Volumes are sharded across ranks (each volume is one batch, so the numbers do not depend on the
+        sharding) and the per-volume sums are all-reduced.
+        """
+        sd, dev = self.sd, self.ctx.device
+        du.sync_buffers(du.unwrap(self.net))
+        nv = len(sd.volumes)
+        # columns: intersection, predicted px, true px, sum of per-slice 2-D Dice, number of slices
+        acc = torch.zeros((nv, 5), dtype=torch.float64)
+        for v in range(self.ctx.rank, nv, self.ctx.world):
+            _, idx = sd.volumes[v]
+            pred = self.predict(idx) == self.lv
+            true = sd.labels.index_select(0, torch.as_tensor(idx, device=dev)) == 3
+            inter = (pred & true).sum(dim=(1, 2)).double()
+            ps, ts = pred.sum(dim=(1, 2)).double(), true.sum(dim=(1, 2)).double()
+            denom = ps + ts
+            d2 = torch.where(denom > 0, 2 * inter / denom.clamp_min(1), torch.ones_like(denom))
+            acc[v] = torch.stack([inter.sum(), ps.sum(), ts.sum(), d2.sum(),
+                                  torch.tensor(float(len(idx)), dtype=torch.float64, device=dev)]).cpu()
+        du.all_reduce_sum(acc)
+        rows: list[tuple[int, str, str, str, float]] = []
+        a = acc.numpy()
+        dice3 = np.where(a[:, 1] + a[:, 2] > 0, 2 * a[:, 0] / np.maximum(a[:, 1] + a[:, 2], 1), 1.0)
+        for v, (name, _) in enumerate(sd.volumes):
+            rows += [(epoch, "val", name, "dice", float(dice3[v])),
+                     (epoch, "val", name, "dice2d", float(a[v, 3] / max(a[v, 4], 1))),
+                     (epoch, "val", name, "lv_volume_pred_ml", float(a[v, 1] * sd.voxel_ml[v])),
+                     (epoch, "val", name, "lv_volume_true_ml", float(a[v, 2] * sd.voxel_ml[v]))]
+        run = {"dice2d_slices": float(a[:, 3].sum() / max(a[:, 4].sum(), 1)), "dice_mean": float(dice3.mean())}
+        rows += [(epoch, "val", "", k, v) for k, v in run.items()]
+        return rows, run
+
+    def epoch(self, epoch: int) -> EpochResult:
+        train = self.train_epoch(epoch)
+        rows = [(epoch, "train", "", k, v) for k, v in train.items()]
+        vrows, run = self.validate(epoch)
+        rows += vrows
+        sel = run["dice2d_slices"] if self.cfg.best_metric == "dice2d" else run["dice_mean"]
+        return EpochResult(rows=rows, metrics=metric_dict(rows), selection=sel)
+
+    # -------------------------------------------------------------- end of run
+    def example_slices(self) -> np.ndarray:
+        """A fixed set of validation slices: the mid slice of ED and ES of the first two validation patients
+        (sorted ids): the same for every run on the same data and split."""
+        data = self.ctx.data
+        patients = np.asarray(data.patient)
+        val_patients = sorted(set(patients[self.sd.val_idx].tolist()))[:N_EXAMPLES_PATIENTS]
+        out = []
+        for p in val_patients:
+            for name, idx in self.sd.volumes:
+                if name.startswith(f"{p}_"):
+                    out.append(int(idx[len(idx) // 2]))
+        return np.asarray(out, dtype=np.int64)
+
+    def finish(self, best_checkpoint: Path, final: dict[str, float]) -> None:
+        """Write ``predictions/val_examples.npz`` (last-epoch model; rank 0)."""
+        if not self.ctx.is_main:
+            return
+        idx = self.example_slices()
+        pred = self.predict(idx).to(torch.uint8).cpu().numpy()
+        label = class_target(self.cfg, self.sd.labels.index_select(0, torch.as_tensor(idx, device=self.ctx.device)))
+        data = self.ctx.data
+        path = self.ctx.paths.predictions / "val_examples.npz"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez_compressed(
+                    f, image=self.sd.images.index_select(0, torch.as_tensor(idx, device=self.ctx.device)).cpu().numpy(),
+                    label=label.to(torch.uint8).cpu().numpy(), pred=pred,
+                    volume=np.asarray(data.volume)[idx].astype(str),
+                    slice_index=np.asarray(data.slice_index)[idx].astype(np.int64), index=idx,
+                )
+
+
+def load_best_model(ctx: RunContext, checkpoint: Path) -> torch.nn.Module:
+    """A bare segmenter with the weights of a ``checkpoint_best.pt`` (eval mode, on the context's device)."""
+    net = build_segmenter(ctx.cfg).to(ctx.device)
+    net.load_state_dict(load_checkpoint(checkpoint, map_location=ctx.device)["model"])
+    net.eval()
+    return net
