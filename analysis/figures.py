@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.paper import METHOD_LABELS, paper_frame
-from analysis.stats import METHOD_ORDER, PENALTY_METHODS, Analysis
+from analysis.stats import METHOD_ORDER, PENALTY_METHODS, Analysis, t_quantile
 from analysis.tables import Table1
 
 log = logging.getLogger("analysis.figures")
@@ -129,10 +130,8 @@ def fig_dice_vs_n(a: Analysis, t1: Table1, out_dir: Path, notes: list[str]) -> F
 
 # ---------------------------------------------------------------------------------------------- Fig. 3
 def _t_band(mean: pd.Series, sd: pd.Series, n: pd.Series, confidence: float) -> tuple[np.ndarray, np.ndarray]:
-    from scipy import stats as sst
-
     nn = n.to_numpy().astype(float)
-    t = np.where(nn > 1, sst.t.ppf(0.5 + confidence / 2, np.maximum(nn - 1, 1)), np.nan)
+    t = np.where(nn > 1, t_quantile(0.5 + confidence / 2, np.maximum(nn - 1, 1)), np.nan)
     half = t * sd.to_numpy() / np.sqrt(nn)
     half = np.where(np.isfinite(half), half, 0.0)
     return mean.to_numpy() - half, mean.to_numpy() + half
@@ -248,8 +247,11 @@ def fig_per_volume(a: Analysis, t1: Table1, out_dir: Path, notes: list[str]) -> 
         lambda x: METHOD_ORDER.index(x) if x in METHOD_ORDER else 99))["label"]))
     fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * m["n_labeled"].nunique() * len(order) / 2), 4.0))
     pal = {lab: _palette(_methods_in(m)).get(meth) for lab, meth in zip(m["label"], m["method"], strict=True)}
-    sns.boxplot(data=m, x="n_labeled", y="dice_pct", hue="label", hue_order=order, ax=ax, palette=pal,
-                fliersize=2, linewidth=0.8)
+    with warnings.catch_warnings():  # seaborn 0.13 passes matplotlib's deprecated ``vert``
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.filterwarnings("ignore", message=".*vert.*")
+        sns.boxplot(data=m, x="n_labeled", y="dice_pct", hue="label", hue_order=order, ax=ax, palette=pal,
+                    fliersize=2, linewidth=0.8)
     ax.set_xlabel("labeled patients n")
     ax.set_ylabel("per-volume Dice (%)")
     ax.legend(fontsize=8, title=None)

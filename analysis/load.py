@@ -16,9 +16,10 @@ Two tables come out (:class:`Experiment`):
   ``volume`` and ``metric`` as categoricals (``volume`` is ``""`` for run-level rows).
   :meth:`Experiment.table` joins config columns onto a selection of it (the "one tidy table").
 
-Speed: every ``metrics.csv`` is parsed by pandas' C parser with fixed dtypes straight into categoricals; the
-categories are unified once and the frames concatenated, so 1,000 runs x 100 epochs x 40 volumes load in
-seconds (``scripts/bench_analysis.py``). A partially written last line of a run still in progress (no trailing
+Speed: every ``metrics.csv`` is parsed by pandas' C parser with fixed dtypes straight into categoricals,
+handed back as plain arrays, and the per-run category codes are re-mapped into one vocabulary with a lookup
+table, so 1,000 runs x 100 epochs x 40 volumes load in seconds per core (``scripts/bench_analysis.py``;
+BENCHMARKS.md). A partially written last line of a run still in progress (no trailing
 newline) is dropped; any other malformed file raises :class:`~suite.errors.InputError` naming it.
 """
 
@@ -27,7 +28,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,8 +42,9 @@ from suite.paths import METRICS_COLUMNS, ExperimentPaths, RunPaths
 log = logging.getLogger("analysis.load")
 
 REQUIRED_CONFIG_KEYS = ("stage", "method", "n_labeled", "seed", "split_seed", "gamma", "lam", "epochs")
-METRICS_DTYPES = {"epoch": "int32", "split": "category", "volume": "category", "metric": "category",
-                  "value": "float64"}
+# strings as plain objects: parsing them straight into categoricals is ~1.5x slower in pandas 3; each run's
+# strings are factorised once in _pack
+METRICS_DTYPES = {"epoch": "int32", "split": object, "volume": object, "metric": object, "value": "float64"}
 NA_VALUES = {"value": ["", "nan", "NaN", "NAN", "-nan", "null", "None"]}
 CATEGORICAL = ("split", "volume", "metric")
 # cohort names that mean "the real ACDC release" (experiment.json ``cohort`` / ``source``)
@@ -139,7 +141,8 @@ def _check_config(cfg: dict[str, Any], path: Path) -> None:
 
 
 def read_metrics(path: Path, *, in_progress: bool = False) -> pd.DataFrame:
-    """Parse one ``metrics.csv`` into the tidy dtypes; raise InputError naming the file when malformed.
+    """Parse one ``metrics.csv`` (int32 epoch, string split/volume/metric, float64 value); raise InputError
+    naming the file when malformed.
 
     ``in_progress``: the run is still writing; an unterminated last line is dropped instead of rejected.
     """
@@ -170,7 +173,17 @@ def read_metrics(path: Path, *, in_progress: bool = False) -> pd.DataFrame:
     return df
 
 
-def _load_run(rp: RunPaths) -> tuple[dict[str, Any], pd.DataFrame | None]:
+def _pack(df: pd.DataFrame) -> dict[str, Any]:
+    """A parsed metrics.csv as plain arrays (cheap to pickle; categories re-coded once by the caller)."""
+    out: dict[str, Any] = {"epoch": df["epoch"].to_numpy(dtype=np.int32),
+                           "value": df["value"].to_numpy(dtype=np.float64)}
+    for col in CATEGORICAL:
+        codes, uniques = pd.factorize(df[col].to_numpy(dtype=object), use_na_sentinel=True)
+        out[col] = ([str(c) for c in uniques], codes.astype(np.int32))
+    return out
+
+
+def _load_run(rp: RunPaths) -> tuple[dict[str, Any], dict[str, Any] | None]:
     status = rp.status()
     row: dict[str, Any] = {"run_id": rp.run_id, "status": status, "path": str(rp.root)}
     if status == "absent":
@@ -194,45 +207,74 @@ def _load_run(rp: RunPaths) -> tuple[dict[str, Any], pd.DataFrame | None]:
     if env:
         for k, v in env.items():
             row[f"env_{k}"] = json.dumps(v, sort_keys=True) if isinstance(v, dict | list) else v
-    df: pd.DataFrame | None = None
+    packed: dict[str, Any] | None = None
     if rp.metrics.exists():
-        df = read_metrics(rp.metrics, in_progress=status != "finished")
+        packed = _pack(read_metrics(rp.metrics, in_progress=status != "finished"))
     elif status == "finished":
         raise InputError(f"{rp.metrics}: missing although summary.json says the run finished; "
                          "rerun it or remove the run directory")
-    return row, df
-
-
-def _unify_categories(frames: list[pd.DataFrame]) -> None:
-    for col in CATEGORICAL:
-        cats: dict[str, None] = {}
-        for f in frames:
-            cats.update(dict.fromkeys(f[col].cat.categories))
-        union = sorted(cats)
-        for f in frames:
-            if list(f[col].cat.categories) != union:
-                f[col] = f[col].cat.set_categories(union)
+    return row, packed
 
 
 def detect_cohort(info: dict[str, Any], runs: pd.DataFrame | None = None) -> str:
     """Which cohort the experiment ran on: ``acdc``, ``phantom`` or ``unknown``.
 
-    Detection, first match wins: ``experiment.json`` ``cohort`` (the launcher copies the prepared manifest's
-    ``source`` there), then ``experiment.json`` ``source`` or ``data_source``, then a ``cohort`` column in the
-    run configs. Anything that is not ``acdc`` is not compared with the paper's Table 1.
+    First match wins:
+
+    1. ``experiment.json`` ``cohort`` (or ``data_source``): a name (``acdc``, ``phantom``), or a dict with
+       ``kind`` / ``cohort`` (a name) or ``source`` (the ACDC-format folder, inspected as in 3.);
+    2. a ``cohort`` column in the run configs;
+    3. the prepared data named by the run configs' ``data``: its ``manifest.json`` ``source`` folder holds
+       ``phantom.json`` -> ``phantom``; it exists and holds ACDC patient folders without it -> ``acdc``.
+
+    Only ``acdc`` is compared with the paper's Table 1; ``unknown`` is not (say ``--cohort acdc`` to force it).
     """
-    for key in ("cohort", "source", "data_source"):
+    for key in ("cohort", "data_source"):
         v = info.get(key)
-        if isinstance(v, dict):
-            v = v.get("source") or v.get("cohort")
-        if isinstance(v, str) and v:
+        if isinstance(v, dict):  # the Tune driver records {"source": <ACDC-format folder>, "n_patients": ...}
+            named = v.get("kind") or v.get("cohort")
+            if isinstance(named, str) and named:
+                v = named
+            elif isinstance(v.get("source"), str) and v["source"]:
+                found = _cohort_from_source(Path(v["source"]))
+                if found:
+                    return found
+                continue
+        if isinstance(v, str) and v and "/" not in v:
             v = v.lower()
             return "acdc" if v in ACDC_NAMES else ("phantom" if "phantom" in v else v)
     if runs is not None and "cohort" in runs.columns:
         vals = runs["cohort"].dropna().astype(str).str.lower().unique()
         if len(vals) == 1:
             return "acdc" if vals[0] in ACDC_NAMES else vals[0]
+    if runs is not None and "data" in runs.columns:
+        for data in runs["data"].dropna().astype(str).unique()[:3]:
+            if data:
+                found = _cohort_from_prepared(Path(data))
+                if found:
+                    return found
     return "unknown"
+
+
+def _cohort_from_prepared(data: Path) -> str | None:
+    try:
+        manifest = json.loads((data / "manifest.json").read_text())
+        src = Path(str(manifest.get("source", "")))
+    except (OSError, ValueError, AttributeError):
+        return None
+    return _cohort_from_source(src) if str(src) else None
+
+
+def _cohort_from_source(src: Path) -> str | None:
+    """``phantom`` when the ACDC-format folder holds the phantom's ``phantom.json``; ``acdc`` when it holds
+    patient folders without it; None when the folder is not reachable from here."""
+    if not src.is_dir():
+        return None
+    if (src / "phantom.json").exists():
+        return "phantom"
+    if any(src.glob("patient*/Info.cfg")):
+        return "acdc"
+    return None
 
 
 def unit_label(seed: Any, split_seed: Any) -> str:
@@ -241,11 +283,12 @@ def unit_label(seed: Any, split_seed: Any) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- entry point
-def load_experiment(root: str | os.PathLike, *, threads: int | None = None) -> Experiment:
+def load_experiment(root: str | os.PathLike, *, workers: int | None = None, mode: str = "thread") -> Experiment:
     """Load every run directory of ``root`` (``RESULTS/<experiment>``).
 
     Raises InputError when ``root`` is not an experiment folder or holds no run with a config.
-    ``threads``: parallel readers (default: 2 when there are many runs; pandas' parser releases the GIL).
+    ``workers``: parallel readers (default: up to 2 when there are more than 50 runs); ``mode``: ``thread``
+    (default: safe in any process; pandas' C parser releases the GIL while tokenising) or ``process``.
     """
     root = Path(root)
     ep = ExperimentPaths(root)
@@ -258,26 +301,31 @@ def load_experiment(root: str | os.PathLike, *, threads: int | None = None) -> E
     run_paths = ep.all_runs()
     if not run_paths:
         raise InputError(f"{ep.runs_dir}: no run directories; launch runs first (suite run / suite tune)")
-    if threads is None:
-        threads = min(2, os.cpu_count() or 1) if len(run_paths) > 50 else 1
-    if threads > 1:
-        with ThreadPoolExecutor(max_workers=threads) as pool:
+    if workers is None:
+        workers = min(2, os.cpu_count() or 1) if len(run_paths) > 50 else 1
+    if workers > 1 and mode == "process":
+        import multiprocessing as mp
+
+        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("fork")) as pool:
+            loaded = list(pool.map(_load_run, run_paths, chunksize=16))
+    elif workers > 1:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
             loaded = list(pool.map(_load_run, run_paths))
     else:
         loaded = [_load_run(rp) for rp in run_paths]
     warnings: list[str] = []
-    rows, frames, ids = [], [], []
+    rows: list[dict[str, Any]] = []
+    packs: list[tuple[int, dict[str, Any]]] = []
     config_cols: dict[str, None] = {}
-    for rp, (row, df) in zip(run_paths, loaded, strict=True):
+    for rp, (row, packed) in zip(run_paths, loaded, strict=True):
         if row["status"] == "absent":
             warnings.append(f"run directory {rp.root.name}: no config.json (absent run), ignored")
             continue
-        if df is not None and len(df):
-            epochs = df["epoch"].to_numpy()
-            row["n_epochs"] = int(len(np.unique(epochs)))
+        if packed is not None and len(packed["epoch"]):
+            epochs = packed["epoch"]
+            row["n_epochs"] = int(np.count_nonzero(np.bincount(epochs)))
             row["last_epoch"] = int(epochs.max())
-            frames.append(df)
-            ids.append((row["run_id"], len(df)))
+            packs.append((len(rows), packed))
         else:
             row["n_epochs"] = 0
             row["last_epoch"] = -1
@@ -294,24 +342,43 @@ def load_experiment(root: str | os.PathLike, *, threads: int | None = None) -> E
         runs[col] = runs[col].astype("float64")
     if "stat_window" in runs.columns:
         runs["stat_window"] = runs["stat_window"].astype("float64")
-    run_ids = list(runs["run_id"])
-    if frames:
-        _unify_categories(frames)
-        metrics = pd.concat(frames, ignore_index=True)
-        index = {r: i for i, r in enumerate(run_ids)}
-        codes = np.repeat(np.array([index[r] for r, _ in ids], dtype=np.int32),
-                          np.array([n for _, n in ids], dtype=np.int64))
-        metrics.insert(0, "run_id", pd.Categorical.from_codes(codes, categories=run_ids))
-    else:
-        metrics = pd.DataFrame({"run_id": pd.Categorical([], categories=run_ids),
-                                "epoch": np.array([], dtype=np.int32),
-                                **{c: pd.Categorical([]) for c in CATEGORICAL},
-                                "value": np.array([], dtype=np.float64)})
+    metrics = _assemble(list(runs["run_id"]), packs)
     counts = runs["status"].value_counts().to_dict()
     log.info("loaded %d runs from %s (%s), %d metric rows", len(runs), root,
              ", ".join(f"{v} {k}" for k, v in sorted(counts.items())), len(metrics))
     return Experiment(root=root, info=info, runs=runs, metrics=metrics, warnings=warnings,
                       config_columns=list(config_cols))
+
+
+def _assemble(run_ids: list[str], packs: list[tuple[int, dict[str, Any]]]) -> pd.DataFrame:
+    """One tidy frame from the per-run arrays: categories merged into one sorted vocabulary per column and
+    every run's codes re-mapped with a small lookup table (no pandas categorical machinery per run)."""
+    n = sum(len(p["epoch"]) for _, p in packs)
+    cols: dict[str, Any] = {}
+    rid = np.empty(n, dtype=np.int32)
+    epoch = np.empty(n, dtype=np.int32)
+    value = np.empty(n, dtype=np.float64)
+    vocab = {c: sorted({x for _, p in packs for x in p[c][0]}) for c in CATEGORICAL}
+    index = {c: {x: i for i, x in enumerate(vocab[c])} for c in CATEGORICAL}
+    codes = {c: np.empty(n, dtype=np.int32) for c in CATEGORICAL}
+    pos = 0
+    for run_index, p in packs:
+        k = len(p["epoch"])
+        sl = slice(pos, pos + k)
+        rid[sl] = run_index
+        epoch[sl] = p["epoch"]
+        value[sl] = p["value"]
+        for c in CATEGORICAL:
+            cats, cc = p[c]
+            lut = np.array([index[c][x] for x in cats] + [-1], dtype=np.int32)  # code -1 (NaN) -> -1
+            codes[c][sl] = lut[cc]
+        pos += k
+    cols["run_id"] = pd.Categorical.from_codes(rid, categories=pd.Index(run_ids, dtype=object), validate=False)
+    cols["epoch"] = epoch
+    for c in CATEGORICAL:
+        cols[c] = pd.Categorical.from_codes(codes[c], categories=pd.Index(vocab[c], dtype=object), validate=False)
+    cols["value"] = value
+    return pd.DataFrame(cols)
 
 
 __all__ = ["Experiment", "load_experiment", "read_metrics", "detect_cohort", "unit_label",

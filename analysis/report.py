@@ -364,6 +364,11 @@ def build_report(root: str | Path, *, window: int | None = None, include_partial
         raise InputError(f"--window {window}: must be an integer >= 1 (epochs averaged per run)")
     if bootstrap < 0:
         raise InputError(f"--bootstrap {bootstrap}: must be >= 0 (number of patient resamples; 0 = off)")
+    out_dir = Path(out) if out else ExperimentPaths(Path(root)).report_dir
+    if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir())
+                                                      and not (out_dir / "report.md").exists())):
+        raise InputError(f"--out {out_dir}: exists and is not a previous report folder (it would be replaced); "
+                         "choose a new or empty folder")
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
     exp = load_experiment(root)
@@ -373,11 +378,6 @@ def build_report(root: str | Path, *, window: int | None = None, include_partial
     coh = cohort or exp.cohort
     t1 = table1(a, coh)
     timings["stats_s"] = time.perf_counter() - t
-    out_dir = Path(out) if out else ExperimentPaths(Path(root)).report_dir
-    if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir())
-                                                      and not (out_dir / "report.md").exists())):
-        raise InputError(f"--out {out_dir}: exists and is not a previous report folder (it would be replaced); "
-                         "choose a new or empty folder")
     with atomic_dir(out_dir) as tmp:
         umask = os.umask(0)
         os.umask(umask)

@@ -12,7 +12,7 @@ Definitions (stated in the report exactly like this):
 * **Across seeds (the suite's addition).** Runs are grouped by condition (stage, method, n_labeled, γ, λ and
   any other config field the experiment varied; γ, λ only count for proposed/oracle). The unit is the run's
   seed and split seed. Per condition: mean, standard deviation (ddof 1) and a t-interval
-  ``mean ± t_{1-α/2, k-1} · sd/√k`` of the k per-run statistics (``scipy.stats.t``). Fewer than 5 units
+  ``mean ± t_{1-α/2, k-1} · sd/√k`` of the k per-run statistics (Student t quantile, ``scipy.special.stdtrit`` = ``scipy.stats.t.ppf``). Fewer than 5 units
   get a visible warning; one unit gets no interval.
 * **Paired comparisons.** Methods A and B at the same n (and the same γ, λ when both use them) are paired by
   unit; the paired differences A−B get the same t-interval and the effect size Cohen's
@@ -64,10 +64,17 @@ class TInterval:
     t_crit: float
 
 
+def t_quantile(q: float | np.ndarray, df: float | np.ndarray) -> Any:
+    """Student-t quantile, ``scipy.stats.t.ppf(q, df)``, via ``scipy.special.stdtrit`` (the same function,
+    without importing ``scipy.stats``, which costs seconds on a loaded machine)."""
+    from scipy.special import stdtrit
+
+    out = stdtrit(df, q)
+    return float(out) if np.ndim(out) == 0 else out
+
+
 def t_interval(values: Any, confidence: float = 0.95) -> TInterval:
     """Student-t confidence interval of the mean of ``values`` (NaNs dropped), the values being the units."""
-    from scipy import stats as sst
-
     x = np.asarray(values, dtype=np.float64)
     x = x[~np.isnan(x)]
     n = int(x.size)
@@ -77,7 +84,7 @@ def t_interval(values: Any, confidence: float = 0.95) -> TInterval:
     if n < 2:
         return TInterval(n, mean, math.nan, math.nan, math.nan, math.nan, math.nan)
     sd = float(x.std(ddof=1))
-    t = float(sst.t.ppf(0.5 + confidence / 2.0, n - 1))
+    t = t_quantile(0.5 + confidence / 2.0, n - 1)
     half = t * sd / math.sqrt(n)
     return TInterval(n, mean, sd, half, mean - half, mean + half, t)
 
@@ -139,6 +146,16 @@ def _sort_conditions(df: pd.DataFrame) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------------------------------------- per epoch
+def cat_mask(col: pd.Series, values: Any) -> np.ndarray:
+    """``col.isin(values)`` for a categorical column through a lookup table on its codes (O(rows), no hashing
+    of the 17M-row metrics table)."""
+    cats = col.cat.categories
+    lut = np.zeros(len(cats) + 1, dtype=bool)  # the extra slot is code -1 (missing)
+    idx = cats.get_indexer(pd.Index(list(values), dtype=object))
+    lut[idx[idx >= 0]] = True
+    return lut[col.cat.codes.to_numpy()]
+
+
 def epoch_means(exp: Experiment, *, metric: str = "dice", split: str = "val",
                 fallback_metric: str | None = "dice_mean") -> pd.DataFrame:
     """Per (run, epoch) mean of ``metric`` over the volumes logged that epoch.
@@ -150,12 +167,12 @@ def epoch_means(exp: Experiment, *, metric: str = "dice", split: str = "val",
     """
     m = exp.metrics
     seg_ids = exp.runs.loc[exp.runs["stage"] == "segmenter", "run_id"]
-    base = (m["split"] == split).to_numpy() & m["run_id"].isin(seg_ids).to_numpy()
+    base = cat_mask(m["split"], [split]) & cat_mask(m["run_id"], seg_ids)
     parts = []
     for name, src in ((metric, "per-volume"), (fallback_metric, "run-level")):
         if name is None:
             continue
-        sub = m.loc[base & (m["metric"] == name).to_numpy()]
+        sub = m.loc[base & cat_mask(m["metric"], [name])]
         if src == "run-level" and len(parts) and len(sub):
             have = set(parts[0]["run_id"].unique())
             sub = sub.loc[~sub["run_id"].isin(have)]
@@ -175,18 +192,25 @@ def _aggregate_epochs(sub: pd.DataFrame, source: str) -> pd.DataFrame:
     val = sub["value"].to_numpy()
     n_e = int(ep.max()) + 1
     n_v = int(vol.max()) + 1
-    key3 = (rc * n_e + ep) * n_v + vol
-    dup = pd.Series(key3).duplicated(keep="last").to_numpy()
-    n_dup_per_run = np.bincount(rc[dup], minlength=int(rc.max()) + 1) if dup.any() else None
-    if dup.any():
-        rc, ep, vol, val, key3 = rc[~dup], ep[~dup], vol[~dup], val[~dup], key3[~dup]
+    n_r = int(rc.max()) + 1
+    # distinct volumes per run, from a (run, volume) occupancy table
+    occupied = np.flatnonzero(np.bincount(rc * n_v + vol, minlength=n_r * n_v))
+    expected = np.bincount(occupied // n_v, minlength=n_r)
     key2 = rc * n_e + ep
     size = int(key2.max()) + 1
-    sums = np.bincount(key2, weights=val, minlength=size)
     counts = np.bincount(key2, minlength=size)
-    # distinct volumes per run
-    rv = np.unique(rc * n_v + vol)
-    expected = np.bincount(rv // n_v, minlength=int(rc.max()) + 1)
+    # duplicated (run, epoch, volume) rows can only hide in (run, epoch) cells with too many rows
+    suspect = counts[key2] > expected[rc]
+    n_dup_per_run = None
+    if suspect.any():
+        key3 = (rc * n_e + ep) * n_v + vol
+        dup = np.zeros(len(rc), dtype=bool)
+        dup[suspect] = pd.Series(key3[suspect]).duplicated(keep="last").to_numpy()
+        if dup.any():
+            n_dup_per_run = np.bincount(rc[dup], minlength=n_r)
+            rc, ep, vol, val, key2 = rc[~dup], ep[~dup], vol[~dup], val[~dup], key2[~dup]
+            counts = np.bincount(key2, minlength=size)
+    sums = np.bincount(key2, weights=val, minlength=size)
     idx = np.flatnonzero(counts)
     runs_idx = idx // n_e
     cats = sub["run_id"].cat.categories
@@ -243,20 +267,25 @@ def run_statistics(exp: Experiment, *, window: int | None = None, include_partia
     win = pe.loc[in_win]
     wv = win["value"].to_numpy()
     wr = rid.loc[in_win]
-    agg_win = pd.DataFrame({"value": wv, "run": wr.to_numpy(), "epoch": win["epoch"].to_numpy()}).groupby(
-        "run").agg(stat=("value", "mean"), stat_std=("value", lambda x: float(np.std(x.to_numpy(), ddof=0))),
-                   window_first_epoch=("epoch", "min"), window_last_epoch=("epoch", "max"),
-                   window_n=("value", "size"))
+    wdf = pd.DataFrame({"value": wv, "run": wr.to_numpy(), "epoch": win["epoch"].to_numpy()})
+    agg_win = wdf.groupby("run").agg(stat=("value", "mean"),
+                                     window_first_epoch=("epoch", "min"), window_last_epoch=("epoch", "max"))
+    # ddof-0 std without a Python call per run: two-pass on the (small) window values for accuracy
+    dev = wdf["value"].to_numpy() - wdf["run"].map(agg_win["stat"]).to_numpy()
+    agg_win["stat_std"] = np.sqrt(pd.Series(dev * dev).groupby(wdf["run"].to_numpy()).mean())
     incomplete = per_epoch.loc[~per_epoch["complete"]].groupby(
-        per_epoch.loc[~per_epoch["complete"], "run_id"].astype(str)).size()
+        per_epoch.loc[~per_epoch["complete"], "run_id"].astype(str)).size().to_dict()
+    all_rec = agg_all.to_dict("index")
+    win_rec = agg_win.to_dict("index")
+    masked_rec = masked[[c for c in cond if c in masked.columns]].to_dict("records")
     rows = []
-    for i, r in runs.iterrows():
+    for r, mrec in zip(runs.to_dict("records"), masked_rec, strict=True):
         run_id = r["run_id"]
-        a = agg_all.loc[run_id] if run_id in agg_all.index else None
-        wrow = agg_win.loc[run_id] if run_id in agg_win.index else None
+        a = all_rec.get(run_id)
+        wrow = win_rec.get(run_id)
         n_ep = int(a["n_epochs"]) if a is not None else 0
         W = int(r["window"])
-        rec: dict[str, Any] = {c: masked.at[i, c] for c in cond if c in masked.columns}
+        rec: dict[str, Any] = dict(mrec)
         rec.update(run_id=run_id, status=r["status"], seed=int(r["seed"]), split_seed=int(r["split_seed"]),
                    unit=r["unit"], window=W, window_source=r["window_source"], n_epochs=n_ep,
                    epochs_planned=int(r["epochs"]),
@@ -407,17 +436,34 @@ def per_volume_window(exp: Experiment, run_stats: pd.DataFrame, *, metric: str =
     if inc.empty:
         return pd.DataFrame(columns=["run_id", "volume", "patient", "dice"])
     m = exp.metrics
-    sel = ((m["split"] == "val") & (m["metric"] == metric)).to_numpy() & m["run_id"].isin(inc["run_id"]).to_numpy()
+    sel = cat_mask(m["split"], ["val"]) & cat_mask(m["metric"], [metric]) & cat_mask(m["run_id"], inc["run_id"])
     sub = m.loc[sel, ["run_id", "epoch", "volume", "value"]]
-    first = sub["run_id"].astype(str).map(dict(zip(inc["run_id"], inc["window_first_epoch"], strict=True)))
-    last = sub["run_id"].astype(str).map(dict(zip(inc["run_id"], inc["window_last_epoch"], strict=True)))
-    ep = sub["epoch"].to_numpy()
-    sub = sub.loc[(ep >= first.to_numpy()) & (ep <= last.to_numpy())]
-    sub = sub.drop_duplicates(["run_id", "epoch", "volume"], keep="last")
-    g = sub.groupby(["run_id", "volume"], observed=True)["value"].mean().reset_index()
-    g.columns = ["run_id", "volume", "dice"]
-    g["run_id"] = g["run_id"].astype(str)
-    g["volume"] = g["volume"].astype(str)
+    cats = m["run_id"].cat.categories
+    pos = pd.Index(cats).get_indexer(inc["run_id"])
+    first = np.full(len(cats), np.iinfo(np.int64).max, dtype=np.int64)
+    last = np.full(len(cats), -1, dtype=np.int64)
+    first[pos] = inc["window_first_epoch"].to_numpy()
+    last[pos] = inc["window_last_epoch"].to_numpy()
+    rc = sub["run_id"].cat.codes.to_numpy().astype(np.int64)
+    ep = sub["epoch"].to_numpy().astype(np.int64)
+    vol = sub["volume"].cat.codes.to_numpy().astype(np.int64)
+    val = sub["value"].to_numpy()
+    keep = (ep >= first[rc]) & (ep <= last[rc])
+    rc, ep, vol, val = rc[keep], ep[keep], vol[keep], val[keep]
+    if not len(rc):
+        return pd.DataFrame(columns=["run_id", "volume", "patient", "dice"])
+    n_e, n_v = int(ep.max()) + 1, len(sub["volume"].cat.categories)
+    dup = pd.Series((rc * n_e + ep) * n_v + vol).duplicated(keep="last").to_numpy()
+    if dup.any():
+        rc, vol, val = rc[~dup], vol[~dup], val[~dup]
+    key = rc * n_v + vol
+    size = int(key.max()) + 1
+    sums = np.bincount(key, weights=val, minlength=size)
+    counts = np.bincount(key, minlength=size)
+    idx = np.flatnonzero(counts)
+    vcats = np.asarray(sub["volume"].cat.categories, dtype=object)
+    g = pd.DataFrame({"run_id": np.asarray(cats, dtype=object)[idx // n_v], "volume": vcats[idx % n_v],
+                      "dice": sums[idx] / counts[idx]})
     g["patient"] = g["volume"].str.rsplit("_", n=1).str[0]
     return g[["run_id", "volume", "patient", "dice"]]
 
@@ -430,26 +476,26 @@ def bootstrap_patients(run_stats: pd.DataFrame, per_volume: pd.DataFrame, cond: 
     Columns: the condition columns, ``n_boot, boot_mean, boot_low, boot_high, n_patients``.
     """
     inc = run_stats.loc[run_stats["included"]]
-    pv = per_volume.set_index("run_id")
+    per_run = {rid: (tuple(g["volume"]), g["dice"].to_numpy())
+               for rid, g in per_volume.sort_values(["run_id", "volume"]).groupby("run_id", sort=False)}
     rows = []
     lo_q, hi_q = 50 * (1 - confidence), 100 - 50 * (1 - confidence)
     for key, g in inc.groupby(cond, dropna=False, sort=False):
         key = key if isinstance(key, tuple) else (key,)
-        ids = [r for r in g["run_id"] if r in pv.index]
+        ids = [r for r in g["run_id"] if r in per_run]
         if not ids:
             continue
         # runs sharing a validation set share the patient draw
         groups: dict[tuple[str, ...], list[str]] = {}
         for r in ids:
-            vols = tuple(sorted(pv.loc[[r], "volume"]))
-            groups.setdefault(vols, []).append(r)
+            groups.setdefault(per_run[r][0], []).append(r)
         reps = []
         n_pat = 0
         for vols, rids in groups.items():
             patients = sorted({v.rsplit("_", 1)[0] for v in vols})
             n_pat = max(n_pat, len(patients))
             pidx = np.array([patients.index(v.rsplit("_", 1)[0]) for v in vols])
-            V = np.stack([pv.loc[[r]].set_index("volume").loc[list(vols), "dice"].to_numpy() for r in rids])
+            V = np.stack([per_run[r][1] for r in rids])
             rng = numpy_rng(seed, "bootstrap", *[str(k) for k in key], "|".join(vols))
             counts = rng.multinomial(len(patients), np.full(len(patients), 1.0 / len(patients)), size=n_boot)
             wv = counts[:, pidx].astype(np.float64)  # (B, V)
@@ -477,8 +523,7 @@ def regressor_summary(exp: Experiment, *, include_partial: bool = False, confide
     if regs.empty:
         return pd.DataFrame(), pd.DataFrame()
     m = exp.metrics
-    sel = (m["split"] == "regval").to_numpy() & m["metric"].isin(REG_METRICS).to_numpy() & \
-        m["run_id"].isin(regs["run_id"]).to_numpy()
+    sel = cat_mask(m["split"], ["regval"]) & cat_mask(m["metric"], REG_METRICS) & cat_mask(m["run_id"], regs["run_id"])
     sub = m.loc[sel]
     if sub.empty:
         return pd.DataFrame(), pd.DataFrame()
@@ -509,8 +554,7 @@ def constraint_satisfaction(exp: Experiment, run_stats: pd.DataFrame, cond: list
     if inc.empty:
         return pd.DataFrame()
     m = exp.metrics
-    sel = ((m["split"] == "train") & (m["metric"] == "in_bounds")).to_numpy() & \
-        m["run_id"].isin(inc["run_id"]).to_numpy()
+    sel = cat_mask(m["split"], ["train"]) & cat_mask(m["metric"], ["in_bounds"]) & cat_mask(m["run_id"], inc["run_id"])
     sub = m.loc[sel, ["run_id", "epoch", "value"]]
     if sub.empty:
         return pd.DataFrame()
@@ -567,7 +611,7 @@ def analyse(exp: Experiment, *, window: int | None = None, include_partial: bool
     seg = exp.runs.loc[exp.runs["stage"] == "segmenter"]
     cond = condition_columns(exp, seg) if len(seg) else list(BASE_CONDITION)
     conditions = across_seeds(rs, cond, confidence=confidence)
-    finite = per_epoch["value"].to_numpy()
+    finite = per_epoch["value"].to_numpy(dtype=np.float64, na_value=np.nan)
     finite = finite[np.isfinite(finite)]
     scale = 1.0 if finite.size and finite.max() > 1.0 + 1e-9 else 100.0
     paired = paired_comparisons(rs, cond, confidence=confidence, scale=scale)

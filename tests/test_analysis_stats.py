@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 from pathlib import Path
@@ -251,3 +252,28 @@ def test_bad_inputs_raise_input_error_naming_the_file(tmp_path: Path) -> None:
     rp.config.write_text('{"stage": "segmenter", "method": "fs"}')
     with pytest.raises(InputError, match="missing key.*n_labeled"):
         load_experiment(root)
+
+
+def test_cohort_detection(tmp_path: Path) -> None:
+    from analysis.load import detect_cohort
+
+    assert detect_cohort({"cohort": "ACDC"}) == "acdc"
+    assert detect_cohort({"cohort": "phantom"}) == "phantom"
+    assert detect_cohort({}) == "unknown"
+    # fallback: the prepared data named in the run configs -> manifest source -> phantom.json or ACDC folders
+    src, prep = tmp_path / "src", tmp_path / "prep"
+    (src / "patient001").mkdir(parents=True)
+    (src / "patient001" / "Info.cfg").write_text("ED: 1\n")
+    prep.mkdir()
+    (prep / "manifest.json").write_text(json.dumps({"source": str(src)}))
+    root = tmp_path / "exp"
+    write_experiment(root, cohort="")
+    write_run(root, method="fs", seed=0, epochs=2, stat_window=1, data=str(prep))
+    assert load_experiment(root).cohort == "acdc"
+    (src / "phantom.json").write_text("{}")
+    assert load_experiment(root).cohort == "phantom"
+    # the Tune driver's experiment.json: cohort = {"source": <folder>, ...}
+    assert detect_cohort({"cohort": {"source": str(src), "n_patients": 1}}) == "phantom"
+    (src / "phantom.json").unlink()
+    assert detect_cohort({"cohort": {"source": str(src), "n_patients": 1}}) == "acdc"
+    assert detect_cohort({"cohort": {"kind": "phantom", "source": str(src)}}) == "phantom"

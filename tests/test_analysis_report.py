@@ -1,0 +1,180 @@
+"""Table 1 files, figures, the report and ``suite report`` (exit codes) on synthetic experiments."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from synthetic_runs import write_experiment, write_run  # noqa: E402
+
+from suite.cli import main  # noqa: E402
+
+METHODS = ("fs", "proposals", "proposed", "oracle")
+DICE = {"fs": 0.40, "proposals": 0.30, "proposed": 0.60, "oracle": 0.75}
+
+
+def _grid(root: Path, *, cohort: str, seeds=(0, 1), ns=(5, 10), examples: bool = True) -> Path:
+    write_experiment(root, cohort=cohort)
+    for n in ns:
+        for s in seeds:
+            write_run(root, stage="regressor", n_labeled=n, seed=s, epochs=4)
+            for m in METHODS:
+                # seed 1 is 0.02 better than seed 0; n=10 is 0.1 better than n=5
+                write_run(root, method=m, n_labeled=n, seed=s, epochs=6, stat_window=3,
+                          dice=DICE[m] + 0.1 * (n == 10) + 0.02 * s, val_examples=examples,
+                          wall_time_s=360.0, device="cuda:0" if m == "oracle" else "cpu")
+    return root
+
+
+@pytest.fixture(scope="module")
+def phantom_report(tmp_path_factory: pytest.TempPathFactory):
+    from analysis.report import build_report
+
+    root = _grid(tmp_path_factory.mktemp("ph") / "exp", cohort="phantom")
+    write_run(root, method="fs", n_labeled=5, seed=9, epochs=6, stat_window=3, dice=0.1, logged_epochs=2)
+    return root, build_report(root, bootstrap=50)
+
+
+def test_table1_files(phantom_report) -> None:
+    root, res = phantom_report
+    tdir = res.out_dir / "tables"
+    t1 = pd.read_csv(tdir / "table1.csv")
+    assert len(t1) == 8 and set(t1["method"]) == set(METHODS) and set(t1["n_labeled"]) == {5, 10}
+    r = t1.loc[(t1["method"] == "proposed") & (t1["n_labeled"] == 10)].iloc[0]
+    # seeds: 0.70 and 0.72 -> 71.0 %, epoch std 0, sd 1.414 %, CI 71 ± 12.706 * 1.0
+    assert math.isclose(r["dice"], 71.0, abs_tol=1e-3) and math.isclose(r["epoch_std"], 0.0, abs_tol=1e-9)
+    assert math.isclose(r["ci_high"] - r["dice"], 12.706, abs_tol=2e-3) and r["n_seeds"] == 2
+    assert t1["paper_dice"].isna().all()  # phantom: no comparison
+    tex = (tdir / "table1.tex").read_text()
+    assert r"\begin{tabular}{lcccc}" in tex and r"\end{tabular}" in tex and "Proposed" in tex
+    assert tex.count(r"\\") >= 5  # header + 2 rows per n
+    md = (tdir / "table1.md").read_text()
+    assert "| n labeled | FS | Proposals | Proposed | Oracle |" in md
+    assert "| 10 | 51.0 (0.0) [" in md
+    runs = pd.read_csv(tdir / "runs.csv")
+    assert (runs["flag"] == "short").sum() == 1 and runs["included"].sum() == 16
+    assert {"paired.csv", "conditions.csv", "bootstrap.csv", "regressor_by_n.csv", "per_volume.csv"} <= {
+        p.name for p in tdir.iterdir()}
+
+
+def test_figures_exist_and_are_images(phantom_report) -> None:
+    import matplotlib.image as mpimg
+
+    _, res = phantom_report
+    fdir = res.out_dir / "figures"
+    expected = {"fig2_dice_vs_n", "fig3_dice_over_epochs", "regressor_error_vs_n", "per_volume_dice",
+                "constraint_in_bounds", "fig4_qualitative"}
+    assert expected <= {p.stem for p in fdir.glob("*.png")}
+    assert expected <= {p.stem for p in fdir.glob("*.svg")}
+    for name in expected:
+        img = mpimg.imread(fdir / f"{name}.png")
+        assert img.ndim == 3 and img.shape[0] > 150 and img.shape[1] > 200, (name, img.shape)
+        assert img[..., :3].std() > 0.02  # not a blank canvas
+        assert "<svg" in (fdir / f"{name}.svg").read_text()[:2000]
+    assert not (fdir / "sensitivity_gamma_lambda.png").exists()  # γ, λ not varied: no heatmap
+
+
+def test_report_content_is_honest(phantom_report) -> None:
+    root, res = phantom_report
+    md = res.markdown.read_text()
+    for s in ("## Warnings", "fewer than 5 seeds", "shorter than the window", "## How the numbers are made",
+              "ddof 0", "W = 3 (config stat_window)", "## Table 1", "## Paired comparisons",
+              "proposed − fs at n=5: +20.0 points", "## Provenance", "GPU-hours", "Excluded segmenter runs (1)",
+              "not the real ACDC release", "## Cluster bootstrap", "## Size regressor"):
+        assert s in md, s
+    # oracle ran on cuda: 4 runs x 360 s = 0.4 GPU-hours
+    assert "| segmenter: oracle | 4 | 0.40 | 6.00 | 0.40 | 0.40 |" in md
+    html = res.html.read_text()
+    assert html.count("<img ") == html.count("src='data:image/png;base64,") >= 6  # every figure embedded
+    assert "<table>" in html and "<h2>Table 1</h2>" in html
+    meta = json.loads((res.out_dir / "analysis.json").read_text())
+    assert meta["included_segmenter_runs"] == 16 and meta["cohort"] == "phantom"
+    assert not [p for p in root.iterdir() if p.name.startswith(".report")]  # no temp dir left behind
+
+
+def test_acdc_cohort_shows_paper_values(tmp_path: Path) -> None:
+    from analysis.report import build_report
+
+    root = _grid(tmp_path / "exp", cohort="acdc", seeds=(0,), ns=(5,), examples=False)
+    res = build_report(root, figures=False)
+    t1 = pd.read_csv(res.out_dir / "tables" / "table1.csv")
+    fs = t1.loc[t1["method"] == "fs"].iloc[0]
+    assert fs["paper_dice"] == 24.8 and fs["paper_std"] == 4.9
+    assert math.isclose(fs["diff_vs_paper"], 40.0 - 24.8, abs_tol=1e-6)
+    assert "paper 24.8 (4.9) · Δ +15.2" in res.table1_text
+    assert "[1 seed]" in res.table1_text
+    assert r"\textit{paper}" in (res.out_dir / "tables" / "table1.tex").read_text()
+
+
+def test_qualitative_figure_skipped_with_note(tmp_path: Path) -> None:
+    from analysis.figures import fig_qualitative
+    from analysis.load import load_experiment
+    from analysis.stats import analyse
+    from analysis.tables import table1
+
+    root = tmp_path / "exp"
+    write_experiment(root)
+    write_run(root, method="fs", seed=0, epochs=4, stat_window=2, dice=0.5)
+    a = analyse(load_experiment(root))
+    notes: list[str] = []
+    assert fig_qualitative(a, table1(a, "phantom"), tmp_path / "f", notes) is None
+    assert any("val_examples.npz" in n for n in notes)
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+def test_cli_prints_path_and_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "exp"
+    write_experiment(root)
+    for s in (0, 1):
+        write_run(root, method="fs", seed=s, epochs=4, stat_window=2, dice=0.5)
+    out = tmp_path / "rep"
+    assert main(["report", str(root), "--no-figures", "--out", str(out), "--window", "3"]) == 0
+    text = capsys.readouterr().out
+    assert f"report: {out / 'report.md'}" in text and "| 5 | 50.0 (0.0) [50.0, 50.0] |" in text
+    assert (out / "report.html").exists()
+    assert "W = 3 for every run (set with --window)" in (out / "report.md").read_text()
+    # a second report replaces the first
+    assert main(["report", str(root), "--no-figures", "--out", str(out)]) == 0
+
+
+def _err(capsys: pytest.CaptureFixture[str]) -> str:
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("error: ")]
+    assert len(lines) == 1, lines  # one line naming the problem (log lines aside)
+    return lines[0]
+
+
+def test_cli_bad_input_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["report", str(tmp_path / "missing")]) == 2
+    assert "not a directory" in _err(capsys)
+    (tmp_path / "notexp").mkdir()
+    assert main(["report", str(tmp_path / "notexp")]) == 2
+    assert "not an experiment folder" in _err(capsys)
+    root = tmp_path / "exp"
+    write_experiment(root)
+    assert main(["report", str(root)]) == 2
+    assert "no run directories" in _err(capsys)
+    rp = write_run(root, method="fs", seed=0, epochs=4, stat_window=2, dice=0.5)
+    assert main(["report", str(root), "--window", "0"]) == 2
+    assert "--window 0" in _err(capsys)
+    assert main(["report", str(root), "--bootstrap", "-1"]) == 2
+    _err(capsys)
+    other = tmp_path / "precious"
+    other.mkdir()
+    (other / "thesis.tex").write_text("x")
+    assert main(["report", str(root), "--no-figures", "--out", str(other)]) == 2
+    assert "not a previous report folder" in _err(capsys) and (other / "thesis.tex").exists()
+    good = rp.metrics.read_text()
+    rp.metrics.write_text(good.replace("0.5\n", "zero\n", 1))
+    assert main(["report", str(root)]) == 2
+    assert str(rp.metrics) in _err(capsys)
+    rp.metrics.write_text(good)
+    rp.config.write_text("[1, 2]")
+    assert main(["report", str(root)]) == 2
+    assert str(rp.config) in _err(capsys)
+    assert not (root / "report").exists()  # nothing half-written
