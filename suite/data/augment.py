@@ -63,6 +63,20 @@ def _theta(flip: np.ndarray, mirror: np.ndarray, angle: np.ndarray, h: int, w: i
     return torch.from_numpy(theta.astype(np.float32))
 
 
+def _affine_grid(theta, h: int, w: int):
+    """``F.affine_grid(theta, (B, 1, h, w), align_corners=False)`` computed elementwise (no batched GEMM,
+    which is slow on a busy CPU)."""
+    import torch
+
+    xs = (torch.arange(w, dtype=torch.float32, device=theta.device) * 2 + 1) / w - 1
+    ys = (torch.arange(h, dtype=torch.float32, device=theta.device) * 2 + 1) / h - 1
+    t = theta[:, :, :, None, None]  # (B, 2, 3, 1, 1)
+    x, y = xs[None, None, :], ys[None, :, None]
+    gx = t[:, 0, 0] * x + t[:, 0, 1] * y + t[:, 0, 2]
+    gy = t[:, 1, 0] * x + t[:, 1, 1] * y + t[:, 1, 2]
+    return torch.stack([gx, gy], dim=-1)  # (B, h, w, 2)
+
+
 def apply_augment(images, labels, flip: np.ndarray, mirror: np.ndarray, angle: np.ndarray):
     """Transform a batch ``(B, H, W)`` (NumPy uint8 or torch tensors) with per-sample parameters (B,).
 
@@ -84,7 +98,7 @@ def apply_augment(images, labels, flip: np.ndarray, mirror: np.ndarray, angle: n
     if todo.size:
         idx = torch.from_numpy(todo).to(img_t.device)
         theta = _theta(flip[todo], mirror[todo], angle[todo], h, w).to(img_t.device)
-        grid = F.affine_grid(theta, (len(todo), 1, h, w), align_corners=False)
+        grid = _affine_grid(theta, h, w)
         src_i = img_t.index_select(0, idx).unsqueeze(1).float()
         src_l = lab_t.index_select(0, idx).unsqueeze(1).float()
         new_i = F.grid_sample(src_i, grid, mode="bilinear", padding_mode="zeros", align_corners=False)[:, 0]

@@ -54,15 +54,15 @@ SLICE_SPACING_P = (0.04, 0.06, 0.08, 0.82)
 # per group: ED cavity radius at the base (mm), wall thickness (mm), LV ejection fraction, cavity length (mm),
 # RV size factor, RV ejection fraction.  (mean, sd) or (low, high) ranges; see docs/phantom.md.
 GROUP_PARAMS: dict[str, dict[str, tuple[float, float]]] = {
-    "NOR": {"radius": (24.0, 1.8), "wall": (7.5, 0.8), "ef": (0.55, 0.70), "length": (84.0, 6.0),
+    "NOR": {"radius": (27.0, 2.0), "wall": (7.5, 0.8), "ef": (0.55, 0.70), "length": (89.0, 6.0),
             "rv_scale": (1.00, 0.07), "rv_ef": (0.45, 0.65)},
-    "DCM": {"radius": (31.0, 2.8), "wall": (6.3, 0.8), "ef": (0.10, 0.38), "length": (98.0, 7.0),
+    "DCM": {"radius": (35.0, 3.0), "wall": (6.3, 0.8), "ef": (0.10, 0.38), "length": (104.0, 7.0),
             "rv_scale": (1.05, 0.10), "rv_ef": (0.25, 0.50)},
-    "HCM": {"radius": (21.5, 2.2), "wall": (13.5, 2.5), "ef": (0.62, 0.80), "length": (80.0, 6.0),
+    "HCM": {"radius": (23.5, 2.2), "wall": (13.5, 2.5), "ef": (0.62, 0.80), "length": (84.0, 6.0),
             "rv_scale": (0.95, 0.07), "rv_ef": (0.50, 0.70)},
-    "MINF": {"radius": (28.5, 2.8), "wall": (7.5, 1.0), "ef": (0.15, 0.40), "length": (94.0, 7.0),
+    "MINF": {"radius": (32.0, 3.0), "wall": (7.5, 1.0), "ef": (0.15, 0.40), "length": (99.0, 7.0),
              "rv_scale": (1.00, 0.10), "rv_ef": (0.35, 0.60)},
-    "RV": {"radius": (23.5, 1.8), "wall": (7.5, 0.8), "ef": (0.50, 0.68), "length": (84.0, 6.0),
+    "RV": {"radius": (26.5, 2.0), "wall": (7.5, 0.8), "ef": (0.50, 0.68), "length": (89.0, 6.0),
            "rv_scale": (1.45, 0.12), "rv_ef": (0.20, 0.45)},
 }
 
@@ -153,7 +153,7 @@ def make_patient(k: int, seed: int, group: str) -> dict:
     # ED -> ES: long-axis shortening fl, radial factor so that ESV/EDV = 1 - EF
     fl = (1.0 - ef) ** 0.18
     fr = math.sqrt((1.0 - ef) / fl)
-    rv_f = math.sqrt(1.0 - rv_ef)
+    rv_f = (1.0 - rv_ef) ** 0.25  # the crescent area scales about as rv_f ** 4 (measured)
 
     # ---- pose in the field of view
     fov_x, fov_y = nx * sx, ny * sy
@@ -249,14 +249,13 @@ def make_patient(k: int, seed: int, group: str) -> dict:
         lab = np.zeros((nx, ny, nz), np.uint8)
         for zi, t in enumerate(ts):
             base_env = env_apex if (t - base_shift) / (length * fl_) > 0.55 else env
-            acc = np.zeros((nx, ny), np.float32)
+            acc = base_env * np.float32(len(sub))
             for si, dt in enumerate(sub):
                 tt = t + dt
                 # render the heart only inside a box around it (10x fewer pixels than the field of view)
                 c = centre + shift + tilt * tt
                 i0, i1 = np.searchsorted(gx, [c[0] - half, c[0] + half])
                 j0, j1 = np.searchsorted(gy, [c[1] - half, c[1] + half])
-                acc += base_env
                 if i1 <= i0 or j1 <= j0:
                     continue
                 box = (slice(i0, i1), slice(j0, j1))
@@ -323,15 +322,17 @@ def _render_slice(X, Y, env, t, *, es, fr, fl, base_shift, centre, tilt, theta, 
         myo = rho < r_o
         cav = rho < r_c
         # RV: a crescent on the septal side, shorter than the LV
-        rv_len = length * 0.85 * fl
-        if tl < rv_len:
-            rvp = float(_prof(np.array(tl / rv_len))) * rv_scale * rv_f
-            outer_mean = radius * fr + wall
-            # an ellipse on the anterior (-u) side reaching ``thick`` mm beyond the LV's outer wall (+ septum gap),
-            # long axis tangential: minus the LV it is a crescent wrapping the septum
-            thick = outer_mean * 0.4 * rvp
-            far, near = outer_mean + 2.5 + thick, 0.1 * outer_mean
-            ru, rt = (far - near) / 2, (outer_mean + thick) * 1.05
+        rv_len = length * 0.85
+        if t < rv_len:
+            # the RV is sized from ED geometry and contracts by rv_f (its own ejection fraction), independently
+            # of the LV: an ellipse on the anterior (-u) side reaching ``thick`` mm beyond the LV's outer wall
+            # (+ septum gap), long axis tangential; minus the LV it is a crescent wrapping the septum
+            rvp = float(_prof(np.array(max(t, 0.0) / rv_len))) * rv_scale
+            outer_ed, outer_now = radius + wall, radius * fr + wall
+            thick_ed = outer_ed * 0.4 * rvp
+            thick = thick_ed * rv_f
+            far, near = outer_now + 2.5 + thick, 0.1 * outer_now
+            ru, rt = (far - near) / 2, (outer_ed + thick_ed) * 1.05 * rv_f
             d = (far + near) / 2
             cr, sr = math.cos(rv_dir), math.sin(rv_dir)
             uu = (u + d * cr) * cr + (v + d * sr) * sr

@@ -1,0 +1,97 @@
+#!/usr/bin/env python3
+"""Statistics of an ACDC-format cohort (the phantom, or real ACDC) for docs/phantom.md.
+
+    python scripts/phantom_stats.py SRC PREPARED
+
+SRC: the ACDC-format folder; PREPARED: ``suite prepare SRC PREPARED`` output (LV areas at its resolution).
+Prints Markdown: acquisition (spacings, slices), LV area per slice, ED/ES, and per-group volumes, ejection
+fraction, wall thickness and RV/LV ratio (volumes indexed by body surface area, Mosteller, from Info.cfg).
+Runs the same on a real ACDC training folder, so the two can be compared line by line.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import defaultdict
+
+import numpy as np
+
+
+def main(src: str, prepared: str) -> int:
+    from suite.data import acdc
+    from suite.data.prepared import PreparedData
+
+    pats = acdc.scan(src)
+    d = PreparedData.open(prepared)
+    per_group: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    inplane, thick, nslices, matrix = [], [], [], []
+    for p in pats:
+        vals = {}
+        for fr in p.frames:
+            f = acdc.load_frame(fr)
+            sx, sy, sz = f.spacing
+            vox = sx * sy * sz / 1000.0
+            lab = f.label
+            vals[fr.frame] = {k: float((lab == k).sum() * vox) for k in (1, 2, 3)}
+            if fr.frame == "ED":
+                inplane.append(sx)
+                thick.append(sz)
+                nslices.append(lab.shape[2])
+                matrix.append(lab.shape[0])
+                # mean wall thickness on slices with both cavity and myocardium (annulus of equal areas)
+                a_c = (lab == 3).sum(axis=(0, 1)) * sx * sy
+                a_m = (lab == 2).sum(axis=(0, 1)) * sx * sy
+                ok = (a_c > 0) & (a_m > 0)
+                wt = np.sqrt((a_c[ok] + a_m[ok]) / np.pi) - np.sqrt(a_c[ok] / np.pi)
+                per_group[p.group]["wall_mm"].append(float(wt.mean()) if ok.any() else np.nan)
+        bsa = np.sqrt((p.height or 170) * (p.weight or 70) / 3600.0)
+        g = per_group[p.group]
+        edv, esv = vals["ED"][3], vals["ES"][3]
+        g["n"].append(1)
+        g["lv_edv"].append(edv)
+        g["lv_edv_index"].append(edv / bsa)
+        g["lv_esv"].append(esv)
+        g["lv_ef"].append(100 * (1 - esv / edv) if edv else np.nan)
+        g["rv_edv"].append(vals["ED"][1])
+        g["rv_ef"].append(100 * (1 - vals["ES"][1] / vals["ED"][1]) if vals["ED"][1] else np.nan)
+        g["myo_mass_g"].append(vals["ED"][2] * 1.05)
+
+    px, mm2 = d.lv_area_px, d.lv_area_mm2
+    nz = px > 0
+    print(f"cohort {src}: {len(pats)} patients, {len(d.volumes)} volumes, {len(d)} slices "
+          f"(prepared at {d.size}x{d.size})\n")
+    print("| quantity | value |\n|---|---|")
+    print(f"| in-plane spacing (mm) | {min(inplane):.2f}–{max(inplane):.2f}, median {np.median(inplane):.2f} |")
+    ths, cnt = np.unique(thick, return_counts=True)
+    print("| slice spacing (mm) | " + ", ".join(f"{t:g}: {c}" for t, c in zip(ths, cnt, strict=True)) + " |")
+    print(f"| matrix (first axis) | {min(matrix)}–{max(matrix)} |")
+    print(f"| slices per volume | {min(nslices)}–{max(nslices)}, mean {np.mean(nslices):.1f} |")
+    print(f"| slices without LV (label 3) | {100 * (~nz).mean():.1f} % |")
+    print(f"| LV area per non-empty slice, px at {d.size}² | mean {px[nz].mean():.0f}, median {np.median(px[nz]):.0f}, "
+          f"5–95 % {np.percentile(px[nz], 5):.0f}–{np.percentile(px[nz], 95):.0f}, max {px.max()} |")
+    print(f"| LV area per non-empty slice, mm² | mean {mm2[nz].mean():.0f}, 5–95 % {np.percentile(mm2[nz], 5):.0f}–"
+          f"{np.percentile(mm2[nz], 95):.0f} |")
+    ed, es = d.frame == "ED", d.frame == "ES"
+    print(f"| mean LV area ES / ED (all slices) | {px[es].mean() / px[ed].mean():.2f} |")
+    print()
+    print("| group | n | LV EDV (ml) | LV EDV / BSA (ml/m²) | LV ESV (ml) | LV EF (%) | ED wall (mm) | "
+          "myo mass (g) | RV EDV (ml) | RV EF (%) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+
+    def ms(v):
+        v = np.asarray(v, float)
+        return f"{np.nanmean(v):.0f} ± {np.nanstd(v):.0f}"
+
+    for gname in sorted(per_group):
+        g = per_group[gname]
+        print(f"| {gname or '?'} | {len(g['n'])} | {ms(g['lv_edv'])} | {ms(g['lv_edv_index'])} | {ms(g['lv_esv'])} | "
+              f"{ms(g['lv_ef'])} | {np.nanmean(g['wall_mm']):.1f} | {ms(g['myo_mass_g'])} | {ms(g['rv_edv'])} | "
+              f"{ms(g['rv_ef'])} |")
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3:
+        print(__doc__, file=sys.stderr)
+        raise SystemExit(2)
+    raise SystemExit(main(sys.argv[1], sys.argv[2]))
