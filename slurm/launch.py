@@ -303,6 +303,7 @@ class RayNodes:
         self.gpus = gpus
         self.wait_s = wait_s
         self.procs: list[subprocess.Popen] = []
+        self._retries: dict[int, int] = {}
         head = self.hosts[0]
         self.head_ip = "127.0.0.1" if _is_local(head) and len(set(self.hosts)) == 1 else _ip_of(head)
         self.address = f"{self.head_ip}:{self.port}"
@@ -341,16 +342,19 @@ class RayNodes:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         RayNodes._live.append(self)
         for i in range(len(self.hosts)):
-            cmd = self.command(i)
-            logf = open(self.log_dir / f"{self.job_tag}-node{i}.log", "ab")  # noqa: SIM115 - kept by Popen
-            log.info("ray node %d on %s: %s", i, self.hosts[i], shlex.join(cmd))
-            self.procs.append(subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT,
-                                               start_new_session=True, env={**os.environ, **_ray_env()}))
+            self.procs.append(self._launch(i))
             if i == 0:
                 self._wait_nodes(1)
         self._wait_nodes(len(self.hosts))
         log.info("ray cluster up: %d node(s) at %s", len(self.hosts), self.address)
         return self.address
+
+    def _launch(self, i: int) -> subprocess.Popen:
+        cmd = self.command(i)
+        logf = open(self.log_dir / f"{self.job_tag}-node{i}.log", "ab")  # noqa: SIM115 - kept by Popen
+        log.info("ray node %d on %s: %s", i, self.hosts[i], shlex.join(cmd))
+        return subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True,
+                                env={**os.environ, **_ray_env()})
 
     def _wait_nodes(self, n: int) -> None:
         import ray
@@ -360,8 +364,14 @@ class RayNodes:
         while time.time() < deadline:
             for i, p in enumerate(self.procs):
                 if p.poll() is not None:
-                    raise RuntimeError(f"ray node {i} on {self.hosts[i]} exited with {p.returncode}; see "
-                                       f"{self.log_dir / f'{self.job_tag}-node{i}.log'}")
+                    # `ray start` gives a raylet 30 s (hard-coded) to register: on a busy node it can miss that
+                    self._retries[i] = self._retries.get(i, 0) + 1
+                    if self._retries[i] > 2:
+                        raise RuntimeError(f"ray node {i} on {self.hosts[i]} exited with {p.returncode} "
+                                           f"(3 tries); see {self.log_dir / f'{self.job_tag}-node{i}.log'}")
+                    log.warning("ray node %d on %s exited with %s; starting it again", i, self.hosts[i],
+                                p.returncode)
+                    self.procs[i] = self._launch(i)
             try:
                 if not ray.is_initialized():
                     ray.init(address=self.address, log_to_driver=False, logging_level=logging.WARNING)
@@ -716,8 +726,9 @@ def _outcome(job: Any, sub: Submitted, exp: ExperimentPaths, failed_t: type, unc
                            error="" if ok else f"{len(bad)} run(s) not finished: {', '.join(sorted(bad)[:5])}",
                            log=str(job.paths.stdout))
         status = exp.run(run_id).status()
+        state = job.watcher.get_info(job.job_id, mode="cache").get("RawState", "") or job.state
         return Outcome(run_id, job.job_id, ok=status == "finished", status=status,
-                       error="" if status == "finished" else f"the job ended with the run {status}",
+                       error="" if status == "finished" else f"job {job.job_id} ended {state} with the run {status}",
                        log=str(job.paths.stdout))
     except (failed_t, uncompleted_t) as e:
         first = [ln for ln in str(e).splitlines() if ln.strip()]

@@ -108,7 +108,8 @@ def read_jobcomp(path: Path, job_ids: tp.Iterable[str] | None = None) -> dict[st
             continue
         entry = {"JobID": keys[-1], "State": normalise_state(fields.get("JobState", "")),
                  "RawState": fields.get("JobState", ""), "NodeList": fields.get("NodeList", ""),
-                 "ExitCode": fields.get("ExitCode", ""), "Source": "jobcomp"}
+                 "ExitCode": fields.get("ExitCode", ""), "Start": fields.get("StartTime", ""),
+                 "End": fields.get("EndTime", ""), "Source": "jobcomp"}
         for k in keys:
             info[k] = entry
     return info
