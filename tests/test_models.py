@@ -139,3 +139,29 @@ def test_prepare_model_channels_last_keeps_the_numbers():
     with torch.no_grad():
         assert torch.allclose(a(x), b(xb), atol=1e-4)
     assert list(a.state_dict()) == list(b.state_dict())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script,args", [("bench_gpu.py", ["--cpu", "--procs", "1,2"]),
+                                         ("bench_cpu.py", ["--quick", "--variants", "default,channels_last"])])
+def test_bench_scripts_cpu_sanity(tmp_path, script, args):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "bench.json"
+    proc = subprocess.run([sys.executable, str(root / "scripts" / script), *args, "--out", str(out)],
+                          capture_output=True, text=True, timeout=900, cwd=root)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(out.read_text())
+    if script == "bench_gpu.py":
+        assert {(r["model"], r["batch"], r["dtype"]) for r in result["throughput"]} == {
+            (m, b, d) for m in ("enet", "regressor") for b in (1, 8) for d in ("fp32", "bf16")}
+        assert [r["k"] for r in result["concurrent_enet"]] == [1, 2]
+        assert [r["world_size"] for r in result["ddp_regressor"]] == [1, 2]
+    else:
+        assert [r["variant"] for r in result["variants"]] == ["default", "channels_last"]
+        assert result["variants"][0]["keeps_numbers"] is True
+        assert result["summary"]["proposed_step_authors_s"] == pytest.approx(0.46)
