@@ -411,12 +411,13 @@ def run_epochs(ctx: RunContext, stage: Stage) -> dict[str, Any] | None:
         rows = list(res.rows) + [(epoch, split0, "", "epoch_time_s", elapsed)]
         final = {**res.metrics, "train/epoch_time_s": elapsed}
         last = epoch == cfg.epochs - 1
+        stop = _stop_requested(ctx, epoch)  # on every rank (a collective under DDP)
         if ctx.is_main:
             writer.append(rows)
             if improved:
                 save_checkpoint(paths.checkpoint_best, {"model": stage.model_state(), "epoch": epoch,
                                                          "value": best_value, "run_id": cfg.run_id})
-            if last or (epoch + 1) % cfg.checkpoint_every == 0 or _stop_requested(ctx, epoch):
+            if last or (epoch + 1) % cfg.checkpoint_every == 0 or stop:
                 save_checkpoint(paths.checkpoint_last, {
                     "stage": stage.state_dict(), "rng": rng_state(), "epoch": epoch, "best_value": best_value,
                     "best_epoch": best_epoch, "final": final, "run_id": cfg.run_id, "world_size": ctx.world,
@@ -430,7 +431,7 @@ def run_epochs(ctx: RunContext, stage: Stage) -> dict[str, Any] | None:
             ctx.hooks.on_epoch_end(epoch, {**final, "epoch": float(epoch), "selection": float(res.selection),
                                            "best_value": float("nan") if best_value is None else best_value,
                                            "best_epoch": float(best_epoch)}, paths)
-        if not last and _stop_requested(ctx, epoch):
+        if not last and stop:
             log.info("%s: stopping after epoch %d as requested (resume with the same command)", cfg.run_id,
                      epoch)
             return None
@@ -545,11 +546,7 @@ def _execute_locked(cfg: RunConfig, paths: RunPaths, experiment_root: Path, data
         else:
             write_text_atomic(paths.config, cfg.to_json())
         write_json_atomic(paths.env, {**environment(world_size=ctx.world), "device": str(device)})
-        handler = logging.FileHandler(paths.log)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
-        logging.getLogger("suite").addHandler(handler)
-        if logging.getLogger("suite").level == logging.NOTSET or logging.getLogger("suite").level > logging.INFO:
-            handler.setLevel(logging.INFO)
+        handler = _attach_run_log(paths.log)
     du.barrier()
     ctx.stop_flag.install()
     t0 = time.time()
@@ -586,8 +583,40 @@ def _execute_locked(cfg: RunConfig, paths: RunPaths, experiment_root: Path, data
     finally:
         ctx.stop_flag.restore()
         if handler is not None:
-            logging.getLogger("suite").removeHandler(handler)
-            handler.close()
+            _detach_run_log(handler)
+
+
+class _RunLogHandler(logging.FileHandler):
+    """``run.log``: INFO and above of the ``suite`` loggers, whatever the console's level."""
+
+    saved: list[tuple[logging.Handler, int]]
+    saved_level: int = logging.NOTSET
+
+
+def _attach_run_log(path: Path) -> _RunLogHandler:
+    lg = logging.getLogger("suite")
+    handler = _RunLogHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    handler.setLevel(logging.INFO)
+    handler.saved, handler.saved_level = [], lg.level
+    eff = lg.getEffectiveLevel()
+    if eff > logging.INFO:  # keep the console (and other handlers) at their level, lower only the logger
+        for h in lg.handlers:
+            handler.saved.append((h, h.level))
+            if h.level < eff:
+                h.setLevel(eff)
+        lg.setLevel(logging.INFO)
+    lg.addHandler(handler)
+    return handler
+
+
+def _detach_run_log(handler: _RunLogHandler) -> None:
+    lg = logging.getLogger("suite")
+    lg.removeHandler(handler)
+    handler.close()
+    for h, level in handler.saved:
+        h.setLevel(level)
+    lg.setLevel(handler.saved_level)
 
 
 def _selection_name(cfg: RunConfig) -> str:
