@@ -46,6 +46,7 @@ def main() -> int:
     ap.add_argument("--out", default=None, help="work folder (default: a temporary folder, removed)")
     ap.add_argument("--json", default=None, help="also write the rows as JSON here")
     ap.add_argument("--aug-labeled", type=int, default=40, help="paper-scale n for the augmentation timing")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads for the augmentation timing (default 1)")
     args = ap.parse_args()
 
     import numpy as np
@@ -68,13 +69,16 @@ def main() -> int:
     timed(rows, "prepare again (no-op)", lambda: prepare(src, dst, size=args.size))
     d = timed(rows, "PreparedData.open", lambda: PreparedData.open(dst))
     timed(rows, "resized(64) (first call; cached after)", lambda: d.resized(64))
+    import torch
+
+    torch.set_num_threads(args.threads)
     idx = d.indices(d.split(args.aug_labeled).labeled)
     imgs, labs = np.asarray(d.images[idx]), np.asarray(d.labels[idx])
     aug = AugmentedSet(imgs, labs, copies=10, seed=0)
     rng = np.random.default_rng(0)
     batches = [rng.choice(len(aug), 10, replace=False) for _ in range(20)]
     timed(rows, "augment on the fly: 20 batches of 10", lambda: [aug.batch(b) for b in batches],
-          f"(n={args.aug_labeled}: {len(idx)} slices x10)")
+          f"(n={args.aug_labeled}: {len(idx)} slices x10; torch threads {args.threads})")
     sub = slice(0, min(len(imgs), 100))
     timed(rows, "augment materialised: 100 slices x10", lambda: augment_labeled(imgs[sub], labs[sub], 10, 0),
           f"(all {len(idx)} slices: {len(idx) * 10 * args.size**2 / 2**20:.0f} MiB)")

@@ -58,12 +58,12 @@ GROUP_PARAMS: dict[str, dict[str, tuple[float, float]]] = {
             "rv_scale": (1.00, 0.07), "rv_ef": (0.45, 0.65)},
     "DCM": {"radius": (35.0, 3.0), "wall": (6.3, 0.8), "ef": (0.10, 0.38), "length": (104.0, 7.0),
             "rv_scale": (1.05, 0.10), "rv_ef": (0.25, 0.50)},
-    "HCM": {"radius": (23.5, 2.2), "wall": (13.5, 2.5), "ef": (0.62, 0.80), "length": (84.0, 6.0),
+    "HCM": {"radius": (23.5, 2.2), "wall": (15.0, 2.5), "ef": (0.62, 0.80), "length": (84.0, 6.0),
             "rv_scale": (0.95, 0.07), "rv_ef": (0.50, 0.70)},
     "MINF": {"radius": (32.0, 3.0), "wall": (7.5, 1.0), "ef": (0.15, 0.40), "length": (99.0, 7.0),
              "rv_scale": (1.00, 0.10), "rv_ef": (0.35, 0.60)},
     "RV": {"radius": (26.5, 2.0), "wall": (7.5, 0.8), "ef": (0.50, 0.68), "length": (89.0, 6.0),
-           "rv_scale": (1.45, 0.12), "rv_ef": (0.20, 0.45)},
+           "rv_scale": (1.55, 0.12), "rv_ef": (0.20, 0.45)},
 }
 
 
@@ -186,12 +186,12 @@ def make_patient(k: int, seed: int, group: str) -> dict:
     # slice positions t (mm from the ED base plane along the long axis, towards the apex)
     outer_len = length + wall * 0.8
     t0 = float(rng.uniform(-0.35, 0.3)) * dz
-    nz = int(math.ceil((outer_len - t0) / dz)) + int(rng.random() < 0.3)
+    nz = int(math.ceil((outer_len - t0) / dz)) - int(rng.random() < 0.4)  # often stops before the apex cap
     nz = int(np.clip(nz, 6, 18))
     ts = t0 + dz * np.arange(nz)
 
-    # ES frame numbers as in ACDC (ED is frame 1; ES about a third into the cycle)
-    nb_frame = int(rng.choice([12, 15, 20, 25, 28, 30, 30, 30, 35]))
+    # frame numbers as in ACDC: 28-40 frames per cycle, ED is frame 1, ES about a third into the cycle
+    nb_frame = int(rng.integers(28, 41))
     es_frame = int(np.clip(round(nb_frame * rng.uniform(0.30, 0.45)), 2, nb_frame))
 
     # ---- grids
