@@ -146,7 +146,7 @@ def make_patient(k: int, seed: int, group: str) -> dict:
     if group == "MINF":
         infarct = (float(rng.uniform(-np.pi, np.pi)), float(rng.uniform(0.6, 1.4)), float(rng.uniform(0.4, 0.6)))
     if group == "HCM":  # asymmetric septal hypertrophy
-        wall_var = wall_var + np.array([0.35, 0.0, 0.0])
+        wall_var = wall_var + np.array([-0.35, 0.0, 0.0])  # cos(phi) = -1 on the septal (RV, -u) side
     pap = rng.uniform(-np.pi, np.pi) + np.array([0.0, rng.uniform(1.8, 2.6)])
     rv_dir = float(rng.normal(0.0, 0.15))  # RV side, in the heart frame (septum towards +u)
 
