@@ -83,8 +83,12 @@ class Space:
     notes: str = field(default="")
 
     def axes(self, seeds: Sequence[int] | None = None, labeled: Sequence[int] | None = None, *,
-             search: str = "grid", num_samples: int | None = None, search_seed: int = 0) -> list[Axes]:
-        """The axis dicts of the requested runs, in a stable order (duplicates kept; ``configs`` dedupes)."""
+             search: str = "grid", num_samples: int | None = None, search_seed: int = 0,
+             methods: Sequence[str] | None = None) -> list[Axes]:
+        """The axis dicts of the requested runs, in a stable order (duplicates kept; ``configs`` dedupes).
+
+        ``methods`` keeps only those segmenter methods (e.g. ``["fs", "oracle"]``).
+        """
         seeds = list(self.default_seeds if seeds is None else seeds)
         if not seeds:
             raise InputError(f"space {self.name!r}: --seeds is empty; give at least one seed, e.g. --seeds 0")
@@ -95,6 +99,13 @@ class Space:
             if not labeled or any(n < 1 for n in labeled):
                 raise InputError(f"space {self.name!r}: --labeled {labeled}: give one or more counts >= 1")
         rows = self.grid([int(s) for s in seeds], labeled)
+        if methods is not None:
+            have = sorted({r["method"] for r in rows})
+            unknown = sorted(set(methods) - set(have))
+            if unknown or not methods:
+                raise InputError(f"--methods {' '.join(methods) or '(none)'}: the space {self.name!r} has "
+                                 f"methods {', '.join(have)}; pick among those")
+            rows = [r for r in rows if r["method"] in set(methods)]
         if search == "grid":
             return rows
         if search != "random":
@@ -120,7 +131,7 @@ class Space:
     def configs(self, preset: str | None = None, seeds: Sequence[int] | None = None, *,
                 labeled: Sequence[int] | None = None, overrides: Iterable[str] = (),
                 base: dict[str, Any] | None = None, search: str = "grid", num_samples: int | None = None,
-                search_seed: int = 0) -> list[RunConfig]:
+                search_seed: int = 0, methods: Sequence[str] | None = None) -> list[RunConfig]:
         """Full, validated run configs of the space (deduplicated by ``run_id``, order kept).
 
         ``overrides`` are the user's ``key=value`` strings; ``base`` holds fields set by the launcher (``data``,
@@ -141,7 +152,8 @@ class Space:
         if base:
             template = template.replace(**base)
         out: dict[str, RunConfig] = {}
-        for row in self.axes(seeds, labeled, search=search, num_samples=num_samples, search_seed=search_seed):
+        for row in self.axes(seeds, labeled, search=search, num_samples=num_samples, search_seed=search_seed,
+                             methods=methods):
             cfg = template.replace(**row)
             out.setdefault(cfg.run_id, cfg)
         return list(out.values())

@@ -189,6 +189,7 @@ def run_experiment(
     resume: bool = True,
     overrides: Sequence[str] = (),
     labeled: Sequence[int] | None = None,
+    methods: Sequence[str] | None = None,
     search: str = "grid",
     num_samples: int | None = None,
     search_seed: int = 0,
@@ -203,7 +204,9 @@ def run_experiment(
     ``workers_per_trial > 1`` trains every run with DDP through Ray Train (``world_size`` is part of the run
     identity; global batches must be divisible by it). ``gpus_per_trial`` may be a fraction (several small
     trials per GPU; per worker for DDP). ``address`` joins a running Ray cluster instead of starting one.
-    ``num_cpus`` caps a local Ray's CPUs (tests, benchmarks).
+    ``num_cpus`` caps a local Ray's CPUs (tests, benchmarks). ``methods`` keeps only those segmenter methods.
+    When Ray is already initialised in this process (e.g. by ``suite.distributed.start_ray``), it is used
+    and left running; otherwise it is started and shut down here.
     """
     t_start = time.monotonic()
     sp = get_space(space)
@@ -229,7 +232,7 @@ def run_experiment(
     data_hash, cohort = _data_info(data)
     base: dict[str, Any] = {"data": str(data), "data_hash": data_hash, "world_size": int(workers_per_trial)}
     cfgs = sp.configs(preset, seeds, labeled=labeled, overrides=overrides, base=base, search=search,
-                      num_samples=num_samples, search_seed=search_seed)
+                      num_samples=num_samples, search_seed=search_seed, methods=methods)
     plan = build_plan(cfgs)
     name = experiment or f"{space}-{preset}"
     if "/" in name or name.startswith("."):
@@ -243,6 +246,7 @@ def run_experiment(
     _write_experiment_json(exp, {
         "experiment": name, "space": space, "space_description": sp.description, "preset": preset,
         "seeds": seeds, "labeled": list(labeled) if labeled else list(sp.default_labeled),
+        "methods": list(methods) if methods else None,
         "overrides": list(overrides), "search": {"mode": search, "num_samples": num_samples,
                                                  "search_seed": search_seed} if search != "grid" else "grid",
         "data": str(data), "data_hash": data_hash, "cohort": cohort, "git_sha": git_sha(),
@@ -277,6 +281,7 @@ def run_experiment(
         if callable(old_int):
             old_int(signum, frame)
 
+    owns_ray = not dist.ray_running()  # a caller that started Ray (tests, SLURM launcher) keeps it
     info = dist.start_ray(address, num_cpus=num_cpus, temp_dir=dist.short_temp_dir(str(exp.root))
                           if address in (None, "", "local") else None)
     summary.ray_start_s = info.start_s
@@ -343,7 +348,8 @@ def run_experiment(
         except ValueError:
             pass
         progress.close()
-        dist.stop_ray()
+        if owns_ray:
+            dist.stop_ray()
     final = run_status(exp, plan.runs)
     summary.runs = final
     summary.finished_now = sum(1 for rid, s in final.items() if s == "finished" and rid not in done0)

@@ -28,10 +28,10 @@ A trial never waits while holding its resources: before running it probes the ru
 its unfinished prerequisites) without blocking; when another launcher holds one, the trial returns at once
 with ``busy=1`` and the driver waits outside Ray and requeues it.
 
-Test-only fault injection: ``SUITE_TEST_CRASH_AFTER_EPOCH=k`` makes the process of a run whose id contains
-``SUITE_TEST_CRASH_MATCH`` (default: every run) exit hard (``os._exit``) right after epoch k's checkpoint
-(on rank ``SUITE_TEST_CRASH_RANK``, default 0), once per run (marker files in
-``SUITE_TEST_CRASH_MARKER_DIR``).
+Test-only fault injection: ``SUITE_TEST_CRASH="<substring>@<epoch>[@<rank>];..."`` makes the process of a
+run whose id contains ``<substring>`` exit hard (``os._exit``) right after epoch ``<epoch>``'s checkpoint, on
+rank ``<rank>`` (default 0), once per run (marker files in ``SUITE_TEST_CRASH_MARKER_DIR``, default
+``<experiment>/runs/.crash-markers``). Read in the trial/worker process: set it before Ray starts.
 """
 
 from __future__ import annotations
@@ -74,9 +74,7 @@ RAY_ENV = {
 # listen on loopback (Ray binds its gRPC servers to the node IP when that is 127.0.0.1).
 RAY_LOCAL_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 
-CRASH_ENV = "SUITE_TEST_CRASH_AFTER_EPOCH"
-CRASH_MATCH_ENV = "SUITE_TEST_CRASH_MATCH"
-CRASH_RANK_ENV = "SUITE_TEST_CRASH_RANK"
+CRASH_ENV = "SUITE_TEST_CRASH"
 CRASH_MARKER_ENV = "SUITE_TEST_CRASH_MARKER_DIR"
 
 
@@ -160,6 +158,14 @@ def start_ray(address: str | None = None, *, num_cpus: int | None = None, num_gp
     log.info("ray %s: %g CPUs, %g GPUs (start %.1fs)", "started locally" if local else f"joined at {address}",
              info.cpus, info.gpus, info.start_s)
     return info
+
+
+def ray_running() -> bool:
+    """True when this process is connected to Ray (without importing Ray when it is not loaded)."""
+    import sys
+
+    ray = sys.modules.get("ray")
+    return bool(ray is not None and ray.is_initialized())
 
 
 def stop_ray() -> None:
@@ -276,15 +282,29 @@ def wait_for_lock(lock_path: Path, poll_s: float = 2.0, timeout_s: float | None 
         return True
 
 
+def _mark_launcher(kind: str) -> None:
+    """``SUITE_LAUNCHER`` for env.json: ``ray-tune`` / ``ray-train`` (appended to e.g. ``slurm``)."""
+    cur = os.environ.get("SUITE_LAUNCHER", "")
+    if "ray-" in cur:
+        return
+    os.environ["SUITE_LAUNCHER"] = kind if cur in ("", "local") else f"{cur}+{kind}"
+
+
 # ---------------------------------------------------------------------------------------------- hooks
 def _maybe_crash(epoch: int, paths: RunPaths, rank: int) -> None:
     """Test-only fault injection (see the module docstring)."""
-    at = os.environ.get(CRASH_ENV, "").strip()
-    if not at or int(at) != epoch:
+    spec = os.environ.get(CRASH_ENV, "").strip()
+    if not spec:
         return
-    if os.environ.get(CRASH_MATCH_ENV, "") not in paths.run_id:
-        return
-    if rank != int(os.environ.get(CRASH_RANK_ENV, "0") or 0):
+    hit = False
+    for entry in spec.split(";"):
+        parts = entry.strip().split("@")
+        if len(parts) < 2:
+            continue
+        match, at, want_rank = parts[0], int(parts[1]), int(parts[2]) if len(parts) > 2 else 0
+        if match in paths.run_id and at == epoch and want_rank == rank:
+            hit = True
+    if not hit:
         return
     marker_dir = Path(os.environ.get(CRASH_MARKER_ENV) or (paths.root.parent / ".crash-markers"))
     marker_dir.mkdir(parents=True, exist_ok=True)
@@ -399,6 +419,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 
     cfg = RunConfig.from_dict(config["run"], source="trial config")
     torch.set_num_threads(int(cfg.threads))
+    _mark_launcher("ray-train")
     root = Path(config["root"])
     paths = ExperimentPaths(root).run(cfg.run_id)
     rank = ray.train.get_context().get_world_rank()
@@ -468,6 +489,7 @@ def tune_trial(config: dict[str, Any]) -> None:
     else:
         from suite.stages import execute
 
+        _mark_launcher("ray-tune")
         execute(cfg, opts.experiment_root, hooks=TuneHooks(cfg))
     done = paths.is_finished()
     final: dict[str, Any] = {**base, "done": int(done), "skipped": 0, "busy": 0}
@@ -550,39 +572,64 @@ class Progress:
             sys.stderr.write("\n")
 
 
-def _make_callback(progress: Progress) -> Any:
+_ACTIVE_PROGRESS: Progress | None = None  # the driver's current progress line (set by run_trials)
+
+
+def _progress_callback_class() -> type:
+    """The Tune callback class, built on first use (importing ray.tune is slow) and importable as
+    ``suite.distributed.ProgressCallback`` (module ``__getattr__``), so that a Tune experiment restored in a
+    new driver process unpickles it by reference and reports to *that* driver's progress line."""
+    cls = globals().get("_PROGRESS_CALLBACK_CLASS")
+    if cls is not None:
+        return cls
     from ray.tune import Callback
 
-    class _ProgressCallback(Callback):
+    class ProgressCallback(Callback):
         def __init__(self) -> None:
             self.running: set[str] = set()
             self.last: dict[str, dict] = {}
 
+        def __getstate__(self) -> dict:
+            return {}
+
+        def __setstate__(self, state: dict) -> None:
+            self.__init__()
+
+        def _update(self, finished: bool = False, failed: bool = False) -> None:
+            prog = _ACTIVE_PROGRESS
+            if prog is None:
+                return
+            prog.running = len(self.running)
+            prog.finished += int(finished)
+            prog.failed += int(failed)
+            prog.emit()
+
         def on_trial_start(self, iteration, trials, trial, **info):  # noqa: ANN001
             self.running.add(trial.trial_id)
-            progress.running = len(self.running)
-            progress.emit()
+            self._update()
 
         def on_trial_result(self, iteration, trials, trial, result, **info):  # noqa: ANN001
             self.last[trial.trial_id] = result
 
         def on_trial_complete(self, iteration, trials, trial, **info):  # noqa: ANN001
             self.running.discard(trial.trial_id)
-            progress.running = len(self.running)
             res = self.last.get(trial.trial_id, {})
-            if res.get("busy"):
-                pass
-            elif res.get("done"):
-                progress.finished += 1
-            progress.emit()
+            self._update(finished=bool(res.get("done")) and not res.get("busy"))
 
         def on_trial_error(self, iteration, trials, trial, **info):  # noqa: ANN001
             self.running.discard(trial.trial_id)
-            progress.running = len(self.running)
-            progress.failed += 1
-            progress.emit()
+            self._update(failed=True)
 
-    return _ProgressCallback()
+    ProgressCallback.__module__ = __name__
+    ProgressCallback.__qualname__ = "ProgressCallback"
+    globals()["_PROGRESS_CALLBACK_CLASS"] = cls = ProgressCallback
+    return cls
+
+
+def __getattr__(name: str) -> Any:  # PEP 562: lazy, picklable-by-reference Tune callback class
+    if name == "ProgressCallback":
+        return _progress_callback_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def run_trials(cfgs: Sequence[RunConfig], opts: TrialOptions, *, name: str, max_concurrent: int,
@@ -594,6 +641,8 @@ def run_trials(cfgs: Sequence[RunConfig], opts: TrialOptions, *, name: str, max_
     """
     from ray import tune
 
+    global _ACTIVE_PROGRESS
+    _ACTIVE_PROGRESS = progress
     storage = ExperimentPaths(Path(opts.experiment_root)).ray_dir / "tune"
     storage.mkdir(parents=True, exist_ok=True)
     trainable = tune.with_resources(tune_trial, _trial_resources)
@@ -601,7 +650,7 @@ def run_trials(cfgs: Sequence[RunConfig], opts: TrialOptions, *, name: str, max_
     run_config = tune.RunConfig(
         name=name, storage_path=str(storage.resolve()), verbose=0,
         failure_config=tune.FailureConfig(max_failures=max_failures),
-        callbacks=[_make_callback(progress)],
+        callbacks=[_progress_callback_class()()],
     )
     if restore:
         tuner = tune.Tuner.restore(str(exp_path.resolve()), trainable=trainable, resume_errored=True)
@@ -664,7 +713,7 @@ def ray_session(address: str | None, **kwargs: Any):
         stop_ray()
 
 
-__all__ = ["start_ray", "stop_ray", "ray_session", "RayInfo", "TrialOptions", "TrialOutcome", "Progress",
+__all__ = ["start_ray", "stop_ray", "ray_running", "ray_session", "RayInfo", "TrialOptions", "TrialOutcome", "Progress",
            "tune_trial", "train_loop_per_worker", "fit_with_train", "run_trials", "can_restore", "busy_lock",
            "wait_for_lock", "restore_from_checkpoint_dir", "checkpoint_epoch", "trial_resources",
            "default_concurrency", "ray_start_resources_arg", "TRIAL_DRIVER", "RAY_ENV"]

@@ -54,6 +54,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--seeds", type=int, nargs="+", metavar="S", help="training seeds (default: the space's)")
     p.add_argument("--labeled", type=int, nargs="+", metavar="N",
                    help="replace the space's n-labeled values (paper scale, e.g. --labeled 5 10)")
+    p.add_argument("--methods", nargs="+", metavar="M",
+                   help="keep only these segmenter methods of the space (fs proposals proposed oracle)")
     p.add_argument("--out", required=True, help="results folder; the experiment goes to OUT/<experiment>/")
     p.add_argument("--experiment", help="experiment folder name (default <space>-<preset>)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -92,7 +94,7 @@ def handle(args: argparse.Namespace) -> int:
         args.data, args.space, args.preset, args.seeds, args.out, experiment=args.experiment,
         address=args.address, gpus_per_trial=args.gpus_per_trial, workers_per_trial=args.workers_per_trial,
         cpus_per_trial=args.cpus_per_trial, max_concurrent=args.max_concurrent, resume=args.resume,
-        overrides=args.overrides, labeled=args.labeled, search=args.search, num_samples=args.num_samples,
+        overrides=args.overrides, labeled=args.labeled, methods=args.methods, search=args.search, num_samples=args.num_samples,
         search_seed=args.search_seed, max_failures=args.max_failures, use_train=args.use_train,
         num_cpus=args.num_cpus,
     )
