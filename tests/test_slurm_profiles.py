@@ -126,3 +126,75 @@ def test_profile_replace_validates():
     p = Profile(name="t")
     with pytest.raises(InputError, match="nodes=0"):
         p.replace(nodes=0)
+
+
+# ---------------------------------------------------------------------------------------------- launcher logic
+def test_plan_two_phases_and_skips_finished(tmp_path):
+    from search_spaces import get_space
+    from slurm.launch import plan
+    from suite.paths import ExperimentPaths
+
+    cfgs = get_space("smoke").configs("smoke", [0], labeled=[5], base={"data": "/d", "data_hash": "abc123"})
+    exp = ExperimentPaths(tmp_path / "exp")
+    pl = plan(cfgs, exp)
+    kinds = lambda cs: sorted(c.method if c.stage == "segmenter" else "regressor" for c in cs)  # noqa: E731
+    assert kinds(pl.phase1) == ["fs", "oracle", "regressor"] and pl.phase1[0].stage == "regressor"
+    assert kinds(pl.phase2) == ["proposals", "proposed"] and pl.finished == []
+    # prerequisites of phase 2 are exactly phase-1 runs
+    assert {p.run_id for c in pl.phase2 for p in c.prerequisites()} <= {c.run_id for c in pl.phase1}
+    fs = next(c for c in pl.phase1 if c.method == "fs")
+    exp.run(fs.run_id).root.mkdir(parents=True)
+    exp.run(fs.run_id).summary.write_text("{}")
+    pl2 = plan(cfgs, exp)
+    assert [c.run_id for c in pl2.finished] == [fs.run_id] and len(pl2.phase1) == 2 and len(pl2.phase2) == 2
+
+
+def test_jobcomp_and_states(tmp_path):
+    from slurm.watch import FINAL_STATES, normalise_state, read_jobcomp
+
+    log = tmp_path / "jobcomp.txt"
+    log.write_text(
+        "JobId=7 UserId=root(0) Name=a JobState=CANCELLED StartTime=2026-01-01T00:00:01 EndTime=2026-01-01T00:00:09"
+        " NodeList=vm ExitCode=0:15 \n"
+        "JobId=21 Name=b JobState=COMPLETED StartTime=x EndTime=y NodeList=vm ArrayJobId=19 ArrayTaskId=0 ExitCode=0:0 \n"
+        "JobId=30 Name=c JobState=REQUEUED NodeList=vm ExitCode=0:0 \n"
+        "JobId=30 Name=c JobState=COMPLETED NodeList=vm ExitCode=0:0 \n"
+    )
+    info = read_jobcomp(log)
+    assert info["7"]["State"] == "CANCELLED" and info["7"]["End"] == "2026-01-01T00:00:09"
+    assert info["19_0"]["State"] == "COMPLETED" and info["21"] is info["19_0"]
+    assert info["30"]["State"] == "COMPLETED"  # the last line of a requeued job wins
+    assert set(read_jobcomp(log, ["19_0"])) == {"21", "19_0"}
+    assert normalise_state("CANCELLED by 0") == "CANCELLED" and normalise_state("CONFIGURING") == "RUNNING"
+    assert "PREEMPTED" not in FINAL_STATES and "COMPLETED" in FINAL_STATES and "TIMEOUT" in FINAL_STATES
+
+
+def test_dry_run_prints_script_and_layout(prepared_small, tmp_path, capsys):
+    from suite.cli import main
+
+    out = tmp_path / "results"
+    rc = main(["slurm", "submit", "--data", str(prepared_small), "--space", "smoke", "--labeled", "5",
+               "--out", str(out), "--mode", "array", "--profile", "local", "--max-parallel", "1", "--dry-run"])
+    text = capsys.readouterr().out
+    assert rc == 0
+    assert "# array 1: 3 task(s), runs without prerequisites, at most 1 at once" in text
+    assert "# array 2: 2 task(s), runs that need phase 1" in text
+    assert "#SBATCH --array=0-2%1\n" in text and "#SBATCH --array=0-1%1\n" in text
+    assert f"#SBATCH --output={out}/smoke-smoke/slurm/jobs/%A_%a/%A_%a_0_log.out" in text
+    assert not out.exists()  # nothing written
+    rc = main(["slurm", "submit", "--data", str(prepared_small), "--out", str(out), "--mode", "ray",
+               "--profile", "gpu-2node", "--dry-run"])
+    text = capsys.readouterr().out
+    assert rc == 0 and "#SBATCH --nodes=2\n" in text and "1 worker(s) via srun --overlap" in text
+
+
+def test_cli_rejects_bad_combinations(prepared_small, tmp_path, capsys):
+    from suite.cli import main
+
+    base = ["slurm", "submit", "--data", str(prepared_small), "--out", str(tmp_path), "--dry-run"]
+    assert main(base + ["--mode", "array", "--profile", "gpu-2node"]) == 2
+    assert "nodes=2 but --mode array" in capsys.readouterr().err
+    assert main(base + ["--mode", "ray", "--max-parallel", "3"]) == 2
+    assert "--max-parallel applies to --mode array" in capsys.readouterr().err
+    assert main(base + ["--profile", "nope"]) == 2
+    assert "no such profile" in capsys.readouterr().err
