@@ -171,3 +171,22 @@ def test_info_command(prepared_small, capsys):
     s = json.loads(capsys.readouterr().out)
     assert s["patients"] == 30 and s["groups"] == {"DCM": 6, "HCM": 6, "MINF": 6, "NOR": 6, "RV": 6}
     assert s["splits"]["train"] == 22 and 0.2 < s["lv_volume_ml"]["ES_over_ED_mean"] < 0.8
+
+
+@pytest.mark.slow
+def test_full_cohort_of_100(tmp_path):
+    """The paper-size cohort: phantom + prepare at 256, the authors' split, opening in well under a second."""
+    from suite.data.phantom import write_cohort
+    from suite.data.prepare import prepare
+
+    src = write_cohort(tmp_path / "acdc", patients=100, seed=0)
+    r = prepare(src, tmp_path / "prepared")
+    assert not r.skipped and prepare(src, tmp_path / "prepared").skipped
+    t0 = time.perf_counter()
+    d = PreparedData.open(tmp_path / "prepared")
+    assert time.perf_counter() - t0 < 0.5
+    assert d.size == 256 and len(d.volumes) == 200 and 1500 < len(d) < 2600
+    s = d.split(5)
+    assert s.labeled == ["patient002", "patient003", "patient005", "patient006", "patient007"]
+    assert len(s.val_seg) == 20 and s.val_reg == ["patient076", "patient078", "patient084", "patient093", "patient098"]
+    assert d.splits["labeled_effective"] == {"5": 5, "10": 10, "20": 20, "30": 30, "40": 40, "75": 75}

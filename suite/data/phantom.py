@@ -331,7 +331,9 @@ def _render_slice(X, Y, env, t, *, es, fr, fl, base_shift, centre, tilt, theta, 
             outer_ed, outer_now = radius + wall, radius * fr + wall
             thick_ed = outer_ed * 0.4 * rvp
             thick = thick_ed * rv_f
-            far, near = outer_now + 2.5 + thick, 0.1 * outer_now
+            sept = cphi < -0.95  # the LV's outer wall on the septal side (thick in HCM, thickening at ES)
+            r_sept = float(r_o[sept].max()) if sept.any() else outer_now
+            far, near = r_sept + 2.5 + thick, 0.1 * outer_now
             ru, rt = (far - near) / 2, (outer_ed + thick_ed) * 1.05 * rv_f
             d = (far + near) / 2
             cr, sr = math.cos(rv_dir), math.sin(rv_dir)
