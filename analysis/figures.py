@@ -42,14 +42,22 @@ class Figure:
     caption: str
 
 
+_THEMED = False
+
+
 def _plt():
+    """pyplot and seaborn on the Agg backend, themed once per process."""
+    global _THEMED
     import matplotlib
 
-    matplotlib.use("Agg", force=True)
+    if not _THEMED:
+        matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    sns.set_theme(style="whitegrid", context="notebook")
+    if not _THEMED:
+        sns.set_theme(style="whitegrid", context="notebook")
+        _THEMED = True
     return plt, sns
 
 
@@ -246,7 +254,9 @@ def fig_per_volume(a: Analysis, t1: Table1, out_dir: Path, notes: list[str]) -> 
     order = list(dict.fromkeys(m.sort_values("method", key=lambda s: s.map(
         lambda x: METHOD_ORDER.index(x) if x in METHOD_ORDER else 99))["label"]))
     fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * m["n_labeled"].nunique() * len(order) / 2), 4.0))
-    pal = {lab: _palette(_methods_in(m)).get(meth) for lab, meth in zip(m["label"], m["method"], strict=True)}
+    mpal = _palette(_methods_in(m))
+    pairs = m[["label", "method"]].drop_duplicates()
+    pal = {lab: mpal.get(meth) for lab, meth in zip(pairs["label"], pairs["method"], strict=True)}
     with warnings.catch_warnings():  # seaborn 0.13 passes matplotlib's deprecated ``vert``
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.filterwarnings("ignore", message=".*vert.*")
