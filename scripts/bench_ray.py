@@ -10,7 +10,8 @@
 3. one ``TorchTrainer.fit`` (1 worker, an empty loop) inside a Tune trial: Train's start-up;
 4. the demo: the ``smoke`` space (4 methods x n {5, 10} x seed 0 + 2 regressors, smoke preset) through
    ``run_experiment`` on a 40-patient phantom prepared at 64x64, from a cold start (Ray start-up included),
-   next to the same grid run standalone (no Ray) in one process.
+   with the seconds spent inside training epochs (the rest is Ray, process start-up and evaluation
+   overhead); ``--standalone`` also runs the same grid without Ray in one process.
 
 Prints one JSON document (also written with ``--json``) and the ``uptime`` load before and after: on a shared
 machine the figures are upper bounds.
@@ -123,7 +124,7 @@ def _suite_trials_on_finished(root: Path, prepared: Path, n: int) -> float:
     return (time.perf_counter() - t0) / len(cfgs)
 
 
-def bench_grid(root: Path, prepared: Path) -> dict:
+def bench_grid(root: Path, prepared: Path, standalone: bool) -> dict:
     from search_spaces import get_space
     from search_spaces.driver import run_experiment
     from suite.data.prepared import PreparedData
@@ -134,15 +135,28 @@ def bench_grid(root: Path, prepared: Path) -> dict:
     t0 = time.perf_counter()
     s = run_experiment(prepared, "smoke", "smoke", [0], out)
     ray_wall = time.perf_counter() - t0
-    alone = root / "alone"
-    shutil.rmtree(alone, ignore_errors=True)
-    base = {"data": str(prepared), "data_hash": PreparedData.open(prepared).data_hash}
-    t0 = time.perf_counter()
-    for cfg in get_space("smoke").configs("smoke", [0], base=base):
-        execute(cfg, alone)
-    alone_wall = time.perf_counter() - t0
-    return {"runs": s["total"], "ok": s["ok"], "ray_grid_wall_s": ray_wall, "ray_start_s": s["ray_start_s"],
-            "standalone_grid_wall_s": alone_wall}
+    res = {"runs": s["total"], "ok": s["ok"], "ray_grid_wall_s": ray_wall, "ray_start_s_in_grid": s["ray_start_s"],
+           "train_epoch_time_s_sum": _epoch_time_sum(out / "smoke-smoke")}
+    if standalone:
+        alone = root / "alone"
+        shutil.rmtree(alone, ignore_errors=True)
+        base = {"data": str(prepared), "data_hash": PreparedData.open(prepared).data_hash}
+        t0 = time.perf_counter()
+        for cfg in get_space("smoke").configs("smoke", [0], base=base):
+            execute(cfg, alone)
+        res["standalone_grid_wall_s"] = time.perf_counter() - t0
+    return res
+
+
+def _epoch_time_sum(exp_root: Path) -> float:
+    """Seconds spent inside training epochs (metrics.csv epoch_time_s) over every run of the grid."""
+    import csv
+
+    total = 0.0
+    for m in exp_root.glob("runs/*/metrics.csv"):
+        with open(m, newline="") as f:
+            total += sum(float(r["value"]) for r in csv.DictReader(f) if r["metric"] == "epoch_time_s")
+    return total
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -150,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="/tmp/bench-ray", help="scratch folder (default: %(default)s)")
     ap.add_argument("--patients", type=int, default=40)
     ap.add_argument("--skip-grid", action="store_true", help="only start-up and per-trial overhead")
+    ap.add_argument("--standalone", action="store_true", help="also time the same grid without Ray")
     ap.add_argument("--json", help="also write the figures to this file")
     args = ap.parse_args(argv)
     from suite.log import setup_logging
@@ -164,15 +179,21 @@ def main(argv: list[str] | None = None) -> int:
     prepare(root / "acdc", root / "prepared", size=64)
     prepared = root / "prepared"
     res: dict = {"load_before": _load(), "cpus": os.cpu_count()}
+
+    def dump() -> None:
+        text = json.dumps({**res, "load_now": _load()}, indent=2)
+        print(text, flush=True)
+        if args.json:
+            Path(args.json).write_text(text + "\n")
+
     res["ray_start_s"] = bench_startup()
+    dump()
     res.update(bench_trials(root, prepared))
+    dump()
     if not args.skip_grid:
-        res.update(bench_grid(root, prepared))
+        res.update(bench_grid(root, prepared, args.standalone))
     res["load_after"] = _load()
-    text = json.dumps(res, indent=2)
-    print(text)
-    if args.json:
-        Path(args.json).write_text(text + "\n")
+    dump()
     return 0
 
 

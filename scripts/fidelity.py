@@ -109,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="/tmp/fidelity", help="scratch folder (default: %(default)s)")
     ap.add_argument("--patients", type=int, default=40)
+    ap.add_argument("--size", type=int, default=64, help="prepared image size (default: %(default)s)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--preset", default="fidelity")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
@@ -126,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out).resolve()
     t0 = time.perf_counter()
     write_cohort(out / "acdc", patients=args.patients, seed=0)
-    prepare(out / "acdc", out / "prepared", size=64)
+    prepare(out / "acdc", out / "prepared", size=args.size)
     exp_root = out / "results" / f"fidelity-{args.preset}"
     if args.no_ray:
         from search_spaces import get_space

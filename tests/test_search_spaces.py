@@ -141,3 +141,48 @@ def test_experiment_json_rejects_a_different_space(tmp_path):
     assert doc["seeds"] == [0, 1] and [x["at"] for x in doc["launches"]] == ["t0", "t1"]
     with pytest.raises(InputError, match=r"experiment.json: this experiment folder was made with space='smoke'"):
         _write_experiment_json(exp, {**rec, "space": "paper", "launch": {}})
+
+
+def test_busy_lock_probe_never_blocks(tmp_path):
+    """A trial checks the run's lock (and its unfinished prerequisites') without waiting."""
+    import time
+
+    from filelock import FileLock
+
+    from suite.distributed import busy_lock
+
+    cfg = RunConfig.from_preset("smoke", method="proposed", data_hash="h")
+    exp = ExperimentPaths(tmp_path)
+    exp.runs_dir.mkdir(parents=True)
+    assert busy_lock(cfg, tmp_path) is None
+    reg = exp.run(cfg.regressor_config().run_id)
+    held = FileLock(str(reg.lock))
+    held.acquire()
+    try:
+        t0 = time.monotonic()
+        assert busy_lock(cfg, tmp_path) == reg.lock  # the prerequisite is being trained elsewhere
+        assert time.monotonic() - t0 < 1.0
+    finally:
+        held.release()
+    assert busy_lock(cfg, tmp_path) is None
+
+
+def test_ray_checkpoint_copied_back_only_when_newer(tmp_path):
+    import torch
+
+    from suite.distributed import checkpoint_epoch, restore_from_checkpoint_dir
+    from suite.paths import RunPaths
+
+    run = RunPaths(tmp_path / "runs" / "seg-fs-x")
+    ck = tmp_path / "ray-ckpt"
+    ck.mkdir()
+    torch.save({"epoch": 3, "run_id": run.run_id}, ck / "checkpoint_last.pt")
+    (ck / "metrics.csv").write_text("epoch,split,volume,metric,value\n3,train,,loss_ce,0.5\n")
+    (ck / "meta.json").write_text(json.dumps({"run_id": run.run_id, "epoch": 3}))
+    assert restore_from_checkpoint_dir(ck, run)  # run directory empty: the Ray checkpoint is newer
+    assert checkpoint_epoch(run.checkpoint_last) == 3 and "0.5" in run.metrics.read_text()
+    torch.save({"epoch": 5, "run_id": run.run_id}, run.checkpoint_last)
+    assert not restore_from_checkpoint_dir(ck, run)  # the run's own checkpoint is newer: kept
+    assert checkpoint_epoch(run.checkpoint_last) == 5
+    (ck / "meta.json").write_text(json.dumps({"run_id": "other", "epoch": 9}))
+    assert not restore_from_checkpoint_dir(ck, run)  # another run's checkpoint is never used
