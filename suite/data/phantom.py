@@ -423,7 +423,11 @@ def write_cohort(out: str | os.PathLike, patients: int = 100, seed: int = 0, gro
     with atomic_dir(out) as tmp:
         jobs = [(k, s, g, str(tmp)) for k, s, g, _ in jobs]
         if workers > 1 and patients > 2:
-            with ProcessPoolExecutor(max_workers=workers) as ex:
+            import multiprocessing as mp
+
+            # forkserver/spawn: never fork a caller that may hold threads (torch, Ray, gRPC)
+            ctx = mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
+            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as ex:
                 list(ex.map(_write_patient, jobs, chunksize=max(1, patients // (4 * workers))))
         else:
             for j in jobs:
