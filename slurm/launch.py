@@ -305,7 +305,13 @@ class RayNodes:
         self.procs: list[subprocess.Popen] = []
         self._retries: dict[int, int] = {}
         head = self.hosts[0]
-        self.head_ip = "127.0.0.1" if _is_local(head) and len(set(self.hosts)) == 1 else _ip_of(head)
+        if _is_local(head) and len(set(self.hosts)) == 1:
+            self.head_ip = "127.0.0.1"  # several Ray nodes on this one host: nothing listens beyond loopback
+        else:
+            self.head_ip = _ip_of(head)
+            others = [h for h in self.hosts if h != head]
+            if self.head_ip.startswith("127.") and others:  # /etc/hosts maps the own name to 127.0.1.1
+                self.head_ip = _route_ip_towards(_ip_of(others[0])) or self.head_ip
         self.address = f"{self.head_ip}:{self.port}"
         self.log_dir = Path(os.environ.get("SUBMITIT_FOLDER", "/tmp")).parent / "ray-nodes"
 
@@ -432,6 +438,16 @@ def node_resources() -> dict[str, float]:
 
 def _is_local(host: str) -> bool:
     return host in (socket.gethostname(), socket.gethostname().split(".")[0], "localhost")
+
+
+def _route_ip_towards(ip: str) -> str | None:
+    """This host's address on the route to ``ip`` (no packet is sent)."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect((ip, 9))
+            return str(s.getsockname()[0])
+    except OSError:
+        return None
 
 
 def _ip_of(host: str) -> str:
