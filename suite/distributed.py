@@ -142,11 +142,24 @@ def start_ray(address: str | None = None, *, num_cpus: int | None = None, num_gp
             if num_cpus is not None or num_gpus is not None:
                 log.warning("--address given: the cluster's own CPU/GPU counts are used")
             kwargs.update(address=address, runtime_env={"env_vars": {k: os.environ[k] for k in RAY_ENV}})
-        try:
-            ctx = ray.init(**kwargs)
-        except ConnectionError as e:
-            raise InputError(f"--address {address}: cannot connect to a Ray cluster ({e}); start one with "
-                             "`ray start --head` or drop --address to start a local Ray") from e
+        attempts = 3 if local else 1
+        for attempt in range(1, attempts + 1):
+            try:
+                ctx = ray.init(**kwargs)
+                break
+            except ConnectionError as e:
+                raise InputError(f"--address {address}: cannot connect to a Ray cluster ({e}); start one "
+                                 "with `ray start --head` or drop --address to start a local Ray") from e
+            except Exception as e:  # noqa: BLE001 - Ray's fixed 30 s raylet wait fails on an overloaded host
+                if "timed out during startup" not in str(e) or attempt == attempts:
+                    raise
+                log.warning("ray start timed out (overloaded machine?); retrying (%d/%d)", attempt + 1,
+                            attempts)
+                with contextlib.suppress(Exception):
+                    ray.shutdown()
+                _kill_children_using(str(kwargs["_temp_dir"]))
+                kwargs["_temp_dir"] = tmp = f"{temp_dir or short_temp_dir(str(os.getpid()))}-{attempt + 1}"
+                Path(tmp).mkdir(parents=True, exist_ok=True)
         dashboard = getattr(ctx, "dashboard_url", None) or None
     res = ray.cluster_resources()
     info = RayInfo(address=str(address or "local"), local=local, cpus=float(res.get("CPU", 0)),
@@ -158,6 +171,19 @@ def start_ray(address: str | None = None, *, num_cpus: int | None = None, num_gp
     log.info("ray %s: %g CPUs, %g GPUs (start %.1fs)", "started locally" if local else f"joined at {address}",
              info.cpus, info.gpus, info.start_s)
     return info
+
+
+def _kill_children_using(path: str) -> None:
+    """End this process's own children whose command line names ``path`` (the Ray processes a failed
+    ``ray.init`` left behind: GCS, dashboard, monitors), by pid."""
+    try:
+        import psutil
+    except ImportError:  # pragma: no cover - psutil comes with ray
+        return
+    for child in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if any(path in arg for arg in child.cmdline()):
+                child.kill()
 
 
 def ray_running() -> bool:
