@@ -82,6 +82,7 @@ VARIANTS: dict[str, dict] = {
     "compile+fused_adam": {"compile": True, "fused": True},
     "bf16_autocast": {"bf16": True},
     "no_onednn": {"mkldnn": False},
+    "no_onednn+fused_adam": {"mkldnn": False, "fused": True},
 }
 
 
@@ -221,11 +222,11 @@ def optimiser_difference(model: torch.nn.Module, steps: int = 5, lr: float = 5e-
             pa.grad, pb.grad = grad.clone(), grad.clone()
         oa.step()
         ob.step()
-    return max(float((pa - pb).abs().max()) for pa, pb in zip(a, b, strict=True)) / lr
+    return max(float((pa - pb).detach().abs().max()) for pa, pb in zip(a, b, strict=True)) / lr
 
 
 def bench_regressor(size: int, steps: int, warmup: int, layers: tuple[int, ...]) -> dict[str, float]:
-    """Median seconds of one ResNeXt forward (eval, no grad) on one image; NCHW and channels-last."""
+    """Median wall (and process CPU) seconds of one ResNeXt forward (eval, no grad) on one image."""
     torch.manual_seed(0)
     res: dict[str, float] = {}
     for name, cl in (("default", False), ("channels_last", True)):
@@ -234,13 +235,15 @@ def bench_regressor(size: int, steps: int, warmup: int, layers: tuple[int, ...])
         if cl:
             m.to(memory_format=torch.channels_last)
             x = x.contiguous(memory_format=torch.channels_last)
-        ts = []
+        ts, cs = [], []
         with torch.inference_mode():
             for i in range(warmup + steps):
-                t, _ = timed(lambda m=m, x=x: m(x))
+                t, c = timed(lambda m=m, x=x: m(x))
                 if i >= warmup:
                     ts.append(t)
+                    cs.append(c)
         res[name] = statistics.median(ts)
+        res[name + "_cpu"] = statistics.median(cs)
     return res
 
 
@@ -366,7 +369,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{r['variant']:28s} {r['ce_step_s']:7.3f} {r['penalty_step_s']:7.3f} {r['ce_step_cpu_s']:7.3f} "
               f"{r['penalty_step_cpu_s']:7.3f} {base['penalty_step_s'] / r['penalty_step_s']:6.2f}x "
               f"{r['forward_err_vs_fp64']:8.1e} {r['grad_err_vs_fp64']:9.1e} {'yes' if r['keeps_numbers'] else 'NO':>5s}")
-    print(f"regressor forward, 1 image: {reg['default']:.3f} s (channels-last {reg['channels_last']:.3f} s)")
+    print(f"regressor forward, 1 image: {reg['default']:.3f} s, cpu {reg['default_cpu']:.3f} s "
+          f"(channels-last {reg['channels_last']:.3f} s, cpu {reg['channels_last_cpu']:.3f} s)")
     print(f"authors: CE {AUTHORS['ce_step_s']} s, penalty {AUTHORS['penalty_step_s']} s, "
           f"+regressor {AUTHORS['regressor_forward_s']} s per unlabeled image")
     print(f"per Proposed unlabeled step: authors {summary['proposed_step_authors_s']:.2f} s, ours "
