@@ -69,6 +69,9 @@ RAY_ENV = {
     "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2",  # TorchTrainer start-up 16-21 s -> 8-11 s here
     "RAY_DEDUP_LOGS": "0",
     "RAY_AIR_NEW_OUTPUT": "0",  # the legacy reporter is silent at verbose=0 (the new one prints tables)
+    # OpenMP threads that spin while waiting make trials sharing cores 10-50x slower (BENCHMARKS.md, issue 3);
+    # the wait policy does not change any number
+    "OMP_WAIT_POLICY": "PASSIVE",
 }
 # Local mode only: resolve the node IP to 127.0.0.1 so that GCS, raylet, workers, dashboard and agents all
 # listen on loopback (Ray binds its gRPC servers to the node IP when that is 127.0.0.1).
