@@ -299,6 +299,9 @@ def run_statistics(exp: Experiment, *, window: int | None = None, include_partia
             flag, included = "failed", False
             err = r.get("failed_error")
             notes.append("the run failed" + (f" ({err})" if isinstance(err, str) and err else ""))
+        elif a is None and r["status"] == "partial":
+            flag, included = "partial", False
+            notes.append("run in progress, no complete validation epoch logged yet")
         elif a is None:
             flag, included = "no-metric", False
             notes.append(f"no validation '{metric}' rows in metrics.csv")
