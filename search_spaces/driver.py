@@ -414,8 +414,13 @@ def _restore_unfinished(exp: ExperimentPaths, plan: Plan, opts: Any, progress: A
                  sum(1 for r in ids if exp.run(r).status() != "finished"))
         progress.phase = f"restoring {name}"
         progress.emit(force=True)
-        dist.run_trials([], opts, name=name, max_concurrent=max_concurrent or 1, max_failures=max_failures,
-                        progress=progress, restore=True)
+        try:
+            dist.run_trials([], opts, name=name, max_concurrent=max_concurrent or 1, max_failures=max_failures,
+                            progress=progress, restore=True)
+        except Exception as e:  # noqa: BLE001 - an unrestorable Tune state: the run directories still hold the truth
+            log.warning("could not restore the Tune experiment %s (%s: %s); planning from the run directories",
+                        name, type(e).__name__, str(e).splitlines()[0] if str(e) else "")
+            continue
         summary.restored.append(name)
 
 

@@ -266,3 +266,16 @@ def test_two_ddp_workers_close_to_one_and_survive_a_killed_worker(prepared: Path
         assert abs(a - b) <= 0.25 * max(abs(b), 1e-6), (ep, a, b)
         a, b = two_rows[(ep, "val", "", "dice_mean")], one_rows[(ep, "val", "", "dice_mean")]
         assert abs(a - b) <= 0.25, (ep, a, b)
+
+
+def test_local_ray_listens_only_on_loopback(ray_local) -> None:
+    """Every socket the local Ray's processes (children of this process) listen on is bound to 127.0.0.1."""
+    psutil = pytest.importorskip("psutil")
+    ours = {p.pid for p in psutil.Process().children(recursive=True)} | {os.getpid()}
+    listening = []
+    for c in psutil.net_connections(kind="inet"):
+        if c.status == psutil.CONN_LISTEN and c.pid in ours:
+            listening.append((c.pid, c.laddr.ip, c.laddr.port))
+    assert listening, "no listening socket found for the Ray processes"
+    public = [x for x in listening if x[1] not in ("127.0.0.1", "::ffff:127.0.0.1", "::1")]
+    assert not public, f"Ray listens beyond loopback: {public}"
