@@ -52,6 +52,13 @@ def cluster() -> None:
     watch.WatchedSlurmJob.watcher._delay_s = 2  # poll the queue every 2 s in tests
 
 
+@pytest.fixture(scope="module")
+def data(cluster, request) -> Path:
+    """The shared prepared phantom (``prepared_small``), built only once a cluster answered (a session fixture
+    requested directly would be built before the module's skip)."""
+    return request.getfixturevalue("prepared_small")
+
+
 def _profile(**changes):
     from slurm.profiles import load_profile
 
@@ -97,15 +104,15 @@ def _job_state(job_id: str) -> str:
 
 # ---------------------------------------------------------------------------------------------- tests
 @pytest.mark.timeout(240)
-def test_killed_job_reported_failed_within_seconds(cluster, prepared_small, tmp_path):
+def test_killed_job_reported_failed_within_seconds(data, tmp_path):
     """scancel (no checkpoint, no result file): the caller learns within seconds, status names the logs."""
     from slurm.launch import submit, wait
     from slurm.status import collect, format_status
     from suite.paths import ExperimentPaths
 
     exp = ExperimentPaths(tmp_path / "killed")
-    cfg = _config(prepared_small, "fs", seg_epochs=200)
-    sub = submit(_request(exp.root, prepared_small), _profile(), "array", configs=[cfg])
+    cfg = _config(data, "fs", seg_epochs=200)
+    sub = submit(_request(exp.root, data), _profile(), "array", configs=[cfg])
     (job,) = sub.jobs
     _wait_for(lambda: exp.run(cfg.run_id).config.exists(), 150, "the run to start in the job")
     t0 = time.time()
@@ -124,13 +131,13 @@ def test_killed_job_reported_failed_within_seconds(cluster, prepared_small, tmp_
 
 
 @pytest.fixture(scope="module")
-def array_experiment(cluster, prepared_small, tmp_path_factory):
+def array_experiment(data, tmp_path_factory):
     """The smoke grid (n=5: 4 methods + the regressor) through the job-array mode."""
     from slurm.launch import submit, wait
     from suite.paths import ExperimentPaths
 
     exp = ExperimentPaths(tmp_path_factory.mktemp("array") / "smoke-smoke")
-    req = _request(exp.root, prepared_small)
+    req = _request(exp.root, data)
     t0 = time.time()
     sub = submit(req, _profile(), "array", max_parallel=2)
     outcomes = wait(sub, exp, timeout_s=900)
@@ -138,7 +145,7 @@ def array_experiment(cluster, prepared_small, tmp_path_factory):
 
 
 @pytest.mark.timeout(1000)
-def test_array_mode_smoke_grid(array_experiment, prepared_small, tmp_path):
+def test_array_mode_smoke_grid(array_experiment, tmp_path):
     from search_spaces.driver import build_plan
     from slurm.launch import expand, read_ledger, submit
     from slurm.watch import read_jobcomp
@@ -182,7 +189,7 @@ def _cfg_from_run(config_path: Path):
 
 @pytest.mark.timeout(600)
 @pytest.mark.ray
-def test_ray_mode_two_node_path(array_experiment, prepared_small, tmp_path):
+def test_ray_mode_two_node_path(array_experiment, data, tmp_path):
     """The multi-node path on one host: the job starts a Ray head and a worker as two ``srun --overlap``
     steps (own ports and temp dirs), runs the Tune driver against them and stops them. The grid's other runs
     are copied in finished: the driver must train only the FS run, identical to the array's."""
@@ -195,7 +202,7 @@ def test_ray_mode_two_node_path(array_experiment, prepared_small, tmp_path):
     fs_id = next(p.run_id for p in exp.all_runs() if p.run_id.startswith("seg-fs-"))
     shutil.rmtree(exp.run(fs_id).root)
     before = {p.run_id: p.summary.read_text() for p in exp.all_runs()}
-    sub = submit(_request(exp.root, prepared_small, simulate_nodes=2), _profile(cpus_per_task=2), "ray")
+    sub = submit(_request(exp.root, data, simulate_nodes=2), _profile(cpus_per_task=2), "ray")
     (out,) = wait(sub, exp, timeout_s=540)
     res = sub.jobs[0].result()
     assert out.ok, (out, res)
@@ -212,15 +219,15 @@ def test_ray_mode_two_node_path(array_experiment, prepared_small, tmp_path):
 
 
 @pytest.mark.timeout(600)
-def test_preemption_requeues_and_resumes(cluster, prepared_small, tmp_path):
+def test_preemption_requeues_and_resumes(data, tmp_path):
     """USR2 (what SLURM sends before the time limit or on preemption): submitit checkpoints and requeues the
     task; the rerun resumes after the last finished epoch (epoch 0 is not recomputed) and finishes."""
     from slurm.launch import submit, wait
     from suite.paths import ExperimentPaths
 
     exp = ExperimentPaths(tmp_path / "preempt")
-    cfg = _config(prepared_small, "fs", seg_epochs=3)
-    sub = submit(_request(exp.root, prepared_small), _profile(), "array", configs=[cfg])
+    cfg = _config(data, "fs", seg_epochs=3)
+    sub = submit(_request(exp.root, data), _profile(), "array", configs=[cfg])
     (job,) = sub.jobs
     rp = exp.run(cfg.run_id)
     _wait_for(lambda: rp.checkpoint_last.exists(), 400, "the first epoch's checkpoint")
@@ -245,7 +252,7 @@ def test_preemption_requeues_and_resumes(cluster, prepared_small, tmp_path):
 @pytest.mark.slow
 @pytest.mark.ray
 @pytest.mark.timeout(1200)
-def test_ray_mode_smoke_grid_with_preemption(array_experiment, prepared_small, tmp_path):
+def test_ray_mode_smoke_grid_with_preemption(array_experiment, data, tmp_path):
     """The main mode on one node (local Ray inside the job) over the whole smoke grid, preempted (USR2) once a
     run has finished: requeued, resumed, no finished run repeated, and the same run directories (metrics bit
     for bit) as the array mode."""
@@ -253,7 +260,7 @@ def test_ray_mode_smoke_grid_with_preemption(array_experiment, prepared_small, t
     from suite.paths import ExperimentPaths
 
     exp = ExperimentPaths(tmp_path / "smoke-smoke")
-    sub = submit(_request(exp.root, prepared_small), _profile(cpus_per_task=2), "ray")
+    sub = submit(_request(exp.root, data), _profile(cpus_per_task=2), "ray")
     (job,) = sub.jobs
     _wait_for(lambda: any(p.is_finished() for p in exp.all_runs()), 900, "a first finished run")
     done_before = {p.run_id: p.summary.read_text() for p in exp.all_runs() if p.is_finished()}
