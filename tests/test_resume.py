@@ -18,7 +18,7 @@ from suite.stages import common, execute
 from suite.stages.common import MetricsWriter, load_checkpoint, read_metrics
 
 CFG = dict(image_size=32, threads=1, device="cpu", seg_epochs=3, n_labeled=5, seed=1, method="oracle",
-           lr_patience=1, seg_batch=4, unl_batch=32)
+           lr_patience=1, seg_batch=8, unl_batch=64)
 
 
 def _cfg(data, **kw) -> RunConfig:

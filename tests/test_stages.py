@@ -34,7 +34,7 @@ from suite.stages.common import (
 
 # few, larger batches: the number of optimiser steps is what costs on a contended CPU
 SMOKE = dict(image_size=32, threads=1, device="cpu", seg_epochs=2, reg_epochs=1, reg_aug_copies=1, n_labeled=5,
-             seed=0, seg_batch=4, unl_batch=32)
+             seed=0, seg_batch=8, unl_batch=64)
 
 SEG_RUN_METRICS = {"loss_ce", "loss_penalty", "loss_total", "lr", "epoch_time_s"}
 SEG_VAL_VOLUME_METRICS = {"dice", "dice2d", "lv_volume_pred_ml", "lv_volume_true_ml"}
@@ -212,6 +212,20 @@ def test_unlabeled_and_validation_data_reach_only_the_losses_they_should(prepare
     sd = _small(load_seg_data(ctx))
     sd.images[torch.as_tensor(sd.lab_idx)] = 255 - sd.images[torch.as_tensor(sd.lab_idx)]
     assert not _same(ref, _train_once(ctx, sd))
+
+
+def test_channels_last_and_bf16_options_train(prepared_small, tmp_path):
+    """The runtime options reach the step: channels-last weights, bf16 autocast; the loss stays finite."""
+    from suite.stages.segmenter import SegmenterStage, load_seg_data
+
+    ctx = _ctx(smoke_cfg(prepared_small, method="oracle", channels_last=True, amp="bf16"), tmp_path)
+    sd = _small(load_seg_data(ctx))
+    st = SegmenterStage(ctx, seg_data=sd)
+    conv = next(m for m in st.net.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size != (1, 1))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    out = st.train_epoch(0)
+    assert np.isfinite(out["loss_ce"]) and np.isfinite(out["loss_penalty"])
+    assert all(torch.isfinite(v).all() for v in st.model_state().values() if v.is_floating_point())
 
 
 def test_oracle_bounds_are_the_exact_sizes(prepared_small, tmp_path):
