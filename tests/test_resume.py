@@ -120,3 +120,27 @@ def test_stop_after_epoch_from_environment(prepared_small, tmp_path, monkeypatch
 
     with pytest.raises(InputError, match=common.STOP_ENV):
         execute(_cfg(prepared_small, method="fs", seg_epochs=2), tmp_path)
+
+
+def test_a_second_launcher_waits_for_the_lock_then_skips_the_finished_run(prepared_small, tmp_path):
+    """Concurrent launchers never train the same run twice: the second waits on the run's lock and, once the
+    first has finished, finds summary.json and returns without training."""
+    import threading
+
+    from filelock import FileLock
+
+    cfg = common.open_data(_cfg(prepared_small, method="fs"))[0]
+    paths = ExperimentPaths(tmp_path).run(cfg.run_id)
+    paths.root.mkdir(parents=True)
+    holder = FileLock(str(paths.lock))
+    holder.acquire()
+    result: dict[str, object] = {}
+    t = threading.Thread(target=lambda: result.setdefault("paths", execute(cfg, tmp_path)))
+    t.start()
+    t.join(timeout=3.0)
+    assert t.is_alive() and not paths.config.exists()  # waiting, nothing written
+    paths.summary.write_text("{}\n")  # the first launcher finishes...
+    holder.release()  # ...and lets go
+    t.join(timeout=60)
+    assert not t.is_alive() and result["paths"] == paths
+    assert not paths.config.exists() and not paths.metrics.exists()  # skipped, not trained
