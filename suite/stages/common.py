@@ -494,6 +494,9 @@ def execute(cfg: RunConfig, experiment_root: str | os.PathLike, hooks: Hooks | N
     Works standalone (no process group) and on every rank of a ``torch.distributed`` job (Ray Train, torchrun)
     whose size equals ``cfg.world_size``. ``stop_after_epoch`` (or ``$SUITE_STOP_AFTER_EPOCH``, or SIGTERM /
     SIGUSR1) stops after that epoch's checkpoint, leaving a partial run that the same call resumes.
+    Prerequisite runs are executed first with ``hooks=None`` (their epochs are not reported as this run's);
+    under DDP they run on the same ranks. A run directory holding only ``checkpoint_last.pt`` (a run moved
+    between launchers) resumes from it; ``metrics.csv`` then starts at the next epoch.
     """
     du.maybe_init_from_env(cfg.world_size)
     du.check_world_size(cfg.world_size)
