@@ -283,6 +283,33 @@ def _stop_after_env() -> int | None:
         raise InputError(f"environment variable {STOP_ENV}={v!r} is not an integer epoch; unset it") from None
 
 
+class OptimisedStage:
+    """What both stages share: a network ``net`` (maybe DDP-wrapped), an optimiser ``opt`` and an lr rule
+    ``rule``; their state for the checkpoint, and the lr after each epoch."""
+
+    net: torch.nn.Module
+    opt: torch.optim.Optimizer
+    rule: LrRule
+
+    def model_state(self) -> dict[str, Any]:
+        return du.unwrap(self.net).state_dict()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"model": self.model_state(), "optimizer": self.opt.state_dict(), "lr_rule": self.rule.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        du.unwrap(self.net).load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.rule.load_state_dict(state["lr_rule"])
+        set_lr(self.opt, self.rule.lr)
+
+    def lr(self) -> float:
+        return self.rule.lr
+
+    def after_epoch(self, epoch: int, improved: bool, best_epoch: int) -> None:
+        set_lr(self.opt, self.rule.after_epoch(epoch, improved, best_epoch))
+
+
 class _StopFlag:
     """Set by SIGTERM/SIGUSR1 (main thread only): the run stops cleanly after the current epoch's checkpoint."""
 

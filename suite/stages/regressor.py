@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -36,12 +35,12 @@ from suite.stages import distributed_utils as du
 from suite.stages.common import (
     EpochResult,
     MultiStepRule,
+    OptimisedStage,
     RunContext,
     autocast,
     load_checkpoint,
     metric_dict,
     resized_arrays,
-    set_lr,
 )
 
 log = logging.getLogger("suite.stages.regressor")
@@ -49,7 +48,7 @@ log = logging.getLogger("suite.stages.regressor")
 EVAL_CHUNK = 16  # fixed evaluation batches: the numbers do not depend on how chunks are spread over ranks
 
 
-class RegressorStage:
+class RegressorStage(OptimisedStage):
     """One regressor run (driven by :func:`suite.stages.common.run_epochs`)."""
 
     higher_is_better = False
@@ -86,24 +85,6 @@ class RegressorStage:
                  len(self.aug), len(lab_idx), cfg.reg_aug_copies, len(val_idx))
 
     # -------------------------------------------------------------- state
-    def model_state(self) -> dict[str, Any]:
-        return du.unwrap(self.net).state_dict()
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"model": self.model_state(), "optimizer": self.opt.state_dict(), "lr_rule": self.rule.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        du.unwrap(self.net).load_state_dict(state["model"])
-        self.opt.load_state_dict(state["optimizer"])
-        self.rule.load_state_dict(state["lr_rule"])
-        set_lr(self.opt, self.rule.lr)
-
-    def lr(self) -> float:
-        return self.rule.lr
-
-    def after_epoch(self, epoch: int, improved: bool, best_epoch: int) -> None:
-        set_lr(self.opt, self.rule.after_epoch(epoch, improved, best_epoch))
-
     # -------------------------------------------------------------- epoch
     def train_epoch(self, epoch: int) -> dict[str, float]:
         cfg, ctx = self.cfg, self.ctx

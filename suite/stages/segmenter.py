@@ -48,6 +48,7 @@ from suite.stages.common import (
     CodeRule,
     EpochResult,
     LrRule,
+    OptimisedStage,
     PlateauRule,
     RunContext,
     autocast,
@@ -55,7 +56,6 @@ from suite.stages.common import (
     load_checkpoint,
     metric_dict,
     resized_arrays,
-    set_lr,
 )
 
 log = logging.getLogger("suite.stages.segmenter")
@@ -173,7 +173,7 @@ def make_lr_rule(cfg: Any) -> LrRule:
     return CodeRule(cfg.seg_lr, cfg.lr_patience, cfg.lr_factor)
 
 
-class SegmenterStage:
+class SegmenterStage(OptimisedStage):
     """One segmenter run (driven by :func:`suite.stages.common.run_epochs`)."""
 
     higher_is_better = True
@@ -194,25 +194,6 @@ class SegmenterStage:
         self.lv = lv_channel(cfg)
 
     # -------------------------------------------------------------- state
-    def model_state(self) -> dict[str, Any]:
-        return du.unwrap(self.net).state_dict()
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"model": self.model_state(), "optimizer": self.opt.state_dict(),
-                "lr_rule": self.rule.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        du.unwrap(self.net).load_state_dict(state["model"])
-        self.opt.load_state_dict(state["optimizer"])
-        self.rule.load_state_dict(state["lr_rule"])
-        set_lr(self.opt, self.rule.lr)
-
-    def lr(self) -> float:
-        return self.rule.lr
-
-    def after_epoch(self, epoch: int, improved: bool, best_epoch: int) -> None:
-        set_lr(self.opt, self.rule.after_epoch(epoch, improved, best_epoch))
-
     # -------------------------------------------------------------- one epoch
     def _forward(self, idx: np.ndarray) -> torch.Tensor:
         x = prepare_input(batch_images(self.sd.images, idx), self.cfg)
