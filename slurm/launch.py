@@ -730,6 +730,24 @@ def wait(sub: Submitted, exp: ExperimentPaths, timeout_s: float | None = None) -
     return outcomes
 
 
+def _settled_state(job_id: str, state: str, timeout_s: float = 15.0) -> str:
+    """The job's final SLURM state once it leaves RUNNING/COMPLETING (a job stopped by ``scancel`` can write
+    its result while it is still COMPLETING: report CANCELLED, not the transient state), or ``state``."""
+    from slurm.watch import FINAL_STATES, read_squeue
+
+    deadline = time.time() + timeout_s
+    while True:
+        try:
+            raw = read_squeue([job_id]).get(job_id, {}).get("RawState", "")
+        except (OSError, subprocess.SubprocessError):
+            return state
+        if raw and raw.split()[0].upper() in FINAL_STATES:
+            return raw
+        if not raw or time.time() > deadline:
+            return raw or state
+        time.sleep(0.5)
+
+
 def _outcome(job: Any, sub: Submitted, exp: ExperimentPaths, failed_t: type, uncompleted_t: type) -> Outcome:
     run_id = sub.run_of_job.get(job.job_id, "")
     try:
@@ -743,6 +761,8 @@ def _outcome(job: Any, sub: Submitted, exp: ExperimentPaths, failed_t: type, unc
                            log=str(job.paths.stdout))
         status = exp.run(run_id).status()
         state = job.watcher.get_info(job.job_id, mode="cache").get("RawState", "") or job.state
+        if status != "finished":
+            state = _settled_state(job.job_id, state)
         return Outcome(run_id, job.job_id, ok=status == "finished", status=status,
                        error="" if status == "finished" else f"job {job.job_id} ended {state} with the run {status}",
                        log=str(job.paths.stdout))

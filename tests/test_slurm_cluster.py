@@ -168,6 +168,9 @@ def test_array_mode_smoke_grid(array_experiment, tmp_path):
     assert "#SBATCH --array=0-2%2\n" in text and "submitit.core._submit" in text
     assert "#SBATCH --dependency=afterany:" in Path(second["sbatch"]).read_text()
     # phase 2 started only after every phase-1 task ended (the completion log's times)
+    ids = [t["job_id"] for t in first["tasks"] + second["tasks"]]
+    # slurmctld appends a job's completion record a moment after the job's result file appears
+    _wait_for(lambda: all(i in read_jobcomp(SLURM_DIR / "jobcomp.txt") for i in ids), 30, "the completion log")
     comp = read_jobcomp(SLURM_DIR / "jobcomp.txt")
     ends = [comp[t["job_id"]]["End"] for t in first["tasks"]]
     starts = [comp[t["job_id"]]["Start"] for t in second["tasks"]]
