@@ -1,6 +1,6 @@
 """``suite demo``: the main job end to end on the built-in synthetic ACDC-format data (what ``make demo`` runs).
 
-1. ``suite phantom``  a synthetic cohort in the ACDC release layout (default 40 patients, seed 0);
+1. ``suite phantom``  a synthetic cohort in the ACDC release layout (default 30 patients, seed 0);
 2. ``suite prepare``  slices, normalises, resizes (64×64 for the demo), writes the splits;
 3. ``suite tune``     the ``smoke`` space through Ray Tune: FS, Proposals, Proposed and Oracle at two n, one seed
                       (regressors and FS models first, then the runs that need them);
@@ -26,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "demo", help="run the whole suite on the built-in synthetic data (what `make demo` runs)",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="demo-results", help="folder for data, runs and report (default: %(default)s)")
-    p.add_argument("--patients", type=int, default=40, help="phantom patients (>= 30; default: %(default)s)")
+    p.add_argument("--patients", type=int, default=30, help="phantom patients (>= 30; default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="phantom seed (default: %(default)s)")
     p.add_argument("--size", type=int, default=64, help="prepared image size (default: %(default)s)")
     p.add_argument("--preset", default="smoke", help="run preset (default: %(default)s)")
