@@ -45,6 +45,16 @@ class Figure:
 _THEMED = False
 
 
+def _facets_by_n(plt, df, height: float):
+    """One panel per labeled count n (up to 3 per row, shared y): (sorted n values, figure, axes grid)."""
+    ns = sorted(df["n_labeled"].unique())
+    ncol = min(3, len(ns))
+    nrow = math.ceil(len(ns) / ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.6 * ncol, height * nrow), squeeze=False, sharey=True,
+                             layout="constrained")
+    return ns, fig, axes
+
+
 def _plt():
     """pyplot and seaborn on the Agg backend, themed once per process."""
     global _THEMED
@@ -152,11 +162,7 @@ def fig_dice_over_epochs(a: Analysis, t1: Table1, out_dir: Path, notes: list[str
         return None
     plt, sns = _plt()
     cur = cur.assign(label=_label(cur, t1.extra))
-    ns = sorted(cur["n_labeled"].unique())
-    ncol = min(3, len(ns))
-    nrow = math.ceil(len(ns) / ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(4.6 * ncol, 3.4 * nrow), squeeze=False, sharey=True,
-                             layout="constrained")
+    ns, fig, axes = _facets_by_n(plt, cur, 3.4)
     pal = _palette(_methods_in(cur))
     rs = a.run_stats.loc[a.run_stats["included"]]
     for ax, n in zip(axes.flat, ns, strict=False):
@@ -278,11 +284,7 @@ def fig_in_bounds(a: Analysis, t1: Table1, out_dir: Path, notes: list[str]) -> F
         return None
     plt, sns = _plt()
     c = c.assign(label=_label(c, t1.extra))
-    ns = sorted(c["n_labeled"].unique())
-    ncol = min(3, len(ns))
-    nrow = math.ceil(len(ns) / ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(4.6 * ncol, 3.2 * nrow), squeeze=False, sharey=True,
-                             layout="constrained")
+    ns, fig, axes = _facets_by_n(plt, c, 3.2)
     pal = _palette(_methods_in(c))
     for ax, n in zip(axes.flat, ns, strict=False):
         g = c.loc[c["n_labeled"] == n]
