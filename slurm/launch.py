@@ -287,6 +287,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+WORKER_PORT_BASE = 10002  # Ray's default --min-worker-port
+WORKER_PORTS = 1000  # worker ports per node (Ray's default range 10002-19999 split between up to ten nodes)
+START_TRIES = 5  # `ray start` attempts per node (a raylet that misses Ray's 30 s registration wait exits)
+
+
 class RayNodes:
     """Ray head + workers on the hosts of a SLURM allocation, each an ``srun --overlap --mem=0 -N1 -n1 -w
     HOST ray start ... --block`` step; every node gets its own ports and temp dir, so that several nodes
@@ -327,7 +332,10 @@ class RayNodes:
                f"--resources={json.dumps(node_resources())}",
                f"--node-manager-port={ports[0]}", f"--object-manager-port={ports[1]}",
                f"--dashboard-agent-listen-port={ports[2]}", f"--dashboard-agent-grpc-port={ports[3]}",
-               f"--metrics-export-port={ports[4]}", f"--runtime-env-agent-port={ports[5]}"]
+               f"--metrics-export-port={ports[4]}", f"--runtime-env-agent-port={ports[5]}",
+               # disjoint worker-port ranges: several nodes of one host never hand out the same port
+               f"--min-worker-port={WORKER_PORT_BASE + index * WORKER_PORTS}",
+               f"--max-worker-port={WORKER_PORT_BASE + (index + 1) * WORKER_PORTS - 1}"]
         if index == 0:
             ray += ["--head", f"--port={self.port}", f"--node-ip-address={self.head_ip}",
                     f"--temp-dir={self.temp_dir(0)}", "--include-dashboard=true",
@@ -372,12 +380,17 @@ class RayNodes:
                 if p.poll() is not None:
                     # `ray start` gives a raylet 30 s (hard-coded) to register: on a busy node it can miss that
                     self._retries[i] = self._retries.get(i, 0) + 1
-                    if self._retries[i] > 2:
+                    node_log = self.log_dir / f"{self.job_tag}-node{i}.log"
+                    if self._retries[i] >= START_TRIES:
                         raise RuntimeError(f"ray node {i} on {self.hosts[i]} exited with {p.returncode} "
-                                           f"(3 tries); see {self.log_dir / f'{self.job_tag}-node{i}.log'}")
-                    log.warning("ray node %d on %s exited with %s; starting it again", i, self.hosts[i],
-                                p.returncode)
+                                           f"({START_TRIES} tries); see {node_log}")
+                    log.warning("ray node %d on %s exited with %s (try %d of %d); starting it again. Its log ends:"
+                                "\n%s", i, self.hosts[i], p.returncode, self._retries[i], START_TRIES,
+                                _tail(node_log))
+                    _kill_group(p)  # a raylet or agent of the failed try must not linger
+                    time.sleep(2.0 * self._retries[i])
                     self.procs[i] = self._launch(i)
+                    deadline = max(deadline, time.time() + 60.0)
             try:
                 if not ray.is_initialized():
                     ray.init(address=self.address, log_to_driver=False, logging_level=logging.WARNING)
@@ -426,6 +439,20 @@ class RayNodes:
     def stop_all(cls) -> None:
         for nodes in list(cls._live):
             nodes.stop(timeout=10.0)
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError as e:
+        return f"(cannot read {path}: {e.strerror})"
+
+
+def _kill_group(p: subprocess.Popen) -> None:
+    try:
+        os.killpg(p.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def node_resources() -> dict[str, float]:

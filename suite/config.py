@@ -37,6 +37,7 @@ class RunConfig:
     split_seed: int = 1  # paper mode: the authors' random.seed(1); random mode: the labeled draw
     gamma: float = 0.1  # bound tightness: [(1-gamma) R, (1+gamma) R]
     lam: float = 1e-2  # penalty weight lambda
+    penalty_warmup: int = 0  # first epochs without the unlabeled term (train as FS first); 0 = the paper
     preset: str = "paper"  # name of the preset this config was built from (recorded, not identity)
 
     # --- data ---
@@ -190,6 +191,8 @@ class RunConfig:
         for key in ("seg_batch", "unl_batch", "reg_batch"):
             if getattr(self, key) % self.world_size:
                 raise bad(key, f"(global batch) must be divisible by world_size={self.world_size}")
+        if self.penalty_warmup < 0:
+            raise bad("penalty_warmup", "must be >= 0 (epochs)")
         if self.seg_width <= 0:
             raise bad("seg_width", "must be > 0")
 
@@ -215,6 +218,8 @@ class RunConfig:
             keys += ["method"] + seg
             if self.method != "fs":
                 keys += ["unl_batch"]
+                if self.penalty_warmup:  # only when set: the run ids of paper-setting runs stay as they were
+                    keys += ["penalty_warmup"]
             if self.method in SEG_METHODS_WITH_PENALTY:
                 keys += ["gamma", "lam", "size_units"]
             if self.method == "proposed":

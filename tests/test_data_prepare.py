@@ -120,6 +120,35 @@ def test_second_prepare_is_a_noop_and_other_options_refused(phantom_dir, tmp_pat
         d.split(5)
 
 
+def test_center_crop_enlarges_the_lv_and_is_part_of_the_key(phantom_dir, tmp_path, capsys):
+    """``--crop 0.5``: the central half of the field of view along each axis, resized to the same size. It is
+    the same image content as cropping the full-resolution slice by hand; LV areas in pixels grow ~4x;
+    the crop is recorded and changes the data hash; out-of-range values are one clear error."""
+    src = tmp_path / "src"
+    shutil.copytree(phantom_dir / "patient001", src / "patient001")
+    assert main(["prepare", str(src), str(tmp_path / "full"), "--size", "32"]) == 0
+    assert main(["prepare", str(src), str(tmp_path / "crop"), "--size", "32", "--crop", "0.5"]) == 0
+    full, crop = PreparedData.open(tmp_path / "full"), PreparedData.open(tmp_path / "crop")
+    assert full.data_hash != crop.data_hash
+    m = json.loads((tmp_path / "crop" / "manifest.json").read_text())
+    assert m["options"]["crop"] == 0.5 and m["options"]["lv_cut_slices"] == 0
+    a_full = np.asarray(full.manifest["slices"]["lv_area_px"], dtype=float)
+    a_crop = np.asarray(crop.manifest["slices"]["lv_area_px"], dtype=float)
+    big = a_full > 10
+    assert 3.0 < np.median(a_crop[big] / a_full[big]) < 5.0
+    # the labels equal a hand-made crop of the full-resolution label, resized nearest
+    v = m["volumes"][0]
+    lab = np.moveaxis(np.asarray(nib.load(str(src / "patient001" / f"patient001_frame{v['frame_number']:02d}_gt.nii.gz"))
+                                 .dataobj), 2, 0)
+    nx, ny = lab.shape[1:]
+    cx, cy = round(nx * 0.5), round(ny * 0.5)
+    hand = resize_stack(lab[:, (nx - cx) // 2:(nx - cx) // 2 + cx, (ny - cy) // 2:(ny - cy) // 2 + cy], 32, "nearest")
+    assert np.array_equal(np.asarray(crop.labels[v["start"]:v["stop"]]), hand)
+    assert np.allclose(v["spacing_prepared"][:2], [v["spacing"][0] * cx / 32, v["spacing"][1] * cy / 32])
+    assert main(["prepare", str(src), str(tmp_path / "bad"), "--crop", "1.5"]) == 2
+    assert "--crop 1.5" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+
+
 def test_refuses_unrelated_out_folder(tmp_path, capsys, phantom_dir):
     out = tmp_path / "mine"
     out.mkdir()

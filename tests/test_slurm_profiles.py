@@ -198,3 +198,25 @@ def test_cli_rejects_bad_combinations(prepared_small, tmp_path, capsys):
     assert "--max-parallel applies to --mode array" in capsys.readouterr().err
     assert main(base + ["--profile", "nope"]) == 2
     assert "no such profile" in capsys.readouterr().err
+
+
+def test_ray_node_commands_one_host_two_nodes(monkeypatch):
+    """Head and worker of a two-node Ray cluster on one host: srun steps that overlap the allocation, the
+    worker joins the head's address, and the two raylets get disjoint worker-port ranges."""
+    from slurm.launch import RayNodes
+
+    monkeypatch.setenv("SUBMITIT_FOLDER", "/tmp/x/jobs/%j")
+    nodes = RayNodes(["localhost", "localhost"], job_tag="7", port=6999, cpus=1)
+    head, worker = nodes.command(0), nodes.command(1)
+    assert nodes.address == "127.0.0.1:6999"
+    for cmd in (head, worker):
+        assert cmd[:7] == ["srun", "--overlap", "--mem=0", "-N1", "-n1", "-w", "localhost"]
+        assert "--block" in cmd and "--num-cpus=1" in cmd
+    assert "--head" in head and "--port=6999" in head and "--dashboard-host=127.0.0.1" in head
+    assert "--address=127.0.0.1:6999" in worker and "--node-ip-address=127.0.0.1" in worker
+
+    def worker_ports(cmd):
+        opt = {a.split("=")[0]: int(a.split("=")[1]) for a in cmd if a.startswith(("--min-worker", "--max-worker"))}
+        return set(range(opt["--min-worker-port"], opt["--max-worker-port"] + 1))
+
+    assert worker_ports(head) and worker_ports(worker) and not worker_ports(head) & worker_ports(worker)

@@ -214,6 +214,32 @@ def test_unlabeled_and_validation_data_reach_only_the_losses_they_should(prepare
     assert not _same(ref, _train_once(ctx, sd))
 
 
+def test_penalty_warmup_epochs_train_exactly_as_fs(prepared_small, tmp_path):
+    """``penalty_warmup=1``: epoch 0 of an Oracle run skips the unlabeled pass (weights bit-identical to FS's,
+    no ``in_bounds`` reported); epoch 1 applies the penalty (weights differ from FS's); it is part of the run id."""
+    from suite.stages.segmenter import SegmenterStage, load_seg_data
+
+    def two_epochs(method: str, **kw):
+        ctx = _ctx(smoke_cfg(prepared_small, method=method, **kw), tmp_path / method)
+        st = SegmenterStage(ctx, seg_data=_small(load_seg_data(ctx)))
+        states, outs = [], []
+        for ep in range(2):
+            common.seed_epoch(ctx.cfg, ep)
+            outs.append(st.train_epoch(ep))
+            states.append({k: v.detach().clone() for k, v in st.model_state().items()})
+        return states, outs
+
+    fs, _ = two_epochs("fs")
+    orc, outs = two_epochs("oracle", penalty_warmup=1)
+    assert _same(fs[0], orc[0]) and not _same(fs[1], orc[1])
+    assert "in_bounds" not in outs[0] and outs[0]["loss_penalty"] == 0.0 and "in_bounds" in outs[1]
+    a = smoke_cfg(prepared_small, method="oracle")
+    assert a.run_id != a.replace(penalty_warmup=1).run_id
+    assert a.replace(method="fs").run_id == a.replace(method="fs", penalty_warmup=1).run_id
+    with pytest.raises(Exception, match="penalty_warmup"):
+        a.replace(penalty_warmup=-1)
+
+
 def test_channels_last_and_bf16_options_train(prepared_small, tmp_path):
     """The runtime options reach the step: channels-last weights, bf16 autocast; the loss stays finite."""
     from suite.stages.segmenter import SegmenterStage, load_seg_data

@@ -225,7 +225,8 @@ class SegmenterStage(OptimisedStage):
         inside_acc = torch.zeros((), dtype=torch.float64, device=dev)
         n_unl_items = 0
         n_unl_batches = 0
-        if cfg.method != "fs" and len(sd.unl_idx):
+        # penalty_warmup: the first epochs skip the unlabeled pass (they train exactly as FS; 0 = the paper)
+        if cfg.method != "fs" and len(sd.unl_idx) and epoch >= cfg.penalty_warmup:
             for gb, local in du.epoch_batches(len(sd.unl_idx), cfg.unl_batch, cfg.seed,
                                               ("segmenter", "unlabeled", epoch), ctx.rank, world):
                 idx = sd.unl_idx[local]
@@ -269,7 +270,8 @@ class SegmenterStage(OptimisedStage):
             pen = float(stats[1]) / max(float(stats[3]), 1.0)
             out["loss_penalty"] = pen
             out["loss_total"] = ce + cfg.lam * pen
-            out["in_bounds"] = float(stats[2]) / max(float(stats[3]), 1.0)
+            if float(stats[3]) > 0:  # not in warm-up epochs: no unlabeled slice was seen
+                out["in_bounds"] = float(stats[2]) / float(stats[3])
         return out
 
     # -------------------------------------------------------------- validation
