@@ -71,6 +71,7 @@ def analyse(exp_root: Path) -> dict[str, Any]:
             pen = m.get("train/loss_penalty", {})
             if ib:
                 entry["in_bounds_first_last"] = [ib[min(ib)], ib[max(ib)]]
+            pen = {e: v for e, v in pen.items() if e in ib}  # warm-up epochs (no unlabeled pass) left out
             if pen:
                 entry["penalty_first_last"] = [pen[min(pen)], pen[max(pen)]]
         rows.setdefault(seed, {})[cfg["method"]] = entry

@@ -195,6 +195,10 @@ class RayAllocationJob(submitit.helpers.Checkpointable):
         t0 = time.time()
         n_nodes = req.simulate_nodes or len(hosts)
         if n_nodes > 1:
+            from suite.distributed import RAY_LOCAL_ENV
+
+            for k in RAY_LOCAL_ENV:  # the driver joins a multi-node cluster: no local-mode settings
+                os.environ.pop(k, None)
             if req.simulate_nodes:
                 hosts = [hosts[0]] * req.simulate_nodes
             cluster = RayNodes(hosts, job_tag=os.environ.get("SLURM_JOB_ID", str(os.getpid())),
@@ -254,6 +258,19 @@ def _ray_env() -> dict[str, str]:
     from suite.distributed import RAY_ENV
 
     return dict(RAY_ENV)
+
+
+def _cluster_env() -> dict[str, str]:
+    """Environment of a ``ray start`` of a multi-node cluster: the suite's Ray settings, without the
+    local-mode-only ones. ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` (what a local Ray sets) makes ``ray start
+    --address`` refuse to join ("Multi-node Ray clusters are not supported"); a job submitted from a process
+    that had run a local Ray used to inherit it through sbatch's environment export."""
+    from suite.distributed import RAY_LOCAL_ENV
+
+    env = {**os.environ, **_ray_env()}
+    for k in RAY_LOCAL_ENV:
+        env.pop(k, None)
+    return env
 
 
 def _allocation_hosts() -> list[str]:
@@ -368,7 +385,7 @@ class RayNodes:
         logf = open(self.log_dir / f"{self.job_tag}-node{i}.log", "ab")  # noqa: SIM115 - kept by Popen
         log.info("ray node %d on %s: %s", i, self.hosts[i], shlex.join(cmd))
         return subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True,
-                                env={**os.environ, **_ray_env()})
+                                env=_cluster_env())
 
     def _wait_nodes(self, n: int) -> None:
         import ray

@@ -113,9 +113,24 @@ def start_ray(address: str | None = None, *, num_cpus: int | None = None, num_gp
     for k, v in RAY_ENV.items():
         os.environ.setdefault(k, v)
     local = address in (None, "", "local")
+    saved_env = {k: os.environ.get(k) for k in RAY_LOCAL_ENV}
     if local:
         for k, v in RAY_LOCAL_ENV.items():
             os.environ[k] = v
+    try:
+        return _start_ray(address, local, num_cpus, num_gpus, temp_dir, object_store_mb)
+    finally:
+        # the Ray processes started above have read it; a process this one starts later (sbatch, srun) must
+        # not inherit it: `ray start --address` on a worker node refuses to join with it set to 0
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _start_ray(address: str | None, local: bool, num_cpus: int | None, num_gpus: int | None,
+               temp_dir: str | None, object_store_mb: int) -> RayInfo:
     import ray
 
     if local:  # ray may have been imported before the variable was set

@@ -4,7 +4,8 @@ Skipped, with the reason, when no cluster answers ``sinfo``. ``.ci/run`` starts 
 while ruff and the first tests run; the ``cluster`` fixture waits for it (``$SUITE_SLURM_DIR/start.status``).
 
 Runs use the ``smoke`` preset made tinier still (one epoch, 32x32, one thread) so that the whole module takes
-a few minutes on 2 cores; the two Ray-mode grid tests (single node, with a preemption) are ``slow``.
+a few minutes on 2 cores; the Ray-mode grid test with a preemption (single node, the whole smoke grid) is
+``slow``.
 """
 
 from __future__ import annotations
@@ -190,9 +191,9 @@ def _cfg_from_run(config_path: Path):
     return RunConfig.from_dict(json.loads(config_path.read_text()), source=str(config_path))
 
 
-# slow: in one full-suite CI rehearsal the second `ray start` (srun task) exited three times in a row right after
-# the other cluster tests (it passes alone in ~100 s); kept out of the default run until that start-up is robust
-@pytest.mark.slow
+# Once (2026-11-28, a full-suite rehearsal) the second `ray start` exited three times in a row here, cause not
+# recorded; RayNodes now gives each node its own worker-port range, retries 5 times with back-off after
+# killing the failed try, and logs the tail of the failed node's log, so a recurrence says why.
 @pytest.mark.timeout(600)
 @pytest.mark.ray
 def test_ray_mode_two_node_path(array_experiment, data, tmp_path):

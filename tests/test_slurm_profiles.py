@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -220,3 +221,31 @@ def test_ray_node_commands_one_host_two_nodes(monkeypatch):
         return set(range(opt["--min-worker-port"], opt["--max-worker-port"] + 1))
 
     assert worker_ports(head) and worker_ports(worker) and not worker_ports(head) & worker_ports(worker)
+
+
+def test_ray_start_env_drops_local_mode_settings(monkeypatch):
+    """A job submitted from a process that ran a local Ray inherits RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0; with
+    it, `ray start --address` on a worker node refuses to join (the once-unexplained two-node failure)."""
+    from slurm.launch import _cluster_env
+
+    monkeypatch.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    env = _cluster_env()
+    assert "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER" not in env and env["OMP_WAIT_POLICY"] == "PASSIVE"
+
+
+@pytest.mark.ray
+def test_local_ray_does_not_leak_its_setting_to_child_processes(monkeypatch, tmp_path):
+    """start_ray sets RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 for its own Ray processes and puts the environment
+    back afterwards, so sbatch / srun started later from this process do not inherit it."""
+    import ray
+
+    from suite.distributed import start_ray, stop_ray
+
+    monkeypatch.delenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", raising=False)
+    if ray.is_initialized():
+        pytest.skip("a Ray session is already open in this process")
+    try:
+        start_ray(num_cpus=1, temp_dir=f"/tmp/sr-{os.getpid()}")
+        assert "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER" not in os.environ
+    finally:
+        stop_ray()
