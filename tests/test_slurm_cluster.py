@@ -4,8 +4,7 @@ Skipped, with the reason, when no cluster answers ``sinfo``. ``.ci/run`` starts 
 while ruff and the first tests run; the ``cluster`` fixture waits for it (``$SUITE_SLURM_DIR/start.status``).
 
 Runs use the ``smoke`` preset made tinier still (one epoch, 32x32, one thread) so that the whole module takes
-a few minutes on 2 cores; the Ray-mode grid test with a preemption (single node, the whole smoke grid) is
-``slow``.
+a few minutes on 2 cores (about 6 minutes for the module on the quiet reference machine).
 """
 
 from __future__ import annotations
@@ -256,7 +255,6 @@ def test_preemption_requeues_and_resumes(data, tmp_path):
     assert "resuming after epoch" in rp.log.read_text()
 
 
-@pytest.mark.slow
 @pytest.mark.ray
 @pytest.mark.timeout(1200)
 def test_ray_mode_smoke_grid_with_preemption(array_experiment, data, tmp_path):
