@@ -34,7 +34,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import MutableMapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -195,10 +195,7 @@ class RayAllocationJob(submitit.helpers.Checkpointable):
         t0 = time.time()
         n_nodes = req.simulate_nodes or len(hosts)
         if n_nodes > 1:
-            from suite.distributed import RAY_LOCAL_ENV
-
-            for k in RAY_LOCAL_ENV:  # the driver joins a multi-node cluster: no local-mode settings
-                os.environ.pop(k, None)
+            _drop_local_ray_settings(os.environ)  # the driver joins a multi-node cluster (before Ray's import)
             if req.simulate_nodes:
                 hosts = [hosts[0]] * req.simulate_nodes
             cluster = RayNodes(hosts, job_tag=os.environ.get("SLURM_JOB_ID", str(os.getpid())),
@@ -260,17 +257,21 @@ def _ray_env() -> dict[str, str]:
     return dict(RAY_ENV)
 
 
-def _cluster_env() -> dict[str, str]:
-    """Environment of a ``ray start`` of a multi-node cluster: the suite's Ray settings, without the
-    local-mode-only ones. ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` (what a local Ray sets) makes ``ray start
-    --address`` refuse to join ("Multi-node Ray clusters are not supported"); a job submitted from a process
-    that had run a local Ray used to inherit it through sbatch's environment export."""
+def _drop_local_ray_settings(env: MutableMapping[str, str]) -> MutableMapping[str, str]:
+    """Remove the local-mode-only Ray settings from ``env`` (in place; returned). With
+    ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` (what a local Ray sets) ``ray start --address`` refuses to join
+    ("Multi-node Ray clusters are not supported") and a driver resolves its own address to loopback; a job
+    submitted from a process that had run a local Ray used to inherit it through sbatch's environment export."""
     from suite.distributed import RAY_LOCAL_ENV
 
-    env = {**os.environ, **_ray_env()}
     for k in RAY_LOCAL_ENV:
         env.pop(k, None)
     return env
+
+
+def _cluster_env() -> dict[str, str]:
+    """Environment of a ``ray start`` of a multi-node cluster: the suite's Ray settings, no local-mode ones."""
+    return dict(_drop_local_ray_settings({**os.environ, **_ray_env()}))
 
 
 def _allocation_hosts() -> list[str]:
