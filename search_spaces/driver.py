@@ -285,7 +285,7 @@ def run_experiment(
     from suite import distributed as dist
     from suite.distributed import Progress
 
-    progress = Progress(label=name, total=len(plan.runs), skipped=len(done0))
+    progress = Progress(label=name, total=len(plan.runs), already=frozenset(done0))
     interrupted = {"flag": False}
     old_int = signal.getsignal(signal.SIGINT)
 
@@ -335,7 +335,11 @@ def run_experiment(
             todo = [r for r in todo if r not in blocked]
             if not todo:
                 continue
-            phase_no = len(summary.phases) + 1
+            # after restoring a previous launch's phase k, this launch's phases go on from k + 1 (the label and
+            # the Tune experiment's name: a restored experiment is never overwritten by the next phase)
+            restored_upto = max((_phase_key(n)[0] for n in summary.restored if _phase_key(n)[0] < 10**6),
+                                default=0)
+            phase_no = restored_upto + len(summary.phases) + 1
             summary.phases.append(len(todo))
             progress.phase = f"phase {phase_no} ({len(todo)} runs)"
             progress.emit(force=True)
@@ -402,7 +406,9 @@ def _run_rounds(exp: ExperimentPaths, plan: Plan, todo: list[str], opts: Any, pr
             if lock:
                 dist.wait_for_lock(Path(lock))
         pending = [r for r in busy if exp.run(r).status() != "finished"]
-        progress.finished += len(busy) - len(pending)
+        for r in busy:
+            if r not in pending:
+                progress.mark(r, finished=True)
         if not pending:
             return outcomes
     return outcomes

@@ -363,7 +363,9 @@ class RayNodes:
             ray += [f"--address={self.address}"]
             if self.head_ip == "127.0.0.1":
                 ray += ["--node-ip-address=127.0.0.1"]
-        return srun + ray
+        # the node's processes ignore the preemption signal (SLURM sends it to every process of every step):
+        # only the submitit process acts on it, see suite.distributed.preemption_signal_ignored
+        return srun + ["bash", "-c", 'trap "" USR2; exec "$@"', "ray-node"] + ray
 
     def temp_dir(self, index: int) -> str:
         # short: Ray's unix socket paths must stay under ~107 characters

@@ -43,7 +43,9 @@ import logging
 import math
 import os
 import shutil
+import signal
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -163,7 +165,8 @@ def _start_ray(address: str | None, local: bool, num_cpus: int | None, num_gpus:
         attempts = 3 if local else 1
         for attempt in range(1, attempts + 1):
             try:
-                ctx = ray.init(**kwargs)
+                with preemption_signal_ignored() if local else contextlib.nullcontext():
+                    ctx = ray.init(**kwargs)
                 break
             except ConnectionError as e:
                 raise InputError(f"--address {address}: cannot connect to a Ray cluster ({e}); start one "
@@ -189,6 +192,33 @@ def _start_ray(address: str | None, local: bool, num_cpus: int | None, num_gpus:
     log.info("ray %s: %g CPUs, %g GPUs (start %.1fs)", "started locally" if local else f"joined at {address}",
              info.cpus, info.gpus, info.start_s)
     return info
+
+
+# the signal SLURM sends before a time limit or on preemption (submitit's `--signal=USR2@90`; a manual
+# `scancel --signal=USR2`). SLURM delivers it to every process of the job step, not only to submitit's.
+PREEMPTION_SIGNAL = signal.SIGUSR2
+
+
+@contextlib.contextmanager
+def preemption_signal_ignored():
+    """Processes started inside this block never act on SLURM's preemption signal: it is blocked in this
+    thread while they start, and a blocked signal stays blocked across fork and exec (Ray's GCS, raylet,
+    dashboard, and the workers the raylet starts later all inherit it). This process gets it again, with any
+    that arrived meanwhile still pending, when the block ends.
+
+    Without it the signal kills them (its default action) within milliseconds, the Ray core worker in the
+    driver then ends the driver's process (exit 1, no Python exception), and whether submitit's handler in
+    that process has requeued the job by then is a race: lost, the job ends FAILED without a result instead of
+    being requeued. Only the submitit process should act on the signal (checkpoint, requeue); Ray ends with
+    the job. A no-op outside the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {PREEMPTION_SIGNAL})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _kill_children_using(path: str) -> None:
@@ -570,24 +600,40 @@ class TrialOutcome:
 
 @dataclass
 class Progress:
-    """Counts for the suite's single progress line (shared by the driver and the Tune callback)."""
+    """Counts for the suite's single progress line (shared by the driver and the Tune callback).
+
+    Runs are counted by run id, never by event: a restored Tune experiment re-reports trials of runs that
+    finished before (skipped in a second), and one run can end in several rounds; neither counts twice."""
 
     label: str
     total: int
-    finished: int = 0
-    skipped: int = 0
-    failed: int = 0
+    already: frozenset[str] = frozenset()  # finished before this launch
     running: int = 0
     phase: str = ""
+    finished_ids: set[str] = field(default_factory=set)
+    failed_ids: set[str] = field(default_factory=set)
     t0: float = field(default_factory=time.monotonic)
     last_line: str = ""
     last_emit: float = 0.0
     min_interval_s: float = 5.0
 
+    def mark(self, run_id: str, *, finished: bool = False, failed: bool = False) -> None:
+        if finished:
+            self.finished_ids.add(run_id)
+            self.failed_ids.discard(run_id)
+        elif failed and run_id not in self.finished_ids:
+            self.failed_ids.add(run_id)
+
+    @property
+    def finished(self) -> int:
+        """Runs finished this launch."""
+        return len(self.finished_ids - self.already)
+
     def line(self) -> str:
         el = int(time.monotonic() - self.t0)
-        return (f"{self.label}: {self.finished + self.skipped}/{self.total} runs finished "
-                f"({self.skipped} already done), {self.running} running, {self.failed} failed"
+        done = len(self.finished_ids | self.already)
+        return (f"{self.label}: {done}/{self.total} runs finished "
+                f"({len(self.already)} already done), {self.running} running, {len(self.failed_ids)} failed"
                 f"{', ' + self.phase if self.phase else ''} [{el // 60}:{el % 60:02d}]")
 
     def emit(self, force: bool = False) -> None:
@@ -639,18 +685,18 @@ def _progress_callback_class() -> type:
         def __setstate__(self, state: dict) -> None:
             self.__init__()
 
-        def _update(self, finished: bool = False, failed: bool = False) -> None:
+        def _update(self, trial: Any, finished: bool = False, failed: bool = False) -> None:
             prog = _ACTIVE_PROGRESS
             if prog is None:
                 return
             prog.running = len(self.running)
-            prog.finished += int(finished)
-            prog.failed += int(failed)
+            run_id = ((getattr(trial, "config", None) or {}).get("trial") or {}).get("run_id") or trial.trial_id
+            prog.mark(run_id, finished=finished, failed=failed)
             prog.emit()
 
         def on_trial_start(self, iteration, trials, trial, **info):  # noqa: ANN001
             self.running.add(trial.trial_id)
-            self._update()
+            self._update(trial)
 
         def on_trial_result(self, iteration, trials, trial, result, **info):  # noqa: ANN001
             self.last[trial.trial_id] = result
@@ -658,11 +704,11 @@ def _progress_callback_class() -> type:
         def on_trial_complete(self, iteration, trials, trial, **info):  # noqa: ANN001
             self.running.discard(trial.trial_id)
             res = self.last.get(trial.trial_id, {})
-            self._update(finished=bool(res.get("done")) and not res.get("busy"))
+            self._update(trial, finished=bool(res.get("done")) and not res.get("busy"))
 
         def on_trial_error(self, iteration, trials, trial, **info):  # noqa: ANN001
             self.running.discard(trial.trial_id)
-            self._update(failed=True)
+            self._update(trial, failed=True)
 
     ProgressCallback.__module__ = __name__
     ProgressCallback.__qualname__ = "ProgressCallback"

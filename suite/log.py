@@ -12,6 +12,23 @@ T = TypeVar("T")
 _CONFIGURED = False
 
 
+class _CurrentStderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time of the record, not the stream current at set-up: a
+    process that swaps stderr (pytest's capture, a notebook, a job wrapper) would otherwise leave this handler
+    on a closed file ("I/O operation on closed file")."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
 def setup_logging(level: str | int | None = None) -> None:
     """Configure the root ``suite`` loggers once (idempotent)."""
     global _CONFIGURED
@@ -20,7 +37,7 @@ def setup_logging(level: str | int | None = None) -> None:
     if isinstance(level, str):
         level = getattr(logging, level.upper(), logging.INFO)
     if not _CONFIGURED:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _CurrentStderrHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S"))
         for name in ("suite", "search_spaces", "slurm", "analysis"):
             lg = logging.getLogger(name)

@@ -279,3 +279,36 @@ def test_local_ray_listens_only_on_loopback(ray_local) -> None:
     assert listening, "no listening socket found for the Ray processes"
     public = [x for x in listening if x[1] not in ("127.0.0.1", "::ffff:127.0.0.1", "::1")]
     assert not public, f"Ray listens beyond loopback: {public}"
+
+
+def test_local_ray_survives_the_preemption_signal(ray_local) -> None:
+    """SLURM sends the preemption signal (USR2) to every process of the job step. The local Ray's processes
+    (GCS, raylet, dashboard, workers, including one started later) must not act on it: killed, they take the
+    driver with them (exit 1, no exception) before submitit's handler can requeue the job. This process still
+    gets the signal (it was only blocked while Ray started)."""
+    psutil = pytest.importorskip("psutil")
+    import ray
+
+    from suite.distributed import PREEMPTION_SIGNAL
+
+    @ray.remote(num_cpus=0)
+    def pid() -> int:
+        return os.getpid()
+
+    worker = psutil.Process(ray.get(pid.remote(), timeout=60))
+    daemons = [p for p in psutil.Process().children(recursive=True)
+               if p.name() in ("gcs_server", "raylet") or "dashboard" in " ".join(p.cmdline())]
+    assert {p.name() for p in daemons} >= {"gcs_server", "raylet"}, [p.name() for p in daemons]
+    got: list[int] = []
+    previous = signal.signal(PREEMPTION_SIGNAL, lambda signum, frame: got.append(signum))
+    try:
+        for p in [*daemons, worker]:
+            p.send_signal(PREEMPTION_SIGNAL)
+        os.kill(os.getpid(), PREEMPTION_SIGNAL)
+        time.sleep(2)
+        assert got == [PREEMPTION_SIGNAL]
+        gone = [(p.pid, p.name()) for p in [*daemons, worker] if not p.is_running()]
+        assert not gone, f"killed by the preemption signal: {gone}"
+        assert ray.get(pid.remote(), timeout=60) > 0
+    finally:
+        signal.signal(PREEMPTION_SIGNAL, previous)

@@ -74,3 +74,26 @@ def test_unknown_key_in_yaml_and_missing_data_exit_2(tmp_path, capsys):
     assert main(["run", "--data", str(tmp_path / "missing"), "--preset", "smoke", "--out", str(tmp_path / "e")]) == 2
     assert "missing" in capsys.readouterr().err
     assert not (tmp_path / "e").exists()
+
+
+def test_log_handler_follows_stderr_after_it_is_swapped(monkeypatch):
+    """The suite's handler writes to the current sys.stderr: a stream swapped in and closed since set-up (pytest's
+    capture between tests, a job wrapper) must not turn every later record into "I/O operation on closed file"."""
+    import io
+    import logging
+
+    from suite.log import setup_logging
+
+    first = io.StringIO()
+    monkeypatch.setattr("sys.stderr", first)
+    setup_logging()
+    logging.getLogger("suite.test").info("to the first stream")
+    first.close()
+    second = io.StringIO()
+    monkeypatch.setattr("sys.stderr", second)
+    errors: list = []
+    monkeypatch.setattr(logging, "raiseExceptions", True)
+    monkeypatch.setattr(logging.Handler, "handleError", lambda self, record: errors.append(record))
+    logging.getLogger("suite.test").info("to the second stream")
+    assert not errors
+    assert "to the second stream" in second.getvalue()

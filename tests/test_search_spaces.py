@@ -188,3 +188,20 @@ def test_ray_checkpoint_copied_back_only_when_newer(tmp_path):
     assert checkpoint_epoch(run.checkpoint_last) == 5
     (ck / "meta.json").write_text(json.dumps({"run_id": "other", "epoch": 9}))
     assert not restore_from_checkpoint_dir(ck, run)  # another run's checkpoint is never used
+
+
+def test_progress_counts_runs_not_events():
+    """A restored Tune experiment re-reports a trial whose run finished before this launch, and a run can finish
+    in a later round: the progress line counts each run once (it once said "6/5 runs finished")."""
+    from suite.distributed import Progress
+
+    prog = Progress(label="x", total=5, already=frozenset({"a"}))
+    for rid in ("a", "b", "b", "c"):
+        prog.mark(rid, finished=True)
+    prog.mark("d", failed=True)
+    prog.mark("d", failed=True)
+    prog.mark("c", failed=True)  # a finished run stays finished
+    assert prog.line().startswith("x: 3/5 runs finished (1 already done), 0 running, 1 failed")
+    assert prog.finished == 2
+    prog.mark("d", finished=True)  # retried and finished
+    assert " 4/5 " in prog.line() and "0 failed" in prog.line()

@@ -96,6 +96,18 @@ def _wait_for(pred, timeout: float, what: str) -> None:
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
+def _result(job):
+    """``job.result()``; on failure the assertion carries the tail of the job's logs (CI keeps no files)."""
+    try:
+        return job.result()
+    except Exception as e:  # noqa: BLE001 - re-raised with the logs
+        tails = []
+        for path in (job.paths.stderr, job.paths.stdout):
+            if Path(path).exists():
+                tails.append(f"--- {path} (tail)\n" + "\n".join(Path(path).read_text().splitlines()[-40:]))
+        raise AssertionError(f"{type(e).__name__}: {e}\n" + "\n".join(tails)) from e
+
+
 def _job_state(job_id: str) -> str:
     from slurm.watch import read_squeue
 
@@ -210,7 +222,7 @@ def test_ray_mode_two_node_path(array_experiment, data, tmp_path):
     before = {p.run_id: p.summary.read_text() for p in exp.all_runs()}
     sub = submit(_request(exp.root, data, simulate_nodes=2), _profile(cpus_per_task=2), "ray")
     (out,) = wait(sub, exp, timeout_s=540)
-    res = sub.jobs[0].result()
+    res = _result(sub.jobs[0])
     assert out.ok, (out, res)
     assert res["ray_nodes"] == 2 and res["address"].startswith("127.0.0.1:")
     drv = res["driver"]
@@ -243,7 +255,7 @@ def test_preemption_requeues_and_resumes(data, tmp_path):
               "Requeued" in (job.paths.stderr.read_text() if job.paths.stderr.exists() else ""), 60,
               "the job to requeue itself")
     (out,) = wait(sub, exp, timeout_s=500)
-    res = job.result()
+    res = _result(job)
     assert out.ok, out
     assert int(res["slurm_restart_count"]) >= 1  # it ran again after the requeue
     assert rp.status() == "finished"
@@ -271,7 +283,7 @@ def test_ray_mode_smoke_grid_with_preemption(array_experiment, data, tmp_path):
     done_before = {p.run_id: p.summary.read_text() for p in exp.all_runs() if p.is_finished()}
     subprocess.run(["scancel", "--signal=USR2", job.job_id], check=True)
     (out,) = wait(sub, exp, timeout_s=1000)
-    res = job.result()
+    res = _result(job)
     assert out.ok, (out, res)
     assert int(res["slurm_restart_count"]) >= 1
     for rid, summary in done_before.items():

@@ -223,6 +223,23 @@ def test_ray_node_commands_one_host_two_nodes(monkeypatch):
     assert worker_ports(head) and worker_ports(worker) and not worker_ports(head) & worker_ports(worker)
 
 
+def test_ray_node_processes_ignore_the_preemption_signal(monkeypatch):
+    """SLURM sends USR2 to every process of every step: `ray start` and the daemons it starts must ignore it
+    (its default action kills them, and the driver with them, before submitit can requeue)."""
+    import subprocess
+    import sys
+
+    from slurm.launch import RayNodes
+
+    monkeypatch.setenv("SUBMITIT_FOLDER", "/tmp/x/jobs/%j")
+    cmd = RayNodes(["localhost"], job_tag="7", port=6999).command(0)
+    wrapper = cmd[cmd.index("bash"):cmd.index("ray-node") + 1]
+    probe = "import signal; print(signal.getsignal(signal.SIGUSR2) is signal.SIG_IGN)"
+    out = subprocess.run([*wrapper, sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True"
+    assert cmd[cmd.index("ray-node") + 1].endswith("ray") and cmd[cmd.index("ray-node") + 2] == "start"
+
+
 def test_ray_start_env_drops_local_mode_settings(monkeypatch):
     """A job submitted from a process that ran a local Ray inherits RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0; with
     it, `ray start --address` on a worker node refuses to join (the once-unexplained two-node failure)."""
