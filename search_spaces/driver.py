@@ -7,9 +7,9 @@
    ``run_id``, so a regressor of (n, split, seed) shared by 15 Proposed runs is one run;
 2. counts what the run directories already hold: finished runs are skipped (never relaunched), partial ones
    resume inside their trial from ``checkpoint_last.pt``, failed ones are retried;
-3. orders the rest in phases: a prerequisite goes in the phase after its own last unfinished prerequisite,
-   a run nothing depends on in the last phase (phase 1: regressors, FS; phase 2: Proposed, Proposals,
-   Oracle; :func:`phases`), so a trial never waits on another trial's lock; the dependants of a run that failed are not launched (reported as blocked);
+3. orders the rest in phases: a run goes in the phase after its last unfinished prerequisite (phase 1:
+   regressors, FS, Oracle; phase 2: Proposed and Proposals), so a trial never waits on another trial's
+   lock; the dependants of a run that failed are not launched (reported as blocked);
 4. runs each phase as one Tune experiment (``suite.distributed.run_trials``); a trial that finds its lock
    held by another launcher returns at once, the driver waits for the lock outside Ray (holding no
    resources) and requeues it;
@@ -96,14 +96,8 @@ def cost_rank(cfg: RunConfig) -> tuple[int, int]:
 
 
 def phases(plan: Plan, done: set[str]) -> list[list[str]]:
-    """Unfinished runs by level, each level one phase (a barrier: a phase starts when the previous one ended).
-
-    A run that another unfinished run needs goes as early as it can: level = 1 + the highest level of its
-    unfinished prerequisites (0 if none). A run that no unfinished run needs (Oracle, Proposed, FS on all
-    patients) goes into the last level: the barrier then waits only for what the next phase needs, and the last
-    phase is filled with work instead of ending with a few long dependants alone (on the fidelity grid, Oracle
-    in phase 1 kept the three Proposed runs waiting behind it and left one of them alone at the end).
-    Within a level, longest expected runs first (:func:`cost_rank`, stable)."""
+    """Unfinished runs by level: level = 1 + the highest level of an unfinished prerequisite (0 if none);
+    within a level, longest expected runs first (:func:`cost_rank`, stable)."""
     level: dict[str, int] = {}
 
     def lv(rid: str) -> int:
@@ -112,11 +106,9 @@ def phases(plan: Plan, done: set[str]) -> list[list[str]]:
         return level[rid]
 
     todo = [rid for rid in plan.runs if rid not in done]
-    needed = {d for rid in todo for d in plan.deps.get(rid, []) if d not in done}
-    last = max((lv(rid) for rid in todo), default=0)
     out: dict[int, list[str]] = collections.defaultdict(list)
     for rid in todo:
-        out[lv(rid) if rid in needed else last].append(rid)
+        out[lv(rid)].append(rid)
     return [sorted(out[k], key=lambda r: cost_rank(plan.runs[r])) for k in sorted(out)]
 
 

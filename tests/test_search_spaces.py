@@ -120,10 +120,9 @@ def test_plan_dedupes_and_orders_phases(tmp_path):
     levels = phases(plan, done=set())
     first = {by_id[r].method for r in levels[0]}
     second = {by_id[r].method for r in levels[1]}
-    # prerequisites first; the runs nothing depends on (Oracle included) all in the last phase
-    assert first == {"regressor", "fs"} and second == {"proposed", "proposals", "oracle"}
-    # longest expected runs first within a phase: the regressor before FS
-    assert [by_id[r].method for r in levels[0]] == ["regressor", "fs"]
+    assert first == {"regressor", "fs", "oracle"} and second == {"proposed", "proposals"}
+    # longest expected runs first within a phase: Oracle, then the regressor, then FS
+    assert [by_id[r].method for r in levels[0]] == ["oracle", "regressor", "fs"]
     assert len(levels) == 2
     # a finished prerequisite lets its dependants start in the first phase
     reg = next(r for r, c in by_id.items() if c.stage == "regressor")
