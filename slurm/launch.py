@@ -364,7 +364,7 @@ class RayNodes:
             if self.head_ip == "127.0.0.1":
                 ray += ["--node-ip-address=127.0.0.1"]
         # the node's processes ignore the preemption signal (SLURM sends it to every process of every step):
-        # only the submitit process acts on it, see suite.distributed.preemption_signal_ignored
+        # only the submitit process acts on it, see suite.distributed.preemption_signal_blocked
         return srun + ["bash", "-c", 'trap "" USR2; exec "$@"', "ray-node"] + ray
 
     def temp_dir(self, index: int) -> str:

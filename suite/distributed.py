@@ -165,7 +165,7 @@ def _start_ray(address: str | None, local: bool, num_cpus: int | None, num_gpus:
         attempts = 3 if local else 1
         for attempt in range(1, attempts + 1):
             try:
-                with preemption_signal_ignored() if local else contextlib.nullcontext():
+                with preemption_signal_blocked() if local else contextlib.nullcontext():
                     ctx = ray.init(**kwargs)
                 break
             except ConnectionError as e:
@@ -200,7 +200,7 @@ PREEMPTION_SIGNAL = signal.SIGUSR2
 
 
 @contextlib.contextmanager
-def preemption_signal_ignored():
+def preemption_signal_blocked():
     """Processes started inside this block never act on SLURM's preemption signal: it is blocked in this
     thread while they start, and a blocked signal stays blocked across fork and exec (Ray's GCS, raylet,
     dashboard, and the workers the raylet starts later all inherit it). This process gets it again, with any
