@@ -320,6 +320,9 @@ def run_experiment(
             if interrupted["flag"]:
                 summary.interrupted = True
 
+        # after restoring a previous launch's phase k, this launch's phases go on from k + 1 (the label and the
+        # Tune experiment's name: a restored experiment is never overwritten by the next phase)
+        restored_upto = max((k for k, _, _ in map(_phase_key, summary.restored) if k < 10**6), default=0)
         while not summary.interrupted:
             status = run_status(exp, plan.runs)
             done = {rid for rid, s in status.items() if s == "finished"}
@@ -335,10 +338,6 @@ def run_experiment(
             todo = [r for r in todo if r not in blocked]
             if not todo:
                 continue
-            # after restoring a previous launch's phase k, this launch's phases go on from k + 1 (the label and
-            # the Tune experiment's name: a restored experiment is never overwritten by the next phase)
-            restored_upto = max((_phase_key(n)[0] for n in summary.restored if _phase_key(n)[0] < 10**6),
-                                default=0)
             phase_no = restored_upto + len(summary.phases) + 1
             summary.phases.append(len(todo))
             progress.phase = f"phase {phase_no} ({len(todo)} runs)"

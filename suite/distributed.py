@@ -690,8 +690,7 @@ def _progress_callback_class() -> type:
             if prog is None:
                 return
             prog.running = len(self.running)
-            run_id = ((getattr(trial, "config", None) or {}).get("trial") or {}).get("run_id") or trial.trial_id
-            prog.mark(run_id, finished=finished, failed=failed)
+            prog.mark(_trial_run_id(trial.config) or trial.trial_id, finished=finished, failed=failed)
             prog.emit()
 
         def on_trial_start(self, iteration, trials, trial, **info):  # noqa: ANN001
@@ -760,8 +759,7 @@ def run_trials(cfgs: Sequence[RunConfig], opts: TrialOptions, *, name: str, max_
     grid = tuner.fit()
     outcomes: dict[str, TrialOutcome] = {}
     for result in grid:
-        cfg_d = (result.config or {}).get("trial", {})
-        run_id = cfg_d.get("run_id") or "?"
+        run_id = _trial_run_id(result.config) or "?"
         metrics = result.metrics or {}
         path = str(result.path) if getattr(result, "path", None) else None
         if result.error is not None:
@@ -775,6 +773,11 @@ def run_trials(cfgs: Sequence[RunConfig], opts: TrialOptions, *, name: str, max_
         else:
             outcomes[run_id] = TrialOutcome(run_id, "incomplete", trial_path=path)
     return outcomes
+
+
+def _trial_run_id(config: dict | None) -> str | None:
+    """The run id a trial of :func:`run_trials` carries in its config (``{"trial": {"run_id": ...}}``)."""
+    return ((config or {}).get("trial") or {}).get("run_id")
 
 
 def _short_error(lines: list[str]) -> str:

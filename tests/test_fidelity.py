@@ -1,6 +1,6 @@
 """The fidelity check (issue 4): ``scripts/fidelity.py`` reports whether Oracle >= Proposed > FS, per seed.
 
-The analysis is tested here on hand-made run directories; the check itself (about 24 minutes on 2 cores) is
+The analysis is tested here on hand-made run directories; the check itself (22-24 minutes on 2 cores) is
 the ``slow`` test, which runs the script end to end and asserts the ordering on the across-seed means.
 """
 
@@ -67,7 +67,7 @@ def test_analyse_per_seed_ordering_and_warmup(tmp_path):
 @pytest.mark.slow
 @pytest.mark.timeout(3600)
 def test_fidelity_check_orders_oracle_proposed_fs(tmp_path, capsys):
-    """The whole check (about 24 min on 2 cores): measured 2026-11-28, means FS 0.087 < Proposed 0.131 <
+    """The whole check (22-24 min on 2 cores): measured 2026-11-28, means FS 0.087 < Proposed 0.131 <
     Oracle 0.170, the ordering on seeds 0 and 1 (seed 2: FS collapses to background). Fails if the ordering
     on the means is lost."""
     fid = _script()
