@@ -50,8 +50,9 @@ def _facets_by_n(plt, df, height: float):
     ns = sorted(df["n_labeled"].unique())
     ncol = min(3, len(ns))
     nrow = math.ceil(len(ns) / ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(4.6 * ncol, height * nrow), squeeze=False, sharey=True,
-                             layout="constrained")
+    fig, axes = plt.subplots(
+        nrow, ncol, figsize=(4.6 * ncol, height * nrow), squeeze=False, sharey=True, layout="constrained"
+    )
     return ns, fig, axes
 
 
@@ -133,16 +134,25 @@ def fig_dice_vs_n(a: Analysis, t1: Table1, out_dir: Path, notes: list[str]) -> F
         p = paper_frame()
         for m, g in p.groupby("method", sort=False):
             if m in set(df["method"]):
-                ax.plot(g["n_labeled"], g["paper_dice"], ls="--", marker="x", color=pal.get(m), alpha=0.6,
-                        label=f"{METHOD_LABELS.get(m, m)} (paper)")
+                ax.plot(
+                    g["n_labeled"],
+                    g["paper_dice"],
+                    ls="--",
+                    marker="x",
+                    color=pal.get(m),
+                    alpha=0.6,
+                    label=f"{METHOD_LABELS.get(m, m)} (paper)",
+                )
     ax.set_xlabel("labeled patients n")
     ax.set_ylabel("Dice (%)")
     ax.set_xticks(sorted(df["n_labeled"].unique()))
     ax.legend(fontsize=8, ncol=2)
     ax.set_title("Mean Dice per method and n (error bars: 95% CI over seeds)")
-    cap = ("Dice vs number of labeled patients (paper Fig. 2): across-seed mean of the per-run statistic, error "
-           "bars the 95% t-interval over seeds (none for one seed)"
-           + ("; dashed: the paper's Table 1." if t1.compare_paper else "."))
+    cap = (
+        "Dice vs number of labeled patients (paper Fig. 2): across-seed mean of the per-run statistic, error "
+        "bars the 95% t-interval over seeds (none for one seed)"
+        + ("; dashed: the paper's Table 1." if t1.compare_paper else ".")
+    )
     return _save(fig, out_dir, "fig2_dice_vs_n", cap)
 
 
@@ -181,11 +191,13 @@ def fig_dice_over_epochs(a: Analysis, t1: Table1, out_dir: Path, notes: list[str
         ax.set_title(f"n = {n}")
         ax.set_xlabel("epoch")
         ax.set_ylabel("validation Dice (%)")
-    for ax in list(axes.flat)[len(ns):]:
+    for ax in list(axes.flat)[len(ns) :]:
         ax.set_visible(False)
     axes.flat[0].legend(fontsize=8)
-    cap = ("Validation Dice over epochs (paper Fig. 3): mean over volumes per epoch, line = mean over seeds, "
-           "band = 95% t-interval over seeds; grey = the statistic's window.")
+    cap = (
+        "Validation Dice over epochs (paper Fig. 3): mean over volumes per epoch, line = mean over seeds, "
+        "band = 95% t-interval over seeds; grey = the statistic's window."
+    )
     return _save(fig, out_dir, "fig3_dice_over_epochs", cap)
 
 
@@ -198,7 +210,9 @@ def fig_sensitivity(a: Analysis, out_dir: Path, notes: list[str]) -> Figure | No
     plt, sns = _plt()
     methods = _methods_in(pen)
     ns = sorted(pen["n_labeled"].unique())
-    fig, axes = plt.subplots(len(methods), len(ns), figsize=(3.6 * len(ns), 3.0 * len(methods)), squeeze=False)
+    fig, axes = plt.subplots(
+        len(methods), len(ns), figsize=(3.6 * len(ns), 3.0 * len(methods)), squeeze=False
+    )
     for i, m in enumerate(methods):
         for j, n in enumerate(ns):
             ax = axes[i, j]
@@ -207,8 +221,16 @@ def fig_sensitivity(a: Analysis, out_dir: Path, notes: list[str]) -> Figure | No
                 ax.set_visible(False)
                 continue
             piv = g.pivot_table(index="gamma", columns="lam", values="mean", aggfunc="mean") * a.scale
-            sns.heatmap(piv, annot=True, fmt=".1f", cmap="viridis", ax=ax, cbar=False, vmin=0,
-                        vmax=100 if a.scale == 100 else None)
+            sns.heatmap(
+                piv,
+                annot=True,
+                fmt=".1f",
+                cmap="viridis",
+                ax=ax,
+                cbar=False,
+                vmin=0,
+                vmax=100 if a.scale == 100 else None,
+            )
             ax.set_title(f"{METHOD_LABELS.get(m, m)}, n = {n}", fontsize=10)
             ax.set_xlabel("λ")
             ax.set_ylabel("γ")
@@ -224,9 +246,13 @@ def fig_regressor(a: Analysis, out_dir: Path, notes: list[str]) -> Figure | None
         return None
     plt, sns = _plt()
     panels = [c for c in ("size_abs_err_pct", "bounds_ok") if c in rr.columns]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.8 * len(panels), 3.6), squeeze=False,
-                             layout="constrained")
-    labels = {"size_abs_err_pct": "size error (% of true size)", "bounds_ok": "true size inside bounds (fraction)"}
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(4.8 * len(panels), 3.6), squeeze=False, layout="constrained"
+    )
+    labels = {
+        "size_abs_err_pct": "size error (% of true size)",
+        "bounds_ok": "true size inside bounds (fraction)",
+    }
     ns = sorted(rr["n_labeled"].unique())
     span = (max(ns) - min(ns)) if len(ns) > 1 else 1.0
     jit = np.random.default_rng(0).uniform(-0.015, 0.015, len(rr)) * span  # display only
@@ -241,8 +267,10 @@ def fig_regressor(a: Analysis, out_dir: Path, notes: list[str]) -> Figure | None
         ax.set_xlabel("labeled patients n")
         ax.set_ylabel(labels[col])
     axes.flat[0].legend(fontsize=8)
-    cap = ("Size regressor on its validation patients (split regval), last epoch: points = runs (seeds), "
-           "diamonds = mean with 95% t-interval over seeds.")
+    cap = (
+        "Size regressor on its validation patients (split regval), last epoch: points = runs (seeds), "
+        "diamonds = mean with 95% t-interval over seeds."
+    )
     return _save(fig, out_dir, "regressor_error_vs_n", cap)
 
 
@@ -257,8 +285,13 @@ def fig_per_volume(a: Analysis, t1: Table1, out_dir: Path, notes: list[str]) -> 
     m = pv.merge(a.run_stats[[c for c in cols if c in a.run_stats.columns]], on="run_id")
     m = _main_setting(m, t1)
     m = m.assign(dice_pct=m["dice"] * a.scale, label=_label(m, t1.extra))
-    order = list(dict.fromkeys(m.sort_values("method", key=lambda s: s.map(
-        lambda x: METHOD_ORDER.index(x) if x in METHOD_ORDER else 99))["label"]))
+    order = list(
+        dict.fromkeys(
+            m.sort_values(
+                "method", key=lambda s: s.map(lambda x: METHOD_ORDER.index(x) if x in METHOD_ORDER else 99)
+            )["label"]
+        )
+    )
     fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * m["n_labeled"].nunique() * len(order) / 2), 4.0))
     mpal = _palette(_methods_in(m))
     pairs = m[["label", "method"]].drop_duplicates()
@@ -266,13 +299,24 @@ def fig_per_volume(a: Analysis, t1: Table1, out_dir: Path, notes: list[str]) -> 
     with warnings.catch_warnings():  # seaborn 0.13 passes matplotlib's deprecated ``vert``
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.filterwarnings("ignore", message=".*vert.*")
-        sns.boxplot(data=m, x="n_labeled", y="dice_pct", hue="label", hue_order=order, ax=ax, palette=pal,
-                    fliersize=2, linewidth=0.8)
+        sns.boxplot(
+            data=m,
+            x="n_labeled",
+            y="dice_pct",
+            hue="label",
+            hue_order=order,
+            ax=ax,
+            palette=pal,
+            fliersize=2,
+            linewidth=0.8,
+        )
     ax.set_xlabel("labeled patients n")
     ax.set_ylabel("per-volume Dice (%)")
     ax.legend(fontsize=8, title=None)
-    cap = ("Per-volume Dice: each point of a box is one validation volume of one run (its mean over the "
-           "window epochs), pooled over seeds.")
+    cap = (
+        "Per-volume Dice: each point of a box is one validation volume of one run (its mean over the "
+        "window epochs), pooled over seeds."
+    )
     return _save(fig, out_dir, "per_volume_dice", cap)
 
 
@@ -298,11 +342,13 @@ def fig_in_bounds(a: Analysis, t1: Table1, out_dir: Path, notes: list[str]) -> F
         ax.set_title(f"n = {n}")
         ax.set_xlabel("epoch")
         ax.set_ylabel("unlabeled slices in bounds")
-    for ax in list(axes.flat)[len(ns):]:
+    for ax in list(axes.flat)[len(ns) :]:
         ax.set_visible(False)
     axes.flat[0].legend(fontsize=8)
-    cap = ("Constraint satisfaction: fraction of unlabeled training slices whose soft LV size lies inside its "
-           "bounds, per epoch (mean over seeds, 95% t-band).")
+    cap = (
+        "Constraint satisfaction: fraction of unlabeled training slices whose soft LV size lies inside its "
+        "bounds, per epoch (mean over seeds, 95% t-band)."
+    )
     return _save(fig, out_dir, "constraint_in_bounds", cap)
 
 
@@ -316,8 +362,13 @@ def _load_examples(path: Path) -> dict[str, np.ndarray] | None:
                     d[k] = z[k]
     except (OSError, ValueError):
         return None
-    if {"image", "label", "pred"} - set(d) or d["image"].ndim != 3 or d["pred"].shape != d["image"].shape \
-            or d["label"].shape != d["image"].shape or len(d["image"]) == 0:
+    if (
+        {"image", "label", "pred"} - set(d)
+        or d["image"].ndim != 3
+        or d["pred"].shape != d["image"].shape
+        or d["label"].shape != d["image"].shape
+        or len(d["image"]) == 0
+    ):
         return None
     return d
 
@@ -338,8 +389,11 @@ def fig_qualitative(a: Analysis, t1: Table1, out_dir: Path, notes: list[str]) ->
                 if d is None:
                     bad += 1
                     continue
-                d["lv"] = np.array(3 if str(runs.at[rid, "classes"]) == "multi" else 1) \
-                    if "classes" in runs.columns else np.array(1)
+                d["lv"] = (
+                    np.array(3 if str(runs.at[rid, "classes"]) == "multi" else 1)
+                    if "classes" in runs.columns
+                    else np.array(1)
+                )
                 d["seed"] = np.array(int(runs.at[rid, "seed"]))
                 chosen[(int(n), str(m))] = d
                 break
@@ -364,14 +418,26 @@ def fig_qualitative(a: Analysis, t1: Table1, out_dir: Path, notes: list[str]) ->
         img = ref["image"][k % len(ref["image"])]
         gt = ref["label"][k % len(ref["label"])] == lvc
         panels = [("image", None), ("ground truth", gt)] + [
-            (METHOD_LABELS.get(m, m), chosen[(n, m)]["pred"][k % len(chosen[(n, m)]["pred"])] == lvc
-             if (n, m) in chosen else "missing") for m in methods]
+            (
+                METHOD_LABELS.get(m, m),
+                chosen[(n, m)]["pred"][k % len(chosen[(n, m)]["pred"])] == lvc
+                if (n, m) in chosen
+                else "missing",
+            )
+            for m in methods
+        ]
         for j, (title, mask) in enumerate(panels):
             ax = axes[i, j]
             ax.imshow(img, cmap="gray", interpolation="nearest")
             if isinstance(mask, np.ndarray):
-                ax.imshow(np.ma.masked_where(~mask, mask.astype(float)), cmap=cmap_overlay, alpha=0.55,
-                          vmin=0, vmax=1, interpolation="nearest")
+                ax.imshow(
+                    np.ma.masked_where(~mask, mask.astype(float)),
+                    cmap=cmap_overlay,
+                    alpha=0.55,
+                    vmin=0,
+                    vmax=1,
+                    interpolation="nearest",
+                )
             elif mask == "missing":
                 ax.text(0.5, 0.5, "no run", transform=ax.transAxes, ha="center", va="center", color="w")
             ax.set_xticks([])
@@ -382,8 +448,10 @@ def fig_qualitative(a: Analysis, t1: Table1, out_dir: Path, notes: list[str]) ->
                 ax.set_ylabel(f"n = {n}", fontsize=9)
     vol = str(first["volume"][k]) if "volume" in first else "?"
     sl = int(first["slice_index"][k]) if "slice_index" in first else -1
-    cap = (f"One validation slice ({vol}, slice {sl}) per method and n (paper Fig. 4): LV of the ground truth and "
-           "of each method's final model, from the lowest seed of each condition.")
+    cap = (
+        f"One validation slice ({vol}, slice {sl}) per method and n (paper Fig. 4): LV of the ground truth and "
+        "of each method's final model, from the lowest seed of each condition."
+    )
     return _save(fig, out_dir, "fig4_qualitative", cap)
 
 
@@ -391,15 +459,29 @@ def make_figures(a: Analysis, t1: Table1, out_dir: Path) -> tuple[list[Figure], 
     """All figures that the data allow; returns them and notes on the ones skipped."""
     notes: list[str] = []
     figs = []
-    for fn in (lambda: fig_dice_vs_n(a, t1, out_dir, notes), lambda: fig_dice_over_epochs(a, t1, out_dir, notes),
-               lambda: fig_sensitivity(a, out_dir, notes), lambda: fig_regressor(a, out_dir, notes),
-               lambda: fig_per_volume(a, t1, out_dir, notes), lambda: fig_in_bounds(a, t1, out_dir, notes),
-               lambda: fig_qualitative(a, t1, out_dir, notes)):
+    for fn in (
+        lambda: fig_dice_vs_n(a, t1, out_dir, notes),
+        lambda: fig_dice_over_epochs(a, t1, out_dir, notes),
+        lambda: fig_sensitivity(a, out_dir, notes),
+        lambda: fig_regressor(a, out_dir, notes),
+        lambda: fig_per_volume(a, t1, out_dir, notes),
+        lambda: fig_in_bounds(a, t1, out_dir, notes),
+        lambda: fig_qualitative(a, t1, out_dir, notes),
+    ):
         f = fn()
         if f is not None:
             figs.append(f)
     return figs, notes
 
 
-__all__ = ["Figure", "make_figures", "fig_dice_vs_n", "fig_dice_over_epochs", "fig_sensitivity",
-           "fig_regressor", "fig_per_volume", "fig_in_bounds", "fig_qualitative"]
+__all__ = [
+    "Figure",
+    "make_figures",
+    "fig_dice_vs_n",
+    "fig_dice_over_epochs",
+    "fig_sensitivity",
+    "fig_regressor",
+    "fig_per_volume",
+    "fig_in_bounds",
+    "fig_qualitative",
+]

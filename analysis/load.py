@@ -71,9 +71,14 @@ class Experiment:
         """``acdc``, ``phantom`` or ``unknown`` (see :func:`detect_cohort`)."""
         return detect_cohort(self.info, self.runs)
 
-    def table(self, *, split: str | None = None, metric: str | tuple[str, ...] | None = None,
-              statuses: tuple[str, ...] = ("finished",), columns: tuple[str, ...] | None = None
-              ) -> pd.DataFrame:
+    def table(
+        self,
+        *,
+        split: str | None = None,
+        metric: str | tuple[str, ...] | None = None,
+        statuses: tuple[str, ...] = ("finished",),
+        columns: tuple[str, ...] | None = None,
+    ) -> pd.DataFrame:
         """The tidy metrics of the selected rows with config columns joined on (one row per run x epoch x
         split x volume x metric). ``columns``: which run columns to join (default: the experiment axes)."""
         m = self.metrics
@@ -87,8 +92,21 @@ class Experiment:
         mask &= m["run_id"].isin(keep_runs).to_numpy()
         sel = m.loc[mask]
         if columns is None:
-            columns = tuple(c for c in ("stage", "method", "n_labeled", "gamma", "lam", "seed", "split_seed",
-                                        "unit", "status") if c in self.runs.columns)
+            columns = tuple(
+                c
+                for c in (
+                    "stage",
+                    "method",
+                    "n_labeled",
+                    "gamma",
+                    "lam",
+                    "seed",
+                    "split_seed",
+                    "unit",
+                    "status",
+                )
+                if c in self.runs.columns
+            )
         right = self.runs[["run_id", *columns]].copy()
         right["run_id"] = pd.Categorical(right["run_id"], categories=m["run_id"].cat.categories)
         return sel.merge(right, on="run_id", how="left", sort=False)
@@ -105,7 +123,9 @@ def _read_json(path: Path, *, required: bool) -> dict[str, Any] | None:
     except (OSError, UnicodeDecodeError) as e:
         raise InputError(f"{path}: cannot read ({e}); check permissions or remove the run directory") from e
     except json.JSONDecodeError as e:
-        raise InputError(f"{path}: malformed JSON ({e.msg} at line {e.lineno}); fix or remove the file") from e
+        raise InputError(
+            f"{path}: malformed JSON ({e.msg} at line {e.lineno}); fix or remove the file"
+        ) from e
     if not isinstance(obj, dict):
         raise InputError(f"{path}: expected a JSON object, got {type(obj).__name__}; fix or remove the file")
     return obj
@@ -127,11 +147,17 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def _check_config(cfg: dict[str, Any], path: Path) -> None:
     missing = [k for k in REQUIRED_CONFIG_KEYS if k not in cfg]
     if missing:
-        raise InputError(f"{path}: missing key(s) {', '.join(missing)}; a run config needs "
-                         f"{', '.join(REQUIRED_CONFIG_KEYS)} (DESIGN.md section 3)")
+        raise InputError(
+            f"{path}: missing key(s) {', '.join(missing)}; a run config needs "
+            f"{', '.join(REQUIRED_CONFIG_KEYS)} (DESIGN.md section 3)"
+        )
     for k in ("n_labeled", "seed", "split_seed", "epochs"):
         v = cfg[k]
-        if isinstance(v, bool) or not isinstance(v, int | float) or (isinstance(v, float) and not v.is_integer()):
+        if (
+            isinstance(v, bool)
+            or not isinstance(v, int | float)
+            or (isinstance(v, float) and not v.is_integer())
+        ):
             raise InputError(f"{path}: key {k}={v!r} must be an integer; fix the config")
     for k in ("gamma", "lam"):
         if isinstance(cfg[k], bool) or not isinstance(cfg[k], int | float):
@@ -147,14 +173,22 @@ def read_metrics(path: Path, *, in_progress: bool = False) -> pd.DataFrame:
     ``in_progress``: the run is still writing; an unterminated last line is dropped instead of rejected.
     """
     try:
-        df = pd.read_csv(path, usecols=list(METRICS_COLUMNS), dtype=METRICS_DTYPES, keep_default_na=False,
-                         na_values=NA_VALUES, engine="c")
+        df = pd.read_csv(
+            path,
+            usecols=list(METRICS_COLUMNS),
+            dtype=METRICS_DTYPES,
+            keep_default_na=False,
+            na_values=NA_VALUES,
+            engine="c",
+        )
     except FileNotFoundError:
         raise
     except ValueError as e:
         msg = str(e).splitlines()[0][:160]
-        raise InputError(f"{path}: malformed metrics.csv ({msg}); expected columns "
-                         f"{','.join(METRICS_COLUMNS)} with an integer epoch and a float value") from e
+        raise InputError(
+            f"{path}: malformed metrics.csv ({msg}); expected columns "
+            f"{','.join(METRICS_COLUMNS)} with an integer epoch and a float value"
+        ) from e
     except (OSError, UnicodeDecodeError, pd.errors.ParserError) as e:
         msg = str(e).splitlines()[0][:160]
         raise InputError(f"{path}: cannot parse metrics.csv ({msg}); fix or remove the file") from e
@@ -166,8 +200,10 @@ def read_metrics(path: Path, *, in_progress: bool = False) -> pd.DataFrame:
     bad = (df["metric"] == "") | (df["split"] == "")
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0]) + 2
-        raise InputError(f"{path}: malformed metrics.csv: line {row} has an empty split or metric (truncated "
-                         "line?); fix or remove the line")
+        raise InputError(
+            f"{path}: malformed metrics.csv: line {row} has an empty split or metric (truncated "
+            "line?); fix or remove the line"
+        )
     if (df["epoch"] < 0).any():
         raise InputError(f"{path}: malformed metrics.csv: negative epoch; epochs are 0-based integers")
     return df
@@ -175,8 +211,10 @@ def read_metrics(path: Path, *, in_progress: bool = False) -> pd.DataFrame:
 
 def _pack(df: pd.DataFrame) -> dict[str, Any]:
     """A parsed metrics.csv as plain arrays (cheap to pickle; categories re-coded once by the caller)."""
-    out: dict[str, Any] = {"epoch": df["epoch"].to_numpy(dtype=np.int32),
-                           "value": df["value"].to_numpy(dtype=np.float64)}
+    out: dict[str, Any] = {
+        "epoch": df["epoch"].to_numpy(dtype=np.int32),
+        "value": df["value"].to_numpy(dtype=np.float64),
+    }
     for col in CATEGORICAL:
         codes, uniques = pd.factorize(df[col].to_numpy(dtype=object), use_na_sentinel=True)
         out[col] = ([str(c) for c in uniques], codes.astype(np.int32))
@@ -211,8 +249,10 @@ def _load_run(rp: RunPaths) -> tuple[dict[str, Any], dict[str, Any] | None]:
     if rp.metrics.exists():
         packed = _pack(read_metrics(rp.metrics, in_progress=status != "finished"))
     elif status == "finished":
-        raise InputError(f"{rp.metrics}: missing although summary.json says the run finished; "
-                         "rerun it or remove the run directory")
+        raise InputError(
+            f"{rp.metrics}: missing although summary.json says the run finished; "
+            "rerun it or remove the run directory"
+        )
     return row, packed
 
 
@@ -283,7 +323,9 @@ def unit_label(seed: Any, split_seed: Any) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- entry point
-def load_experiment(root: str | os.PathLike, *, workers: int | None = None, mode: str = "thread") -> Experiment:
+def load_experiment(
+    root: str | os.PathLike, *, workers: int | None = None, mode: str = "thread"
+) -> Experiment:
     """Load every run directory of ``root`` (``RESULTS/<experiment>``).
 
     Raises InputError when ``root`` is not an experiment folder or holds no run with a config.
@@ -293,10 +335,14 @@ def load_experiment(root: str | os.PathLike, *, workers: int | None = None, mode
     root = Path(root)
     ep = ExperimentPaths(root)
     if not root.is_dir():
-        raise InputError(f"{root}: not a directory; pass RESULTS/<experiment> as written by suite run/tune/slurm")
+        raise InputError(
+            f"{root}: not a directory; pass RESULTS/<experiment> as written by suite run/tune/slurm"
+        )
     if not ep.runs_dir.is_dir():
-        raise InputError(f"{root}: not an experiment folder (no runs/ directory); pass RESULTS/<experiment> "
-                         "as written by suite run/tune/slurm")
+        raise InputError(
+            f"{root}: not an experiment folder (no runs/ directory); pass RESULTS/<experiment> "
+            "as written by suite run/tune/slurm"
+        )
     info = _read_json(ep.experiment, required=False) or {}
     run_paths = ep.all_runs()
     if not run_paths:
@@ -344,10 +390,16 @@ def load_experiment(root: str | os.PathLike, *, workers: int | None = None, mode
         runs["stat_window"] = runs["stat_window"].astype("float64")
     metrics = _assemble(list(runs["run_id"]), packs)
     counts = runs["status"].value_counts().to_dict()
-    log.info("loaded %d runs from %s (%s), %d metric rows", len(runs), root,
-             ", ".join(f"{v} {k}" for k, v in sorted(counts.items())), len(metrics))
-    return Experiment(root=root, info=info, runs=runs, metrics=metrics, warnings=warnings,
-                      config_columns=list(config_cols))
+    log.info(
+        "loaded %d runs from %s (%s), %d metric rows",
+        len(runs),
+        root,
+        ", ".join(f"{v} {k}" for k, v in sorted(counts.items())),
+        len(metrics),
+    )
+    return Experiment(
+        root=root, info=info, runs=runs, metrics=metrics, warnings=warnings, config_columns=list(config_cols)
+    )
 
 
 def _assemble(run_ids: list[str], packs: list[tuple[int, dict[str, Any]]]) -> pd.DataFrame:
@@ -373,13 +425,23 @@ def _assemble(run_ids: list[str], packs: list[tuple[int, dict[str, Any]]]) -> pd
             lut = np.array([index[c][x] for x in cats] + [-1], dtype=np.int32)  # code -1 (NaN) -> -1
             codes[c][sl] = lut[cc]
         pos += k
-    cols["run_id"] = pd.Categorical.from_codes(rid, categories=pd.Index(run_ids, dtype=object), validate=False)
+    cols["run_id"] = pd.Categorical.from_codes(
+        rid, categories=pd.Index(run_ids, dtype=object), validate=False
+    )
     cols["epoch"] = epoch
     for c in CATEGORICAL:
-        cols[c] = pd.Categorical.from_codes(codes[c], categories=pd.Index(vocab[c], dtype=object), validate=False)
+        cols[c] = pd.Categorical.from_codes(
+            codes[c], categories=pd.Index(vocab[c], dtype=object), validate=False
+        )
     cols["value"] = value
     return pd.DataFrame(cols)
 
 
-__all__ = ["Experiment", "load_experiment", "read_metrics", "detect_cohort", "unit_label",
-           "REQUIRED_CONFIG_KEYS"]
+__all__ = [
+    "Experiment",
+    "load_experiment",
+    "read_metrics",
+    "detect_cohort",
+    "unit_label",
+    "REQUIRED_CONFIG_KEYS",
+]

@@ -33,10 +33,21 @@ def paper_value(method: str, n_labeled: int) -> tuple[float, float] | None:
 
 def paper_frame() -> pd.DataFrame:
     """Table 1 in long form: ``n_labeled, method, paper_dice, paper_std``."""
-    rows = [{"n_labeled": n, "method": m, "paper_dice": v[0], "paper_std": v[1]}
-            for n, cells in TABLE1.items() for m, v in cells.items()]
+    rows = [
+        {"n_labeled": n, "method": m, "paper_dice": v[0], "paper_std": v[1]}
+        for n, cells in TABLE1.items()
+        for m, v in cells.items()
+    ]
     return pd.DataFrame(rows)
 
 
-__all__ = ["TABLE1", "paper_value", "paper_frame", "PAPER_GAMMA", "PAPER_LAM", "PAPER_WINDOW", "COLUMNS",
-           "METHOD_LABELS"]
+__all__ = [
+    "TABLE1",
+    "paper_value",
+    "paper_frame",
+    "PAPER_GAMMA",
+    "PAPER_LAM",
+    "PAPER_WINDOW",
+    "COLUMNS",
+    "METHOD_LABELS",
+]

@@ -68,24 +68,26 @@ def _definition(a: Analysis) -> str:
     else:
         wtxt = "W from each run config's stat_window"
     conf = int(round(a.confidence * 100))
-    return "\n".join([
-        "## How the numbers are made",
-        "",
-        f"- **Per run (the paper's Table 1 value).** For every epoch, the mean 3-D Dice over the validation "
-        f"volumes (metric `dice`, split `val`; one volume = one patient × one frame). The run's value is the mean "
-        f"of those per-epoch means over its last W epochs, and its ± is their standard deviation (ddof 0): a "
-        f"spread over epochs, not over patients or seeds. {wtxt}.",
-        "- **Short runs are never averaged over fewer epochs:** a run with fewer than W complete epochs is "
-        "flagged and excluded. Runs in progress are excluded unless `--include-partial`; failed runs always are.",
-        f"- **Across seeds (the suite's addition).** A condition is (method, n, γ, λ and any other varied config "
-        f"field; γ, λ only for Proposed/Oracle). The unit is a run's (seed, split seed). Per condition: mean, "
-        f"sd (ddof 1) and the {conf}% t-interval mean ± t·sd/√k over the k units; fewer than {MIN_SEEDS} units "
-        f"is flagged; one unit has no interval.",
-        "- **Paired comparisons.** Two methods at the same n (same γ, λ when both use them) paired by unit; "
-        f"the {conf}% t-interval of the paired differences and Cohen's d_z = mean/sd of the differences.",
-        f"- Dice is shown in % (logged values × {a.scale:g}).",
-        "",
-    ])
+    return "\n".join(
+        [
+            "## How the numbers are made",
+            "",
+            f"- **Per run (the paper's Table 1 value).** For every epoch, the mean 3-D Dice over the validation "
+            f"volumes (metric `dice`, split `val`; one volume = one patient × one frame). The run's value is the mean "
+            f"of those per-epoch means over its last W epochs, and its ± is their standard deviation (ddof 0): a "
+            f"spread over epochs, not over patients or seeds. {wtxt}.",
+            "- **Short runs are never averaged over fewer epochs:** a run with fewer than W complete epochs is "
+            "flagged and excluded. Runs in progress are excluded unless `--include-partial`; failed runs always are.",
+            f"- **Across seeds (the suite's addition).** A condition is (method, n, γ, λ and any other varied config "
+            f"field; γ, λ only for Proposed/Oracle). The unit is a run's (seed, split seed). Per condition: mean, "
+            f"sd (ddof 1) and the {conf}% t-interval mean ± t·sd/√k over the k units; fewer than {MIN_SEEDS} units "
+            f"is flagged; one unit has no interval.",
+            "- **Paired comparisons.** Two methods at the same n (same γ, λ when both use them) paired by unit; "
+            f"the {conf}% t-interval of the paired differences and Cohen's d_z = mean/sd of the differences.",
+            f"- Dice is shown in % (logged values × {a.scale:g}).",
+            "",
+        ]
+    )
 
 
 def _provenance(exp: Experiment) -> str:
@@ -106,17 +108,30 @@ def _provenance(exp: Experiment) -> str:
         lines.append("_no experiment.json: the launcher did not record what was asked_\n")
     runs = exp.runs
     env_rows = []
-    for col, what in (("data_hash", "prepared data hash (config)"), ("env_git_sha", "git sha (env.json)"),
-                      ("env_host", "hosts"), ("env_gpu", "GPUs"), ("env_launcher", "launchers"),
-                      ("env_platform", "platforms"), ("env_versions", "versions"), ("env_cuda", "CUDA"),
-                      ("summary_device", "devices (summary.json)"), ("env_slurm_job_id", "SLURM job ids")):
+    for col, what in (
+        ("data_hash", "prepared data hash (config)"),
+        ("env_git_sha", "git sha (env.json)"),
+        ("env_host", "hosts"),
+        ("env_gpu", "GPUs"),
+        ("env_launcher", "launchers"),
+        ("env_platform", "platforms"),
+        ("env_versions", "versions"),
+        ("env_cuda", "CUDA"),
+        ("summary_device", "devices (summary.json)"),
+        ("env_slurm_job_id", "SLURM job ids"),
+    ):
         if col in runs.columns:
             vals = runs[col].dropna().astype(str)
             vals = vals[vals != ""]
             if len(vals):
                 u = list(dict.fromkeys(vals))
-                env_rows.append({"field": what, "distinct": len(u),
-                                 "values": "; ".join(u[:4]) + (" …" if len(u) > 4 else "")})
+                env_rows.append(
+                    {
+                        "field": what,
+                        "distinct": len(u),
+                        "values": "; ".join(u[:4]) + (" …" if len(u) > 4 else ""),
+                    }
+                )
     if env_rows:
         lines += ["Across the run directories:", "", df_markdown(pd.DataFrame(env_rows))]
     # wall time and GPU-hours per stage
@@ -127,20 +142,43 @@ def _provenance(exp: Experiment) -> str:
         fin["dev_h"] = fin["wall"] * ws / 3600.0
         dev = fin.get("summary_device", pd.Series("", index=fin.index)).astype(str).str.lower()
         fin["gpu_h"] = np.where(dev.str.contains("cuda|gpu"), fin["dev_h"], 0.0)
-        fin["stage_method"] = np.where(fin["stage"] == "regressor", "regressor", "segmenter: " + fin["method"])
-        g = fin.groupby("stage_method").agg(runs=("run_id", "size"), wall_h=("wall", lambda x: x.sum() / 3600),
-                                            mean_min=("wall", lambda x: x.mean() / 60),
-                                            device_h=("dev_h", "sum"), gpu_h=("gpu_h", "sum")).reset_index()
-        g.columns = ["stage", "finished runs", "wall time (h, summed)", "mean per run (min)",
-                     "device-hours (wall × world size)", "GPU-hours"]
-        total = {"stage": "**total**", "finished runs": int(g["finished runs"].sum()),
-                 "wall time (h, summed)": float(g["wall time (h, summed)"].sum()),
-                 "mean per run (min)": math.nan,
-                 "device-hours (wall × world size)": float(g["device-hours (wall × world size)"].sum()),
-                 "GPU-hours": float(g["GPU-hours"].sum())}
+        fin["stage_method"] = np.where(
+            fin["stage"] == "regressor", "regressor", "segmenter: " + fin["method"]
+        )
+        g = (
+            fin.groupby("stage_method")
+            .agg(
+                runs=("run_id", "size"),
+                wall_h=("wall", lambda x: x.sum() / 3600),
+                mean_min=("wall", lambda x: x.mean() / 60),
+                device_h=("dev_h", "sum"),
+                gpu_h=("gpu_h", "sum"),
+            )
+            .reset_index()
+        )
+        g.columns = [
+            "stage",
+            "finished runs",
+            "wall time (h, summed)",
+            "mean per run (min)",
+            "device-hours (wall × world size)",
+            "GPU-hours",
+        ]
+        total = {
+            "stage": "**total**",
+            "finished runs": int(g["finished runs"].sum()),
+            "wall time (h, summed)": float(g["wall time (h, summed)"].sum()),
+            "mean per run (min)": math.nan,
+            "device-hours (wall × world size)": float(g["device-hours (wall × world size)"].sum()),
+            "GPU-hours": float(g["GPU-hours"].sum()),
+        }
         g = pd.concat([g, pd.DataFrame([total])], ignore_index=True)
-        lines += ["Compute per stage (from summary.json `wall_time_s`, `device`, `world_size`; runs in progress "
-                  "and failed runs not counted):", "", df_markdown(g, nd=2)]
+        lines += [
+            "Compute per stage (from summary.json `wall_time_s`, `device`, `world_size`; runs in progress "
+            "and failed runs not counted):",
+            "",
+            df_markdown(g, nd=2),
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -151,8 +189,10 @@ def _runs_section(a: Analysis) -> str:
     lines = ["## Runs", "", df_markdown(counts)]
     rs = a.run_stats
     if len(rs):
-        exc = rs.loc[~rs["included"], ["run_id", "method", "n_labeled", "unit", "status", "flag", "n_epochs",
-                                        "window", "note"]]
+        exc = rs.loc[
+            ~rs["included"],
+            ["run_id", "method", "n_labeled", "unit", "status", "flag", "n_epochs", "window", "note"],
+        ]
         if len(exc):
             lines += [f"**Excluded segmenter runs ({len(exc)})** and why:", "", df_markdown(exc, max_rows=60)]
         else:
@@ -184,14 +224,25 @@ def _regressor_table(a: Analysis) -> pd.DataFrame:
     """The regressor summary in long form: one row per n x metric."""
     by = a.regressor_by_n
     rows = []
-    names = {"size_abs_err": "abs. error (pixels)", "size_abs_err_pct": "abs. error (% of size)",
-             "bounds_ok": "true size in bounds (fraction)"}
+    names = {
+        "size_abs_err": "abs. error (pixels)",
+        "size_abs_err_pct": "abs. error (% of size)",
+        "bounds_ok": "true size in bounds (fraction)",
+    }
     for _, r in by.iterrows():
         for met, label in names.items():
             if f"{met}_mean" in by.columns:
-                rows.append({"n_labeled": int(r["n_labeled"]), "seeds": int(r["n_units"]), "metric": label,
-                             "mean": r[f"{met}_mean"], "sd": r[f"{met}_sd"], "CI low": r[f"{met}_ci_low"],
-                             "CI high": r[f"{met}_ci_high"]})
+                rows.append(
+                    {
+                        "n_labeled": int(r["n_labeled"]),
+                        "seeds": int(r["n_units"]),
+                        "metric": label,
+                        "mean": r[f"{met}_mean"],
+                        "sd": r[f"{met}_sd"],
+                        "CI low": r[f"{met}_ci_low"],
+                        "CI high": r[f"{met}_ci_high"],
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -202,11 +253,13 @@ def _constraint_final(a: Analysis, t1: Table1) -> pd.DataFrame:
     keys = [k for k in a.cond if k in c.columns and k != "stage"]
     last = c.loc[c.groupby(keys, dropna=False)["epoch"].transform("max") == c["epoch"]]
     return last[[*keys, "epoch", "mean", "sd", "n_units"]].rename(
-        columns={"mean": "in_bounds (last epoch, mean)", "sd": "sd over seeds"})
+        columns={"mean": "in_bounds (last epoch, mean)", "sd": "sd over seeds"}
+    )
 
 
-def render_markdown(a: Analysis, t1: Table1, cohort: str, figures: list, fig_notes: list[str],
-                    elapsed: float) -> str:
+def render_markdown(
+    a: Analysis, t1: Table1, cohort: str, figures: list, fig_notes: list[str], elapsed: float
+) -> str:
     exp = a.experiment
     now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     rs = a.run_stats
@@ -216,8 +269,12 @@ def render_markdown(a: Analysis, t1: Table1, cohort: str, figures: list, fig_not
         f"# Report: {exp.name}",
         "",
         f"Generated {now} by `suite report` from `{exp.root}` in {elapsed:.1f} s. Cohort: **{cohort}**"
-        + (" (real ACDC: compared with the paper)" if cohort == "acdc" else
-           " (not the real ACDC release: no comparison with the paper's numbers)") + ".",
+        + (
+            " (real ACDC: compared with the paper)"
+            if cohort == "acdc"
+            else " (not the real ACDC release: no comparison with the paper's numbers)"
+        )
+        + ".",
         "",
         f"{len(exp.runs)} run directories; {n_inc} segmenter runs enter the statistics, in "
         f"{len(a.conditions)} conditions with {', '.join(map(str, seeds)) or '0'} seed(s) each.",
@@ -226,10 +283,14 @@ def render_markdown(a: Analysis, t1: Table1, cohort: str, figures: list, fig_not
     if a.warnings:
         parts += ["## Warnings", ""] + [f"- {w}" for w in a.warnings] + [""]
     parts.append(_definition(a))
-    parts += ["## Table 1", "",
-              "Cell: across-seed mean (mean epoch-std) [95% CI over seeds], Dice %"
-              + ("; then the paper's value and the difference ours − paper." if t1.compare_paper else "."), "",
-              table1_markdown(t1)]
+    parts += [
+        "## Table 1",
+        "",
+        "Cell: across-seed mean (mean epoch-std) [95% CI over seeds], Dice %"
+        + ("; then the paper's value and the difference ours − paper." if t1.compare_paper else "."),
+        "",
+        table1_markdown(t1),
+    ]
     parts += [f"- {n}" for n in t1.notes] + [""]
     parts.append("Files: `tables/table1.md`, `tables/table1.csv`, `tables/table1.tex`.\n")
     if len(a.paired):
@@ -237,7 +298,12 @@ def render_markdown(a: Analysis, t1: Table1, cohort: str, figures: list, fig_not
         parts += [f"- {s}" for s in a.paired["statement"]] + [""]
     parts += ["## Figures", ""]
     for f in figures:
-        parts += [f"![{f.caption}](figures/{f.png.name})", "", f"*{f.caption}* (SVG: `figures/{f.svg.name}`)", ""]
+        parts += [
+            f"![{f.caption}](figures/{f.png.name})",
+            "",
+            f"*{f.caption}* (SVG: `figures/{f.svg.name}`)",
+            "",
+        ]
     parts += [f"- {n}" for n in fig_notes] + [""]
     parts += ["## All conditions (across seeds)", "", df_markdown(_fmt_cond_table(a), nd=2, max_rows=200)]
     sens = sensitivity_table(a)
@@ -248,28 +314,46 @@ def render_markdown(a: Analysis, t1: Table1, cohort: str, figures: list, fig_not
         b["mean %"] = a.bootstrap["boot_mean"] * a.scale
         b["boot low %"] = a.bootstrap["boot_low"] * a.scale
         b["boot high %"] = a.bootstrap["boot_high"] * a.scale
-        parts += ["## Cluster bootstrap over validation patients", "",
-                  f"Validation patients resampled with replacement ({int(a.bootstrap['n_boot'].iloc[0])} draws, "
-                  "both frames of a patient together), the runs' statistics recomputed and averaged over seeds "
-                  f"per draw; {int(round(a.confidence * 100))}% percentile interval. It shows how much the "
-                  "condition mean depends on which validation patients were drawn (seeds fixed).", "",
-                  df_markdown(b, nd=2, max_rows=200)]
+        parts += [
+            "## Cluster bootstrap over validation patients",
+            "",
+            f"Validation patients resampled with replacement ({int(a.bootstrap['n_boot'].iloc[0])} draws, "
+            "both frames of a patient together), the runs' statistics recomputed and averaged over seeds "
+            f"per draw; {int(round(a.confidence * 100))}% percentile interval. It shows how much the "
+            "condition mean depends on which validation patients were drawn (seeds fixed).",
+            "",
+            df_markdown(b, nd=2, max_rows=200),
+        ]
     pvs = per_volume_summary(a)
     if len(pvs):
-        parts += ["## Per-volume Dice", "",
-                  "Per-volume Dice (window mean of each volume, %) pooled over the seeds of a condition; "
-                  "`below_50` = share of volumes under 50%.", "", df_markdown(pvs, nd=2, max_rows=200)]
+        parts += [
+            "## Per-volume Dice",
+            "",
+            "Per-volume Dice (window mean of each volume, %) pooled over the seeds of a condition; "
+            "`below_50` = share of volumes under 50%.",
+            "",
+            df_markdown(pvs, nd=2, max_rows=200),
+        ]
     if len(a.regressor_by_n):
-        parts += ["## Size regressor", "",
-                  "Last-epoch error on the regressor's validation patients (split `regval`): absolute error in "
-                  "pixels, in % of the true size, and the fraction of slices whose true size lies inside the "
-                  "bounds [(1−γ)R, (1+γ)R]; mean and 95% t-interval over seeds.", "",
-                  df_markdown(_regressor_table(a), nd=3)]
+        parts += [
+            "## Size regressor",
+            "",
+            "Last-epoch error on the regressor's validation patients (split `regval`): absolute error in "
+            "pixels, in % of the true size, and the fraction of slices whose true size lies inside the "
+            "bounds [(1−γ)R, (1+γ)R]; mean and 95% t-interval over seeds.",
+            "",
+            df_markdown(_regressor_table(a), nd=3),
+        ]
     cf = _constraint_final(a, t1)
     if len(cf):
-        parts += ["## Constraint satisfaction", "",
-                  "Fraction of unlabeled training slices whose soft LV size is inside its bounds (`in_bounds`), "
-                  "at the last epoch; the curves are in the figure above.", "", df_markdown(cf, nd=3, max_rows=100)]
+        parts += [
+            "## Constraint satisfaction",
+            "",
+            "Fraction of unlabeled training slices whose soft LV size is inside its bounds (`in_bounds`), "
+            "at the last epoch; the curves are in the figure above.",
+            "",
+            df_markdown(cf, nd=3, max_rows=100),
+        ]
     parts.append(_runs_section(a))
     parts.append(_provenance(exp))
     return "\n".join(parts).rstrip() + "\n"
@@ -294,8 +378,10 @@ def _inline(s: str) -> str:
 def markdown_to_html(md: str, base: Path, title: str) -> str:
     """Convert the report's Markdown subset (headings, lists, pipe tables, images, paragraphs) to one HTML page,
     embedding every ``![caption](path.png)`` image as base64."""
-    out = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-           f"<style>{_CSS}</style></head><body>"]
+    out = [
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{_CSS}</style></head><body>"
+    ]
     lines = md.splitlines()
     i = 0
     para: list[str] = []
@@ -323,8 +409,9 @@ def markdown_to_html(md: str, base: Path, title: str) -> str:
             flush()
             p = base / m.group(2)
             data = base64.b64encode(p.read_bytes()).decode() if p.exists() else ""
-            out.append(f"<figure><img alt='{html.escape(m.group(1))}' src='data:image/png;base64,{data}'/>"
-                       f"</figure>")
+            out.append(
+                f"<figure><img alt='{html.escape(m.group(1))}' src='data:image/png;base64,{data}'/></figure>"
+            )
             i += 1
             continue
         if ln.startswith("|"):
@@ -333,12 +420,18 @@ def markdown_to_html(md: str, base: Path, title: str) -> str:
             while i < len(lines) and lines[i].startswith("|"):
                 rows.append(lines[i])
                 i += 1
-            cells = [[c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", r.strip())[1:-1]]
-                     for r in rows]
+            cells = [
+                [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", r.strip())[1:-1]] for r in rows
+            ]
             head, body = cells[0], [c for c in cells[1:] if not all(set(x) <= {"-", ":"} for x in c)]
-            out.append("<table><thead><tr>" + "".join(f"<th>{_inline(h)}</th>" for h in head) + "</tr></thead>")
-            out.append("<tbody>" + "".join("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in r) + "</tr>"
-                                           for r in body) + "</tbody></table>")
+            out.append(
+                "<table><thead><tr>" + "".join(f"<th>{_inline(h)}</th>" for h in head) + "</tr></thead>"
+            )
+            out.append(
+                "<tbody>"
+                + "".join("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in r) + "</tr>" for r in body)
+                + "</tbody></table>"
+            )
             continue
         if ln.startswith("- "):
             flush()
@@ -356,25 +449,38 @@ def markdown_to_html(md: str, base: Path, title: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- entry point
-def build_report(root: str | Path, *, window: int | None = None, include_partial: bool = False,
-                 bootstrap: int = 0, out: str | Path | None = None, cohort: str | None = None,
-                 figures: bool = True, confidence: float = 0.95) -> ReportResult:
+def build_report(
+    root: str | Path,
+    *,
+    window: int | None = None,
+    include_partial: bool = False,
+    bootstrap: int = 0,
+    out: str | Path | None = None,
+    cohort: str | None = None,
+    figures: bool = True,
+    confidence: float = 0.95,
+) -> ReportResult:
     """Load, analyse and write the report of ``root`` (``RESULTS/<experiment>``); see the module docstring."""
     if window is not None and window < 1:
         raise InputError(f"--window {window}: must be an integer >= 1 (epochs averaged per run)")
     if bootstrap < 0:
         raise InputError(f"--bootstrap {bootstrap}: must be >= 0 (number of patient resamples; 0 = off)")
     out_dir = Path(out) if out else ExperimentPaths(Path(root)).report_dir
-    if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir())
-                                                      and not (out_dir / "report.md").exists())):
-        raise InputError(f"--out {out_dir}: exists and is not a previous report folder (it would be replaced); "
-                         "choose a new or empty folder")
+    if out_dir.exists() and (
+        not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / "report.md").exists())
+    ):
+        raise InputError(
+            f"--out {out_dir}: exists and is not a previous report folder (it would be replaced); "
+            "choose a new or empty folder"
+        )
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
     exp = load_experiment(root)
     timings["load_s"] = time.perf_counter() - t0
     t = time.perf_counter()
-    a = analyse(exp, window=window, include_partial=include_partial, bootstrap=bootstrap, confidence=confidence)
+    a = analyse(
+        exp, window=window, include_partial=include_partial, bootstrap=bootstrap, confidence=confidence
+    )
     coh = cohort or exp.cohort
     t1 = table1(a, coh)
     timings["stats_s"] = time.perf_counter() - t
@@ -399,16 +505,38 @@ def build_report(root: str | Path, *, window: int | None = None, include_partial
         md = render_markdown(a, t1, coh, figs, notes, elapsed=time.perf_counter() - t0)
         (tmp / "report.md").write_text(md)
         (tmp / "report.html").write_text(markdown_to_html(md, tmp, f"Report: {exp.name}"))
-        (tmp / "analysis.json").write_text(json.dumps({
-            "experiment": str(exp.root), "cohort": coh, "window_override": window,
-            "include_partial": include_partial, "bootstrap": bootstrap, "confidence": confidence,
-            "runs": len(exp.runs), "included_segmenter_runs": int(a.run_stats["included"].sum())
-            if len(a.run_stats) else 0, "warnings": a.warnings, "figures": [f.name for f in figs],
-            "figure_notes": notes, "timings_s": timings}, indent=2, default=_json_default) + "\n")
+        (tmp / "analysis.json").write_text(
+            json.dumps(
+                {
+                    "experiment": str(exp.root),
+                    "cohort": coh,
+                    "window_override": window,
+                    "include_partial": include_partial,
+                    "bootstrap": bootstrap,
+                    "confidence": confidence,
+                    "runs": len(exp.runs),
+                    "included_segmenter_runs": int(a.run_stats["included"].sum()) if len(a.run_stats) else 0,
+                    "warnings": a.warnings,
+                    "figures": [f.name for f in figs],
+                    "figure_notes": notes,
+                    "timings_s": timings,
+                },
+                indent=2,
+                default=_json_default,
+            )
+            + "\n"
+        )
         timings["report_s"] = time.perf_counter() - t
     log.info("report written to %s (%.1f s)", out_dir, time.perf_counter() - t0)
-    return ReportResult(out_dir=out_dir, markdown=out_dir / "report.md", html=out_dir / "report.html",
-                        table1_text=table1_markdown(t1), analysis=a, table1=t1, timings=timings)
+    return ReportResult(
+        out_dir=out_dir,
+        markdown=out_dir / "report.md",
+        html=out_dir / "report.html",
+        table1_text=table1_markdown(t1),
+        analysis=a,
+        table1=t1,
+        timings=timings,
+    )
 
 
 def _json_default(o: Any) -> Any:

@@ -42,11 +42,31 @@ METHOD_ORDER = ("fs", "proposals", "proposed", "oracle")
 PENALTY_METHODS = ("proposed", "oracle")
 DEFAULT_WINDOW = 50  # the paper's, when a run config does not record stat_window
 MIN_SEEDS = 5
-DEFAULT_PAIRS = (("proposed", "fs"), ("proposed", "proposals"), ("oracle", "proposed"), ("proposals", "fs"),
-                 ("oracle", "fs"))
+DEFAULT_PAIRS = (
+    ("proposed", "fs"),
+    ("proposed", "proposals"),
+    ("oracle", "proposed"),
+    ("proposals", "fs"),
+    ("oracle", "fs"),
+)
 # run columns that never define a condition: units, bookkeeping, analysis-only and non-identity fields
-NOT_CONDITION = {"run_id", "status", "path", "seed", "split_seed", "unit", "data", "device", "stat_window",
-                 "checkpoint_every", "preset", "epochs", "n_epochs", "last_epoch", "failed_error"}
+NOT_CONDITION = {
+    "run_id",
+    "status",
+    "path",
+    "seed",
+    "split_seed",
+    "unit",
+    "data",
+    "device",
+    "stat_window",
+    "checkpoint_every",
+    "preset",
+    "epochs",
+    "n_epochs",
+    "last_epoch",
+    "failed_error",
+}
 BASE_CONDITION = ["stage", "method", "n_labeled", "gamma", "lam"]
 
 
@@ -112,7 +132,9 @@ def method_mask(runs: pd.DataFrame) -> pd.DataFrame:
     no_pen = seg & ~out["method"].isin(PENALTY_METHODS)
     for c in ("gamma", "lam", "size_units"):
         if c in out.columns:
-            out[c] = out[c].astype(object).where(~no_pen, None) if c == "size_units" else out[c].where(~no_pen)
+            out[c] = (
+                out[c].astype(object).where(~no_pen, None) if c == "size_units" else out[c].where(~no_pen)
+            )
     reg_cols = [c for c in out.columns if c.startswith("reg_")]
     not_prop = seg & (out["method"] != "proposed")
     for c in reg_cols:
@@ -141,8 +163,12 @@ def _sort_conditions(df: pd.DataFrame) -> pd.DataFrame:
     order = {m: i for i, m in enumerate(METHOD_ORDER)}
     key = df["method"].map(lambda m: order.get(m, len(order)))
     cols = [c for c in ("n_labeled", "gamma", "lam") if c in df.columns]
-    return (df.assign(_k=key).sort_values(["_k", *cols], kind="stable", na_position="first")
-            .drop(columns="_k").reset_index(drop=True))
+    return (
+        df.assign(_k=key)
+        .sort_values(["_k", *cols], kind="stable", na_position="first")
+        .drop(columns="_k")
+        .reset_index(drop=True)
+    )
 
 
 # ---------------------------------------------------------------------------------------------- per epoch
@@ -156,8 +182,9 @@ def cat_mask(col: pd.Series, values: Any) -> np.ndarray:
     return lut[col.cat.codes.to_numpy()]
 
 
-def epoch_means(exp: Experiment, *, metric: str = "dice", split: str = "val",
-                fallback_metric: str | None = "dice_mean") -> pd.DataFrame:
+def epoch_means(
+    exp: Experiment, *, metric: str = "dice", split: str = "val", fallback_metric: str | None = "dice_mean"
+) -> pd.DataFrame:
     """Per (run, epoch) mean of ``metric`` over the volumes logged that epoch.
 
     Columns: ``run_id, epoch, value, n_volumes, expected_volumes, complete, source``. ``complete`` is False
@@ -180,8 +207,18 @@ def epoch_means(exp: Experiment, *, metric: str = "dice", split: str = "val",
             continue
         parts.append(_aggregate_epochs(sub, src))
     if not parts:
-        return pd.DataFrame(columns=["run_id", "epoch", "value", "n_volumes", "expected_volumes", "complete",
-                                     "source", "duplicates"])
+        return pd.DataFrame(
+            columns=[
+                "run_id",
+                "epoch",
+                "value",
+                "n_volumes",
+                "expected_volumes",
+                "complete",
+                "source",
+                "duplicates",
+            ]
+        )
     return pd.concat(parts, ignore_index=True)
 
 
@@ -214,13 +251,15 @@ def _aggregate_epochs(sub: pd.DataFrame, source: str) -> pd.DataFrame:
     idx = np.flatnonzero(counts)
     runs_idx = idx // n_e
     cats = sub["run_id"].cat.categories
-    out = pd.DataFrame({
-        "run_id": pd.Categorical.from_codes(runs_idx, categories=cats),
-        "epoch": (idx % n_e).astype(np.int32),
-        "value": sums[idx] / counts[idx],
-        "n_volumes": counts[idx].astype(np.int32),
-        "expected_volumes": expected[runs_idx].astype(np.int32),
-    })
+    out = pd.DataFrame(
+        {
+            "run_id": pd.Categorical.from_codes(runs_idx, categories=cats),
+            "epoch": (idx % n_e).astype(np.int32),
+            "value": sums[idx] / counts[idx],
+            "n_volumes": counts[idx].astype(np.int32),
+            "expected_volumes": expected[runs_idx].astype(np.int32),
+        }
+    )
     out["complete"] = out["n_volumes"] == out["expected_volumes"]
     out["source"] = source
     out["duplicates"] = 0 if n_dup_per_run is None else n_dup_per_run[runs_idx]
@@ -228,8 +267,14 @@ def _aggregate_epochs(sub: pd.DataFrame, source: str) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------------------------------------- per run
-def run_statistics(exp: Experiment, *, window: int | None = None, include_partial: bool = False,
-                   metric: str = "dice", per_epoch: pd.DataFrame | None = None) -> pd.DataFrame:
+def run_statistics(
+    exp: Experiment,
+    *,
+    window: int | None = None,
+    include_partial: bool = False,
+    metric: str = "dice",
+    per_epoch: pd.DataFrame | None = None,
+) -> pd.DataFrame:
     """The paper statistic of every segmenter run, with why a run is excluded.
 
     Columns: the condition columns, ``run_id, status, seed, split_seed, unit, window, window_source,
@@ -260,21 +305,29 @@ def run_statistics(exp: Experiment, *, window: int | None = None, include_partia
     win_map = dict(zip(runs["run_id"], runs["window"], strict=True))
     w = rid.map(win_map).to_numpy()
     in_win = rank_from_end < w
-    agg_all = pe.groupby(rid, observed=True).agg(n_epochs=("epoch", "size"), last_epoch=("epoch", "max"),
-                                                  source=("source", "first"),
-                                                  n_volumes=("expected_volumes", "max"),
-                                                  duplicates=("duplicates", "max"))
+    agg_all = pe.groupby(rid, observed=True).agg(
+        n_epochs=("epoch", "size"),
+        last_epoch=("epoch", "max"),
+        source=("source", "first"),
+        n_volumes=("expected_volumes", "max"),
+        duplicates=("duplicates", "max"),
+    )
     win = pe.loc[in_win]
     wv = win["value"].to_numpy()
     wr = rid.loc[in_win]
     wdf = pd.DataFrame({"value": wv, "run": wr.to_numpy(), "epoch": win["epoch"].to_numpy()})
-    agg_win = wdf.groupby("run").agg(stat=("value", "mean"),
-                                     window_first_epoch=("epoch", "min"), window_last_epoch=("epoch", "max"))
+    agg_win = wdf.groupby("run").agg(
+        stat=("value", "mean"), window_first_epoch=("epoch", "min"), window_last_epoch=("epoch", "max")
+    )
     # ddof-0 std without a Python call per run: two-pass on the (small) window values for accuracy
     dev = wdf["value"].to_numpy() - wdf["run"].map(agg_win["stat"]).to_numpy()
     agg_win["stat_std"] = np.sqrt(pd.Series(dev * dev).groupby(wdf["run"].to_numpy()).mean())
-    incomplete = per_epoch.loc[~per_epoch["complete"]].groupby(
-        per_epoch.loc[~per_epoch["complete"], "run_id"].astype(str)).size().to_dict()
+    incomplete = (
+        per_epoch.loc[~per_epoch["complete"]]
+        .groupby(per_epoch.loc[~per_epoch["complete"], "run_id"].astype(str))
+        .size()
+        .to_dict()
+    )
     all_rec = agg_all.to_dict("index")
     win_rec = agg_win.to_dict("index")
     masked_rec = masked[[c for c in cond if c in masked.columns]].to_dict("records")
@@ -286,14 +339,25 @@ def run_statistics(exp: Experiment, *, window: int | None = None, include_partia
         n_ep = int(a["n_epochs"]) if a is not None else 0
         W = int(r["window"])
         rec: dict[str, Any] = dict(mrec)
-        rec.update(run_id=run_id, status=r["status"], seed=int(r["seed"]), split_seed=int(r["split_seed"]),
-                   unit=r["unit"], window=W, window_source=r["window_source"], n_epochs=n_ep,
-                   epochs_planned=int(r["epochs"]),
-                   n_volumes=int(a["n_volumes"]) if a is not None else 0,
-                   source=a["source"] if a is not None else "",
-                   duplicates=int(a["duplicates"]) if a is not None else 0,
-                   incomplete_epochs=int(incomplete.get(run_id, 0)),
-                   stat=math.nan, stat_std=math.nan, window_first_epoch=-1, window_last_epoch=-1)
+        rec.update(
+            run_id=run_id,
+            status=r["status"],
+            seed=int(r["seed"]),
+            split_seed=int(r["split_seed"]),
+            unit=r["unit"],
+            window=W,
+            window_source=r["window_source"],
+            n_epochs=n_ep,
+            epochs_planned=int(r["epochs"]),
+            n_volumes=int(a["n_volumes"]) if a is not None else 0,
+            source=a["source"] if a is not None else "",
+            duplicates=int(a["duplicates"]) if a is not None else 0,
+            incomplete_epochs=int(incomplete.get(run_id, 0)),
+            stat=math.nan,
+            stat_std=math.nan,
+            window_first_epoch=-1,
+            window_last_epoch=-1,
+        )
         notes = []
         if r["status"] == "failed":
             flag, included = "failed", False
@@ -318,9 +382,12 @@ def run_statistics(exp: Experiment, *, window: int | None = None, include_partia
             if r["status"] == "partial":
                 notes.append(f"run in progress, included on request ({n_ep} of {int(r['epochs'])} epochs)")
         if wrow is not None and n_ep >= W:
-            rec.update(stat=float(wrow["stat"]), stat_std=float(wrow["stat_std"]),
-                       window_first_epoch=int(wrow["window_first_epoch"]),
-                       window_last_epoch=int(wrow["window_last_epoch"]))
+            rec.update(
+                stat=float(wrow["stat"]),
+                stat_std=float(wrow["stat_std"]),
+                window_first_epoch=int(wrow["window_first_epoch"]),
+                window_last_epoch=int(wrow["window_last_epoch"]),
+            )
             if int(wrow["window_last_epoch"]) - int(wrow["window_first_epoch"]) + 1 != W:
                 notes.append("epochs missing inside the window")
         if r["status"] == "finished" and n_ep < int(r["epochs"]) and flag == "ok":
@@ -340,8 +407,22 @@ def run_statistics(exp: Experiment, *, window: int | None = None, include_partia
         rows.append(rec)
     out = pd.DataFrame(rows)
     if out.empty:
-        return pd.DataFrame(columns=[*cond, "run_id", "status", "unit", "stat", "stat_std", "included", "flag",
-                                     "note", "window", "seed", "split_seed"])
+        return pd.DataFrame(
+            columns=[
+                *cond,
+                "run_id",
+                "status",
+                "unit",
+                "stat",
+                "stat_std",
+                "included",
+                "flag",
+                "note",
+                "window",
+                "seed",
+                "split_seed",
+            ]
+        )
     return _sort_conditions(out)
 
 
@@ -355,19 +436,45 @@ def across_seeds(run_stats: pd.DataFrame, cond: list[str], *, confidence: float 
         for key, g in inc.groupby(cond, dropna=False, sort=False):
             key = key if isinstance(key, tuple) else (key,)
             ti = t_interval(g["stat"].to_numpy(), confidence)
-            rows.append({**dict(zip(cond, key, strict=True)), "n_units": ti.n, "mean": ti.mean, "sd": ti.sd,
-                         "ci_low": ti.low, "ci_high": ti.high, "t_crit": ti.t_crit,
-                         "epoch_std_mean": float(g["stat_std"].mean()),
-                         "windows": ",".join(str(w) for w in sorted(g["window"].unique())),
-                         "units": ",".join(sorted(g["unit"].astype(str))),
-                         "few_seeds": ti.n < MIN_SEEDS})
-    cols = [*cond, "n_units", "mean", "sd", "ci_low", "ci_high", "t_crit", "epoch_std_mean", "windows",
-            "units", "few_seeds"]
+            rows.append(
+                {
+                    **dict(zip(cond, key, strict=True)),
+                    "n_units": ti.n,
+                    "mean": ti.mean,
+                    "sd": ti.sd,
+                    "ci_low": ti.low,
+                    "ci_high": ti.high,
+                    "t_crit": ti.t_crit,
+                    "epoch_std_mean": float(g["stat_std"].mean()),
+                    "windows": ",".join(str(w) for w in sorted(g["window"].unique())),
+                    "units": ",".join(sorted(g["unit"].astype(str))),
+                    "few_seeds": ti.n < MIN_SEEDS,
+                }
+            )
+    cols = [
+        *cond,
+        "n_units",
+        "mean",
+        "sd",
+        "ci_low",
+        "ci_high",
+        "t_crit",
+        "epoch_std_mean",
+        "windows",
+        "units",
+        "few_seeds",
+    ]
     return _sort_conditions(pd.DataFrame(rows, columns=cols))
 
 
-def paired_comparisons(run_stats: pd.DataFrame, cond: list[str], *, pairs: tuple[tuple[str, str], ...]
-                       = DEFAULT_PAIRS, confidence: float = 0.95, scale: float = 100.0) -> pd.DataFrame:
+def paired_comparisons(
+    run_stats: pd.DataFrame,
+    cond: list[str],
+    *,
+    pairs: tuple[tuple[str, str], ...] = DEFAULT_PAIRS,
+    confidence: float = 0.95,
+    scale: float = 100.0,
+) -> pd.DataFrame:
     """Paired differences A − B of the per-run statistic on the same n and unit (seed, split seed).
 
     γ, λ: when both methods use them they must match; otherwise the penalty method's values label the row.
@@ -396,14 +503,36 @@ def paired_comparisons(run_stats: pd.DataFrame, cond: list[str], *, pairs: tuple
             key = key if isinstance(key, tuple) else (key,)
             ti = t_interval(g["diff"].to_numpy(), confidence)
             dz = cohens_dz(g["diff"].to_numpy())
-            rec = {"method_a": a, "method_b": b, **dict(zip(["n_labeled", "gamma", "lam", *extra], key,
-                                                                strict=True)),
-                   "n_pairs": ti.n, "mean_diff": ti.mean, "sd_diff": ti.sd, "ci_low": ti.low,
-                   "ci_high": ti.high, "d_z": dz, "a_better": int((g["diff"] > 0).sum())}
+            rec = {
+                "method_a": a,
+                "method_b": b,
+                **dict(zip(["n_labeled", "gamma", "lam", *extra], key, strict=True)),
+                "n_pairs": ti.n,
+                "mean_diff": ti.mean,
+                "sd_diff": ti.sd,
+                "ci_low": ti.low,
+                "ci_high": ti.high,
+                "d_z": dz,
+                "a_better": int((g["diff"] > 0).sum()),
+            }
             rec["statement"] = _paired_statement(rec, confidence, scale)
             rows.append(rec)
-    cols = ["method_a", "method_b", "n_labeled", "gamma", "lam", *extra, "n_pairs", "mean_diff", "sd_diff",
-            "ci_low", "ci_high", "d_z", "a_better", "statement"]
+    cols = [
+        "method_a",
+        "method_b",
+        "n_labeled",
+        "gamma",
+        "lam",
+        *extra,
+        "n_pairs",
+        "mean_diff",
+        "sd_diff",
+        "ci_low",
+        "ci_high",
+        "d_z",
+        "a_better",
+        "statement",
+    ]
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -423,8 +552,10 @@ def _paired_statement(r: dict[str, Any], confidence: float, scale: float) -> str
     else:
         verdict = "the interval includes 0: no clear difference"
     few = f", fewer than {MIN_SEEDS}" if r["n_pairs"] < MIN_SEEDS else ""
-    return (f"{head} ({ci}, {r['n_pairs']} paired seeds{few}, {dz_s}, {a} higher in {r['a_better']} of "
-            f"{r['n_pairs']}); {verdict}.")
+    return (
+        f"{head} ({ci}, {r['n_pairs']} paired seeds{few}, {dz_s}, {a} higher in {r['a_better']} of "
+        f"{r['n_pairs']}); {verdict}."
+    )
 
 
 # ---------------------------------------------------------------------------------------------- per volume
@@ -439,7 +570,9 @@ def per_volume_window(exp: Experiment, run_stats: pd.DataFrame, *, metric: str =
     if inc.empty:
         return pd.DataFrame(columns=["run_id", "volume", "patient", "dice"])
     m = exp.metrics
-    sel = cat_mask(m["split"], ["val"]) & cat_mask(m["metric"], [metric]) & cat_mask(m["run_id"], inc["run_id"])
+    sel = (
+        cat_mask(m["split"], ["val"]) & cat_mask(m["metric"], [metric]) & cat_mask(m["run_id"], inc["run_id"])
+    )
     sub = m.loc[sel, ["run_id", "epoch", "volume", "value"]]
     cats = m["run_id"].cat.categories
     pos = pd.Index(cats).get_indexer(inc["run_id"])
@@ -465,22 +598,36 @@ def per_volume_window(exp: Experiment, run_stats: pd.DataFrame, *, metric: str =
     counts = np.bincount(key, minlength=size)
     idx = np.flatnonzero(counts)
     vcats = np.asarray(sub["volume"].cat.categories, dtype=object)
-    g = pd.DataFrame({"run_id": np.asarray(cats, dtype=object)[idx // n_v], "volume": vcats[idx % n_v],
-                      "dice": sums[idx] / counts[idx]})
+    g = pd.DataFrame(
+        {
+            "run_id": np.asarray(cats, dtype=object)[idx // n_v],
+            "volume": vcats[idx % n_v],
+            "dice": sums[idx] / counts[idx],
+        }
+    )
     g["patient"] = g["volume"].str.rsplit("_", n=1).str[0]
     return g[["run_id", "volume", "patient", "dice"]]
 
 
-def bootstrap_patients(run_stats: pd.DataFrame, per_volume: pd.DataFrame, cond: list[str], *, n_boot: int,
-                       seed: int = 0, confidence: float = 0.95) -> pd.DataFrame:
+def bootstrap_patients(
+    run_stats: pd.DataFrame,
+    per_volume: pd.DataFrame,
+    cond: list[str],
+    *,
+    n_boot: int,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> pd.DataFrame:
     """Cluster bootstrap over validation patients of each condition's across-seed mean (see module doc).
 
     Deterministic: the draws of a condition derive from ``derive_seed(seed, "bootstrap", condition, volume set)``.
     Columns: the condition columns, ``n_boot, boot_mean, boot_low, boot_high, n_patients``.
     """
     inc = run_stats.loc[run_stats["included"]]
-    per_run = {rid: (tuple(g["volume"]), g["dice"].to_numpy())
-               for rid, g in per_volume.sort_values(["run_id", "volume"]).groupby("run_id", sort=False)}
+    per_run = {
+        rid: (tuple(g["volume"]), g["dice"].to_numpy())
+        for rid, g in per_volume.sort_values(["run_id", "volume"]).groupby("run_id", sort=False)
+    }
     rows = []
     lo_q, hi_q = 50 * (1 - confidence), 100 - 50 * (1 - confidence)
     for key, g in inc.groupby(cond, dropna=False, sort=False):
@@ -504,9 +651,16 @@ def bootstrap_patients(run_stats: pd.DataFrame, per_volume: pd.DataFrame, cond: 
             wv = counts[:, pidx].astype(np.float64)  # (B, V)
             reps.append((wv @ V.T) / wv.sum(axis=1, keepdims=True))  # (B, R)
         allrep = np.concatenate(reps, axis=1).mean(axis=1)
-        rows.append({**dict(zip(cond, key, strict=True)), "n_boot": n_boot, "boot_mean": float(allrep.mean()),
-                     "boot_low": float(np.percentile(allrep, lo_q)),
-                     "boot_high": float(np.percentile(allrep, hi_q)), "n_patients": n_pat})
+        rows.append(
+            {
+                **dict(zip(cond, key, strict=True)),
+                "n_boot": n_boot,
+                "boot_mean": float(allrep.mean()),
+                "boot_low": float(np.percentile(allrep, lo_q)),
+                "boot_high": float(np.percentile(allrep, hi_q)),
+                "n_patients": n_pat,
+            }
+        )
     return pd.DataFrame(rows, columns=[*cond, "n_boot", "boot_mean", "boot_low", "boot_high", "n_patients"])
 
 
@@ -514,8 +668,9 @@ def bootstrap_patients(run_stats: pd.DataFrame, per_volume: pd.DataFrame, cond: 
 REG_METRICS = ("size_abs_err", "size_abs_err_pct", "bounds_ok")
 
 
-def regressor_summary(exp: Experiment, *, include_partial: bool = False, confidence: float = 0.95
-                      ) -> tuple[pd.DataFrame, pd.DataFrame]:
+def regressor_summary(
+    exp: Experiment, *, include_partial: bool = False, confidence: float = 0.95
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Regressor size error: per run (last logged epoch of split ``regval``) and per n across seeds.
 
     Returns ``(per_run, per_n)``; per_n has ``<metric>_mean, <metric>_ci_low, <metric>_ci_high`` for
@@ -526,7 +681,11 @@ def regressor_summary(exp: Experiment, *, include_partial: bool = False, confide
     if regs.empty:
         return pd.DataFrame(), pd.DataFrame()
     m = exp.metrics
-    sel = cat_mask(m["split"], ["regval"]) & cat_mask(m["metric"], REG_METRICS) & cat_mask(m["run_id"], regs["run_id"])
+    sel = (
+        cat_mask(m["split"], ["regval"])
+        & cat_mask(m["metric"], REG_METRICS)
+        & cat_mask(m["run_id"], regs["run_id"])
+    )
     sub = m.loc[sel]
     if sub.empty:
         return pd.DataFrame(), pd.DataFrame()
@@ -535,7 +694,9 @@ def regressor_summary(exp: Experiment, *, include_partial: bool = False, confide
     last = sub.loc[sub["epoch"] == last_ep].drop_duplicates(["run", "met"], keep="last")
     wide = last.pivot(index="run", columns="met", values="value")
     wide["last_epoch"] = last.groupby("run")["epoch"].max()
-    per_run = regs.set_index("run_id")[["n_labeled", "seed", "split_seed", "unit", "status"]].join(wide, how="inner")
+    per_run = regs.set_index("run_id")[["n_labeled", "seed", "split_seed", "unit", "status"]].join(
+        wide, how="inner"
+    )
     per_run = per_run.reset_index().rename(columns={"index": "run_id"})
     rows = []
     for n, g in per_run.groupby("n_labeled"):
@@ -543,8 +704,14 @@ def regressor_summary(exp: Experiment, *, include_partial: bool = False, confide
         for met in REG_METRICS:
             if met in g.columns:
                 ti = t_interval(g[met].to_numpy(), confidence)
-                rec.update({f"{met}_mean": ti.mean, f"{met}_sd": ti.sd, f"{met}_ci_low": ti.low,
-                            f"{met}_ci_high": ti.high})
+                rec.update(
+                    {
+                        f"{met}_mean": ti.mean,
+                        f"{met}_sd": ti.sd,
+                        f"{met}_ci_low": ti.low,
+                        f"{met}_ci_high": ti.high,
+                    }
+                )
         rows.append(rec)
     return per_run, pd.DataFrame(rows)
 
@@ -557,15 +724,22 @@ def constraint_satisfaction(exp: Experiment, run_stats: pd.DataFrame, cond: list
     if inc.empty:
         return pd.DataFrame()
     m = exp.metrics
-    sel = cat_mask(m["split"], ["train"]) & cat_mask(m["metric"], ["in_bounds"]) & cat_mask(m["run_id"], inc["run_id"])
+    sel = (
+        cat_mask(m["split"], ["train"])
+        & cat_mask(m["metric"], ["in_bounds"])
+        & cat_mask(m["run_id"], inc["run_id"])
+    )
     sub = m.loc[sel, ["run_id", "epoch", "value"]]
     if sub.empty:
         return pd.DataFrame()
     sub = sub.assign(run_id=sub["run_id"].astype(str)).drop_duplicates(["run_id", "epoch"], keep="last")
     sub = sub.merge(inc[["run_id", *cond]], on="run_id")
     g = sub.groupby([*cond, "epoch"], dropna=False)["value"]
-    out = g.agg(mean="mean", sd=lambda x: float(np.std(x.to_numpy(), ddof=1)) if len(x) > 1 else math.nan,
-                n_units="size").reset_index()
+    out = g.agg(
+        mean="mean",
+        sd=lambda x: float(np.std(x.to_numpy(), ddof=1)) if len(x) > 1 else math.nan,
+        n_units="size",
+    ).reset_index()
     return out
 
 
@@ -606,8 +780,15 @@ class Analysis:
     warnings: list[str] = field(default_factory=list)
 
 
-def analyse(exp: Experiment, *, window: int | None = None, include_partial: bool = False, bootstrap: int = 0,
-            confidence: float = 0.95, bootstrap_seed: int = 0) -> Analysis:
+def analyse(
+    exp: Experiment,
+    *,
+    window: int | None = None,
+    include_partial: bool = False,
+    bootstrap: int = 0,
+    confidence: float = 0.95,
+    bootstrap_seed: int = 0,
+) -> Analysis:
     """Compute every statistic of the report (see the module docstring for the definitions)."""
     per_epoch = epoch_means(exp)
     rs = run_statistics(exp, window=window, include_partial=include_partial, per_epoch=per_epoch)
@@ -619,15 +800,32 @@ def analyse(exp: Experiment, *, window: int | None = None, include_partial: bool
     scale = 1.0 if finite.size and finite.max() > 1.0 + 1e-9 else 100.0
     paired = paired_comparisons(rs, cond, confidence=confidence, scale=scale)
     pv = per_volume_window(exp, rs)
-    boot = bootstrap_patients(rs, pv, cond, n_boot=bootstrap, seed=bootstrap_seed, confidence=confidence) \
-        if bootstrap > 0 and not pv.empty else pd.DataFrame()
+    boot = (
+        bootstrap_patients(rs, pv, cond, n_boot=bootstrap, seed=bootstrap_seed, confidence=confidence)
+        if bootstrap > 0 and not pv.empty
+        else pd.DataFrame()
+    )
     reg_runs, reg_n = regressor_summary(exp, include_partial=include_partial, confidence=confidence)
     cons = constraint_satisfaction(exp, rs, cond)
     curves = epoch_curves(per_epoch, rs, cond)
-    a = Analysis(experiment=exp, cond=cond, per_epoch=per_epoch, run_stats=rs, conditions=conditions,
-                 paired=paired, per_volume=pv, bootstrap=boot, regressor_runs=reg_runs, regressor_by_n=reg_n,
-                 constraint=cons, curves=curves, window=window, include_partial=include_partial,
-                 confidence=confidence, scale=scale)
+    a = Analysis(
+        experiment=exp,
+        cond=cond,
+        per_epoch=per_epoch,
+        run_stats=rs,
+        conditions=conditions,
+        paired=paired,
+        per_volume=pv,
+        bootstrap=boot,
+        regressor_runs=reg_runs,
+        regressor_by_n=reg_n,
+        constraint=cons,
+        curves=curves,
+        window=window,
+        include_partial=include_partial,
+        confidence=confidence,
+        scale=scale,
+    )
     a.warnings = collect_warnings(a)
     for w in a.warnings:
         log.warning("%s", w)
@@ -639,22 +837,34 @@ def collect_warnings(a: Analysis) -> list[str]:
     out = list(a.experiment.warnings)
     rs = a.run_stats
     if len(rs):
-        for flag, what in (("short", "shorter than the window (not averaged, excluded)"),
-                           ("partial", "in progress"), ("failed", "failed"), ("no-metric", "without Dice rows"),
-                           ("nan", "with non-finite Dice")):
+        for flag, what in (
+            ("short", "shorter than the window (not averaged, excluded)"),
+            ("partial", "in progress"),
+            ("failed", "failed"),
+            ("no-metric", "without Dice rows"),
+            ("nan", "with non-finite Dice"),
+        ):
             sel = rs.loc[rs["flag"] == flag]
             if flag == "partial":
                 exc = sel.loc[~sel["included"]]
                 inc = sel.loc[sel["included"]]
                 if len(exc):
-                    out.append(f"{len(exc)} segmenter run(s) in progress excluded (use --include-partial): "
-                               + ", ".join(exc["run_id"].head(8)) + (" …" if len(exc) > 8 else ""))
+                    out.append(
+                        f"{len(exc)} segmenter run(s) in progress excluded (use --include-partial): "
+                        + ", ".join(exc["run_id"].head(8))
+                        + (" …" if len(exc) > 8 else "")
+                    )
                 if len(inc):
-                    out.append(f"{len(inc)} run(s) still in progress INCLUDED on request: their values may change")
+                    out.append(
+                        f"{len(inc)} run(s) still in progress INCLUDED on request: their values may change"
+                    )
                 continue
             if len(sel):
-                out.append(f"{len(sel)} segmenter run(s) {what}: " + ", ".join(sel["run_id"].head(8))
-                           + (" …" if len(sel) > 8 else ""))
+                out.append(
+                    f"{len(sel)} segmenter run(s) {what}: "
+                    + ", ".join(sel["run_id"].head(8))
+                    + (" …" if len(sel) > 8 else "")
+                )
         odd = rs.loc[rs["included"] & (rs["note"] != "") & (rs["flag"] == "ok")]
         for _, r in odd.head(10).iterrows():
             out.append(f"run {r['run_id']}: {r['note']}")
@@ -663,8 +873,10 @@ def collect_warnings(a: Analysis) -> list[str]:
         few = c.loc[c["few_seeds"]]
         if len(few):
             ks = sorted(set(int(k) for k in few["n_units"]))
-            out.append(f"{len(few)} of {len(c)} conditions have fewer than {MIN_SEEDS} seeds (units: "
-                       f"{', '.join(map(str, ks))}): their intervals are wide or undefined; run more seeds")
+            out.append(
+                f"{len(few)} of {len(c)} conditions have fewer than {MIN_SEEDS} seeds (units: "
+                f"{', '.join(map(str, ks))}): their intervals are wide or undefined; run more seeds"
+            )
         mixed = c.loc[c["windows"].str.contains(",")]
         if len(mixed):
             out.append(f"{len(mixed)} conditions mix runs with different windows")
@@ -681,7 +893,24 @@ def collect_warnings(a: Analysis) -> list[str]:
     return out
 
 
-__all__ = ["TInterval", "t_interval", "cohens_dz", "epoch_means", "run_statistics", "across_seeds",
-           "paired_comparisons", "per_volume_window", "bootstrap_patients", "regressor_summary",
-           "constraint_satisfaction", "epoch_curves", "condition_columns", "method_mask", "analyse", "Analysis",
-           "METHOD_ORDER", "PENALTY_METHODS", "MIN_SEEDS"]
+__all__ = [
+    "TInterval",
+    "t_interval",
+    "cohens_dz",
+    "epoch_means",
+    "run_statistics",
+    "across_seeds",
+    "paired_comparisons",
+    "per_volume_window",
+    "bootstrap_patients",
+    "regressor_summary",
+    "constraint_satisfaction",
+    "epoch_curves",
+    "condition_columns",
+    "method_mask",
+    "analyse",
+    "Analysis",
+    "METHOD_ORDER",
+    "PENALTY_METHODS",
+    "MIN_SEEDS",
+]

@@ -59,39 +59,80 @@ def table1(a: Analysis, cohort: str) -> Table1:
     if len(seg):
         pen = seg.loc[seg["method"].isin(PENALTY_METHODS)]
         if len(pen):
-            combos = pen.groupby(["gamma", "lam"])["n_units"].sum().sort_values(ascending=False, kind="stable")
+            combos = (
+                pen.groupby(["gamma", "lam"])["n_units"].sum().sort_values(ascending=False, kind="stable")
+            )
             if any(np.isclose(g, PAPER_GAMMA) and np.isclose(lv, PAPER_LAM) for g, lv in combos.index):
                 gamma, lam = PAPER_GAMMA, PAPER_LAM
             else:
                 gamma, lam = (float(v) for v in combos.index[0])
             if len(combos) > 1:
-                notes.append(f"the experiment varied γ, λ ({len(combos)} combinations); Table 1 shows γ={gamma:g}, "
-                             f"λ={lam:g} for proposed/oracle (all combinations: sensitivity table)")
-            seg = seg.loc[~seg["method"].isin(PENALTY_METHODS)
-                          | (np.isclose(seg["gamma"].astype(float), gamma) & np.isclose(seg["lam"].astype(float), lam))]
+                notes.append(
+                    f"the experiment varied γ, λ ({len(combos)} combinations); Table 1 shows γ={gamma:g}, "
+                    f"λ={lam:g} for proposed/oracle (all combinations: sensitivity table)"
+                )
+            seg = seg.loc[
+                ~seg["method"].isin(PENALTY_METHODS)
+                | (np.isclose(seg["gamma"].astype(float), gamma) & np.isclose(seg["lam"].astype(float), lam))
+            ]
     compare = cohort == "acdc"
     rows = []
     for _, r in seg.iterrows():
         pv = paper_value(r["method"], r["n_labeled"]) if compare else None
         dice = r["mean"] * a.scale
-        rec = {**{col: r[col] for col in extra}, "n_labeled": int(r["n_labeled"]), "method": r["method"],
-               "gamma": r["gamma"], "lam": r["lam"], "n_seeds": int(r["n_units"]), "dice": dice,
-               "epoch_std": r["epoch_std_mean"] * a.scale, "seed_sd": r["sd"] * a.scale,
-               "ci_low": r["ci_low"] * a.scale, "ci_high": r["ci_high"] * a.scale,
-               "paper_dice": pv[0] if pv else math.nan, "paper_std": pv[1] if pv else math.nan,
-               "diff_vs_paper": dice - pv[0] if pv else math.nan, "few_seeds": bool(r["few_seeds"]),
-               "windows": r["windows"]}
+        rec = {
+            **{col: r[col] for col in extra},
+            "n_labeled": int(r["n_labeled"]),
+            "method": r["method"],
+            "gamma": r["gamma"],
+            "lam": r["lam"],
+            "n_seeds": int(r["n_units"]),
+            "dice": dice,
+            "epoch_std": r["epoch_std_mean"] * a.scale,
+            "seed_sd": r["sd"] * a.scale,
+            "ci_low": r["ci_low"] * a.scale,
+            "ci_high": r["ci_high"] * a.scale,
+            "paper_dice": pv[0] if pv else math.nan,
+            "paper_std": pv[1] if pv else math.nan,
+            "diff_vs_paper": dice - pv[0] if pv else math.nan,
+            "few_seeds": bool(r["few_seeds"]),
+            "windows": r["windows"],
+        }
         rows.append(rec)
-    long = pd.DataFrame(rows, columns=[*extra, "n_labeled", "method", "gamma", "lam", "n_seeds", "dice",
-                                       "epoch_std", "seed_sd", "ci_low", "ci_high", "paper_dice", "paper_std",
-                                       "diff_vs_paper", "few_seeds", "windows"])
+    long = pd.DataFrame(
+        rows,
+        columns=[
+            *extra,
+            "n_labeled",
+            "method",
+            "gamma",
+            "lam",
+            "n_seeds",
+            "dice",
+            "epoch_std",
+            "seed_sd",
+            "ci_low",
+            "ci_high",
+            "paper_dice",
+            "paper_std",
+            "diff_vs_paper",
+            "few_seeds",
+            "windows",
+        ],
+    )
     if len(long):
         order = {m: i for i, m in enumerate(METHOD_ORDER)}
-        long = (long.assign(_m=long["method"].map(lambda m: order.get(m, 99)))
-                .sort_values([*extra, "n_labeled", "_m"], kind="stable").drop(columns="_m").reset_index(drop=True))
+        long = (
+            long.assign(_m=long["method"].map(lambda m: order.get(m, 99)))
+            .sort_values([*extra, "n_labeled", "_m"], kind="stable")
+            .drop(columns="_m")
+            .reset_index(drop=True)
+        )
     if not compare:
-        notes.append(f"cohort is {cohort!r}, not the real ACDC release: the paper's values are not shown beside "
-                     "these (they are not comparable)")
+        notes.append(
+            f"cohort is {cohort!r}, not the real ACDC release: the paper's values are not shown beside "
+            "these (they are not comparable)"
+        )
     return Table1(long=long, gamma=gamma, lam=lam, compare_paper=compare, extra=extra, notes=notes)
 
 
@@ -157,11 +198,13 @@ def table1_latex(t: Table1, *, caption: str | None = None) -> str:
     """LaTeX ``table`` + ``tabular`` (no package beyond the LaTeX kernel): ``mean (epoch-std)`` and the
     across-seed CI below it; with ACDC a ``paper`` row under each n."""
     lines = []
-    for label, g in (_settings(t) if len(t.long) else [("", t.long)]):
+    for label, g in _settings(t) if len(t.long) else [("", t.long)]:
         methods = _methods(g) if len(g) else list(METHOD_ORDER)
         lines += [r"\begin{table}[t]", r"\centering"]
-        cap = caption or ("Dice (\\%) over the last W epochs: across-seed mean (mean epoch std) and 95\\% "
-                          "t-interval over seeds" + (f"; {_tex(label)}" if label else ""))
+        cap = caption or (
+            "Dice (\\%) over the last W epochs: across-seed mean (mean epoch std) and 95\\% "
+            "t-interval over seeds" + (f"; {_tex(label)}" if label else "")
+        )
         lines.append(rf"\caption{{{cap}}}")
         lines.append(r"\begin{tabular}{l" + "c" * len(methods) + "}")
         lines.append(r"\hline")
@@ -178,10 +221,16 @@ def table1_latex(t: Table1, *, caption: str | None = None) -> str:
                     continue
                 r = r.iloc[0]
                 main.append(f"{_fmt(r['dice'])} ({_fmt(r['epoch_std'])})")
-                ci.append(f"\\scriptsize [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}], $k$={r['n_seeds']}"
-                          if r["n_seeds"] >= 2 else "\\scriptsize 1 seed")
-                pap.append(f"{_fmt(r['paper_dice'])} ({_fmt(r['paper_std'])})"
-                           if math.isfinite(r["paper_dice"]) else "NA")
+                ci.append(
+                    f"\\scriptsize [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}], $k$={r['n_seeds']}"
+                    if r["n_seeds"] >= 2
+                    else "\\scriptsize 1 seed"
+                )
+                pap.append(
+                    f"{_fmt(r['paper_dice'])} ({_fmt(r['paper_std'])})"
+                    if math.isfinite(r["paper_dice"])
+                    else "NA"
+                )
             lines.append(f"{n} & " + " & ".join(main) + r" \\")
             lines.append(" & " + " & ".join(ci) + r" \\")
             if t.compare_paper:
@@ -233,9 +282,15 @@ def per_volume_summary(a: Analysis) -> pd.DataFrame:
     m = pv.merge(a.run_stats[["run_id", "method", "n_labeled", "gamma", "lam"]], on="run_id")
     m["dice"] = m["dice"] * a.scale
     g = m.groupby(["method", "n_labeled", "gamma", "lam"], dropna=False)["dice"]
-    out = g.agg(n="size", mean="mean", p10=lambda x: x.quantile(0.1), median="median",
-                p90=lambda x: x.quantile(0.9), min="min",
-                below_50=lambda x: float((x < 50.0).mean())).reset_index()
+    out = g.agg(
+        n="size",
+        mean="mean",
+        p10=lambda x: x.quantile(0.1),
+        median="median",
+        p90=lambda x: x.quantile(0.9),
+        min="min",
+        below_50=lambda x: float((x < 50.0).mean()),
+    ).reset_index()
     return out
 
 
@@ -269,5 +324,13 @@ def write_tables(a: Analysis, t: Table1, out_dir: Path) -> dict[str, Path]:
     return paths
 
 
-__all__ = ["Table1", "table1", "table1_markdown", "table1_latex", "df_markdown", "sensitivity_table",
-           "per_volume_summary", "write_tables"]
+__all__ = [
+    "Table1",
+    "table1",
+    "table1_markdown",
+    "table1_latex",
+    "df_markdown",
+    "sensitivity_table",
+    "per_volume_summary",
+    "write_tables",
+]

@@ -48,17 +48,38 @@ def _write_chunk(args: tuple[str, list[tuple[str, int, int]], int, int]) -> int:
     vols = default_volumes(n_vol // 2)
     for method, n, seed in jobs:
         if method == "regressor":
-            write_run(root, stage="regressor", n_labeled=n, seed=seed, epochs=epochs, preset="paper",
-                      float_format="%.6g", reg_err=np.full(epochs, 300.0 / n) + seed % 7)
+            write_run(
+                root,
+                stage="regressor",
+                n_labeled=n,
+                seed=seed,
+                epochs=epochs,
+                preset="paper",
+                float_format="%.6g",
+                reg_err=np.full(epochs, 300.0 / n) + seed % 7,
+            )
             continue
         rng = np.random.default_rng(derive_seed(0, "bench", method, n, seed))
         ep = np.arange(epochs)[:, None]
         level = BASE[method] + 0.004 * n
-        dice = np.clip(level * (1 - np.exp(-ep / 15)) + rng.normal(0, 0.05, (epochs, n_vol))
-                       + rng.normal(0, 0.02), 0, 1)
-        write_run(root, method=method, n_labeled=n, seed=seed, epochs=epochs, stat_window=50, preset="paper",
-                  volumes=vols, dice=dice, float_format="%.6g", val_examples=seed == 0,
-                  wall_time_s=float(rng.uniform(600, 900)), device="cuda:0")
+        dice = np.clip(
+            level * (1 - np.exp(-ep / 15)) + rng.normal(0, 0.05, (epochs, n_vol)) + rng.normal(0, 0.02), 0, 1
+        )
+        write_run(
+            root,
+            method=method,
+            n_labeled=n,
+            seed=seed,
+            epochs=epochs,
+            stat_window=50,
+            preset="paper",
+            volumes=vols,
+            dice=dice,
+            float_format="%.6g",
+            val_examples=seed == 0,
+            wall_time_s=float(rng.uniform(600, 900)),
+            device="cuda:0",
+        )
     return len(jobs)
 
 
@@ -70,7 +91,7 @@ def generate(root: Path, runs: int, epochs: int, n_vol: int, workers: int) -> fl
     seeds = max(1, runs // (len(METHODS) * len(NS)))
     jobs = [(m, n, s) for s in range(seeds) for n in NS for m in METHODS][:runs]
     jobs += [("regressor", n, s) for s in range(seeds) for n in NS]
-    chunks = [jobs[i::workers * 4] for i in range(workers * 4)]
+    chunks = [jobs[i :: workers * 4] for i in range(workers * 4)]
     with ProcessPoolExecutor(max_workers=workers) as pool:
         done = sum(pool.map(_write_chunk, [(str(root), c, epochs, n_vol) for c in chunks]))
     (root / ".bench-complete").write_text(f"{runs} {epochs} {n_vol}\n")
@@ -99,8 +120,10 @@ def main() -> int:
     root = base / "bench-exp"
     marker = root / ".bench-complete"
     gen_s = None
-    if not (marker.exists() and marker.read_text().split() == [str(args.runs), str(args.epochs),
-                                                               str(args.volumes)]):
+    if not (
+        marker.exists()
+        and marker.read_text().split() == [str(args.runs), str(args.epochs), str(args.volumes)]
+    ):
         shutil.rmtree(root, ignore_errors=True)
         gen_s = generate(root, args.runs, args.epochs, args.volumes, args.workers)
     size_mb = sum(f.stat().st_size for f in root.rglob("metrics.csv")) / 2**20
@@ -146,7 +169,7 @@ def main() -> int:
 | report (Markdown + HTML with embedded figures) | {t5 - t4:.1f} | {c5 - c4:.1f} |
 | total | {t5 - t0:.1f} | {c5 - c0:.1f} |
 
-peak RSS {rss:.0f} MiB; {os.cpu_count()} CPUs; generation {'reused' if gen_s is None else f'{gen_s:.0f} s'}
+peak RSS {rss:.0f} MiB; {os.cpu_count()} CPUs; generation {"reused" if gen_s is None else f"{gen_s:.0f} s"}
 load before: `{up0}`
 load after: `{up1}`
 """)

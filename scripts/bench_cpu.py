@@ -113,8 +113,9 @@ class Stepper:
             self.model.to(memory_format=torch.channels_last)
         if v.compile:
             self.model.compile()
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=5e-4, betas=(0.9, 0.99),
-                                    fused=True if v.fused else None)
+        self.opt = torch.optim.Adam(
+            self.model.parameters(), lr=5e-4, betas=(0.9, 0.99), fused=True if v.fused else None
+        )
         g = torch.Generator().manual_seed(seed + 1)
         self.x = torch.rand(1, 1, size, size, generator=g)
         yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
@@ -162,7 +163,9 @@ def load() -> str:
         return "n/a"
 
 
-def _loss_and_grads(v: Variant, size: int, lam: float, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+def _loss_and_grads(
+    v: Variant, size: int, lam: float, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Train-mode logits and the gradient of CE(labeled) + λ·penalty(unlabeled), as float64."""
     s = Stepper(v, size, dropout=False)
     s.model.to(dtype)
@@ -201,8 +204,12 @@ def check_numbers(variants: list[Variant], size: int, tol: float = 2.0, lam: flo
         fwd, bwd = (base_fwd, base_bwd) if v.name == "default" else errors(v)
         opt = optimiser_difference(Stepper(v, 8).model) if v.fused else 0.0
         keeps = fwd <= tol * base_fwd + 1e-6 and bwd <= tol * base_bwd + 1e-5 and opt <= 1e-2
-        out[v.name] = {"forward_err_vs_fp64": fwd, "grad_err_vs_fp64": bwd, "optimizer_diff_lr": opt,
-                       "keeps_numbers": bool(keeps)}
+        out[v.name] = {
+            "forward_err_vs_fp64": fwd,
+            "grad_err_vs_fp64": bwd,
+            "optimizer_diff_lr": opt,
+            "keeps_numbers": bool(keeps),
+        }
     return out
 
 
@@ -248,24 +255,37 @@ def bench_regressor(size: int, steps: int, warmup: int, layers: tuple[int, ...])
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--out", type=Path, help="write the results as JSON to this path")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--steps", type=int, default=20, help="timed steps per variant and step kind (>= 20)")
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--block", type=int, default=5, help="steps per variant per round (interleaving)")
-    p.add_argument("--variants", default=",".join(VARIANTS),
-                   help=f"comma-separated subset of {', '.join(VARIANTS)}")
-    p.add_argument("--tol", type=float, default=2.0,
-                   help="a variant keeps the numbers when its error vs float64 is <= tol x that of fp32 default")
+    p.add_argument(
+        "--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {', '.join(VARIANTS)}"
+    )
+    p.add_argument(
+        "--tol",
+        type=float,
+        default=2.0,
+        help="a variant keeps the numbers when its error vs float64 is <= tol x that of fp32 default",
+    )
     p.add_argument("--reg-steps", type=int, default=20)
     p.add_argument("--reg-layers", default="3,4,23,3", help="ResNeXt stage depths for (c)")
-    p.add_argument("--omp-wait-policy", choices=("passive", "active", "env"), default="passive",
-                   help="OpenMP idle threads sleep (passive) or spin (active); env: leave OMP_WAIT_POLICY as set")
-    p.add_argument("--quick", action="store_true",
-                   help="sanity run: 64×64, 3 steps, no compile, small regressor (figures meaningless)")
+    p.add_argument(
+        "--omp-wait-policy",
+        choices=("passive", "active", "env"),
+        default="passive",
+        help="OpenMP idle threads sleep (passive) or spin (active); env: leave OMP_WAIT_POLICY as set",
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="sanity run: 64×64, 3 steps, no compile, small regressor (figures meaningless)",
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
@@ -286,12 +306,27 @@ def main(argv: list[str] | None = None) -> int:
     reg_layers = tuple(int(x) for x in args.reg_layers.split(","))
 
     torch.set_num_threads(args.threads)
-    meta = {"torch": torch.__version__, "threads": args.threads, "size": args.size, "steps": args.steps,
-            "warmup": args.warmup, "cpu": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(), "load_before": load(),
-            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset"), "mkldnn_available": torch.backends.mkldnn.is_available()}
-    log.info("bench_cpu: torch %s, %d threads, %dx%d, OMP_WAIT_POLICY=%s, load %s", torch.__version__,
-             args.threads, args.size, args.size, meta["omp_wait_policy"], meta["load_before"])
+    meta = {
+        "torch": torch.__version__,
+        "threads": args.threads,
+        "size": args.size,
+        "steps": args.steps,
+        "warmup": args.warmup,
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "load_before": load(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset"),
+        "mkldnn_available": torch.backends.mkldnn.is_available(),
+    }
+    log.info(
+        "bench_cpu: torch %s, %d threads, %dx%d, OMP_WAIT_POLICY=%s, load %s",
+        torch.__version__,
+        args.threads,
+        args.size,
+        args.size,
+        meta["omp_wait_policy"],
+        meta["load_before"],
+    )
 
     variants = [Variant(n, **VARIANTS[n]) for n in names]
     log.info("checking numbers (forward, gradient, optimiser; dropout off) ...")
@@ -326,12 +361,14 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = []
     for v in variants:
-        r = {"variant": v.name,
-             "ce_step_s": statistics.median(v.times["ce"]),
-             "penalty_step_s": statistics.median(v.times["penalty"]),
-             "ce_step_cpu_s": statistics.median(v.cpu["ce"]),
-             "penalty_step_cpu_s": statistics.median(v.cpu["penalty"]),
-             **numbers[v.name]}
+        r = {
+            "variant": v.name,
+            "ce_step_s": statistics.median(v.times["ce"]),
+            "penalty_step_s": statistics.median(v.times["penalty"]),
+            "ce_step_cpu_s": statistics.median(v.cpu["ce"]),
+            "penalty_step_cpu_s": statistics.median(v.cpu["penalty"]),
+            **numbers[v.name],
+        }
         rows.append(r)
     base = rows[0]
     keep = [r for r in rows if r["keeps_numbers"]]
@@ -354,31 +391,59 @@ def main(argv: list[str] | None = None) -> int:
     epochs = {}
     for n in (5, 10, 20, 40):
         lab, unl = n * SLICES_PER_PATIENT, (75 - n) * SLICES_PER_PATIENT
-        authors = lab * AUTHORS["ce_step_s"] + unl * (AUTHORS["penalty_step_s"] + AUTHORS["regressor_forward_s"])
+        authors = lab * AUTHORS["ce_step_s"] + unl * (
+            AUTHORS["penalty_step_s"] + AUTHORS["regressor_forward_s"]
+        )
         ours = lab * best["ce_step_s"] + unl * best["penalty_step_s"]
-        epochs[str(n)] = {"labeled_slices": lab, "unlabeled_slices": unl, "authors_s": authors, "ours_s": ours,
-                          "speedup": authors / ours}
-    result = {"meta": meta, "authors": AUTHORS, "variants": rows, "regressor_forward_s": reg,
-              "regressor_layers": list(reg_layers), "summary": summary, "proposed_epoch_estimate": epochs}
+        epochs[str(n)] = {
+            "labeled_slices": lab,
+            "unlabeled_slices": unl,
+            "authors_s": authors,
+            "ours_s": ours,
+            "speedup": authors / ours,
+        }
+    result = {
+        "meta": meta,
+        "authors": AUTHORS,
+        "variants": rows,
+        "regressor_forward_s": reg,
+        "regressor_layers": list(reg_layers),
+        "summary": summary,
+        "proposed_epoch_estimate": epochs,
+    }
 
-    print(f"\nENet step, batch 1, {args.size}x{args.size}, {args.threads} threads, median of {args.steps} "
-          f"(load {meta['load_before']} -> {meta['load_after']})")
-    print(f"{'variant':28s} {'CE s':>7s} {'pen s':>7s} {'CE cpu':>7s} {'pen cpu':>7s} {'vs def':>7s}"
-          f" {'fwd err':>8s} {'grad err':>9s} {'keeps':>5s}")
+    print(
+        f"\nENet step, batch 1, {args.size}x{args.size}, {args.threads} threads, median of {args.steps} "
+        f"(load {meta['load_before']} -> {meta['load_after']})"
+    )
+    print(
+        f"{'variant':28s} {'CE s':>7s} {'pen s':>7s} {'CE cpu':>7s} {'pen cpu':>7s} {'vs def':>7s}"
+        f" {'fwd err':>8s} {'grad err':>9s} {'keeps':>5s}"
+    )
     for r in rows:
-        print(f"{r['variant']:28s} {r['ce_step_s']:7.3f} {r['penalty_step_s']:7.3f} {r['ce_step_cpu_s']:7.3f} "
-              f"{r['penalty_step_cpu_s']:7.3f} {base['penalty_step_s'] / r['penalty_step_s']:6.2f}x "
-              f"{r['forward_err_vs_fp64']:8.1e} {r['grad_err_vs_fp64']:9.1e} {'yes' if r['keeps_numbers'] else 'NO':>5s}")
-    print(f"regressor forward, 1 image: {reg['default']:.3f} s, cpu {reg['default_cpu']:.3f} s "
-          f"(channels-last {reg['channels_last']:.3f} s, cpu {reg['channels_last_cpu']:.3f} s)")
-    print(f"authors: CE {AUTHORS['ce_step_s']} s, penalty {AUTHORS['penalty_step_s']} s, "
-          f"+regressor {AUTHORS['regressor_forward_s']} s per unlabeled image")
-    print(f"per Proposed unlabeled step: authors {summary['proposed_step_authors_s']:.2f} s, ours "
-          f"{best['penalty_step_s']:.3f} s ({best['variant']}): {summary['speedup_vs_authors_figures_best']:.2f}x "
-          f"(same-load estimate {summary['speedup_same_load_best']:.2f}x)")
+        print(
+            f"{r['variant']:28s} {r['ce_step_s']:7.3f} {r['penalty_step_s']:7.3f} {r['ce_step_cpu_s']:7.3f} "
+            f"{r['penalty_step_cpu_s']:7.3f} {base['penalty_step_s'] / r['penalty_step_s']:6.2f}x "
+            f"{r['forward_err_vs_fp64']:8.1e} {r['grad_err_vs_fp64']:9.1e} {'yes' if r['keeps_numbers'] else 'NO':>5s}"
+        )
+    print(
+        f"regressor forward, 1 image: {reg['default']:.3f} s, cpu {reg['default_cpu']:.3f} s "
+        f"(channels-last {reg['channels_last']:.3f} s, cpu {reg['channels_last_cpu']:.3f} s)"
+    )
+    print(
+        f"authors: CE {AUTHORS['ce_step_s']} s, penalty {AUTHORS['penalty_step_s']} s, "
+        f"+regressor {AUTHORS['regressor_forward_s']} s per unlabeled image"
+    )
+    print(
+        f"per Proposed unlabeled step: authors {summary['proposed_step_authors_s']:.2f} s, ours "
+        f"{best['penalty_step_s']:.3f} s ({best['variant']}): {summary['speedup_vs_authors_figures_best']:.2f}x "
+        f"(same-load estimate {summary['speedup_same_load_best']:.2f}x)"
+    )
     for n, e in epochs.items():
-        print(f"  Proposed epoch estimate n={n}: authors {e['authors_s']:.0f} s, ours {e['ours_s']:.0f} s "
-              f"({e['speedup']:.2f}x)")
+        print(
+            f"  Proposed epoch estimate n={n}: authors {e['authors_s']:.0f} s, ours {e['ours_s']:.0f} s "
+            f"({e['speedup']:.2f}x)"
+        )
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         tmp = args.out.with_name(f".{args.out.name}.tmp")

@@ -56,8 +56,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reg-steps", type=int, default=2, help="regressor steps per timed block (batch 10)")
     ap.add_argument("--full", action="store_true", help="time whole epochs instead of extrapolating")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    ap.add_argument("--omp-wait-policy", default="passive", choices=["passive", "active"],
-                    help="OpenMP threads sleep (passive, default) or spin while waiting; set before torch loads")
+    ap.add_argument(
+        "--omp-wait-policy",
+        default="passive",
+        choices=["passive", "active"],
+        help="OpenMP threads sleep (passive, default) or spin while waiting; set before torch loads",
+    )
     ap.add_argument("--out", help="write the figures as JSON here")
     args = ap.parse_args(argv)
     os.environ.setdefault("OMP_WAIT_POLICY", args.omp_wait_policy.upper())
@@ -72,24 +76,43 @@ def main(argv: list[str] | None = None) -> int:
     from suite.stages.segmenter import SegmenterStage, load_seg_data
 
     results: dict[str, object] = {
-        "data": str(args.data), "preset": args.preset, "labeled": args.labeled, "threads": args.threads,
+        "data": str(args.data),
+        "preset": args.preset,
+        "labeled": args.labeled,
+        "threads": args.threads,
         "mode": "full epochs" if args.full else f"extrapolated from {args.repeats}x{args.steps} timed steps",
-        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "torch": torch.__version__,
-        "machine": platform.platform(), "cpu_count": os.cpu_count(), "load_start": _load(), "methods": {},
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "torch": torch.__version__,
+        "machine": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "load_start": _load(),
+        "methods": {},
     }
     print(f"load average at start: {results['load_start']} ({os.cpu_count()} CPUs)", flush=True)
 
     def make_ctx(method: str, stage: str = "segmenter"):
-        cfg = RunConfig.from_preset(args.preset, stage=stage, method="regressor" if stage == "regressor" else method,
-                                    n_labeled=args.labeled, data=str(args.data), threads=args.threads,
-                                    device="cpu")
+        cfg = RunConfig.from_preset(
+            args.preset,
+            stage=stage,
+            method="regressor" if stage == "regressor" else method,
+            n_labeled=args.labeled,
+            data=str(args.data),
+            threads=args.threads,
+            device="cpu",
+        )
         if args.overrides:
             cfg = cfg.with_overrides(args.overrides)
         cfg, data = common.open_data(cfg)
         common.configure_torch(cfg, torch.device("cpu"))
-        return common.RunContext(cfg=cfg, paths=RunPaths(Path("/nonexistent") / cfg.run_id),
-                                 experiment_root=Path("/nonexistent"), data=data, device=torch.device("cpu"),
-                                 rank=0, world=1)
+        return common.RunContext(
+            cfg=cfg,
+            paths=RunPaths(Path("/nonexistent") / cfg.run_id),
+            experiment_root=Path("/nonexistent"),
+            data=data,
+            device=torch.device("cpu"),
+            rank=0,
+            world=1,
+        )
 
     def timed(fn) -> tuple[float, float]:
         """(wall s, process CPU s over all threads) of one call."""
@@ -116,17 +139,31 @@ def main(argv: list[str] | None = None) -> int:
         n_lab, n_unl, n_val = len(sd.lab_idx), len(sd.unl_idx), len(sd.val_idx)
         used = np.concatenate([sd.lab_idx, sd.unl_idx, sd.val_idx])
         per_vol = len(used) / max(1, len(set(np.asarray(ctx.data.volume)[used].tolist())))
-        counts_acdc.update(labeled=round(per_vol * 2 * args.labeled),
-                           unlabeled=round(per_vol * 2 * (75 - args.labeled)), val=round(per_vol * 2 * 20))
+        counts_acdc.update(
+            labeled=round(per_vol * 2 * args.labeled),
+            unlabeled=round(per_vol * 2 * (75 - args.labeled)),
+            val=round(per_vol * 2 * 20),
+        )
         stage = SegmenterStage(ctx, seg_data=sd)
         cfg = ctx.cfg
         fs_like = cfg.method == "fs"
-        entry: dict[str, object] = {"counts_dataset": {"labeled": n_lab, "unlabeled": n_unl, "val": n_val,
-                                                       "val_volumes": len(sd.volumes)}}
+        entry: dict[str, object] = {
+            "counts_dataset": {
+                "labeled": n_lab,
+                "unlabeled": n_unl,
+                "val": n_val,
+                "val_volumes": len(sd.volumes),
+            }
+        }
         common.seed_epoch(cfg, 0)
         if args.full:
-            (t_train, c_train), (t_val, c_val) = timed(lambda: stage.train_epoch(0)), timed(lambda: stage.validate(0))
-            entry.update(measured_epoch_s=t_train + t_val, train_s=t_train, val_s=t_val, cpu_s=c_train + c_val)
+            (t_train, c_train), (t_val, c_val) = (
+                timed(lambda: stage.train_epoch(0)),
+                timed(lambda: stage.validate(0)),
+            )
+            entry.update(
+                measured_epoch_s=t_train + t_val, train_s=t_train, val_s=t_val, cpu_s=c_train + c_val
+            )
             return entry
         k = args.steps
         # one block = k labeled steps, then k unlabeled steps (none for fs)
@@ -162,12 +199,19 @@ def main(argv: list[str] | None = None) -> int:
             return lab_steps * lab + unl_steps * unl + c["val"] * val
 
         ds = {"labeled": n_lab, "unlabeled": n_unl, "val": n_val}
-        entry.update(labeled_step_s=t_lab, unlabeled_step_s=t_unl, val_slice_s=t_val_slice,
-                     labeled_step_cpu_s=c_lab, unlabeled_step_cpu_s=c_unl, val_slice_cpu_s=c_val_slice,
-                     epoch_s_dataset=epoch_s(ds, t_lab, t_unl, t_val_slice),
-                     epoch_s_acdc=epoch_s(counts_acdc, t_lab, t_unl, t_val_slice),
-                     epoch_cpu_s_dataset=epoch_s(ds, c_lab, c_unl, c_val_slice),
-                     epoch_cpu_s_acdc=epoch_s(counts_acdc, c_lab, c_unl, c_val_slice), counts_acdc=dict(counts_acdc))
+        entry.update(
+            labeled_step_s=t_lab,
+            unlabeled_step_s=t_unl,
+            val_slice_s=t_val_slice,
+            labeled_step_cpu_s=c_lab,
+            unlabeled_step_cpu_s=c_unl,
+            val_slice_cpu_s=c_val_slice,
+            epoch_s_dataset=epoch_s(ds, t_lab, t_unl, t_val_slice),
+            epoch_s_acdc=epoch_s(counts_acdc, t_lab, t_unl, t_val_slice),
+            epoch_cpu_s_dataset=epoch_s(ds, c_lab, c_unl, c_val_slice),
+            epoch_cpu_s_acdc=epoch_s(counts_acdc, c_lab, c_unl, c_val_slice),
+            counts_acdc=dict(counts_acdc),
+        )
         return entry
 
     for method in args.methods:
@@ -193,19 +237,34 @@ def main(argv: list[str] | None = None) -> int:
             orig_images, orig_labels = st.aug.images, st.aug.labels
             keep_slices = -(-n_keep // cfg.reg_aug_copies)
             st.aug.images, st.aug.labels = orig_images[:keep_slices], orig_labels[:keep_slices]
-            st.aug.params = type(st.aug.params)(st.aug.params.flip[:keep_slices], st.aug.params.mirror[:keep_slices],
-                                                st.aug.params.angle[:keep_slices])
+            st.aug.params = type(st.aug.params)(
+                st.aug.params.flip[:keep_slices],
+                st.aug.params.mirror[:keep_slices],
+                st.aug.params.angle[:keep_slices],
+            )
             st.train_epoch(0)  # warm-up
             n_steps = -(-len(st.aug) // cfg.reg_batch)
             t_blk, c_blk = median(lambda: st.train_epoch(0), args.repeats)
             t_step, c_step = t_blk / n_steps, c_blk / n_steps
-            acdc_steps = -(-counts_acdc.get("labeled", 0) * cfg.reg_aug_copies // cfg.reg_batch) if counts_acdc else None
-            entry = {"step_s": t_step, "step_cpu_s": c_step, "steps_dataset": steps_epoch,
-                     "epoch_s_dataset": t_step * steps_epoch, "epoch_cpu_s_dataset": c_step * steps_epoch,
-                     "augmented_slices_dataset": n_aug}
+            acdc_steps = (
+                -(-counts_acdc.get("labeled", 0) * cfg.reg_aug_copies // cfg.reg_batch)
+                if counts_acdc
+                else None
+            )
+            entry = {
+                "step_s": t_step,
+                "step_cpu_s": c_step,
+                "steps_dataset": steps_epoch,
+                "epoch_s_dataset": t_step * steps_epoch,
+                "epoch_cpu_s_dataset": c_step * steps_epoch,
+                "augmented_slices_dataset": n_aug,
+            }
             if acdc_steps:
-                entry.update(steps_acdc=acdc_steps, epoch_s_acdc=t_step * acdc_steps,
-                             epoch_cpu_s_acdc=c_step * acdc_steps)
+                entry.update(
+                    steps_acdc=acdc_steps,
+                    epoch_s_acdc=t_step * acdc_steps,
+                    epoch_cpu_s_acdc=c_step * acdc_steps,
+                )
         entry["load_after"] = _load()
         results["methods"]["regressor"] = entry
         print("regressor", json.dumps(entry), flush=True)

@@ -39,8 +39,15 @@ from suite.models.resnext import SizeRegressor  # noqa: E402  (torch + torchvisi
 
 
 # --------------------------------------------------------------------------- one training set-up
-def make_setup(kind: str, batch: int, size: int, device: torch.device, reg_layers: tuple[int, ...],
-               channels_last: bool, seed: int = 0):
+def make_setup(
+    kind: str,
+    batch: int,
+    size: int,
+    device: torch.device,
+    reg_layers: tuple[int, ...],
+    channels_last: bool,
+    seed: int = 0,
+):
     """(model, optimiser, input, target, loss_fn) for ``kind`` in {enet, regressor}."""
     torch.manual_seed(seed)
     if kind == "enet":
@@ -84,7 +91,9 @@ def sync(device: torch.device) -> None:
 
 
 def steps_per_second(kind: str, batch: int, bf16: bool, args, device: torch.device) -> float:
-    model, opt, x, y, loss_fn = make_setup(kind, batch, args.size, device, args.reg_layers, args.channels_last)
+    model, opt, x, y, loss_fn = make_setup(
+        kind, batch, args.size, device, args.reg_layers, args.channels_last
+    )
     for _ in range(args.warmup):
         train_step(model, opt, x, y, loss_fn, device, bf16)
     sync(device)
@@ -105,8 +114,9 @@ def steps_per_second(kind: str, batch: int, bf16: bool, args, device: torch.devi
 def _proc_worker(rank: int, k: int, args_d: dict, barrier, queue) -> None:
     device = torch.device(args_d["device"])
     torch.set_num_threads(1)
-    model, opt, x, y, loss_fn = make_setup("enet", 1, args_d["size"], device, tuple(args_d["reg_layers"]),
-                                           args_d["channels_last"], seed=rank)
+    model, opt, x, y, loss_fn = make_setup(
+        "enet", 1, args_d["size"], device, tuple(args_d["reg_layers"]), args_d["channels_last"], seed=rank
+    )
     for _ in range(args_d["warmup"]):
         train_step(model, opt, x, y, loss_fn, device, False)
     sync(device)
@@ -125,9 +135,15 @@ def _proc_worker(rank: int, k: int, args_d: dict, barrier, queue) -> None:
 def concurrent_processes(k: int, args, device: torch.device) -> dict:
     ctx = mp.get_context("spawn")
     barrier, queue = ctx.Barrier(k), ctx.SimpleQueue()
-    args_d = {"device": str(device), "size": args.size, "reg_layers": list(args.reg_layers),
-              "channels_last": args.channels_last, "warmup": args.warmup, "proc_steps": args.proc_steps,
-              "proc_seconds": args.proc_seconds}
+    args_d = {
+        "device": str(device),
+        "size": args.size,
+        "reg_layers": list(args.reg_layers),
+        "channels_last": args.channels_last,
+        "warmup": args.warmup,
+        "proc_steps": args.proc_steps,
+        "proc_seconds": args.proc_seconds,
+    }
     procs = [ctx.Process(target=_proc_worker, args=(r, k, args_d, barrier, queue)) for r in range(k)]
     for p in procs:
         p.start()
@@ -160,8 +176,15 @@ def _ddp_worker(rank: int, world: int, port: int, args_d: dict, queue) -> None:
         if not cpu:
             torch.cuda.set_device(device)
         torch.set_num_threads(1)
-        model, opt, x, y, loss_fn = make_setup("regressor", args_d["ddp_batch"], args_d["size"], device,
-                                               tuple(args_d["reg_layers"]), args_d["channels_last"], seed=0)
+        model, opt, x, y, loss_fn = make_setup(
+            "regressor",
+            args_d["ddp_batch"],
+            args_d["size"],
+            device,
+            tuple(args_d["reg_layers"]),
+            args_d["channels_last"],
+            seed=0,
+        )
         model = DDP(model, device_ids=None if cpu else [rank])
         opt = torch.optim.SGD(model.parameters(), lr=5e-6, momentum=0.9, weight_decay=1e-4)
         for _ in range(args_d["warmup"]):
@@ -182,20 +205,34 @@ def _ddp_worker(rank: int, world: int, port: int, args_d: dict, queue) -> None:
 def ddp_scaling(world: int, args, device: torch.device) -> dict:
     ctx = mp.get_context("spawn")
     queue = ctx.SimpleQueue()
-    args_d = {"device": device.type, "size": args.size, "reg_layers": list(args.reg_layers),
-              "channels_last": args.channels_last, "warmup": args.warmup, "steps": args.steps,
-              "ddp_batch": args.ddp_batch, "ddp_bf16": args.ddp_bf16}
-    mp.start_processes(_ddp_worker, args=(world, _free_port(), args_d, queue), nprocs=world, join=True,
-                       start_method="spawn")
+    args_d = {
+        "device": device.type,
+        "size": args.size,
+        "reg_layers": list(args.reg_layers),
+        "channels_last": args.channels_last,
+        "warmup": args.warmup,
+        "steps": args.steps,
+        "ddp_batch": args.ddp_batch,
+        "ddp_bf16": args.ddp_bf16,
+    }
+    mp.start_processes(
+        _ddp_worker, args=(world, _free_port(), args_d, queue), nprocs=world, join=True, start_method="spawn"
+    )
     dt = queue.get()
-    return {"world_size": world, "per_gpu_batch": args.ddp_batch,
-            "images_per_s": world * args.ddp_batch * args.steps / dt, "steps_per_s": args.steps / dt}
+    return {
+        "world_size": world,
+        "per_gpu_batch": args.ddp_batch,
+        "images_per_s": world * args.ddp_batch * args.steps / dt,
+        "steps_per_s": args.steps / dt,
+    }
 
 
 # --------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--cpu", action="store_true", help="sanity run on the CPU (tiny step counts, small models)")
+    p.add_argument(
+        "--cpu", action="store_true", help="sanity run on the CPU (tiny step counts, small models)"
+    )
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--warmup", type=int, default=10)
@@ -207,7 +244,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--proc-seconds", type=float, default=10.0, help="minimum seconds per concurrent process")
     p.add_argument("--ddp-batch", type=int, default=8, help="per-GPU batch for the DDP regressor")
     p.add_argument("--ddp-bf16", action="store_true")
-    p.add_argument("--ddp-cpu-world", type=int, default=2, help="with --cpu: gloo world size of the DDP check")
+    p.add_argument(
+        "--ddp-cpu-world", type=int, default=2, help="with --cpu: gloo world size of the DDP check"
+    )
     p.add_argument("--out", type=Path, help="write the results as JSON to this path")
     args = p.parse_args(argv)
 
@@ -220,9 +259,11 @@ def main(argv: list[str] | None = None) -> int:
         args.procs = ",".join(k for k in args.procs.split(",") if k and int(k) <= 2)
         torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     elif not torch.cuda.is_available():
-        print(f"bench_gpu: no CUDA device found (torch {torch.__version__}, built with CUDA "
-              f"{torch.version.cuda or 'none'}); nothing to measure. Run it on a GPU machine, or add --cpu "
-              "for a quick CPU sanity check.")
+        print(
+            f"bench_gpu: no CUDA device found (torch {torch.__version__}, built with CUDA "
+            f"{torch.version.cuda or 'none'}); nothing to measure. Run it on a GPU machine, or add --cpu "
+            "for a quick CPU sanity check."
+        )
         return 0
     else:
         device = torch.device("cuda", 0)
@@ -236,12 +277,23 @@ def main(argv: list[str] | None = None) -> int:
     name = torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu"
     ngpu = torch.cuda.device_count() if device.type == "cuda" else 0
     bf16_ok = device.type == "cpu" or torch.cuda.is_bf16_supported()
-    meta = {"device": name, "gpus": ngpu, "torch": torch.__version__, "cuda": torch.version.cuda,
-            "cudnn": torch.backends.cudnn.version() if device.type == "cuda" else None, "size": args.size,
-            "steps": args.steps, "warmup": args.warmup, "reg_layers": list(args.reg_layers),
-            "channels_last": args.channels_last, "tf32_conv": torch.backends.cudnn.allow_tf32}
-    print(f"bench_gpu on {name} ({ngpu} GPU(s)), torch {torch.__version__}, {args.size}x{args.size}, "
-          f"{args.steps} steps after {args.warmup} warm-up, channels_last={args.channels_last}")
+    meta = {
+        "device": name,
+        "gpus": ngpu,
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if device.type == "cuda" else None,
+        "size": args.size,
+        "steps": args.steps,
+        "warmup": args.warmup,
+        "reg_layers": list(args.reg_layers),
+        "channels_last": args.channels_last,
+        "tf32_conv": torch.backends.cudnn.allow_tf32,
+    }
+    print(
+        f"bench_gpu on {name} ({ngpu} GPU(s)), torch {torch.__version__}, {args.size}x{args.size}, "
+        f"{args.steps} steps after {args.warmup} warm-up, channels_last={args.channels_last}"
+    )
     result: dict = {"meta": meta, "throughput": [], "concurrent_enet": [], "ddp_regressor": []}
 
     print(f"\n{'model':10s} {'batch':>5s} {'dtype':>5s} {'steps/s':>9s} {'images/s':>9s}")
@@ -251,8 +303,13 @@ def main(argv: list[str] | None = None) -> int:
                 if bf16 and not bf16_ok:
                     continue
                 sps = steps_per_second(kind, b, bf16, args, device)
-                row = {"model": kind, "batch": b, "dtype": "bf16" if bf16 else "fp32", "steps_per_s": sps,
-                       "images_per_s": sps * b}
+                row = {
+                    "model": kind,
+                    "batch": b,
+                    "dtype": "bf16" if bf16 else "fp32",
+                    "steps_per_s": sps,
+                    "images_per_s": sps * b,
+                }
                 result["throughput"].append(row)
                 print(f"{kind:10s} {b:5d} {row['dtype']:>5s} {sps:9.2f} {sps * b:9.1f}", flush=True)
 
@@ -262,8 +319,11 @@ def main(argv: list[str] | None = None) -> int:
         for k in procs:
             r = concurrent_processes(k, args, device)
             result["concurrent_enet"].append(r)
-            print(f"{k:3d} {r['aggregate_steps_per_s']:18.2f} {min(r['per_process_steps_per_s']):6.2f}-"
-                  f"{max(r['per_process_steps_per_s']):.2f}", flush=True)
+            print(
+                f"{k:3d} {r['aggregate_steps_per_s']:18.2f} {min(r['per_process_steps_per_s']):6.2f}-"
+                f"{max(r['per_process_steps_per_s']):.2f}",
+                flush=True,
+            )
 
     worlds: list[int] = []
     if device.type == "cuda" and ngpu > 1:
@@ -275,7 +335,9 @@ def main(argv: list[str] | None = None) -> int:
     elif device.type == "cpu" and args.ddp_cpu_world > 1:
         worlds = [1, args.ddp_cpu_world]
     if worlds:
-        print(f"\nDDP regressor, per-device batch {args.ddp_batch} ({'gloo' if device.type == 'cpu' else 'nccl'})")
+        print(
+            f"\nDDP regressor, per-device batch {args.ddp_batch} ({'gloo' if device.type == 'cpu' else 'nccl'})"
+        )
         print(f"{'world':>5s} {'images/s':>9s} {'efficiency':>10s}")
         base = None
         for w in worlds:

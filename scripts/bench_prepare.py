@@ -31,8 +31,14 @@ def cpu_s() -> float:
 def timed(rows: list, name: str, fn, note: str = ""):
     w0, c0 = time.perf_counter(), cpu_s()
     out = fn()
-    rows.append({"step": name, "wall_s": round(time.perf_counter() - w0, 3), "cpu_s": round(cpu_s() - c0, 3),
-                 "note": note})
+    rows.append(
+        {
+            "step": name,
+            "wall_s": round(time.perf_counter() - w0, 3),
+            "cpu_s": round(cpu_s() - c0, 3),
+            "note": note,
+        }
+    )
     print(f"  {name}: {rows[-1]['wall_s']:.2f} s wall, {rows[-1]['cpu_s']:.2f} s CPU {note}", file=sys.stderr)
     return out
 
@@ -46,7 +52,9 @@ def main() -> int:
     ap.add_argument("--out", default=None, help="work folder (default: a temporary folder, removed)")
     ap.add_argument("--json", default=None, help="also write the rows as JSON here")
     ap.add_argument("--aug-labeled", type=int, default=40, help="paper-scale n for the augmentation timing")
-    ap.add_argument("--threads", type=int, default=1, help="torch threads for the augmentation timing (default 1)")
+    ap.add_argument(
+        "--threads", type=int, default=1, help="torch threads for the augmentation timing (default 1)"
+    )
     args = ap.parse_args()
 
     import numpy as np
@@ -62,9 +70,12 @@ def main() -> int:
         shutil.rmtree(p, ignore_errors=True)
     load0 = os.getloadavg()[0]
     rows: list[dict] = []
-    timed(rows, f"phantom {args.patients} patients", lambda: write_cohort(src, args.patients, args.seed,
-                                                                        workers=args.workers),
-          f"({args.workers} processes)")
+    timed(
+        rows,
+        f"phantom {args.patients} patients",
+        lambda: write_cohort(src, args.patients, args.seed, workers=args.workers),
+        f"({args.workers} processes)",
+    )
     r = timed(rows, f"prepare {args.size}x{args.size}", lambda: prepare(src, dst, size=args.size))
     timed(rows, "prepare again (no-op)", lambda: prepare(src, dst, size=args.size))
     d = timed(rows, "PreparedData.open", lambda: PreparedData.open(dst))
@@ -77,22 +88,42 @@ def main() -> int:
     aug = AugmentedSet(imgs, labs, copies=10, seed=0)
     rng = np.random.default_rng(0)
     batches = [rng.choice(len(aug), 10, replace=False) for _ in range(20)]
-    timed(rows, "augment on the fly: 20 batches of 10", lambda: [aug.batch(b) for b in batches],
-          f"(n={args.aug_labeled}: {len(idx)} slices x10; torch threads {args.threads})")
+    timed(
+        rows,
+        "augment on the fly: 20 batches of 10",
+        lambda: [aug.batch(b) for b in batches],
+        f"(n={args.aug_labeled}: {len(idx)} slices x10; torch threads {args.threads})",
+    )
     sub = slice(0, min(len(imgs), 100))
-    timed(rows, "augment materialised: 100 slices x10", lambda: augment_labeled(imgs[sub], labs[sub], 10, 0),
-          f"(all {len(idx)} slices: {len(idx) * 10 * args.size**2 / 2**20:.0f} MiB)")
+    timed(
+        rows,
+        "augment materialised: 100 slices x10",
+        lambda: augment_labeled(imgs[sub], labs[sub], 10, 0),
+        f"(all {len(idx)} slices: {len(idx) * 10 * args.size**2 / 2**20:.0f} MiB)",
+    )
     load1 = os.getloadavg()[0]
     total = rows[0]["wall_s"] + rows[1]["wall_s"]
-    print(f"\n{args.patients} patients -> {r.n_slices} slices at {args.size}x{args.size}; "
-          f"phantom + prepare {total:.1f} s wall; load average (1 min) {load0:.1f} before, {load1:.1f} after; "
-          f"{os.cpu_count()} CPUs\n")
+    print(
+        f"\n{args.patients} patients -> {r.n_slices} slices at {args.size}x{args.size}; "
+        f"phantom + prepare {total:.1f} s wall; load average (1 min) {load0:.1f} before, {load1:.1f} after; "
+        f"{os.cpu_count()} CPUs\n"
+    )
     print("| step | wall (s) | CPU (s) | note |\n|---|---|---|---|")
     for row in rows:
         print(f"| {row['step']} | {row['wall_s']:.2f} | {row['cpu_s']:.2f} | {row['note']} |")
     if args.json:
-        Path(args.json).write_text(json.dumps({"rows": rows, "load_before": load0, "load_after": load1,
-                                               "n_slices": r.n_slices, "cpus": os.cpu_count()}, indent=2))
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "rows": rows,
+                    "load_before": load0,
+                    "load_after": load1,
+                    "n_slices": r.n_slices,
+                    "cpus": os.cpu_count(),
+                },
+                indent=2,
+            )
+        )
     if not args.out:
         shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -55,9 +55,12 @@ def _train_trial(config: dict) -> None:
 
     t0 = time.perf_counter()
     trainer = TorchTrainer(
-        _empty_train_loop, scaling_config=ray.train.ScalingConfig(num_workers=1),
-        run_config=ray.train.RunConfig(name="bench-train", storage_path=config["storage"],
-                                       callbacks=[TuneReportCallback()]))
+        _empty_train_loop,
+        scaling_config=ray.train.ScalingConfig(num_workers=1),
+        run_config=ray.train.RunConfig(
+            name="bench-train", storage_path=config["storage"], callbacks=[TuneReportCallback()]
+        ),
+    )
     trainer.fit()
     from ray import tune
 
@@ -87,16 +90,21 @@ def bench_trials(root: Path, prepared: Path | None) -> dict:
         storage = str((root / "tune").resolve())
         n = 12
         t0 = time.perf_counter()
-        tune.Tuner(tune.with_resources(_noop_trial, {"CPU": 1}), param_space={"i": tune.grid_search(list(range(n)))},
-                   run_config=tune.RunConfig(name="noop", storage_path=storage, verbose=0),
-                   tune_config=tune.TuneConfig(max_concurrent_trials=2)).fit()
+        tune.Tuner(
+            tune.with_resources(_noop_trial, {"CPU": 1}),
+            param_space={"i": tune.grid_search(list(range(n)))},
+            run_config=tune.RunConfig(name="noop", storage_path=storage, verbose=0),
+            tune_config=tune.TuneConfig(max_concurrent_trials=2),
+        ).fit()
         res["plain_trial_s"] = (time.perf_counter() - t0) / n
         if prepared is not None:
             res["suite_trial_skipped_run_s"] = _suite_trials_on_finished(root, prepared, n)
         t0 = time.perf_counter()
-        grid = tune.Tuner(tune.with_resources(_train_trial, {dist.TRIAL_DRIVER: 1}),
-                          param_space={"storage": str((root / "train").resolve())},
-                          run_config=tune.RunConfig(name="train", storage_path=storage, verbose=0)).fit()
+        grid = tune.Tuner(
+            tune.with_resources(_train_trial, {dist.TRIAL_DRIVER: 1}),
+            param_space={"storage": str((root / "train").resolve())},
+            run_config=tune.RunConfig(name="train", storage_path=storage, verbose=0),
+        ).fit()
         res["train_trial_total_s"] = time.perf_counter() - t0
         res["train_fit_s"] = grid[0].metrics.get("train_fit_s")
     finally:
@@ -135,8 +143,13 @@ def bench_grid(root: Path, prepared: Path, standalone: bool) -> dict:
     t0 = time.perf_counter()
     s = run_experiment(prepared, "smoke", "smoke", [0], out)
     ray_wall = time.perf_counter() - t0
-    res = {"runs": s["total"], "ok": s["ok"], "ray_grid_wall_s": ray_wall, "ray_start_s_in_grid": s["ray_start_s"],
-           "train_epoch_time_s_sum": _epoch_time_sum(out / "smoke-smoke")}
+    res = {
+        "runs": s["total"],
+        "ok": s["ok"],
+        "ray_grid_wall_s": ray_wall,
+        "ray_start_s_in_grid": s["ray_start_s"],
+        "train_epoch_time_s_sum": _epoch_time_sum(out / "smoke-smoke"),
+    }
     if standalone:
         alone = root / "alone"
         shutil.rmtree(alone, ignore_errors=True)

@@ -64,8 +64,12 @@ def analyse(exp_root: Path) -> dict[str, Any]:
             continue
         window = int(cfg.get("stat_window", 10))
         dice = m.get("val/dice_mean", {})
-        entry = {"stat": _stat(dice, window), "last": dice[max(dice)] if dice else float("nan"),
-                 "best": max(dice.values()) if dice else float("nan"), "run_id": rp.run_id}
+        entry = {
+            "stat": _stat(dice, window),
+            "last": dice[max(dice)] if dice else float("nan"),
+            "best": max(dice.values()) if dice else float("nan"),
+            "run_id": rp.run_id,
+        }
         if cfg["method"] in ("proposed", "oracle"):
             ib = m.get("train/in_bounds", {})
             pen = m.get("train/loss_penalty", {})
@@ -81,15 +85,26 @@ def analyse(exp_root: Path) -> dict[str, Any]:
         if not all(k in r for k in ("fs", "proposed", "oracle")):
             continue
         fs, pr, orc = r["fs"]["stat"], r["proposed"]["stat"], r["oracle"]["stat"]
-        per_seed[seed] = {**{k: r[k] for k in ("fs", "proposed", "oracle")}, "regressor": regs.get(seed, {}),
-                          "oracle_ge_proposed": orc >= pr, "proposed_gt_fs": pr > fs,
-                          "oracle_gt_fs": orc > fs, "ordering_holds": orc >= pr > fs}
-    means = {k: statistics.fmean(v[k]["stat"] for v in per_seed.values()) for k in ("fs", "proposed", "oracle")} \
-        if per_seed else {}
-    return {"per_seed": per_seed, "mean": means,
-            "ordering_holds_on_means": bool(means) and means["oracle"] >= means["proposed"] > means["fs"],
-            "seeds_with_ordering": sum(v["ordering_holds"] for v in per_seed.values()),
-            "n_seeds": len(per_seed)}
+        per_seed[seed] = {
+            **{k: r[k] for k in ("fs", "proposed", "oracle")},
+            "regressor": regs.get(seed, {}),
+            "oracle_ge_proposed": orc >= pr,
+            "proposed_gt_fs": pr > fs,
+            "oracle_gt_fs": orc > fs,
+            "ordering_holds": orc >= pr > fs,
+        }
+    means = (
+        {k: statistics.fmean(v[k]["stat"] for v in per_seed.values()) for k in ("fs", "proposed", "oracle")}
+        if per_seed
+        else {}
+    )
+    return {
+        "per_seed": per_seed,
+        "mean": means,
+        "ordering_holds_on_means": bool(means) and means["oracle"] >= means["proposed"] > means["fs"],
+        "seeds_with_ordering": sum(v["ordering_holds"] for v in per_seed.values()),
+        "n_seeds": len(per_seed),
+    }
 
 
 def format_table(res: dict[str, Any]) -> str:
@@ -97,14 +112,18 @@ def format_table(res: dict[str, Any]) -> str:
     for seed, v in res["per_seed"].items():
         ib = v["oracle"].get("in_bounds_first_last", [float("nan")] * 2)
         reg = v["regressor"]
-        lines.append(f"{seed:>4}  {v['fs']['stat']:.3f}   {v['proposed']['stat']:.3f}     {v['oracle']['stat']:.3f}"
-                     f"    {'yes' if v['ordering_holds'] else 'no ':>4}   | {ib[0]:.2f} -> {ib[1]:.2f}"
-                     f"                 | {reg.get('regval/size_abs_err_pct', float('nan')):.1f}"
-                     f"  {reg.get('regval/bounds_ok', float('nan')):.2f}")
+        lines.append(
+            f"{seed:>4}  {v['fs']['stat']:.3f}   {v['proposed']['stat']:.3f}     {v['oracle']['stat']:.3f}"
+            f"    {'yes' if v['ordering_holds'] else 'no ':>4}   | {ib[0]:.2f} -> {ib[1]:.2f}"
+            f"                 | {reg.get('regval/size_abs_err_pct', float('nan')):.1f}"
+            f"  {reg.get('regval/bounds_ok', float('nan')):.2f}"
+        )
     if res["mean"]:
         m = res["mean"]
-        lines.append(f"mean  {m['fs']:.3f}   {m['proposed']:.3f}     {m['oracle']:.3f}    "
-                     f"{'yes' if res['ordering_holds_on_means'] else 'no'}")
+        lines.append(
+            f"mean  {m['fs']:.3f}   {m['proposed']:.3f}     {m['oracle']:.3f}    "
+            f"{'yes' if res['ordering_holds_on_means'] else 'no'}"
+        )
     return "\n".join(lines)
 
 
@@ -113,8 +132,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="/tmp/fidelity", help="scratch folder (default: %(default)s)")
     ap.add_argument("--patients", type=int, default=40)
     ap.add_argument("--size", type=int, default=64, help="prepared image size (default: %(default)s)")
-    ap.add_argument("--crop", type=float, default=0.6,
-                    help="central fraction of the field of view kept before resizing (default: %(default)s)")
+    ap.add_argument(
+        "--crop",
+        type=float,
+        default=0.6,
+        help="central fraction of the field of view kept before resizing (default: %(default)s)",
+    )
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--preset", default="fidelity")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
@@ -139,16 +162,21 @@ def main(argv: list[str] | None = None) -> int:
         from suite.stages import execute
 
         base = {"data": str(out / "prepared"), "data_hash": PreparedData.open(out / "prepared").data_hash}
-        for cfg in get_space("fidelity").configs(args.preset, args.seeds, overrides=args.overrides, base=base):
+        for cfg in get_space("fidelity").configs(
+            args.preset, args.seeds, overrides=args.overrides, base=base
+        ):
             execute(cfg, exp_root)
     else:
         from search_spaces.driver import run_experiment
 
-        s = run_experiment(out / "prepared", "fidelity", args.preset, args.seeds, out / "results",
-                           overrides=args.overrides)
+        s = run_experiment(
+            out / "prepared", "fidelity", args.preset, args.seeds, out / "results", overrides=args.overrides
+        )
         if not s["ok"]:
-            print(f"warning: not every run finished: {s['failed'] or s['blocked'] or s['incomplete']}",
-                  file=sys.stderr)
+            print(
+                f"warning: not every run finished: {s['failed'] or s['blocked'] or s['incomplete']}",
+                file=sys.stderr,
+            )
     res = analyse(exp_root)
     res["wall_time_s"] = time.perf_counter() - t0
     res["patients"] = args.patients

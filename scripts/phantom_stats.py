@@ -58,24 +58,34 @@ def main(src: str, prepared: str) -> int:
 
     px, mm2 = d.lv_area_px, d.lv_area_mm2
     nz = px > 0
-    print(f"cohort {src}: {len(pats)} patients, {len(d.volumes)} volumes, {len(d)} slices "
-          f"(prepared at {d.size}x{d.size})\n")
+    print(
+        f"cohort {src}: {len(pats)} patients, {len(d.volumes)} volumes, {len(d)} slices "
+        f"(prepared at {d.size}x{d.size})\n"
+    )
     print("| quantity | value |\n|---|---|")
-    print(f"| in-plane spacing (mm) | {min(inplane):.2f}–{max(inplane):.2f}, median {np.median(inplane):.2f} |")
+    print(
+        f"| in-plane spacing (mm) | {min(inplane):.2f}–{max(inplane):.2f}, median {np.median(inplane):.2f} |"
+    )
     ths, cnt = np.unique(thick, return_counts=True)
     print("| slice spacing (mm) | " + ", ".join(f"{t:g}: {c}" for t, c in zip(ths, cnt, strict=True)) + " |")
     print(f"| matrix (first axis) | {min(matrix)}–{max(matrix)} |")
     print(f"| slices per volume | {min(nslices)}–{max(nslices)}, mean {np.mean(nslices):.1f} |")
     print(f"| slices without LV (label 3) | {100 * (~nz).mean():.1f} % |")
-    print(f"| LV area per non-empty slice, px at {d.size}² | mean {px[nz].mean():.0f}, median {np.median(px[nz]):.0f}, "
-          f"5–95 % {np.percentile(px[nz], 5):.0f}–{np.percentile(px[nz], 95):.0f}, max {px.max()} |")
-    print(f"| LV area per non-empty slice, mm² | mean {mm2[nz].mean():.0f}, 5–95 % {np.percentile(mm2[nz], 5):.0f}–"
-          f"{np.percentile(mm2[nz], 95):.0f} |")
+    print(
+        f"| LV area per non-empty slice, px at {d.size}² | mean {px[nz].mean():.0f}, median {np.median(px[nz]):.0f}, "
+        f"5–95 % {np.percentile(px[nz], 5):.0f}–{np.percentile(px[nz], 95):.0f}, max {px.max()} |"
+    )
+    print(
+        f"| LV area per non-empty slice, mm² | mean {mm2[nz].mean():.0f}, 5–95 % {np.percentile(mm2[nz], 5):.0f}–"
+        f"{np.percentile(mm2[nz], 95):.0f} |"
+    )
     ed, es = d.frame == "ED", d.frame == "ES"
     print(f"| mean LV area ES / ED (all slices) | {px[es].mean() / px[ed].mean():.2f} |")
     print()
-    print("| group | n | LV EDV (ml) | LV EDV / BSA (ml/m²) | LV ESV (ml) | LV EF (%) | ED wall (mm) | "
-          "myo mass (g) | RV EDV (ml) | RV EF (%) |")
+    print(
+        "| group | n | LV EDV (ml) | LV EDV / BSA (ml/m²) | LV ESV (ml) | LV EF (%) | ED wall (mm) | "
+        "myo mass (g) | RV EDV (ml) | RV EF (%) |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
 
     def ms(v):
@@ -84,9 +94,11 @@ def main(src: str, prepared: str) -> int:
 
     for gname in sorted(per_group):
         g = per_group[gname]
-        print(f"| {gname or '?'} | {len(g['n'])} | {ms(g['lv_edv'])} | {ms(g['lv_edv_index'])} | {ms(g['lv_esv'])} | "
-              f"{ms(g['lv_ef'])} | {np.nanmean(g['wall_mm']):.1f} | {ms(g['myo_mass_g'])} | {ms(g['rv_edv'])} | "
-              f"{ms(g['rv_ef'])} |")
+        print(
+            f"| {gname or '?'} | {len(g['n'])} | {ms(g['lv_edv'])} | {ms(g['lv_edv_index'])} | {ms(g['lv_esv'])} | "
+            f"{ms(g['lv_ef'])} | {np.nanmean(g['wall_mm']):.1f} | {ms(g['myo_mass_g'])} | {ms(g['rv_edv'])} | "
+            f"{ms(g['rv_ef'])} |"
+        )
     return 0
 
 

@@ -82,9 +82,16 @@ class Space:
     random: RandomSearch | None = None
     notes: str = field(default="")
 
-    def axes(self, seeds: Sequence[int] | None = None, labeled: Sequence[int] | None = None, *,
-             search: str = "grid", num_samples: int | None = None, search_seed: int = 0,
-             methods: Sequence[str] | None = None) -> list[Axes]:
+    def axes(
+        self,
+        seeds: Sequence[int] | None = None,
+        labeled: Sequence[int] | None = None,
+        *,
+        search: str = "grid",
+        num_samples: int | None = None,
+        search_seed: int = 0,
+        methods: Sequence[str] | None = None,
+    ) -> list[Axes]:
         """The axis dicts of the requested runs, in a stable order (duplicates kept; ``configs`` dedupes).
 
         ``methods`` keeps only those segmenter methods (e.g. ``["fs", "oracle"]``).
@@ -103,8 +110,10 @@ class Space:
             have = sorted({r["method"] for r in rows})
             unknown = sorted(set(methods) - set(have))
             if unknown or not methods:
-                raise InputError(f"--methods {' '.join(methods) or '(none)'}: the space {self.name!r} has "
-                                 f"methods {', '.join(have)}; pick among those")
+                raise InputError(
+                    f"--methods {' '.join(methods) or '(none)'}: the space {self.name!r} has "
+                    f"methods {', '.join(have)}; pick among those"
+                )
             rows = [r for r in rows if r["method"] in set(methods)]
         if search == "grid":
             return rows
@@ -128,10 +137,19 @@ class Space:
             out.extend({**base, **p} for p in points)
         return out
 
-    def configs(self, preset: str | None = None, seeds: Sequence[int] | None = None, *,
-                labeled: Sequence[int] | None = None, overrides: Iterable[str] = (),
-                base: dict[str, Any] | None = None, search: str = "grid", num_samples: int | None = None,
-                search_seed: int = 0, methods: Sequence[str] | None = None) -> list[RunConfig]:
+    def configs(
+        self,
+        preset: str | None = None,
+        seeds: Sequence[int] | None = None,
+        *,
+        labeled: Sequence[int] | None = None,
+        overrides: Iterable[str] = (),
+        base: dict[str, Any] | None = None,
+        search: str = "grid",
+        num_samples: int | None = None,
+        search_seed: int = 0,
+        methods: Sequence[str] | None = None,
+    ) -> list[RunConfig]:
         """Full, validated run configs of the space (deduplicated by ``run_id``, order kept).
 
         ``overrides`` are the user's ``key=value`` strings; ``base`` holds fields set by the launcher (``data``,
@@ -152,8 +170,9 @@ class Space:
         if base:
             template = template.replace(**base)
         out: dict[str, RunConfig] = {}
-        for row in self.axes(seeds, labeled, search=search, num_samples=num_samples, search_seed=search_seed,
-                             methods=methods):
+        for row in self.axes(
+            seeds, labeled, search=search, num_samples=num_samples, search_seed=search_seed, methods=methods
+        ):
             cfg = template.replace(**row)
             out.setdefault(cfg.run_id, cfg)
         return list(out.values())
@@ -165,11 +184,16 @@ def _round_sig(x: float, digits: int = 4) -> float:
     return round(x, digits - 1 - int(math.floor(math.log10(abs(x)))))
 
 
-def segmenter_grid(methods: Sequence[str], labeled: Sequence[int], seeds: Sequence[int],
-                   **fixed: Any) -> list[Axes]:
+def segmenter_grid(
+    methods: Sequence[str], labeled: Sequence[int], seeds: Sequence[int], **fixed: Any
+) -> list[Axes]:
     """methods x n x seeds as axis dicts (n outer, then seed, then method: prerequisites sort early)."""
-    return [{"stage": "segmenter", "method": m, "n_labeled": int(n), "seed": int(s), **fixed}
-            for n in labeled for s in seeds for m in methods]
+    return [
+        {"stage": "segmenter", "method": m, "n_labeled": int(n), "seed": int(s), **fixed}
+        for n in labeled
+        for s in seeds
+        for m in methods
+    ]
 
 
 def get_space(name: str) -> Space:

@@ -128,7 +128,9 @@ def _data_info(data: str | Path) -> tuple[str, dict[str, Any]]:
         for key in ("source", "n_patients", "n_volumes", "n_slices", "size", "format"):
             if key in manifest:
                 cohort[key] = manifest[key]
-        groups = collections.Counter(p.get("group") for p in manifest.get("patients", []) if isinstance(p, dict))
+        groups = collections.Counter(
+            p.get("group") for p in manifest.get("patients", []) if isinstance(p, dict)
+        )
         if groups:
             cohort["groups"] = dict(sorted((str(k), v) for k, v in groups.items()))
     return str(prepared.data_hash), cohort
@@ -230,8 +232,10 @@ def run_experiment(
     if gpus_per_trial < 0:
         raise InputError(f"--gpus-per-trial {gpus_per_trial}: must be >= 0")
     if workers_per_trial > 1 and 0 < gpus_per_trial < 1:
-        raise InputError(f"--gpus-per-trial {gpus_per_trial} with --workers-per-trial {workers_per_trial}: "
-                         "DDP ranks need a whole GPU each (fractions are for single-worker trials)")
+        raise InputError(
+            f"--gpus-per-trial {gpus_per_trial} with --workers-per-trial {workers_per_trial}: "
+            "DDP ranks need a whole GPU each (fractions are for single-worker trials)"
+        )
     if cpus_per_trial is not None and cpus_per_trial <= 0:
         raise InputError(f"--cpus-per-trial {cpus_per_trial}: must be > 0")
     if max_concurrent is not None and max_concurrent < 1:
@@ -244,8 +248,17 @@ def run_experiment(
     data = Path(data).resolve()
     data_hash, cohort = _data_info(data)
     base: dict[str, Any] = {"data": str(data), "data_hash": data_hash, "world_size": int(workers_per_trial)}
-    cfgs = sp.configs(preset, seeds, labeled=labeled, overrides=overrides, base=base, search=search,
-                      num_samples=num_samples, search_seed=search_seed, methods=methods)
+    cfgs = sp.configs(
+        preset,
+        seeds,
+        labeled=labeled,
+        overrides=overrides,
+        base=base,
+        search=search,
+        num_samples=num_samples,
+        search_seed=search_seed,
+        methods=methods,
+    )
     plan = build_plan(cfgs)
     name = experiment or f"{space}-{preset}"
     if "/" in name or name.startswith("."):
@@ -256,26 +269,57 @@ def run_experiment(
     from suite.provenance import git_sha, versions
 
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    _write_experiment_json(exp, {
-        "experiment": name, "space": space, "space_description": sp.description, "preset": preset,
-        "seeds": seeds, "labeled": list(labeled) if labeled else list(sp.default_labeled),
-        "methods": list(methods) if methods else None,
-        "overrides": list(overrides), "search": {"mode": search, "num_samples": num_samples,
-                                                 "search_seed": search_seed} if search != "grid" else "grid",
-        "data": str(data), "data_hash": data_hash, "cohort": cohort, "git_sha": git_sha(),
-        "versions": versions(), "launcher": launcher, "created": now,
-        "runs": {rid: {"stage": c.stage, "method": c.method if c.stage == "segmenter" else "regressor",
-                       "n_labeled": c.n_labeled, "seed": c.seed, "requested": rid in plan.requested}
-                 for rid, c in plan.runs.items()},
-        "launch": {"at": now, "address": address or "local", "workers_per_trial": workers_per_trial,
-                   "gpus_per_trial": gpus_per_trial, "resume": resume},
-    })
+    _write_experiment_json(
+        exp,
+        {
+            "experiment": name,
+            "space": space,
+            "space_description": sp.description,
+            "preset": preset,
+            "seeds": seeds,
+            "labeled": list(labeled) if labeled else list(sp.default_labeled),
+            "methods": list(methods) if methods else None,
+            "overrides": list(overrides),
+            "search": {"mode": search, "num_samples": num_samples, "search_seed": search_seed}
+            if search != "grid"
+            else "grid",
+            "data": str(data),
+            "data_hash": data_hash,
+            "cohort": cohort,
+            "git_sha": git_sha(),
+            "versions": versions(),
+            "launcher": launcher,
+            "created": now,
+            "runs": {
+                rid: {
+                    "stage": c.stage,
+                    "method": c.method if c.stage == "segmenter" else "regressor",
+                    "n_labeled": c.n_labeled,
+                    "seed": c.seed,
+                    "requested": rid in plan.requested,
+                }
+                for rid, c in plan.runs.items()
+            },
+            "launch": {
+                "at": now,
+                "address": address or "local",
+                "workers_per_trial": workers_per_trial,
+                "gpus_per_trial": gpus_per_trial,
+                "resume": resume,
+            },
+        },
+    )
 
     status = run_status(exp, plan.runs)
     done0 = {rid for rid, s in status.items() if s == "finished"}
     summary = Summary(experiment=str(exp.root), total=len(plan.runs), already_finished=len(done0))
-    log.info("experiment %s: %d runs (%d requested + prerequisites), %d already finished", exp.root,
-             len(plan.runs), len(plan.requested), len(done0))
+    log.info(
+        "experiment %s: %d runs (%d requested + prerequisites), %d already finished",
+        exp.root,
+        len(plan.runs),
+        len(plan.requested),
+        len(done0),
+    )
     if len(done0) == len(plan.runs):
         summary.runs = status
         summary.wall_time_s = time.monotonic() - t_start
@@ -295,8 +339,11 @@ def run_experiment(
             old_int(signum, frame)
 
     owns_ray = not dist.ray_running()  # a caller that started Ray (tests, SLURM launcher) keeps it
-    info = dist.start_ray(address, num_cpus=num_cpus, temp_dir=dist.short_temp_dir(str(exp.root))
-                          if address in (None, "", "local") else None)
+    info = dist.start_ray(
+        address,
+        num_cpus=num_cpus,
+        temp_dir=dist.short_temp_dir(str(exp.root)) if address in (None, "", "local") else None,
+    )
     summary.ray_start_s = info.start_s
     try:
         signal.signal(signal.SIGINT, on_sigint)
@@ -308,10 +355,17 @@ def run_experiment(
         if workers_per_trial > 1 and cpus_per_trial is None:
             cpus = float(max(1, min(ref.threads, int(info.cpus // workers_per_trial) or 1)))
         if gpus_per_trial > 0 and info.gpus <= 0:
-            raise InputError(f"--gpus-per-trial {gpus_per_trial}: the Ray cluster has no GPU; drop the option")
-        opts = dist.TrialOptions(experiment_root=str(exp.root), cpus=cpus, gpus=float(gpus_per_trial),
-                                 use_train=use_train, train_max_failures=max_failures,
-                                 has_trial_driver=info.has_trial_driver)
+            raise InputError(
+                f"--gpus-per-trial {gpus_per_trial}: the Ray cluster has no GPU; drop the option"
+            )
+        opts = dist.TrialOptions(
+            experiment_root=str(exp.root),
+            cpus=cpus,
+            gpus=float(gpus_per_trial),
+            use_train=use_train,
+            train_max_failures=max_failures,
+            has_trial_driver=info.has_trial_driver,
+        )
         failed_ids: set[str] = set()
         errors: dict[str, dict[str, Any]] = {}
 
@@ -326,13 +380,17 @@ def run_experiment(
         while not summary.interrupted:
             status = run_status(exp, plan.runs)
             done = {rid for rid, s in status.items() if s == "finished"}
-            levels = [[r for r in lvl if r not in failed_ids and r not in summary.blocked]
-                      for lvl in phases(plan, done)]
+            levels = [
+                [r for r in lvl if r not in failed_ids and r not in summary.blocked]
+                for lvl in phases(plan, done)
+            ]
             levels = [lvl for lvl in levels if lvl]
             if not levels:
                 break
             todo = levels[0]
-            blocked = [r for r in todo if any(d in failed_ids or d in summary.blocked for d in plan.closure(r))]
+            blocked = [
+                r for r in todo if any(d in failed_ids or d in summary.blocked for d in plan.closure(r))
+            ]
             for r in blocked:
                 summary.blocked.append(r)
             todo = [r for r in todo if r not in blocked]
@@ -342,8 +400,18 @@ def run_experiment(
             summary.phases.append(len(todo))
             progress.phase = f"phase {phase_no} ({len(todo)} runs)"
             progress.emit(force=True)
-            outcomes = _run_rounds(exp, plan, todo, opts, progress, max_concurrent, max_failures, info,
-                                   f"phase{phase_no}", interrupted)
+            outcomes = _run_rounds(
+                exp,
+                plan,
+                todo,
+                opts,
+                progress,
+                max_concurrent,
+                max_failures,
+                info,
+                f"phase{phase_no}",
+                interrupted,
+            )
             if interrupted["flag"]:
                 summary.interrupted = True
             if summary.interrupted:
@@ -378,9 +446,18 @@ def run_experiment(
     return summary.to_dict()
 
 
-def _run_rounds(exp: ExperimentPaths, plan: Plan, todo: list[str], opts: Any, progress: Any,
-                max_concurrent: int | None, max_failures: int, info: Any, name: str,
-                interrupted: dict[str, bool]) -> dict[str, Any]:
+def _run_rounds(
+    exp: ExperimentPaths,
+    plan: Plan,
+    todo: list[str],
+    opts: Any,
+    progress: Any,
+    max_concurrent: int | None,
+    max_failures: int,
+    info: Any,
+    name: str,
+    interrupted: dict[str, bool],
+) -> dict[str, Any]:
     """One phase: a Tune experiment, then (rarely) more rounds for runs another launcher was holding."""
     from suite import distributed as dist
 
@@ -389,8 +466,14 @@ def _run_rounds(exp: ExperimentPaths, plan: Plan, todo: list[str], opts: Any, pr
     for rnd in range(MAX_ROUNDS):
         cfgs = [plan.runs[r] for r in pending]
         conc = max_concurrent or dist.default_concurrency(cfgs, opts, info.cpus, info.gpus)
-        res = dist.run_trials(cfgs, opts, name=name if rnd == 0 else f"{name}-round{rnd + 1}",
-                              max_concurrent=conc, max_failures=max_failures, progress=progress)
+        res = dist.run_trials(
+            cfgs,
+            opts,
+            name=name if rnd == 0 else f"{name}-round{rnd + 1}",
+            max_concurrent=conc,
+            max_failures=max_failures,
+            progress=progress,
+        )
         outcomes.update(res)
         busy = [r for r in pending if res.get(r) is not None and res[r].status == "busy"]
         missing = [r for r in pending if r not in res]
@@ -413,8 +496,16 @@ def _run_rounds(exp: ExperimentPaths, plan: Plan, todo: list[str], opts: Any, pr
     return outcomes
 
 
-def _restore_unfinished(exp: ExperimentPaths, plan: Plan, opts: Any, progress: Any,
-                        max_concurrent: int | None, max_failures: int, info: Any, summary: Summary) -> None:
+def _restore_unfinished(
+    exp: ExperimentPaths,
+    plan: Plan,
+    opts: Any,
+    progress: Any,
+    max_concurrent: int | None,
+    max_failures: int,
+    info: Any,
+    summary: Summary,
+) -> None:
     """Restore (in order) the Tune experiments of a previous launch that still hold unfinished runs."""
     from suite import distributed as dist
 
@@ -428,16 +519,31 @@ def _restore_unfinished(exp: ExperimentPaths, plan: Plan, opts: Any, progress: A
         ids = _experiment_run_ids(tune_dir / name)
         if ids and all(exp.run(r).status() == "finished" for r in ids):
             continue
-        log.info("restoring the Tune experiment %s (%d runs, %d unfinished)", name, len(ids),
-                 sum(1 for r in ids if exp.run(r).status() != "finished"))
+        log.info(
+            "restoring the Tune experiment %s (%d runs, %d unfinished)",
+            name,
+            len(ids),
+            sum(1 for r in ids if exp.run(r).status() != "finished"),
+        )
         progress.phase = f"restoring {name}"
         progress.emit(force=True)
         try:
-            dist.run_trials([], opts, name=name, max_concurrent=max_concurrent or 1, max_failures=max_failures,
-                            progress=progress, restore=True)
+            dist.run_trials(
+                [],
+                opts,
+                name=name,
+                max_concurrent=max_concurrent or 1,
+                max_failures=max_failures,
+                progress=progress,
+                restore=True,
+            )
         except Exception as e:  # noqa: BLE001 - an unrestorable Tune state: the run directories still hold the truth
-            log.warning("could not restore the Tune experiment %s (%s: %s); planning from the run directories",
-                        name, type(e).__name__, str(e).splitlines()[0] if str(e) else "")
+            log.warning(
+                "could not restore the Tune experiment %s (%s: %s); planning from the run directories",
+                name,
+                type(e).__name__,
+                str(e).splitlines()[0] if str(e) else "",
+            )
             continue
         summary.restored.append(name)
 
@@ -457,20 +563,36 @@ def _experiment_run_ids(path: Path) -> list[str]:
 def _error_record(exp: ExperimentPaths, rid: str, oc: Any) -> dict[str, Any]:
     paths = exp.run(rid)
     trial_err = Path(oc.trial_path) / "error.txt" if oc.trial_path else None
-    log_path = paths.log if paths.log.exists() else (trial_err if trial_err and trial_err.exists() else paths.log)
-    return {"run_id": rid, "error": oc.error, "log": str(log_path),
-            "failed_json": str(paths.failed) if paths.failed.exists() else None,
-            "trial_error": str(trial_err) if trial_err and trial_err.exists() else None}
+    log_path = (
+        paths.log if paths.log.exists() else (trial_err if trial_err and trial_err.exists() else paths.log)
+    )
+    return {
+        "run_id": rid,
+        "error": oc.error,
+        "log": str(log_path),
+        "failed_json": str(paths.failed) if paths.failed.exists() else None,
+        "trial_error": str(trial_err) if trial_err and trial_err.exists() else None,
+    }
 
 
 def _finish(exp: ExperimentPaths, summary: Summary) -> None:
     exp.ray_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(exp.ray_dir / "last_launch.json", {
-        **summary.to_dict(), "at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+    write_json_atomic(
+        exp.ray_dir / "last_launch.json",
+        {**summary.to_dict(), "at": datetime.now(timezone.utc).isoformat(timespec="seconds")},
+    )
     counts = collections.Counter(summary.runs.values())
-    log.info("experiment %s: %d/%d runs finished (%d this launch, %d before), %d failed, %d blocked, "
-             "%.0f s", exp.root.name, counts.get("finished", 0), summary.total, summary.finished_now,
-             summary.already_finished, len(summary.failed), len(summary.blocked), summary.wall_time_s)
+    log.info(
+        "experiment %s: %d/%d runs finished (%d this launch, %d before), %d failed, %d blocked, %.0f s",
+        exp.root.name,
+        counts.get("finished", 0),
+        summary.total,
+        summary.finished_now,
+        summary.already_finished,
+        len(summary.failed),
+        len(summary.blocked),
+        summary.wall_time_s,
+    )
 
 
 __all__ = ["run_experiment", "build_plan", "phases", "Plan", "Summary"]

@@ -87,10 +87,13 @@ def expand(req: Request) -> list[RunConfig]:
 
     data = PreparedData.open(req.data)
     space = get_space(req.space)
-    return space.configs(req.preset, list(req.seeds) if req.seeds is not None else None,
-                         labeled=list(req.labeled) if req.labeled is not None else None,
-                         overrides=list(req.overrides),
-                         base={"data": str(Path(req.data).resolve()), "data_hash": data.data_hash})
+    return space.configs(
+        req.preset,
+        list(req.seeds) if req.seeds is not None else None,
+        labeled=list(req.labeled) if req.labeled is not None else None,
+        overrides=list(req.overrides),
+        base={"data": str(Path(req.data).resolve()), "data_hash": data.data_hash},
+    )
 
 
 @dataclass
@@ -139,11 +142,13 @@ def _job_setup(launcher: str) -> None:
 
 
 def _job_ids() -> dict[str, str | None]:
-    return {"slurm_job_id": os.environ.get("SLURM_JOB_ID"),
-            "slurm_array_job_id": os.environ.get("SLURM_ARRAY_JOB_ID"),
-            "slurm_array_task_id": os.environ.get("SLURM_ARRAY_TASK_ID"),
-            "slurm_restart_count": os.environ.get("SLURM_RESTART_COUNT", "0"),
-            "host": socket.gethostname()}
+    return {
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+        "slurm_array_job_id": os.environ.get("SLURM_ARRAY_JOB_ID"),
+        "slurm_array_task_id": os.environ.get("SLURM_ARRAY_TASK_ID"),
+        "slurm_restart_count": os.environ.get("SLURM_RESTART_COUNT", "0"),
+        "host": socket.gethostname(),
+    }
 
 
 class PrerequisiteError(RuntimeError):
@@ -154,7 +159,9 @@ class RunTask(submitit.helpers.Checkpointable):
     """One array task: one run (``suite.stages.execute``). On USR2 submitit calls :meth:`checkpoint` (the
     inherited one resubmits the same call) and requeues; the rerun resumes from ``checkpoint_last.pt``."""
 
-    def __call__(self, cfg_dict: dict[str, Any], experiment: str, check_prerequisites: bool) -> dict[str, Any]:
+    def __call__(
+        self, cfg_dict: dict[str, Any], experiment: str, check_prerequisites: bool
+    ) -> dict[str, Any]:
         _job_setup("slurm-array")
         from suite.stages import execute
 
@@ -165,18 +172,31 @@ class RunTask(submitit.helpers.Checkpointable):
             for pre in cfg.prerequisites():
                 pre_paths = exp.run(pre.run_id)
                 if not pre_paths.is_finished():
-                    msg = (f"prerequisite {pre.run_id} of {cfg.run_id} is {pre_paths.status()} "
-                           f"(log: {_run_log_hint(exp, pre.run_id)})")
+                    msg = (
+                        f"prerequisite {pre.run_id} of {cfg.run_id} is {pre_paths.status()} "
+                        f"(log: {_run_log_hint(exp, pre.run_id)})"
+                    )
                     if not paths.is_finished():
-                        write_json_atomic(paths.failed, {
-                            "run_id": cfg.run_id, "error": f"PrerequisiteError: {msg}", "prerequisite": pre.run_id,
-                            "at": _now(), **_job_ids()})
+                        write_json_atomic(
+                            paths.failed,
+                            {
+                                "run_id": cfg.run_id,
+                                "error": f"PrerequisiteError: {msg}",
+                                "prerequisite": pre.run_id,
+                                "at": _now(),
+                                **_job_ids(),
+                            },
+                        )
                     raise PrerequisiteError(msg)
         t0 = time.time()
         log.info("%s: starting in job %s", cfg.run_id, os.environ.get("SLURM_JOB_ID"))
         paths = execute(cfg, experiment)
-        return {"run_id": cfg.run_id, "status": paths.status(), "wall_s": round(time.time() - t0, 2),
-                **_job_ids()}
+        return {
+            "run_id": cfg.run_id,
+            "status": paths.status(),
+            "wall_s": round(time.time() - t0, 2),
+            **_job_ids(),
+        }
 
 
 class RayAllocationJob(submitit.helpers.Checkpointable):
@@ -195,12 +215,18 @@ class RayAllocationJob(submitit.helpers.Checkpointable):
         t0 = time.time()
         n_nodes = req.simulate_nodes or len(hosts)
         if n_nodes > 1:
-            _drop_local_ray_settings(os.environ)  # the driver joins a multi-node cluster (before Ray's import)
+            _drop_local_ray_settings(
+                os.environ
+            )  # the driver joins a multi-node cluster (before Ray's import)
             if req.simulate_nodes:
                 hosts = [hosts[0]] * req.simulate_nodes
-            cluster = RayNodes(hosts, job_tag=os.environ.get("SLURM_JOB_ID", str(os.getpid())),
-                               port=req.ray_port, cpus=_cpus_per_node(len(hosts), bool(req.simulate_nodes)),
-                               gpus=_gpus_per_node())
+            cluster = RayNodes(
+                hosts,
+                job_tag=os.environ.get("SLURM_JOB_ID", str(os.getpid())),
+                port=req.ray_port,
+                cpus=_cpus_per_node(len(hosts), bool(req.simulate_nodes)),
+                gpus=_gpus_per_node(),
+            )
             address = cluster.start()
         try:
             result = run_driver(req, address)
@@ -209,9 +235,15 @@ class RayAllocationJob(submitit.helpers.Checkpointable):
                 cluster.stop()
         exp = experiment_paths(req)
         runs = {p.run_id: p.status() for p in exp.all_runs()}
-        return {"runs": runs, "ray_nodes": n_nodes, "address": address, "driver": _jsonable(result),
-                "ok": bool(result.get("ok")) if isinstance(result, dict) else False,
-                "wall_s": round(time.time() - t0, 2), **_job_ids()}
+        return {
+            "runs": runs,
+            "ray_nodes": n_nodes,
+            "address": address,
+            "driver": _jsonable(result),
+            "ok": bool(result.get("ok")) if isinstance(result, dict) else False,
+            "wall_s": round(time.time() - t0, 2),
+            **_job_ids(),
+        }
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> submitit.helpers.DelayedSubmission:
         # the Ray processes of this allocation end with the job; the rerun starts them again
@@ -243,10 +275,19 @@ def run_driver(req: Request, address: str | None) -> dict[str, Any]:
     if req.workers_per_trial is not None:
         kwargs["workers_per_trial"] = req.workers_per_trial
     return run_experiment(
-        req.data, space=req.space, preset=req.preset, seeds=list(req.seeds) if req.seeds is not None else None,
-        out=str(root.parent), experiment=root.name, address=address,
-        labeled=list(req.labeled) if req.labeled is not None else None, overrides=list(req.overrides),
-        resume=True, launcher="slurm-ray", **kwargs)
+        req.data,
+        space=req.space,
+        preset=req.preset,
+        seeds=list(req.seeds) if req.seeds is not None else None,
+        out=str(root.parent),
+        experiment=root.name,
+        address=address,
+        labeled=list(req.labeled) if req.labeled is not None else None,
+        overrides=list(req.overrides),
+        resume=True,
+        launcher="slurm-ray",
+        **kwargs,
+    )
 
 
 # ---------------------------------------------------------------------------------------------- Ray nodes
@@ -317,8 +358,16 @@ class RayNodes:
 
     _live: list[RayNodes] = []
 
-    def __init__(self, hosts: Sequence[str], *, job_tag: str, port: int | None = None, cpus: int = 1,
-                 gpus: int = 0, wait_s: float = 180.0) -> None:
+    def __init__(
+        self,
+        hosts: Sequence[str],
+        *,
+        job_tag: str,
+        port: int | None = None,
+        cpus: int = 1,
+        gpus: int = 0,
+        wait_s: float = 180.0,
+    ) -> None:
         self.hosts = list(hosts)
         self.job_tag = job_tag
         self.port = port or free_port()
@@ -343,22 +392,46 @@ class RayNodes:
         host = self.hosts[index]
         ray_bin = str(Path(sys.executable).with_name("ray"))
         ports = [free_port() for _ in range(6)]
-        srun = ["srun", "--overlap", "--mem=0", "-N1", "-n1", "-w", host, "--kill-on-bad-exit=0",
-                f"--job-name=ray-{'head' if index == 0 else f'worker{index}'}"]
-        ray = [ray_bin, "start", "--block", "--disable-usage-stats",
-               f"--num-cpus={self.cpus}", f"--num-gpus={self.gpus}",
-               f"--resources={json.dumps(node_resources())}",
-               f"--node-manager-port={ports[0]}", f"--object-manager-port={ports[1]}",
-               f"--dashboard-agent-listen-port={ports[2]}", f"--dashboard-agent-grpc-port={ports[3]}",
-               f"--metrics-export-port={ports[4]}", f"--runtime-env-agent-port={ports[5]}",
-               # disjoint worker-port ranges: several nodes of one host never hand out the same port
-               f"--min-worker-port={WORKER_PORT_BASE + index * WORKER_PORTS}",
-               f"--max-worker-port={WORKER_PORT_BASE + (index + 1) * WORKER_PORTS - 1}"]
+        srun = [
+            "srun",
+            "--overlap",
+            "--mem=0",
+            "-N1",
+            "-n1",
+            "-w",
+            host,
+            "--kill-on-bad-exit=0",
+            f"--job-name=ray-{'head' if index == 0 else f'worker{index}'}",
+        ]
+        ray = [
+            ray_bin,
+            "start",
+            "--block",
+            "--disable-usage-stats",
+            f"--num-cpus={self.cpus}",
+            f"--num-gpus={self.gpus}",
+            f"--resources={json.dumps(node_resources())}",
+            f"--node-manager-port={ports[0]}",
+            f"--object-manager-port={ports[1]}",
+            f"--dashboard-agent-listen-port={ports[2]}",
+            f"--dashboard-agent-grpc-port={ports[3]}",
+            f"--metrics-export-port={ports[4]}",
+            f"--runtime-env-agent-port={ports[5]}",
+            # disjoint worker-port ranges: several nodes of one host never hand out the same port
+            f"--min-worker-port={WORKER_PORT_BASE + index * WORKER_PORTS}",
+            f"--max-worker-port={WORKER_PORT_BASE + (index + 1) * WORKER_PORTS - 1}",
+        ]
         if index == 0:
-            ray += ["--head", f"--port={self.port}", f"--node-ip-address={self.head_ip}",
-                    f"--temp-dir={self.temp_dir(0)}", "--include-dashboard=true",
-                    "--dashboard-host=127.0.0.1", f"--dashboard-port={free_port()}",
-                    f"--ray-client-server-port={free_port()}"]
+            ray += [
+                "--head",
+                f"--port={self.port}",
+                f"--node-ip-address={self.head_ip}",
+                f"--temp-dir={self.temp_dir(0)}",
+                "--include-dashboard=true",
+                "--dashboard-host=127.0.0.1",
+                f"--dashboard-port={free_port()}",
+                f"--ray-client-server-port={free_port()}",
+            ]
         else:
             ray += [f"--address={self.address}"]
             if self.head_ip == "127.0.0.1":
@@ -387,8 +460,9 @@ class RayNodes:
         cmd = self.command(i)
         logf = open(self.log_dir / f"{self.job_tag}-node{i}.log", "ab")  # noqa: SIM115 - kept by Popen
         log.info("ray node %d on %s: %s", i, self.hosts[i], shlex.join(cmd))
-        return subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True,
-                                env=_cluster_env())
+        return subprocess.Popen(
+            cmd, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True, env=_cluster_env()
+        )
 
     def _wait_nodes(self, n: int) -> None:
         import ray
@@ -402,11 +476,20 @@ class RayNodes:
                     self._retries[i] = self._retries.get(i, 0) + 1
                     node_log = self.log_dir / f"{self.job_tag}-node{i}.log"
                     if self._retries[i] >= START_TRIES:
-                        raise RuntimeError(f"ray node {i} on {self.hosts[i]} exited with {p.returncode} "
-                                           f"({START_TRIES} tries); see {node_log}")
-                    log.warning("ray node %d on %s exited with %s (try %d of %d); starting it again. Its log ends:"
-                                "\n%s", i, self.hosts[i], p.returncode, self._retries[i], START_TRIES,
-                                _tail(node_log))
+                        raise RuntimeError(
+                            f"ray node {i} on {self.hosts[i]} exited with {p.returncode} "
+                            f"({START_TRIES} tries); see {node_log}"
+                        )
+                    log.warning(
+                        "ray node %d on %s exited with %s (try %d of %d); starting it again. Its log ends:"
+                        "\n%s",
+                        i,
+                        self.hosts[i],
+                        p.returncode,
+                        self._retries[i],
+                        START_TRIES,
+                        _tail(node_log),
+                    )
                     _kill_group(p)  # a raylet or agent of the failed try must not linger
                     time.sleep(2.0 * self._retries[i])
                     self.procs[i] = self._launch(i)
@@ -423,8 +506,10 @@ class RayNodes:
                 if ray.is_initialized():
                     ray.shutdown()
             time.sleep(1.0)
-        raise RuntimeError(f"only {max(last, 0)} of {n} ray node(s) joined {self.address} in {self.wait_s:.0f}s; "
-                           f"see {self.log_dir}")
+        raise RuntimeError(
+            f"only {max(last, 0)} of {n} ray node(s) joined {self.address} in {self.wait_s:.0f}s; "
+            f"see {self.log_dir}"
+        )
 
     def stop(self, timeout: float = 30.0) -> None:
         """End the ``srun`` steps (SIGTERM: ``ray start --block`` stops its node), workers first."""
@@ -563,8 +648,15 @@ class Submitted:
     dry_run_text: str = ""
 
 
-def _executor(folder: Path, profile: Profile, mode: str, *, job_name: str, max_parallel: int | None,
-              dependency: str | None = None) -> Any:
+def _executor(
+    folder: Path,
+    profile: Profile,
+    mode: str,
+    *,
+    job_name: str,
+    max_parallel: int | None,
+    dependency: str | None = None,
+) -> Any:
     from slurm.watch import WatchedSlurmExecutor
 
     python = profile.python or shlex.quote(sys.executable)
@@ -585,20 +677,42 @@ def _sbatch_text(ex: Any, map_count: int | None) -> str:
     return _make_sbatch_string(command=ex._submitit_command_str, folder=ex.folder, **params)
 
 
-def _record(exp: ExperimentPaths, *, mode: str, phase: str, job_id: str, ex: Any, profile: Profile,
-            text: str, tasks: list[dict[str, Any]], req: Request, extra: dict[str, Any] | None = None) -> None:
+def _record(
+    exp: ExperimentPaths,
+    *,
+    mode: str,
+    phase: str,
+    job_id: str,
+    ex: Any,
+    profile: Profile,
+    text: str,
+    tasks: list[dict[str, Any]],
+    req: Request,
+    extra: dict[str, Any] | None = None,
+) -> None:
     sbatch_path = exp.slurm_dir / "sbatch" / f"{job_id}.sh"
     write_text_atomic(sbatch_path, text)
-    _append_ledger(exp, {
-        "submitted_at": _now(), "mode": mode, "phase": phase, "job_id": job_id, "sbatch": str(sbatch_path),
-        "parameters": _jsonable(dict(ex.parameters)), "profile": profile.to_dict(), "request": req.to_dict(),
-        "tasks": tasks, "command": ["suite", *sys.argv[1:]] if Path(sys.argv[0]).name == "suite" else sys.argv,
-        **(extra or {}),
-    })
+    _append_ledger(
+        exp,
+        {
+            "submitted_at": _now(),
+            "mode": mode,
+            "phase": phase,
+            "job_id": job_id,
+            "sbatch": str(sbatch_path),
+            "parameters": _jsonable(dict(ex.parameters)),
+            "profile": profile.to_dict(),
+            "request": req.to_dict(),
+            "tasks": tasks,
+            "command": ["suite", *sys.argv[1:]] if Path(sys.argv[0]).name == "suite" else sys.argv,
+            **(extra or {}),
+        },
+    )
 
 
-def _write_experiment(exp: ExperimentPaths, req: Request, mode: str, profile: Profile,
-                      configs: Sequence[RunConfig], pl: Plan) -> None:
+def _write_experiment(
+    exp: ExperimentPaths, req: Request, mode: str, profile: Profile, configs: Sequence[RunConfig], pl: Plan
+) -> None:
     """``experiment.json`` in the Tune driver's format (array mode; the driver writes it in ray mode): create it,
     or check that an existing one asked for the same thing, and log this launch."""
     from search_spaces import get_space
@@ -611,13 +725,30 @@ def _write_experiment(exp: ExperimentPaths, req: Request, mode: str, profile: Pr
     data_hash = PreparedData.open(req.data).data_hash
     requested = {c.run_id for c in configs}
     record = {
-        "experiment": exp.root.name, "space": req.space, "space_description": sp.description, "preset": preset,
-        "seeds": seeds, "labeled": list(req.labeled) if req.labeled else list(sp.default_labeled),
-        "overrides": list(req.overrides), "search": "grid", "data": req.data, "data_hash": data_hash,
-        "git_sha": git_sha(), "versions": versions(), "launcher": f"slurm-{mode}", "created": _now(),
-        "runs": {c.run_id: {"stage": c.stage, "method": c.method if c.stage == "segmenter" else "regressor",
-                            "n_labeled": c.n_labeled, "seed": c.seed, "requested": c.run_id in requested}
-                 for c in pl.all},
+        "experiment": exp.root.name,
+        "space": req.space,
+        "space_description": sp.description,
+        "preset": preset,
+        "seeds": seeds,
+        "labeled": list(req.labeled) if req.labeled else list(sp.default_labeled),
+        "overrides": list(req.overrides),
+        "search": "grid",
+        "data": req.data,
+        "data_hash": data_hash,
+        "git_sha": git_sha(),
+        "versions": versions(),
+        "launcher": f"slurm-{mode}",
+        "created": _now(),
+        "runs": {
+            c.run_id: {
+                "stage": c.stage,
+                "method": c.method if c.stage == "segmenter" else "regressor",
+                "n_labeled": c.n_labeled,
+                "seed": c.seed,
+                "requested": c.run_id in requested,
+            }
+            for c in pl.all
+        },
     }
     launch = {"at": _now(), "launcher": f"slurm-{mode}", "profile": profile.name}
     if exp.experiment.exists():
@@ -629,8 +760,12 @@ def _write_experiment(exp: ExperimentPaths, req: Request, mode: str, profile: Pr
             if old.get(key) != record.get(key):
                 raise InputError(
                     f"{exp.experiment}: this experiment folder was made with {key}={old.get(key)!r}, now "
-                    f"{record.get(key)!r}; use --experiment NAME for a new experiment (or the same options)")
-        merged = {**old, **{k: v for k, v in record.items() if k not in ("seeds", "labeled", "created", "runs")}}
+                    f"{record.get(key)!r}; use --experiment NAME for a new experiment (or the same options)"
+                )
+        merged = {
+            **old,
+            **{k: v for k, v in record.items() if k not in ("seeds", "labeled", "created", "runs")},
+        }
         merged["seeds"] = sorted(set(old.get("seeds", [])) | set(seeds))
         merged["runs"] = {**old.get("runs", {}), **record["runs"]}
         launches = list(old.get("launches", []))
@@ -640,8 +775,16 @@ def _write_experiment(exp: ExperimentPaths, req: Request, mode: str, profile: Pr
     write_json_atomic(exp.experiment, merged)
 
 
-def submit(req: Request, profile: Profile, mode: str, *, dry_run: bool = False, max_parallel: int | None = None,
-           check_cluster: bool = True, configs: Sequence[RunConfig] | None = None) -> Submitted:
+def submit(
+    req: Request,
+    profile: Profile,
+    mode: str,
+    *,
+    dry_run: bool = False,
+    max_parallel: int | None = None,
+    check_cluster: bool = True,
+    configs: Sequence[RunConfig] | None = None,
+) -> Submitted:
     """Submit ``req`` in ``mode`` (``ray`` | ``array``) with ``profile``; with ``dry_run`` only render the sbatch
     script(s) and the job layout into ``Submitted.dry_run_text`` (nothing written, nothing submitted).
 
@@ -649,7 +792,9 @@ def submit(req: Request, profile: Profile, mode: str, *, dry_run: bool = False, 
     added as usual)."""
     profile.check_mode(mode)
     if configs is not None and mode != "array":
-        raise InputError("explicit run configs need --mode array (ray mode runs the space through the Tune driver)")
+        raise InputError(
+            "explicit run configs need --mode array (ray mode runs the space through the Tune driver)"
+        )
     if max_parallel is not None and max_parallel < 1:
         raise InputError(f"--max-parallel {max_parallel}: must be >= 1")
     exp = experiment_paths(req)
@@ -674,9 +819,22 @@ def submit(req: Request, profile: Profile, mode: str, *, dry_run: bool = False, 
         ex = _executor(folder, profile, "ray", job_name=f"{name}-ray", max_parallel=None)
         job = ex.submit(RayAllocationJob(), req.to_dict())
         text = _sbatch_text(ex, None)
-        _record(exp, mode="ray", phase="allocation", job_id=job.job_id, ex=ex, profile=profile, text=text,
-                tasks=[], req=req, extra={"log_out": str(job.paths.stdout), "log_err": str(job.paths.stderr),
-                                          "runs": [c.run_id for c in pl.phase1 + pl.phase2]})
+        _record(
+            exp,
+            mode="ray",
+            phase="allocation",
+            job_id=job.job_id,
+            ex=ex,
+            profile=profile,
+            text=text,
+            tasks=[],
+            req=req,
+            extra={
+                "log_out": str(job.paths.stdout),
+                "log_err": str(job.paths.stderr),
+                "runs": [c.run_id for c in pl.phase1 + pl.phase2],
+            },
+        )
         out.jobs, out.job_ids = [job], [job.job_id]
         log.info("submitted ray allocation job %s (logs %s)", job.job_id, job.paths.stdout)
         return out
@@ -684,18 +842,48 @@ def submit(req: Request, profile: Profile, mode: str, *, dry_run: bool = False, 
     for phase, cfgs, check in (("1", pl.phase1, False), ("2", pl.phase2, True)):
         if not cfgs:
             continue
-        ex = _executor(folder, profile, "array", job_name=f"{name}-array{phase}", max_parallel=max_parallel,
-                       dependency=dep)
+        ex = _executor(
+            folder,
+            profile,
+            "array",
+            job_name=f"{name}-array{phase}",
+            max_parallel=max_parallel,
+            dependency=dep,
+        )
         with ex.batch():
-            jobs = [ex.submit(RunTask(), c.to_dict(include_derived=False), str(exp.root), check) for c in cfgs]
+            jobs = [
+                ex.submit(RunTask(), c.to_dict(include_derived=False), str(exp.root), check) for c in cfgs
+            ]
         array_id = jobs[0].job_id.split("_")[0]
         text = _sbatch_text(ex, len(jobs))
-        tasks = [{"run_id": c.run_id, "job_id": j.job_id, "log_out": str(j.paths.stdout),
-                  "log_err": str(j.paths.stderr)} for c, j in zip(cfgs, jobs, strict=True)]
-        _record(exp, mode="array", phase=phase, job_id=array_id, ex=ex, profile=profile, text=text, tasks=tasks,
-                req=req, extra={"dependency": dep})
-        log.info("submitted array %s (phase %s: %d run(s)%s)", array_id, phase, len(jobs),
-                 f", after {dep}" if dep else "")
+        tasks = [
+            {
+                "run_id": c.run_id,
+                "job_id": j.job_id,
+                "log_out": str(j.paths.stdout),
+                "log_err": str(j.paths.stderr),
+            }
+            for c, j in zip(cfgs, jobs, strict=True)
+        ]
+        _record(
+            exp,
+            mode="array",
+            phase=phase,
+            job_id=array_id,
+            ex=ex,
+            profile=profile,
+            text=text,
+            tasks=tasks,
+            req=req,
+            extra={"dependency": dep},
+        )
+        log.info(
+            "submitted array %s (phase %s: %d run(s)%s)",
+            array_id,
+            phase,
+            len(jobs),
+            f", after {dep}" if dep else "",
+        )
         out.jobs += jobs
         out.job_ids.append(array_id)
         out.run_of_job.update({j.job_id: c.run_id for c, j in zip(cfgs, jobs, strict=True)})
@@ -705,18 +893,26 @@ def submit(req: Request, profile: Profile, mode: str, *, dry_run: bool = False, 
     return out
 
 
-def _layout_text(req: Request, profile: Profile, mode: str, pl: Plan, folder: Path, name: str,
-                 max_parallel: int | None) -> str:
-    lines = [f"# dry run: nothing submitted; experiment {req.experiment}",
-             f"# profile {profile.name}: {profile.nodes} node(s), {profile.cpus_per_task} CPU(s)/task, "
-             f"{profile.gpus_per_node} GPU(s)/node, mem {profile.mem or 'cluster default'}, time {profile.time}",
-             f"# runs: {len(pl.all)} ({len(pl.finished)} finished and skipped)"]
+def _layout_text(
+    req: Request, profile: Profile, mode: str, pl: Plan, folder: Path, name: str, max_parallel: int | None
+) -> str:
+    lines = [
+        f"# dry run: nothing submitted; experiment {req.experiment}",
+        f"# profile {profile.name}: {profile.nodes} node(s), {profile.cpus_per_task} CPU(s)/task, "
+        f"{profile.gpus_per_node} GPU(s)/node, mem {profile.mem or 'cluster default'}, time {profile.time}",
+        f"# runs: {len(pl.all)} ({len(pl.finished)} finished and skipped)",
+    ]
     if mode == "ray":
         n = profile.nodes
-        lines += [f"# layout: 1 job, {n} node(s); Ray " + (
-            "local to the job" if n == 1 else
-            f"head on the first host, {n - 1} worker(s) via srun --overlap --mem=0 -N1 -n1 -w HOST ray start"),
-            f"# the job runs the suite tune driver for {len(pl.phase1) + len(pl.phase2)} run(s):"]
+        lines += [
+            f"# layout: 1 job, {n} node(s); Ray "
+            + (
+                "local to the job"
+                if n == 1
+                else f"head on the first host, {n - 1} worker(s) via srun --overlap --mem=0 -N1 -n1 -w HOST ray start"
+            ),
+            f"# the job runs the suite tune driver for {len(pl.phase1) + len(pl.phase2)} run(s):",
+        ]
         lines += [f"#   {c.run_id}" for c in pl.phase1 + pl.phase2]
         lines += ["", render_sbatch(profile, "ray", folder=folder, job_name=f"{name}-ray")]
         return "\n".join(lines)
@@ -726,17 +922,28 @@ def _layout_text(req: Request, profile: Profile, mode: str, pl: Plan, folder: Pa
         if not cfgs:
             continue
         what = "runs without prerequisites" if phase == "1" else "runs that need phase 1"
-        lines.append(f"# array {phase}: {len(cfgs)} task(s), {what}, at most {cap} at once"
-                     + (", --dependency=afterany:<array 1>" if dep else ""))
+        lines.append(
+            f"# array {phase}: {len(cfgs)} task(s), {what}, at most {cap} at once"
+            + (", --dependency=afterany:<array 1>" if dep else "")
+        )
         lines += [f"#   [{i}] {c.run_id}" for i, c in enumerate(cfgs)]
         dep = "afterany:<array 1 job id>" if phase == "1" else dep
     for phase, cfgs in (("1", pl.phase1), ("2", pl.phase2)):
         if not cfgs:
             continue
-        lines += ["", f"# ---- sbatch script of array {phase}",
-                  render_sbatch(profile, "array", folder=folder, job_name=f"{name}-array{phase}",
-                                array_size=len(cfgs), max_parallel=max_parallel,
-                                dependency="afterany:<array 1 job id>" if phase == "2" and pl.phase1 else None)]
+        lines += [
+            "",
+            f"# ---- sbatch script of array {phase}",
+            render_sbatch(
+                profile,
+                "array",
+                folder=folder,
+                job_name=f"{name}-array{phase}",
+                array_size=len(cfgs),
+                max_parallel=max_parallel,
+                dependency="afterany:<array 1 job id>" if phase == "2" and pl.phase1 else None,
+            ),
+        ]
     if not pl.phase1 and not pl.phase2:
         lines.append("# nothing to submit: every run is finished")
     return "\n".join(lines)
@@ -771,8 +978,10 @@ def wait(sub: Submitted, exp: ExperimentPaths, timeout_s: float | None = None) -
         pending = still
         if pending:
             if deadline is not None and time.time() > deadline:
-                raise TimeoutError(f"{len(pending)} job(s) still running after {timeout_s:.0f}s: "
-                                   f"{', '.join(j.job_id for j in pending)}")
+                raise TimeoutError(
+                    f"{len(pending)} job(s) still running after {timeout_s:.0f}s: "
+                    f"{', '.join(j.job_id for j in pending)}"
+                )
             time.sleep(1.0)
     return outcomes
 
@@ -801,24 +1010,54 @@ def _outcome(job: Any, sub: Submitted, exp: ExperimentPaths, failed_t: type, unc
         res = job.result()
         if not run_id:  # the ray allocation: the driver's summary says whether every run finished
             ok = bool(res.get("ok")) if isinstance(res, dict) else False
-            bad = {} if not isinstance(res, dict) else {r: s for r, s in res.get("runs", {}).items()
-                                                        if s != "finished"}
-            return Outcome("", job.job_id, ok=ok, status="finished" if ok else "incomplete",
-                           error="" if ok else f"{len(bad)} run(s) not finished: {', '.join(sorted(bad)[:5])}",
-                           log=str(job.paths.stdout))
+            bad = (
+                {}
+                if not isinstance(res, dict)
+                else {r: s for r, s in res.get("runs", {}).items() if s != "finished"}
+            )
+            return Outcome(
+                "",
+                job.job_id,
+                ok=ok,
+                status="finished" if ok else "incomplete",
+                error="" if ok else f"{len(bad)} run(s) not finished: {', '.join(sorted(bad)[:5])}",
+                log=str(job.paths.stdout),
+            )
         status = exp.run(run_id).status()
         state = job.watcher.get_info(job.job_id, mode="cache").get("RawState", "") or job.state
         if status != "finished":
             state = _settled_state(job.job_id, state)
-        return Outcome(run_id, job.job_id, ok=status == "finished", status=status,
-                       error="" if status == "finished" else f"job {job.job_id} ended {state} with the run {status}",
-                       log=str(job.paths.stdout))
+        return Outcome(
+            run_id,
+            job.job_id,
+            ok=status == "finished",
+            status=status,
+            error="" if status == "finished" else f"job {job.job_id} ended {state} with the run {status}",
+            log=str(job.paths.stdout),
+        )
     except (failed_t, uncompleted_t) as e:
         first = [ln for ln in str(e).splitlines() if ln.strip()]
         err = next((ln for ln in reversed(first) if "Error" in ln), first[0] if first else repr(e))
         status = exp.run(run_id).status() if run_id else "failed"
-        return Outcome(run_id, job.job_id, ok=False, status=status, error=err.strip(), log=str(job.paths.stderr))
+        return Outcome(
+            run_id, job.job_id, ok=False, status=status, error=err.strip(), log=str(job.paths.stderr)
+        )
 
 
-__all__ = ["Request", "Plan", "plan", "expand", "submit", "wait", "Submitted", "Outcome", "RunTask",
-           "RayAllocationJob", "RayNodes", "read_ledger", "run_jobs", "PrerequisiteError", "RunPaths"]
+__all__ = [
+    "Request",
+    "Plan",
+    "plan",
+    "expand",
+    "submit",
+    "wait",
+    "Submitted",
+    "Outcome",
+    "RunTask",
+    "RayAllocationJob",
+    "RayNodes",
+    "read_ledger",
+    "run_jobs",
+    "PrerequisiteError",
+    "RunPaths",
+]

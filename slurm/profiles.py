@@ -34,15 +34,55 @@ MODES = ("ray", "array")
 
 # sbatch options the launcher sets itself: a profile's extra_sbatch must not override them
 _RESERVED_SBATCH = {
-    "array", "output", "error", "open-mode", "signal", "job-name", "nodes", "ntasks", "ntasks-per-node",
-    "cpus-per-task", "gpus-per-node", "mem", "time", "partition", "account", "qos", "constraint",
-    "dependency", "wckey", "J", "N", "n", "c", "t", "p", "A", "q", "C", "o", "e", "d",
+    "array",
+    "output",
+    "error",
+    "open-mode",
+    "signal",
+    "job-name",
+    "nodes",
+    "ntasks",
+    "ntasks-per-node",
+    "cpus-per-task",
+    "gpus-per-node",
+    "mem",
+    "time",
+    "partition",
+    "account",
+    "qos",
+    "constraint",
+    "dependency",
+    "wckey",
+    "J",
+    "N",
+    "n",
+    "c",
+    "t",
+    "p",
+    "A",
+    "q",
+    "C",
+    "o",
+    "e",
+    "d",
 }
 _FIELD_OF_RESERVED = {
-    "nodes": "nodes", "N": "nodes", "cpus-per-task": "cpus_per_task", "c": "cpus_per_task",
-    "gpus-per-node": "gpus_per_node", "mem": "mem", "time": "time", "t": "time", "partition": "partition",
-    "p": "partition", "account": "account", "A": "account", "qos": "qos", "q": "qos",
-    "constraint": "constraint", "C": "constraint",
+    "nodes": "nodes",
+    "N": "nodes",
+    "cpus-per-task": "cpus_per_task",
+    "c": "cpus_per_task",
+    "gpus-per-node": "gpus_per_node",
+    "mem": "mem",
+    "time": "time",
+    "t": "time",
+    "partition": "partition",
+    "p": "partition",
+    "account": "account",
+    "A": "account",
+    "qos": "qos",
+    "q": "qos",
+    "constraint": "constraint",
+    "C": "constraint",
 }
 
 
@@ -106,7 +146,9 @@ class Profile:
         for key in ("partition", "account", "qos", "constraint", "name"):
             v = getattr(self, key)
             if v is not None and (not v or any(c.isspace() for c in v)):
-                raise bad(key, "must be a non-empty word without spaces (or left out for the cluster default)")
+                raise bad(
+                    key, "must be a non-empty word without spaces (or left out for the cluster default)"
+                )
         if self.mem is not None:
             mem_mb(self.mem, source)
         minutes = time_minutes(self.time, source)
@@ -121,10 +163,14 @@ class Profile:
                 )
             if opt in _RESERVED_SBATCH:
                 if opt in _FIELD_OF_RESERVED:
-                    raise InputError(f"{source}: extra_sbatch entry {line!r} sets -{'-' * (len(opt) > 1)}{opt}; "
-                                     f"use the profile field {_FIELD_OF_RESERVED[opt]} instead")
-                raise InputError(f"{source}: extra_sbatch entry {line!r} sets -{'-' * (len(opt) > 1)}{opt}, "
-                                 "which the launcher sets itself; remove it")
+                    raise InputError(
+                        f"{source}: extra_sbatch entry {line!r} sets -{'-' * (len(opt) > 1)}{opt}; "
+                        f"use the profile field {_FIELD_OF_RESERVED[opt]} instead"
+                    )
+                raise InputError(
+                    f"{source}: extra_sbatch entry {line!r} sets -{'-' * (len(opt) > 1)}{opt}, "
+                    "which the launcher sets itself; remove it"
+                )
         for line in self.setup:
             if "\n" in line:
                 raise InputError(f"{source}: setup entry {line!r} spans lines; give one shell line per entry")
@@ -179,7 +225,8 @@ def _coerce(key: str, value: Any, source: str) -> Any:
         return str(value)
     except ValueError:
         want = {"extra_sbatch": "a list of strings", "setup": "a list of strings"}.get(
-            key, "an integer" if isinstance(default, int) else "a string")
+            key, "an integer" if isinstance(default, int) else "a string"
+        )
         raise InputError(f"{source}: field {key}={value!r} has the wrong type; expected {want}") from None
 
 
@@ -273,8 +320,9 @@ def load_profile(name_or_path: str | Path) -> Profile:
 
 
 # ---------------------------------------------------------------------- submitit parameters
-def submitit_parameters(profile: Profile, mode: str, *, job_name: str = "suite",
-                        max_parallel: int | None = None) -> dict[str, Any]:
+def submitit_parameters(
+    profile: Profile, mode: str, *, job_name: str = "suite", max_parallel: int | None = None
+) -> dict[str, Any]:
     """Parameters for ``submitit.SlurmExecutor.update_parameters`` (sbatch names, submitit spelling).
 
     Ray mode submits one task: on several nodes the allocation gets ``--nodes=N`` (one task per node, so
@@ -327,9 +375,17 @@ def submitit_parameters(profile: Profile, mode: str, *, job_name: str = "suite",
     return params
 
 
-def render_sbatch(profile: Profile, mode: str, *, folder: str | Path, python: str | None = None,
-                  job_name: str = "suite", array_size: int | None = None,
-                  max_parallel: int | None = None, dependency: str | None = None) -> str:
+def render_sbatch(
+    profile: Profile,
+    mode: str,
+    *,
+    folder: str | Path,
+    python: str | None = None,
+    job_name: str = "suite",
+    array_size: int | None = None,
+    max_parallel: int | None = None,
+    dependency: str | None = None,
+) -> str:
     """The sbatch script submitit writes for these parameters (the same function submitit calls)."""
     from submitit.slurm.slurm import _make_sbatch_string
 
@@ -380,25 +436,32 @@ def check_against_cluster(profile: Profile, source: str | None = None) -> None:
     want = profile.partition or default
     names = sorted({p.rstrip("*") for p in parts})
     if want is None:
-        raise InputError(f"{source}: no partition given and the cluster has no default; set partition to one "
-                         f"of {', '.join(names)}")
+        raise InputError(
+            f"{source}: no partition given and the cluster has no default; set partition to one "
+            f"of {', '.join(names)}"
+        )
     nodes = [r for r in rows if r[1].rstrip("*") == want]
     if not nodes:
-        raise InputError(f"{source}: partition {want!r} does not exist on this cluster; use one of "
-                         f"{', '.join(names)}")
+        raise InputError(
+            f"{source}: partition {want!r} does not exist on this cluster; use one of {', '.join(names)}"
+        )
     hosts = {r[0] for r in nodes}
     if profile.nodes > len(hosts):
-        raise InputError(f"{source}: nodes={profile.nodes} but partition {want!r} has {len(hosts)} node(s); "
-                         "lower nodes")
+        raise InputError(
+            f"{source}: nodes={profile.nodes} but partition {want!r} has {len(hosts)} node(s); lower nodes"
+        )
     max_cpus = max(int(re.sub(r"\D", "", r[2]) or 0) for r in nodes)
     if profile.cpus_per_task > max_cpus:
-        raise InputError(f"{source}: cpus_per_task={profile.cpus_per_task} but the nodes of {want!r} have at most "
-                         f"{max_cpus} CPUs; lower cpus_per_task")
+        raise InputError(
+            f"{source}: cpus_per_task={profile.cpus_per_task} but the nodes of {want!r} have at most "
+            f"{max_cpus} CPUs; lower cpus_per_task"
+        )
     if profile.mem is not None and mem_mb(profile.mem) > 0:
         max_mem = max(int(re.sub(r"\D", "", r[3]) or 0) for r in nodes)
         if mem_mb(profile.mem) > max_mem:
-            raise InputError(f"{source}: mem={profile.mem} but the nodes of {want!r} have at most {max_mem} MB; "
-                             "lower mem")
+            raise InputError(
+                f"{source}: mem={profile.mem} but the nodes of {want!r} have at most {max_mem} MB; lower mem"
+            )
     if profile.gpus_per_node:
         best = 0
         for r in nodes:
@@ -413,5 +476,15 @@ def check_against_cluster(profile: Profile, source: str | None = None) -> None:
             )
 
 
-__all__ = ["Profile", "MODES", "load_profile", "available_profiles", "submitit_parameters", "render_sbatch",
-           "check_against_cluster", "cluster_reachable", "time_minutes", "mem_mb"]
+__all__ = [
+    "Profile",
+    "MODES",
+    "load_profile",
+    "available_profiles",
+    "submitit_parameters",
+    "render_sbatch",
+    "check_against_cluster",
+    "cluster_reachable",
+    "time_minutes",
+    "mem_mb",
+]

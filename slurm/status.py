@@ -70,7 +70,9 @@ def collect(root: str | Path) -> ExperimentStatus:
         raise InputError(f"{exp.root}: no such experiment folder; give RESULTS/<experiment>")
     ledger = read_ledger(exp)
     if not ledger and not exp.runs_dir.is_dir():
-        raise InputError(f"{exp.root}: neither runs/ nor slurm/{'submissions.jsonl'}; is this an experiment folder?")
+        raise InputError(
+            f"{exp.root}: neither runs/ nor slurm/{'submissions.jsonl'}; is this an experiment folder?"
+        )
     # which job is (last) responsible for which run
     owner: dict[str, dict[str, Any]] = {}
     job_ids: list[str] = []
@@ -78,8 +80,11 @@ def collect(root: str | Path) -> ExperimentStatus:
         if sub.get("mode") == "ray":
             job_ids.append(sub["job_id"])
             for rid in sub.get("runs", []):
-                owner[rid] = {"job_id": sub["job_id"], "log_out": sub.get("log_out", ""),
-                              "log_err": sub.get("log_err", "")}
+                owner[rid] = {
+                    "job_id": sub["job_id"],
+                    "log_out": sub.get("log_out", ""),
+                    "log_err": sub.get("log_err", ""),
+                }
         for task in sub.get("tasks", []):
             job_ids.append(task["job_id"])
             owner[task["run_id"]] = task
@@ -122,8 +127,10 @@ def collect(root: str | Path) -> ExperimentStatus:
 def format_status(st: ExperimentStatus, verbose: bool = False) -> str:
     c = st.counts()
     total = len(st.runs)
-    lines = [f"{st.root}: {total} run(s): " + ", ".join(f"{c[k]} {k}" for k in ORDER if c[k] or k in
-                                                          ("finished", "running", "failed"))]
+    lines = [
+        f"{st.root}: {total} run(s): "
+        + ", ".join(f"{c[k]} {k}" for k in ORDER if c[k] or k in ("finished", "running", "failed"))
+    ]
     if st.queue_error:
         lines.append(f"note: {st.queue_error}")
     failed = [r for r in st.runs.values() if r.state == "failed"]
@@ -139,9 +146,14 @@ def format_status(st: ExperimentStatus, verbose: bool = False) -> str:
             lines.append(f"  {r.state:<9} {r.run_id}  job {r.job_id or '-'} {r.job_state}".rstrip())
     if st.jobs:
         active = {j: s for j, s in st.jobs.items() if normalise_state(s) not in FINAL_STATES}
-        lines.append(f"jobs: {len(st.jobs)} submitted, {len(active)} in the queue"
-                     + (": " + ", ".join(f"{j} {s or 'UNKNOWN'}" for j, s in list(active.items())[:20])
-                        if active else ""))
+        lines.append(
+            f"jobs: {len(st.jobs)} submitted, {len(active)} in the queue"
+            + (
+                ": " + ", ".join(f"{j} {s or 'UNKNOWN'}" for j, s in list(active.items())[:20])
+                if active
+                else ""
+            )
+        )
     return "\n".join(lines)
 
 

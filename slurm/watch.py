@@ -35,13 +35,32 @@ from submitit.slurm import slurm as submitit_slurm
 log = logging.getLogger("slurm.watch")
 
 # states after which the job will not write anything any more (without its result file: a failure)
-FAILED_STATES = {"CANCELLED", "FAILED", "NODE_FAIL", "OUT_OF_MEMORY", "TIMEOUT", "BOOT_FAIL", "DEADLINE",
-                 "REVOKED", "SPECIAL_EXIT"}
+FAILED_STATES = {
+    "CANCELLED",
+    "FAILED",
+    "NODE_FAIL",
+    "OUT_OF_MEMORY",
+    "TIMEOUT",
+    "BOOT_FAIL",
+    "DEADLINE",
+    "REVOKED",
+    "SPECIAL_EXIT",
+}
 FINAL_STATES = FAILED_STATES | {"COMPLETED"}
 # SLURM states that are not final but unknown to submitit's "incomplete" list
-_NOT_DONE = {"CONFIGURING": "RUNNING", "SIGNALING": "RUNNING", "STAGE_OUT": "RUNNING", "RESIZING": "RUNNING",
-             "STOPPED": "RUNNING", "SUSPENDED": "PENDING", "REQUEUE_HOLD": "PENDING", "REQUEUE_FED": "PENDING",
-             "RESV_DEL_HOLD": "PENDING", "UPDATE_DB": "RUNNING", "POWER_UP_NODE": "PENDING"}
+_NOT_DONE = {
+    "CONFIGURING": "RUNNING",
+    "SIGNALING": "RUNNING",
+    "STAGE_OUT": "RUNNING",
+    "RESIZING": "RUNNING",
+    "STOPPED": "RUNNING",
+    "SUSPENDED": "PENDING",
+    "REQUEUE_HOLD": "PENDING",
+    "REQUEUE_FED": "PENDING",
+    "RESV_DEL_HOLD": "PENDING",
+    "UPDATE_DB": "RUNNING",
+    "POWER_UP_NODE": "PENDING",
+}
 # PREEMPTED is left out on purpose: a preempted job with requeue enabled comes back (REQUEUED -> PENDING), and
 # submitit treats PREEMPTED as not done.
 
@@ -81,8 +100,14 @@ def read_squeue(job_ids: tp.Iterable[str] | None = None) -> dict[str, dict[str, 
         jid, raw_id, state, nodes, reason = parts
         if wanted is not None and jid.split("_")[0] not in wanted and raw_id not in wanted:
             continue
-        entry = {"JobID": jid, "State": normalise_state(state), "RawState": state, "NodeList": nodes,
-                 "Reason": reason, "Source": "squeue"}
+        entry = {
+            "JobID": jid,
+            "State": normalise_state(state),
+            "RawState": state,
+            "NodeList": nodes,
+            "Reason": reason,
+            "Source": "squeue",
+        }
         info[jid] = entry
         info.setdefault(raw_id, entry)
     return info
@@ -106,10 +131,16 @@ def read_jobcomp(path: Path, job_ids: tp.Iterable[str] | None = None) -> dict[st
             keys.append(f"{fields['ArrayJobId']}_{fields['ArrayTaskId']}")
         if wanted is not None and not wanted.intersection(keys):
             continue
-        entry = {"JobID": keys[-1], "State": normalise_state(fields.get("JobState", "")),
-                 "RawState": fields.get("JobState", ""), "NodeList": fields.get("NodeList", ""),
-                 "ExitCode": fields.get("ExitCode", ""), "Start": fields.get("StartTime", ""),
-                 "End": fields.get("EndTime", ""), "Source": "jobcomp"}
+        entry = {
+            "JobID": keys[-1],
+            "State": normalise_state(fields.get("JobState", "")),
+            "RawState": fields.get("JobState", ""),
+            "NodeList": fields.get("NodeList", ""),
+            "ExitCode": fields.get("ExitCode", ""),
+            "Start": fields.get("StartTime", ""),
+            "End": fields.get("EndTime", ""),
+            "Source": "jobcomp",
+        }
         for k in keys:
             info[k] = entry
     return info
@@ -120,7 +151,9 @@ class QueueInfoWatcher(submitit_slurm.SlurmInfoWatcher):
 
     def __init__(self, delay_s: int = 10) -> None:
         super().__init__(delay_s=delay_s)
-        self._sacct_works: bool | None = None if os.environ.get("SUITE_SLURM_USE_SACCT", "1") != "0" else False
+        self._sacct_works: bool | None = (
+            None if os.environ.get("SUITE_SLURM_USE_SACCT", "1") != "0" else False
+        )
         self._jobcomp: Path | None | bool = False  # False: not looked up yet
 
     def update_if_long_enough(self, mode: str) -> None:
@@ -156,7 +189,9 @@ class QueueInfoWatcher(submitit_slurm.SlurmInfoWatcher):
                 if self._jobcomp is False:
                     self._jobcomp = _jobcomp_location()
                 if isinstance(self._jobcomp, Path):
-                    info.update({k: v for k, v in read_jobcomp(self._jobcomp, missing).items() if k in missing})
+                    info.update(
+                        {k: v for k, v in read_jobcomp(self._jobcomp, missing).items() if k in missing}
+                    )
         self._info_dict.update(info)
         self._last_status_check = time.time()
         for job_id in to_check:
@@ -214,5 +249,14 @@ def poll_interval_s() -> float:
     return float(WatchedSlurmJob.watcher._delay_s)
 
 
-__all__ = ["QueueInfoWatcher", "WatchedSlurmJob", "WatchedSlurmExecutor", "executor", "read_squeue",
-           "read_jobcomp", "normalise_state", "FAILED_STATES", "FINAL_STATES"]
+__all__ = [
+    "QueueInfoWatcher",
+    "WatchedSlurmJob",
+    "WatchedSlurmExecutor",
+    "executor",
+    "read_squeue",
+    "read_jobcomp",
+    "normalise_state",
+    "FAILED_STATES",
+    "FINAL_STATES",
+]

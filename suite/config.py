@@ -45,7 +45,9 @@ class RunConfig:
     data_hash: str = ""  # content key of the prepared dataset (identity)
     image_size: int = 256  # training resolution; resized in memory when the prepared data differ
     classes: str = "lv"  # lv (background vs LV cavity) | multi (background, RV, myocardium, LV)
-    size_units: str = "pixels"  # pixels (the paper) | fraction (sizes / (H*W): lambda independent of resolution)
+    size_units: str = (
+        "pixels"  # pixels (the paper) | fraction (sizes / (H*W): lambda independent of resolution)
+    )
 
     # --- segmenter (ENet) ---
     seg_arch: str = "enet"
@@ -56,10 +58,14 @@ class RunConfig:
     seg_weight_decay: float = 0.0
     seg_batch: int = 1  # global labeled batch
     unl_batch: int = 1  # global unlabeled batch
-    lr_rule: str = "plateau"  # plateau (paper: halve after lr_patience epochs w/o improvement) | code (authors')
+    lr_rule: str = (
+        "plateau"  # plateau (paper: halve after lr_patience epochs w/o improvement) | code (authors')
+    )
     lr_patience: int = 20
     lr_factor: float = 0.5
-    best_metric: str = "dice2d"  # dice2d (authors: per-slice) | dice3d (per volume) drives best epoch & lr rule
+    best_metric: str = (
+        "dice2d"  # dice2d (authors: per-slice) | dice3d (per volume) drives best epoch & lr rule
+    )
 
     # --- size regressor (ResNeXt) ---
     reg_arch: str = "resnext"
@@ -182,8 +188,19 @@ class RunConfig:
             raise bad("amp", "is not one of none, bf16")
         if self.device not in ("auto", "cpu", "cuda"):
             raise bad("device", "is not one of auto, cpu, cuda")
-        for key in ("image_size", "seg_epochs", "reg_epochs", "seg_batch", "unl_batch", "reg_batch",
-                    "threads", "world_size", "reg_aug_copies", "stat_window", "checkpoint_every"):
+        for key in (
+            "image_size",
+            "seg_epochs",
+            "reg_epochs",
+            "seg_batch",
+            "unl_batch",
+            "reg_batch",
+            "threads",
+            "world_size",
+            "reg_aug_copies",
+            "stat_window",
+            "checkpoint_every",
+        ):
             if getattr(self, key) < 1:
                 raise bad(key, "must be >= 1")
         if self.image_size % 8:
@@ -207,8 +224,21 @@ class RunConfig:
 
     def identity(self) -> dict[str, Any]:
         """The fields that change this run's results (canonical: irrelevant fields dropped)."""
-        common = ["stage", "n_labeled", "seed", "split_mode", "split_seed", "data_hash", "image_size",
-                  "classes", "threads", "world_size", "amp", "channels_last", "compile"]
+        common = [
+            "stage",
+            "n_labeled",
+            "seed",
+            "split_mode",
+            "split_seed",
+            "data_hash",
+            "image_size",
+            "classes",
+            "threads",
+            "world_size",
+            "amp",
+            "channels_last",
+            "compile",
+        ]
         seg = [f.name for f in fields(self) if f.name.startswith(("seg_", "lr_")) or f.name == "best_metric"]
         reg = [f.name for f in fields(self) if f.name.startswith("reg_")]
         keys = list(common)
@@ -339,5 +369,13 @@ def available_presets() -> list[str]:
     return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".yaml"))
 
 
-__all__ = ["RunConfig", "load_preset", "available_presets", "preset_description", "STAGES", "METHODS",
-           "PRESETS", "field"]
+__all__ = [
+    "RunConfig",
+    "load_preset",
+    "available_presets",
+    "preset_description",
+    "STAGES",
+    "METHODS",
+    "PRESETS",
+    "field",
+]

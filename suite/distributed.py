@@ -104,8 +104,14 @@ def short_temp_dir(key: str) -> str:
     return f"/tmp/sray-{os.getuid()}-{digest}"
 
 
-def start_ray(address: str | None = None, *, num_cpus: int | None = None, num_gpus: int | None = None,
-              temp_dir: str | None = None, object_store_mb: int = 512) -> RayInfo:
+def start_ray(
+    address: str | None = None,
+    *,
+    num_cpus: int | None = None,
+    num_gpus: int | None = None,
+    temp_dir: str | None = None,
+    object_store_mb: int = 512,
+) -> RayInfo:
     """Start a local Ray (default) or join ``address`` (``"auto"`` or ``host:port``); idempotent per process.
 
     Local mode listens only on 127.0.0.1 and reserves ``trial_driver`` units for Train trial drivers.
@@ -131,8 +137,14 @@ def start_ray(address: str | None = None, *, num_cpus: int | None = None, num_gp
                 os.environ[k] = v
 
 
-def _start_ray(address: str | None, local: bool, num_cpus: int | None, num_gpus: int | None,
-               temp_dir: str | None, object_store_mb: int) -> RayInfo:
+def _start_ray(
+    address: str | None,
+    local: bool,
+    num_cpus: int | None,
+    num_gpus: int | None,
+    temp_dir: str | None,
+    object_store_mb: int,
+) -> RayInfo:
     import ray
 
     if local:  # ray may have been imported before the variable was set
@@ -143,17 +155,28 @@ def _start_ray(address: str | None, local: bool, num_cpus: int | None, num_gpus:
     tmp: str | None = None
     dashboard: str | None = None
     if not ray.is_initialized():
-        kwargs: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING,
-                                  "configure_logging": True}
+        kwargs: dict[str, Any] = {
+            "log_to_driver": False,
+            "logging_level": logging.WARNING,
+            "configure_logging": True,
+        }
         if local:
             tmp = temp_dir or short_temp_dir(str(os.getpid()))
             if len(tmp) > 60:
-                raise InputError(f"ray temp dir {tmp!r} is {len(tmp)} characters; Ray's socket paths need a "
-                                 "short one (<= 60): pass a shorter path")
+                raise InputError(
+                    f"ray temp dir {tmp!r} is {len(tmp)} characters; Ray's socket paths need a "
+                    "short one (<= 60): pass a shorter path"
+                )
             Path(tmp).mkdir(parents=True, exist_ok=True)
-            kwargs.update(address="local", _temp_dir=tmp, include_dashboard=True, dashboard_host="127.0.0.1",
-                          _node_ip_address="127.0.0.1", resources={TRIAL_DRIVER: TRIAL_DRIVER_UNITS},
-                          object_store_memory=object_store_mb * 1024 * 1024)
+            kwargs.update(
+                address="local",
+                _temp_dir=tmp,
+                include_dashboard=True,
+                dashboard_host="127.0.0.1",
+                _node_ip_address="127.0.0.1",
+                resources={TRIAL_DRIVER: TRIAL_DRIVER_UNITS},
+                object_store_memory=object_store_mb * 1024 * 1024,
+            )
             if num_cpus is not None:
                 kwargs["num_cpus"] = int(num_cpus)
             if num_gpus is not None:
@@ -169,13 +192,16 @@ def _start_ray(address: str | None, local: bool, num_cpus: int | None, num_gpus:
                     ctx = ray.init(**kwargs)
                 break
             except ConnectionError as e:
-                raise InputError(f"--address {address}: cannot connect to a Ray cluster ({e}); start one "
-                                 "with `ray start --head` or drop --address to start a local Ray") from e
+                raise InputError(
+                    f"--address {address}: cannot connect to a Ray cluster ({e}); start one "
+                    "with `ray start --head` or drop --address to start a local Ray"
+                ) from e
             except Exception as e:  # noqa: BLE001 - Ray's fixed 30 s raylet wait fails on an overloaded host
                 if "timed out during startup" not in str(e) or attempt == attempts:
                     raise
-                log.warning("ray start timed out (overloaded machine?); retrying (%d/%d)", attempt + 1,
-                            attempts)
+                log.warning(
+                    "ray start timed out (overloaded machine?); retrying (%d/%d)", attempt + 1, attempts
+                )
                 with contextlib.suppress(Exception):
                     ray.shutdown()
                 _kill_children_using(str(kwargs["_temp_dir"]))
@@ -183,14 +209,25 @@ def _start_ray(address: str | None, local: bool, num_cpus: int | None, num_gpus:
                 Path(tmp).mkdir(parents=True, exist_ok=True)
         dashboard = getattr(ctx, "dashboard_url", None) or None
     res = ray.cluster_resources()
-    info = RayInfo(address=str(address or "local"), local=local, cpus=float(res.get("CPU", 0)),
-                   gpus=float(res.get("GPU", 0)), has_trial_driver=res.get(TRIAL_DRIVER, 0) >= 1,
-                   temp_dir=tmp,
-                   dashboard_url=dashboard, start_s=time.perf_counter() - t0)
+    info = RayInfo(
+        address=str(address or "local"),
+        local=local,
+        cpus=float(res.get("CPU", 0)),
+        gpus=float(res.get("GPU", 0)),
+        has_trial_driver=res.get(TRIAL_DRIVER, 0) >= 1,
+        temp_dir=tmp,
+        dashboard_url=dashboard,
+        start_s=time.perf_counter() - t0,
+    )
     for name in ("ray", "ray.tune", "ray.train", "ray.data"):
         logging.getLogger(name).setLevel(logging.ERROR)
-    log.info("ray %s: %g CPUs, %g GPUs (start %.1fs)", "started locally" if local else f"joined at {address}",
-             info.cpus, info.gpus, info.start_s)
+    log.info(
+        "ray %s: %g CPUs, %g GPUs (start %.1fs)",
+        "started locally" if local else f"joined at {address}",
+        info.cpus,
+        info.gpus,
+        info.start_s,
+    )
     return info
 
 
@@ -464,7 +501,9 @@ def restore_from_checkpoint_dir(ckpt_dir: Path, paths: RunPaths) -> bool:
         return False
     meta = json.loads(meta_path.read_text())
     if meta.get("run_id") != paths.run_id:
-        log.warning("%s: Ray checkpoint %s belongs to %s; ignored", paths.run_id, ckpt_dir, meta.get("run_id"))
+        log.warning(
+            "%s: Ray checkpoint %s belongs to %s; ignored", paths.run_id, ckpt_dir, meta.get("run_id")
+        )
         return False
     ray_epoch = int(meta.get("epoch", -1))
     own_epoch = checkpoint_epoch(paths.checkpoint_last)
@@ -478,8 +517,12 @@ def restore_from_checkpoint_dir(ckpt_dir: Path, paths: RunPaths) -> bool:
         if src.exists():
             with atomic_path(paths.root / name) as tmp:
                 shutil.copyfile(src, tmp)
-    log.info("%s: restored the Ray checkpoint of epoch %d (run directory had %d)", paths.run_id, ray_epoch,
-             own_epoch)
+    log.info(
+        "%s: restored the Ray checkpoint of epoch %d (run directory had %d)",
+        paths.run_id,
+        ray_epoch,
+        own_epoch,
+    )
     return True
 
 
@@ -525,10 +568,13 @@ def fit_with_train(cfg: RunConfig, opts: TrialOptions, *, in_tune: bool = True) 
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config={"run": cfg.to_dict(include_derived=False), "root": opts.experiment_root},
-        scaling_config=ray.train.ScalingConfig(num_workers=cfg.world_size, use_gpu=opts.gpus > 0,
-                                               resources_per_worker=worker_resources(opts)),
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=cfg.world_size, use_gpu=opts.gpus > 0, resources_per_worker=worker_resources(opts)
+        ),
         run_config=ray.train.RunConfig(
-            name=cfg.run_id, storage_path=str(storage.resolve()), callbacks=callbacks,
+            name=cfg.run_id,
+            storage_path=str(storage.resolve()),
+            callbacks=callbacks,
             failure_config=ray.train.FailureConfig(max_failures=opts.train_max_failures),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
             logging_config=ray.train.v2.api.config.LoggingConfig(log_level="WARNING"),
@@ -632,9 +678,11 @@ class Progress:
     def line(self) -> str:
         el = int(time.monotonic() - self.t0)
         done = len(self.finished_ids | self.already)
-        return (f"{self.label}: {done}/{self.total} runs finished "
-                f"({len(self.already)} already done), {self.running} running, {len(self.failed_ids)} failed"
-                f"{', ' + self.phase if self.phase else ''} [{el // 60}:{el % 60:02d}]")
+        return (
+            f"{self.label}: {done}/{self.total} runs finished "
+            f"({len(self.already)} already done), {self.running} running, {len(self.failed_ids)} failed"
+            f"{', ' + self.phase if self.phase else ''} [{el // 60}:{el % 60:02d}]"
+        )
 
     def emit(self, force: bool = False) -> None:
         from suite.log import progress_enabled
@@ -721,8 +769,16 @@ def __getattr__(name: str) -> Any:  # PEP 562: lazy, picklable-by-reference Tune
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def run_trials(cfgs: Sequence[RunConfig], opts: TrialOptions, *, name: str, max_concurrent: int,
-               max_failures: int, progress: Progress, restore: bool = False) -> dict[str, TrialOutcome]:
+def run_trials(
+    cfgs: Sequence[RunConfig],
+    opts: TrialOptions,
+    *,
+    name: str,
+    max_concurrent: int,
+    max_failures: int,
+    progress: Progress,
+    restore: bool = False,
+) -> dict[str, TrialOutcome]:
     """Run one Tune experiment (``<experiment>/ray/tune/<name>``) over ``cfgs``; one outcome per run id.
 
     ``restore=True`` restores that experiment (``Tuner.restore(..., resume_errored=True)``) instead of
@@ -737,7 +793,9 @@ def run_trials(cfgs: Sequence[RunConfig], opts: TrialOptions, *, name: str, max_
     trainable = tune.with_resources(tune_trial, _trial_resources)
     exp_path = storage / name
     run_config = tune.RunConfig(
-        name=name, storage_path=str(storage.resolve()), verbose=0,
+        name=name,
+        storage_path=str(storage.resolve()),
+        verbose=0,
         failure_config=tune.FailureConfig(max_failures=max_failures),
         callbacks=[_progress_callback_class()()],
     )
@@ -747,14 +805,21 @@ def run_trials(cfgs: Sequence[RunConfig], opts: TrialOptions, *, name: str, max_
         if exp_path.exists():
             shutil.rmtree(exp_path)
         param_space = {
-            "trial": tune.grid_search([{"run_id": c.run_id, "run": c.to_dict(include_derived=False)}
-                                       for c in cfgs]),
+            "trial": tune.grid_search(
+                [{"run_id": c.run_id, "run": c.to_dict(include_derived=False)} for c in cfgs]
+            ),
             "opts": asdict(opts),
         }
         tuner = tune.Tuner(
-            trainable, param_space=param_space, run_config=run_config,
-            tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent, reuse_actors=False,
-                                        trial_name_creator=_trial_name, trial_dirname_creator=_trial_name),
+            trainable,
+            param_space=param_space,
+            run_config=run_config,
+            tune_config=tune.TuneConfig(
+                max_concurrent_trials=max_concurrent,
+                reuse_actors=False,
+                trial_name_creator=_trial_name,
+                trial_dirname_creator=_trial_name,
+            ),
         )
     grid = tuner.fit()
     outcomes: dict[str, TrialOutcome] = {}
@@ -768,8 +833,9 @@ def run_trials(cfgs: Sequence[RunConfig], opts: TrialOptions, *, name: str, max_
         elif metrics.get("busy"):
             outcomes[run_id] = TrialOutcome(run_id, "busy", trial_path=path, lock=metrics.get("lock"))
         elif metrics.get("done"):
-            outcomes[run_id] = TrialOutcome(run_id, "finished", trial_path=path,
-                                            best_value=metrics.get("best_value"))
+            outcomes[run_id] = TrialOutcome(
+                run_id, "finished", trial_path=path, best_value=metrics.get("best_value")
+            )
         else:
             outcomes[run_id] = TrialOutcome(run_id, "incomplete", trial_path=path)
     return outcomes
@@ -806,7 +872,27 @@ def ray_session(address: str | None, **kwargs: Any):
         stop_ray()
 
 
-__all__ = ["start_ray", "stop_ray", "ray_running", "ray_session", "RayInfo", "TrialOptions", "TrialOutcome", "Progress",
-           "tune_trial", "train_loop_per_worker", "fit_with_train", "run_trials", "can_restore", "busy_lock",
-           "wait_for_lock", "restore_from_checkpoint_dir", "checkpoint_epoch", "trial_resources",
-           "default_concurrency", "ray_start_resources_arg", "TRIAL_DRIVER", "RAY_ENV"]
+__all__ = [
+    "start_ray",
+    "stop_ray",
+    "ray_running",
+    "ray_session",
+    "RayInfo",
+    "TrialOptions",
+    "TrialOutcome",
+    "Progress",
+    "tune_trial",
+    "train_loop_per_worker",
+    "fit_with_train",
+    "run_trials",
+    "can_restore",
+    "busy_lock",
+    "wait_for_lock",
+    "restore_from_checkpoint_dir",
+    "checkpoint_epoch",
+    "trial_resources",
+    "default_concurrency",
+    "ray_start_resources_arg",
+    "TRIAL_DRIVER",
+    "RAY_ENV",
+]

@@ -38,7 +38,9 @@ def setup_logging(level: str | int | None = None) -> None:
         level = getattr(logging, level.upper(), logging.INFO)
     if not _CONFIGURED:
         handler = _CurrentStderrHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S"))
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
+        )
         for name in ("suite", "search_spaces", "slurm", "analysis"):
             lg = logging.getLogger(name)
             lg.addHandler(handler)

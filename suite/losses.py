@@ -26,9 +26,19 @@ from torch import Tensor
 REF_SIDE = 256
 REF_PIXELS = REF_SIDE * REF_SIDE  # the paper's 256×256 resolution
 
-__all__ = ["partial_ce", "size_bounds", "size_penalty", "size_penalty_fraction", "soft_sizes",
-           "in_bounds", "in_bounds_fraction", "fg_probs_from_logits", "penalty_for_config",
-           "penalty_from_logits", "REF_PIXELS"]
+__all__ = [
+    "partial_ce",
+    "size_bounds",
+    "size_penalty",
+    "size_penalty_fraction",
+    "soft_sizes",
+    "in_bounds",
+    "in_bounds_fraction",
+    "fg_probs_from_logits",
+    "penalty_for_config",
+    "penalty_from_logits",
+    "REF_PIXELS",
+]
 
 
 def partial_ce(logits: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
@@ -74,8 +84,10 @@ def _check_bounds(fg_probs: Tensor, lower: Tensor, upper: Tensor, name: str) -> 
     lower = torch.as_tensor(lower, dtype=torch.float32, device=fg_probs.device)
     upper = torch.as_tensor(upper, dtype=torch.float32, device=fg_probs.device)
     if tuple(lower.shape) != (b,) or tuple(upper.shape) != (b,):
-        raise ValueError(f"{name}: lower/upper must have shape ({b},) like the batch of fg_probs, got "
-                         f"{tuple(lower.shape)} and {tuple(upper.shape)}")
+        raise ValueError(
+            f"{name}: lower/upper must have shape ({b},) like the batch of fg_probs, got "
+            f"{tuple(lower.shape)} and {tuple(upper.shape)}"
+        )
     return lower, upper
 
 
@@ -96,8 +108,9 @@ def size_penalty(fg_probs: Tensor, lower: Tensor, upper: Tensor) -> Tensor:
     return _penalty_terms(soft_sizes(fg_probs), lower, upper).sum() / (h * w)
 
 
-def size_penalty_fraction(fg_probs: Tensor, lower_frac: Tensor, upper_frac: Tensor,
-                          ref_pixels: int = REF_PIXELS) -> Tensor:
+def size_penalty_fraction(
+    fg_probs: Tensor, lower_frac: Tensor, upper_frac: Tensor, ref_pixels: int = REF_PIXELS
+) -> Tensor:
     """``size_units="fraction"``: ref_pixels · Σ_i C(s_i / (H·W)) with bounds as fractions of H·W.
 
     Equals :func:`size_penalty` at H·W = ``ref_pixels`` for the same area fractions.
@@ -138,8 +151,9 @@ def penalty_for_config(cfg: Any, fg_probs: Tensor, sizes_px: Tensor) -> Tensor:
     for the Oracle, the true sizes). ``cfg.size_units`` picks :func:`size_penalty` (pixels) or
     :func:`size_penalty_fraction` (fraction).
     """
-    lower, upper = size_bounds(torch.as_tensor(sizes_px, dtype=torch.float32, device=fg_probs.device),
-                               cfg.gamma)
+    lower, upper = size_bounds(
+        torch.as_tensor(sizes_px, dtype=torch.float32, device=fg_probs.device), cfg.gamma
+    )
     units = getattr(cfg, "size_units", "pixels")
     if units == "pixels":
         return size_penalty(fg_probs, lower, upper)

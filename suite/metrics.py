@@ -81,7 +81,9 @@ def dice_per_volume(pred: Any, target: Any, volume_ids: Sequence[str] | np.ndarr
     return {str(name): float(d) for name, d in zip(names, _dice_from_counts(vi, vt), strict=True)}
 
 
-def volume_ml(mask: Any, volume_ids: Sequence[str] | np.ndarray, voxel_mm3: float | np.ndarray) -> dict[str, float]:
+def volume_ml(
+    mask: Any, volume_ids: Sequence[str] | np.ndarray, voxel_mm3: float | np.ndarray
+) -> dict[str, float]:
     """Foreground volume in ml of each volume: Σ_slices (pixel count × voxel volume) / 1000.
 
     ``voxel_mm3`` is the volume of one voxel *at the resolution of the mask* (spacing_x · spacing_y ·

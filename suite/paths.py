@@ -1,17 +1,17 @@
 """Every file name of a run and of an experiment, in one place (the on-disk contract, DESIGN.md section 3).
 
-    RESULTS/<experiment>/
-      experiment.json              what was asked: space, preset, data hash, git sha, versions, launcher
-      runs/<run_id>/
-        config.json                the frozen run config (written before the first step)
-        env.json                   git sha, torch/CUDA/ray versions, host, SLURM_JOB_ID, world size
-        metrics.csv                append-only, one row per epoch x split x volume (tidy)
-        checkpoint_last.pt         model + optimiser + scheduler + epoch + RNG state (resume point)
-        checkpoint_best.pt         best-validation model (FS: makes the Proposals pseudo-labels)
-        summary.json               written last: its presence means the run finished
-        predictions/               (regressor) predicted sizes of every slice; (FS) pseudo-labels
-        run.log                    the run's log
-        failed.json                written when the run raised (error + traceback); removed on success
+RESULTS/<experiment>/
+  experiment.json              what was asked: space, preset, data hash, git sha, versions, launcher
+  runs/<run_id>/
+    config.json                the frozen run config (written before the first step)
+    env.json                   git sha, torch/CUDA/ray versions, host, SLURM_JOB_ID, world size
+    metrics.csv                append-only, one row per epoch x split x volume (tidy)
+    checkpoint_last.pt         model + optimiser + scheduler + epoch + RNG state (resume point)
+    checkpoint_best.pt         best-validation model (FS: makes the Proposals pseudo-labels)
+    summary.json               written last: its presence means the run finished
+    predictions/               (regressor) predicted sizes of every slice; (FS) pseudo-labels
+    run.log                    the run's log
+    failed.json                written when the run raised (error + traceback); removed on success
 """
 
 from __future__ import annotations
@@ -118,7 +118,9 @@ class ExperimentPaths:
     def all_runs(self) -> list[RunPaths]:
         if not self.runs_dir.is_dir():
             return []
-        return [RunPaths(p) for p in sorted(self.runs_dir.iterdir()) if p.is_dir() and not p.name.startswith(".")]
+        return [
+            RunPaths(p) for p in sorted(self.runs_dir.iterdir()) if p.is_dir() and not p.name.startswith(".")
+        ]
 
     @property
     def report_dir(self) -> Path:

@@ -26,9 +26,18 @@ def _grid(root: Path, *, cohort: str, seeds=(0, 1), ns=(5, 10), examples: bool =
             write_run(root, stage="regressor", n_labeled=n, seed=s, epochs=4)
             for m in METHODS:
                 # seed 1 is 0.02 better than seed 0; n=10 is 0.1 better than n=5
-                write_run(root, method=m, n_labeled=n, seed=s, epochs=6, stat_window=3,
-                          dice=DICE[m] + 0.1 * (n == 10) + 0.02 * s, val_examples=examples,
-                          wall_time_s=360.0, device="cuda:0" if m == "oracle" else "cpu")
+                write_run(
+                    root,
+                    method=m,
+                    n_labeled=n,
+                    seed=s,
+                    epochs=6,
+                    stat_window=3,
+                    dice=DICE[m] + 0.1 * (n == 10) + 0.02 * s,
+                    val_examples=examples,
+                    wall_time_s=360.0,
+                    device="cuda:0" if m == "oracle" else "cpu",
+                )
     return root
 
 
@@ -60,7 +69,8 @@ def test_table1_files(phantom_report) -> None:
     runs = pd.read_csv(tdir / "runs.csv")
     assert (runs["flag"] == "short").sum() == 1 and runs["included"].sum() == 16
     assert {"paired.csv", "conditions.csv", "bootstrap.csv", "regressor_by_n.csv", "per_volume.csv"} <= {
-        p.name for p in tdir.iterdir()}
+        p.name for p in tdir.iterdir()
+    }
 
 
 def test_figures_exist_and_are_images(phantom_report) -> None:
@@ -68,8 +78,14 @@ def test_figures_exist_and_are_images(phantom_report) -> None:
 
     _, res = phantom_report
     fdir = res.out_dir / "figures"
-    expected = {"fig2_dice_vs_n", "fig3_dice_over_epochs", "regressor_error_vs_n", "per_volume_dice",
-                "constraint_in_bounds", "fig4_qualitative"}
+    expected = {
+        "fig2_dice_vs_n",
+        "fig3_dice_over_epochs",
+        "regressor_error_vs_n",
+        "per_volume_dice",
+        "constraint_in_bounds",
+        "fig4_qualitative",
+    }
     assert expected <= {p.stem for p in fdir.glob("*.png")}
     assert expected <= {p.stem for p in fdir.glob("*.svg")}
     for name in expected:
@@ -83,10 +99,23 @@ def test_figures_exist_and_are_images(phantom_report) -> None:
 def test_report_content_is_honest(phantom_report) -> None:
     root, res = phantom_report
     md = res.markdown.read_text()
-    for s in ("## Warnings", "fewer than 5 seeds", "shorter than the window", "## How the numbers are made",
-              "ddof 0", "W = 3 (config stat_window)", "## Table 1", "## Paired comparisons",
-              "proposed − fs at n=5: +20.0 points", "## Provenance", "GPU-hours", "Excluded segmenter runs (1)",
-              "not the real ACDC release", "## Cluster bootstrap", "## Size regressor"):
+    for s in (
+        "## Warnings",
+        "fewer than 5 seeds",
+        "shorter than the window",
+        "## How the numbers are made",
+        "ddof 0",
+        "W = 3 (config stat_window)",
+        "## Table 1",
+        "## Paired comparisons",
+        "proposed − fs at n=5: +20.0 points",
+        "## Provenance",
+        "GPU-hours",
+        "Excluded segmenter runs (1)",
+        "not the real ACDC release",
+        "## Cluster bootstrap",
+        "## Size regressor",
+    ):
         assert s in md, s
     # oracle ran on cuda: 4 runs x 360 s = 0.4 GPU-hours
     assert "| segmenter: oracle | 4 | 0.40 | 6.00 | 0.40 | 0.40 |" in md

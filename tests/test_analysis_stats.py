@@ -55,8 +55,14 @@ def test_constant_dice_mean_is_the_constant_and_spread_zero(exp_dir: Path) -> No
 
 def test_linear_trend_last_window_by_hand(exp_dir: Path) -> None:
     # Dice = 0.2 + 0.05 * epoch + 0.01 * volume_index, 10 epochs, window 4 -> epochs 6..9
-    write_run(exp_dir, method="proposed", seed=0, epochs=10, stat_window=4,
-              dice=lambda e, v: 0.2 + 0.05 * e + 0.01 * v)
+    write_run(
+        exp_dir,
+        method="proposed",
+        seed=0,
+        epochs=10,
+        stat_window=4,
+        dice=lambda e, v: 0.2 + 0.05 * e + 0.01 * v,
+    )
     rs = run_statistics(load_experiment(exp_dir))
     r = rs.iloc[0]
     n_vol = len(default_volumes())  # 8 volumes: mean of 0.01 * v = 0.035
@@ -127,7 +133,9 @@ def test_paired_differences_by_hand(exp_dir: Path) -> None:
     assert (r["method_a"], r["method_b"], r["n_pairs"], r["a_better"]) == ("proposed", "fs", 3, 3)
     half = 4.302653 * 0.05 / math.sqrt(3)  # 0.124207
     assert math.isclose(r["mean_diff"], 0.2) and math.isclose(r["sd_diff"], 0.05, rel_tol=1e-9)
-    assert math.isclose(r["ci_low"], 0.2 - half, abs_tol=1e-6) and math.isclose(r["ci_high"], 0.2 + half, abs_tol=1e-6)
+    assert math.isclose(r["ci_low"], 0.2 - half, abs_tol=1e-6) and math.isclose(
+        r["ci_high"], 0.2 + half, abs_tol=1e-6
+    )
     assert math.isclose(r["d_z"], 4.0, rel_tol=1e-9)
     assert "+20.0 points" in r["statement"] and "proposed is better" in r["statement"]
     assert "3 paired seeds" in r["statement"]
@@ -150,9 +158,20 @@ def test_fs_not_split_by_gamma_and_sensitivity_columns(exp_dir: Path) -> None:
 
 def test_partial_and_failed_runs(exp_dir: Path) -> None:
     write_run(exp_dir, method="fs", seed=0, epochs=10, stat_window=3, dice=0.4)
-    write_run(exp_dir, method="fs", seed=1, epochs=10, stat_window=3, dice=0.6, status="partial", logged_epochs=5,
-              unterminated_tail=True)
-    write_run(exp_dir, method="fs", seed=2, epochs=10, stat_window=3, dice=0.9, status="failed", logged_epochs=5)
+    write_run(
+        exp_dir,
+        method="fs",
+        seed=1,
+        epochs=10,
+        stat_window=3,
+        dice=0.6,
+        status="partial",
+        logged_epochs=5,
+        unterminated_tail=True,
+    )
+    write_run(
+        exp_dir, method="fs", seed=2, epochs=10, stat_window=3, dice=0.9, status="failed", logged_epochs=5
+    )
     exp = load_experiment(exp_dir)
     assert sorted(exp.runs["status"]) == ["failed", "finished", "partial"]
     a = analyse(exp)
@@ -187,8 +206,15 @@ def test_per_volume_and_patient_bootstrap(exp_dir: Path) -> None:
     vols = default_volumes(4)  # patients 1..4, ED and ES
     # patient p has Dice 0.1 * p on both frames, constant over epochs
     for s in (0, 1):
-        write_run(exp_dir, method="fs", seed=s, epochs=4, stat_window=2, volumes=vols,
-                  dice=lambda e, v: 0.1 * (v // 2 + 1))
+        write_run(
+            exp_dir,
+            method="fs",
+            seed=s,
+            epochs=4,
+            stat_window=2,
+            volumes=vols,
+            dice=lambda e, v: 0.1 * (v // 2 + 1),
+        )
     exp = load_experiment(exp_dir)
     a = analyse(exp, bootstrap=400)
     pv = a.per_volume
@@ -205,8 +231,16 @@ def test_per_volume_and_patient_bootstrap(exp_dir: Path) -> None:
 def test_regressor_and_constraint(exp_dir: Path) -> None:
     for s, err in ((0, 10.0), (1, 20.0)):
         write_run(exp_dir, stage="regressor", n_labeled=10, seed=s, epochs=5, reg_err=np.full(5, err))
-        write_run(exp_dir, method="proposed", n_labeled=10, seed=s, epochs=4, stat_window=2, dice=0.5,
-                  in_bounds=np.array([0.2, 0.4, 0.6, 0.8]) + 0.1 * s)
+        write_run(
+            exp_dir,
+            method="proposed",
+            n_labeled=10,
+            seed=s,
+            epochs=4,
+            stat_window=2,
+            dice=0.5,
+            in_bounds=np.array([0.2, 0.4, 0.6, 0.8]) + 0.1 * s,
+        )
     a = analyse(load_experiment(exp_dir))
     by = a.regressor_by_n.iloc[0]
     assert by["n_labeled"] == 10 and by["n_units"] == 2

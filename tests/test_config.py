@@ -50,7 +50,9 @@ def test_identity_shares_prerequisites():
 
 
 def test_overrides_parse_yaml_values():
-    cfg = RunConfig.from_preset("smoke").with_overrides(["seg_lr=1e-3", "reg_milestones=[1, 2]", "compile=true"])
+    cfg = RunConfig.from_preset("smoke").with_overrides(
+        ["seg_lr=1e-3", "reg_milestones=[1, 2]", "compile=true"]
+    )
     assert cfg.seg_lr == 1e-3 and cfg.reg_milestones == (1, 2) and cfg.compile is True
 
 

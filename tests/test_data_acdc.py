@@ -15,8 +15,15 @@ from suite.data import acdc
 from suite.errors import InputError
 
 
-def write_patient(root: Path, k: int, shape=(20, 18, 4), ed: int = 1, es: int = 7, group: str = "NOR",
-                  spacing=(1.5, 1.5, 10.0)) -> Path:
+def write_patient(
+    root: Path,
+    k: int,
+    shape=(20, 18, 4),
+    ed: int = 1,
+    es: int = 7,
+    group: str = "NOR",
+    spacing=(1.5, 1.5, 10.0),
+) -> Path:
     """A small valid ACDC-format patient (fast: no phantom), LV disc larger at ED than ES."""
     pid = f"patient{k:03d}"
     folder = root / pid
@@ -147,7 +154,9 @@ def test_missing_info_cfg(cohort, tmp_path, capsys):
 @pytest.mark.parametrize("key", ["ED", "ES"])
 def test_missing_ed_es_key(cohort, tmp_path, capsys, key):
     cfg = cohort / "patient001" / "Info.cfg"
-    cfg.write_text("".join(line + "\n" for line in cfg.read_text().splitlines() if not line.startswith(key + ":")))
+    cfg.write_text(
+        "".join(line + "\n" for line in cfg.read_text().splitlines() if not line.startswith(key + ":"))
+    )
     expect_error(cohort, tmp_path, capsys, "patient001/Info.cfg", f"key '{key}' is missing")
 
 
@@ -185,7 +194,9 @@ def test_truncated_gzip(cohort, tmp_path, capsys):
     p = cohort / "patient001" / "patient001_frame07.nii.gz"
     data = p.read_bytes()
     p.write_bytes(data[: len(data) // 2])
-    expect_error(cohort, tmp_path, capsys, "patient001_frame07.nii.gz", "truncated or corrupt gzip", "re-extract")
+    expect_error(
+        cohort, tmp_path, capsys, "patient001_frame07.nii.gz", "truncated or corrupt gzip", "re-extract"
+    )
 
 
 def test_gzip_truncated_inside_header(cohort, tmp_path, capsys):
@@ -197,8 +208,15 @@ def test_gzip_truncated_inside_header(cohort, tmp_path, capsys):
 def test_shape_mismatch(cohort, tmp_path, capsys):
     p = cohort / "patient001" / "patient001_frame01_gt.nii.gz"
     _resave(p, np.zeros((20, 18, 5), np.uint8))
-    expect_error(cohort, tmp_path, capsys, "patient001_frame01_gt.nii.gz", "does not match image shape",
-                 "(20, 18, 5)", "(20, 18, 4)")
+    expect_error(
+        cohort,
+        tmp_path,
+        capsys,
+        "patient001_frame01_gt.nii.gz",
+        "does not match image shape",
+        "(20, 18, 5)",
+        "(20, 18, 4)",
+    )
 
 
 def test_label_values_outside_range(cohort, tmp_path, capsys):

@@ -24,8 +24,12 @@ def test_flip_mirror_rot90_are_exact():
     angle = np.array([0, 0, 90.0, -90.0, 0])
     i, l_, a = apply_augment(imgs, labs, flip, mirror, angle)
     assert np.array_equal(i[0], imgs[0][::-1]) and np.array_equal(l_[0], labs[0][::-1])  # ImageOps.flip
-    assert np.array_equal(i[1], imgs[1][:, ::-1]) and np.array_equal(l_[1], labs[1][:, ::-1])  # ImageOps.mirror
-    assert np.array_equal(i[2], np.rot90(imgs[2], 1)) and np.array_equal(l_[2], np.rot90(labs[2], 1))  # PIL +90
+    assert np.array_equal(i[1], imgs[1][:, ::-1]) and np.array_equal(
+        l_[1], labs[1][:, ::-1]
+    )  # ImageOps.mirror
+    assert np.array_equal(i[2], np.rot90(imgs[2], 1)) and np.array_equal(
+        l_[2], np.rot90(labs[2], 1)
+    )  # PIL +90
     assert np.array_equal(l_[3], np.rot90(labs[3], -1))
     assert np.array_equal(l_[4], labs[4][::-1, ::-1])
     assert np.array_equal(a, (l_ == 3).sum(axis=(1, 2)))
@@ -79,7 +83,9 @@ def test_torch_tensors_in_and_out():
     ti, tl, ta = augment_labeled(torch.from_numpy(imgs), torch.from_numpy(labs), copies=4, seed=2)
     ni, nl, na = augment_labeled(imgs, labs, copies=4, seed=2)
     assert isinstance(ti, torch.Tensor) and ti.dtype == torch.uint8
-    assert np.array_equal(ti.numpy(), ni) and np.array_equal(tl.numpy(), nl) and np.array_equal(ta.numpy(), na)
+    assert (
+        np.array_equal(ti.numpy(), ni) and np.array_equal(tl.numpy(), nl) and np.array_equal(ta.numpy(), na)
+    )
     fi, _, _ = augment_labeled(torch.from_numpy(imgs).float() / 255, torch.from_numpy(labs), copies=2, seed=2)
     assert fi.dtype == torch.float32 and float(fi.max()) <= 1.0
 

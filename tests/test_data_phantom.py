@@ -20,8 +20,10 @@ def _frames(folder: Path):
     out = {}
     for key in ("ED", "ES"):
         n = int(info[key])
-        out[key] = (nib.load(str(folder / f"{pid}_frame{n:02d}.nii.gz")),
-                    nib.load(str(folder / f"{pid}_frame{n:02d}_gt.nii.gz")))
+        out[key] = (
+            nib.load(str(folder / f"{pid}_frame{n:02d}.nii.gz")),
+            nib.load(str(folder / f"{pid}_frame{n:02d}_gt.nii.gz")),
+        )
     return info, out
 
 
@@ -33,8 +35,15 @@ def test_layout_is_the_release_layout(phantom_dir):
         info = acdc.parse_info(folder / "Info.cfg")
         ed, es = int(info["ED"]), int(info["ES"])
         pid = folder.name
-        assert files == sorted(["Info.cfg", f"{pid}_frame{ed:02d}.nii.gz", f"{pid}_frame{ed:02d}_gt.nii.gz",
-                                f"{pid}_frame{es:02d}.nii.gz", f"{pid}_frame{es:02d}_gt.nii.gz"])
+        assert files == sorted(
+            [
+                "Info.cfg",
+                f"{pid}_frame{ed:02d}.nii.gz",
+                f"{pid}_frame{ed:02d}_gt.nii.gz",
+                f"{pid}_frame{es:02d}.nii.gz",
+                f"{pid}_frame{es:02d}_gt.nii.gz",
+            ]
+        )
         assert list(info) == ["ED", "ES", "Group", "Height", "NbFrame", "Weight"]
         assert ed == 1 and 1 < es <= int(info["NbFrame"])
         assert info["Group"] in GROUPS
@@ -137,7 +146,14 @@ def test_deterministic_and_patient_k_independent_of_cohort_size(phantom_dir, tmp
 def test_group_orders():
     assert [patient_group(k, 30) for k in range(1, 7)] == ["NOR", "DCM", "HCM", "MINF", "RV", "NOR"]
     assert [patient_group(k, 100, "acdc") for k in (1, 20, 21, 41, 61, 81, 100)] == [
-        "DCM", "DCM", "HCM", "MINF", "NOR", "RV", "RV"]
+        "DCM",
+        "DCM",
+        "HCM",
+        "MINF",
+        "NOR",
+        "RV",
+        "RV",
+    ]
 
 
 def test_cli_phantom_idempotent_and_refuses_other(tmp_path, capsys):

@@ -55,7 +55,9 @@ def test_one_volume_recomputed_independently(prepared_small, phantom_dir):
     es = int(dict(line.split(": ") for line in info.splitlines())["ES"])
     img_nii = nib.load(str(phantom_dir / "patient007" / f"patient007_frame{es:02d}.nii.gz"))
     img = np.asarray(img_nii.dataobj).astype(np.float64)
-    lab = np.asarray(nib.load(str(phantom_dir / "patient007" / f"patient007_frame{es:02d}_gt.nii.gz")).dataobj)
+    lab = np.asarray(
+        nib.load(str(phantom_dir / "patient007" / f"patient007_frame{es:02d}_gt.nii.gz")).dataobj
+    )
     norm = (img - img.min()) / (img.max() - img.min())
     t = torch.from_numpy(np.moveaxis(norm, 2, 0)[:, None]).float()
     exp_img = F.interpolate(t, size=(64, 64), mode="bilinear", align_corners=False)[:, 0].numpy()
@@ -138,12 +140,19 @@ def test_center_crop_enlarges_the_lv_and_is_part_of_the_key(phantom_dir, tmp_pat
     assert 3.0 < np.median(a_crop[big] / a_full[big]) < 5.0
     # the labels equal a hand-made crop of the full-resolution label, resized nearest
     v = m["volumes"][0]
-    lab = np.moveaxis(np.asarray(nib.load(str(src / "patient001" / f"patient001_frame{v['frame_number']:02d}_gt.nii.gz"))
-                                 .dataobj), 2, 0)
+    lab = np.moveaxis(
+        np.asarray(
+            nib.load(str(src / "patient001" / f"patient001_frame{v['frame_number']:02d}_gt.nii.gz")).dataobj
+        ),
+        2,
+        0,
+    )
     nx, ny = lab.shape[1:]
     cx, cy = round(nx * 0.5), round(ny * 0.5)
-    hand = resize_stack(lab[:, (nx - cx) // 2:(nx - cx) // 2 + cx, (ny - cy) // 2:(ny - cy) // 2 + cy], 32, "nearest")
-    assert np.array_equal(np.asarray(crop.labels[v["start"]:v["stop"]]), hand)
+    hand = resize_stack(
+        lab[:, (nx - cx) // 2 : (nx - cx) // 2 + cx, (ny - cy) // 2 : (ny - cy) // 2 + cy], 32, "nearest"
+    )
+    assert np.array_equal(np.asarray(crop.labels[v["start"] : v["stop"]]), hand)
     assert np.allclose(v["spacing_prepared"][:2], [v["spacing"][0] * cx / 32, v["spacing"][1] * cy / 32])
     assert main(["prepare", str(src), str(tmp_path / "bad"), "--crop", "1.5"]) == 2
     assert "--crop 1.5" in capsys.readouterr().err and not (tmp_path / "bad").exists()
@@ -217,5 +226,11 @@ def test_full_cohort_of_100(tmp_path):
     assert d.size == 256 and len(d.volumes) == 200 and 1500 < len(d) < 2600
     s = d.split(5)
     assert s.labeled == ["patient002", "patient003", "patient005", "patient006", "patient007"]
-    assert len(s.val_seg) == 20 and s.val_reg == ["patient076", "patient078", "patient084", "patient093", "patient098"]
+    assert len(s.val_seg) == 20 and s.val_reg == [
+        "patient076",
+        "patient078",
+        "patient084",
+        "patient093",
+        "patient098",
+    ]
     assert d.splits["labeled_effective"] == {"5": 5, "10": 10, "20": 20, "30": 30, "40": 40, "75": 75}

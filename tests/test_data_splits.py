@@ -23,10 +23,31 @@ IDS = [f"patient{i:03d}" for i in range(1, 101)]
 
 # random.seed(1); random.sample(IDS, 25), sorted: computed once with CPython's `random` (stable across versions)
 GOLDEN_VAL_SEED1 = [
-    "patient001", "patient004", "patient009", "patient013", "patient014", "patient016", "patient018",
-    "patient027", "patient030", "patient033", "patient035", "patient041", "patient049", "patient050",
-    "patient056", "patient058", "patient061", "patient063", "patient064", "patient073", "patient076",
-    "patient078", "patient084", "patient093", "patient098",
+    "patient001",
+    "patient004",
+    "patient009",
+    "patient013",
+    "patient014",
+    "patient016",
+    "patient018",
+    "patient027",
+    "patient030",
+    "patient033",
+    "patient035",
+    "patient041",
+    "patient049",
+    "patient050",
+    "patient056",
+    "patient058",
+    "patient061",
+    "patient063",
+    "patient064",
+    "patient073",
+    "patient076",
+    "patient078",
+    "patient084",
+    "patient093",
+    "patient098",
 ]
 
 

@@ -48,10 +48,18 @@ def test_analyse_per_seed_ordering_and_warmup(tmp_path):
             if m != "fs":  # penalty methods: warm-up epochs 0-1 report loss_penalty 0 and no in_bounds
                 rows += [(e, "train", "loss_penalty", p) for e, p in enumerate([0, 0, 50.0, 5.0])]
                 rows += [(e, "train", "in_bounds", b) for e, b in [(2, 0.1), (3, 0.3)]]
-            _run(exp, f"seg-{m}-n5-s{seed}", {"stage": "segmenter", "method": m, "seed": seed, "stat_window": 2},
-                 rows)
-        _run(exp, f"reg-n5-s{seed}", {"stage": "regressor", "method": "regressor", "seed": seed},
-             [(0, "regval", "size_abs_err_pct", 30.0), (0, "regval", "bounds_ok", 0.1)])
+            _run(
+                exp,
+                f"seg-{m}-n5-s{seed}",
+                {"stage": "segmenter", "method": m, "seed": seed, "stat_window": 2},
+                rows,
+            )
+        _run(
+            exp,
+            f"reg-n5-s{seed}",
+            {"stage": "regressor", "method": "regressor", "seed": seed},
+            [(0, "regval", "size_abs_err_pct", 30.0), (0, "regval", "bounds_ok", 0.1)],
+        )
     res = fid.analyse(exp)
     s0, s1 = res["per_seed"][0], res["per_seed"][1]
     assert s0["fs"]["stat"] == pytest.approx(0.2) and s0["oracle"]["stat"] == pytest.approx(0.45)

@@ -24,7 +24,9 @@ from suite.losses import (
 
 def const_probs(values: list[float], side: int = 4) -> torch.Tensor:
     """(B, side, side) probability maps, image i filled with values[i] (so s_i = values[i]·side²)."""
-    return torch.stack([torch.full((side, side), v, dtype=torch.float32) for v in values]).requires_grad_(True)
+    return torch.stack([torch.full((side, side), v, dtype=torch.float32) for v in values]).requires_grad_(
+        True
+    )
 
 
 # 4×4 images with p = 0.5 everywhere: s = 8, H·W = 16
@@ -75,8 +77,9 @@ def test_batch_of_mixed_cases_equals_sum_of_single_images():
     total = size_penalty(fg, lows, ups)
     # hand: 0 + 4/16 + 9/16 + 64/16 + (4 − 3.5)²/16
     assert total.item() == pytest.approx((0 + 4 + 9 + 64 + 0.25) / 16)
-    singles = sum(size_penalty(const_probs([v]), lows[i:i + 1], ups[i:i + 1]).item()
-                  for i, v in enumerate(values))
+    singles = sum(
+        size_penalty(const_probs([v]), lows[i : i + 1], ups[i : i + 1]).item() for i, v in enumerate(values)
+    )
     assert total.item() == pytest.approx(singles)
     total.backward()
     expected = torch.tensor([0.0, -0.25, 0.375, 1.0, 2 * 0.5 / 16]).view(-1, 1, 1).expand_as(fg)
@@ -142,7 +145,9 @@ def test_penalty_for_config_both_units():
     pix = RunConfig.from_preset("smoke", gamma=0.1, size_units="pixels")
     frac = RunConfig.from_preset("smoke", gamma=0.1, size_units="fraction")
     assert penalty_for_config(pix, fg, sizes).item() == pytest.approx(584**2 / 4096, rel=1e-6)
-    assert penalty_for_config(frac, fg, sizes).item() == pytest.approx(REF_PIXELS * (584 / 4096) ** 2, rel=1e-5)
+    assert penalty_for_config(frac, fg, sizes).item() == pytest.approx(
+        REF_PIXELS * (584 / 4096) ** 2, rel=1e-5
+    )
 
 
 def test_penalty_from_logits_gradient_through_softmax():
@@ -174,8 +179,9 @@ def test_partial_ce_averages_over_supervised_pixels_only():
     assert torch.count_nonzero(logits.grad[..., 0, :]) == 4
     # no mask: the mean over all four pixels includes the two confident mistakes
     full = partial_ce(logits.detach(), target)
-    assert full.item() == pytest.approx((math.log(2) + math.log(4 / 3) + 2 * (10 + math.log1p(math.exp(-10)))) / 4,
-                                        rel=1e-5)
+    assert full.item() == pytest.approx(
+        (math.log(2) + math.log(4 / 3) + 2 * (10 + math.log1p(math.exp(-10)))) / 4, rel=1e-5
+    )
 
 
 def test_partial_ce_mask_over_batch_counts_pixels_not_images():
@@ -201,4 +207,6 @@ def test_partial_ce_shape_errors():
     with pytest.raises(ValueError, match="target shape"):
         partial_ce(torch.zeros(1, 2, 4, 4), torch.zeros(1, 4, 5, dtype=torch.long))
     with pytest.raises(ValueError, match="mask shape"):
-        partial_ce(torch.zeros(1, 2, 4, 4), torch.zeros(1, 4, 4, dtype=torch.long), torch.ones(2, 4, 4).bool())
+        partial_ce(
+            torch.zeros(1, 2, 4, 4), torch.zeros(1, 4, 4, dtype=torch.long), torch.ones(2, 4, 4).bool()
+        )

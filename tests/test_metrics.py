@@ -75,7 +75,9 @@ def test_dice_per_volume_pools_voxels():
     assert per_vol == pytest.approx({"A": 2 * 2 / (3 + 2), "B": 1.0})
     # the mean of the 2-D Dice of A's slices is (1 + 0) / 2 = 0.5: a different number
     assert dice_per_slice(pred, target)[[0, 2]].mean() == pytest.approx(0.5)
-    assert dice_per_volume(pred, target, np.array(ids))["A"] == pytest.approx(dice(pred[[0, 2]], target[[0, 2]]))
+    assert dice_per_volume(pred, target, np.array(ids))["A"] == pytest.approx(
+        dice(pred[[0, 2]], target[[0, 2]])
+    )
     with pytest.raises(ValueError, match="one entry per slice"):
         dice_per_volume(pred, target, ["A", "B"])
 
@@ -89,4 +91,6 @@ def test_volume_ml():
     # scalar voxel 1.5 × 1.5 × 10 mm = 22.5 mm³
     assert volume_ml(m, ids, 22.5) == pytest.approx({"v1": 5 * 22.5 / 1000, "v2": 16 * 22.5 / 1000})
     # one voxel volume per slice
-    assert volume_ml(m, ids, np.array([10.0, 20.0, 5.0])) == pytest.approx({"v1": (40 + 20) / 1000, "v2": 0.08})
+    assert volume_ml(m, ids, np.array([10.0, 20.0, 5.0])) == pytest.approx(
+        {"v1": (40 + 20) / 1000, "v2": 0.08}
+    )

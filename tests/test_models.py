@@ -53,8 +53,9 @@ def test_enet_architecture_matches_table1():
     assert isinstance(net.down1, DownsamplingBottleneck) and isinstance(net.down2, DownsamplingBottleneck)
     assert isinstance(net.up4, UpsamplingBottleneck) and isinstance(net.up5, UpsamplingBottleneck)
     for stage in (net.stage2, net.stage3):
-        convs = [next(m for m in b.branch if isinstance(m, nn.Conv2d) and m.kernel_size != (1, 1))
-                 for b in stage]
+        convs = [
+            next(m for m in b.branch if isinstance(m, nn.Conv2d) and m.kernel_size != (1, 1)) for b in stage
+        ]
         assert [c.dilation[0] for c in convs] == [1, 2, 1, 4, 1, 8, 1, 16]
         assert [c.kernel_size for c in convs][2] == (5, 1) and [c.kernel_size for c in convs][6] == (5, 1)
     drops = [m.p for m in net.modules() if isinstance(m, nn.Dropout2d)]
@@ -142,8 +143,13 @@ def test_prepare_model_channels_last_keeps_the_numbers():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("script,args", [("bench_gpu.py", ["--cpu", "--procs", "1,2"]),
-                                         ("bench_cpu.py", ["--quick", "--variants", "default,channels_last"])])
+@pytest.mark.parametrize(
+    "script,args",
+    [
+        ("bench_gpu.py", ["--cpu", "--procs", "1,2"]),
+        ("bench_cpu.py", ["--quick", "--variants", "default,channels_last"]),
+    ],
+)
 def test_bench_scripts_cpu_sanity(tmp_path, script, args):
     import json
     import subprocess
@@ -152,13 +158,19 @@ def test_bench_scripts_cpu_sanity(tmp_path, script, args):
 
     root = Path(__file__).resolve().parents[1]
     out = tmp_path / "bench.json"
-    proc = subprocess.run([sys.executable, str(root / "scripts" / script), *args, "--out", str(out)],
-                          capture_output=True, text=True, timeout=900, cwd=root)
+    proc = subprocess.run(
+        [sys.executable, str(root / "scripts" / script), *args, "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=root,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(out.read_text())
     if script == "bench_gpu.py":
         assert {(r["model"], r["batch"], r["dtype"]) for r in result["throughput"]} == {
-            (m, b, d) for m in ("enet", "regressor") for b in (1, 8) for d in ("fp32", "bf16")}
+            (m, b, d) for m in ("enet", "regressor") for b in (1, 8) for d in ("fp32", "bf16")
+        }
         assert [r["k"] for r in result["concurrent_enet"]] == [1, 2]
         assert [r["world_size"] for r in result["ddp_regressor"]] == [1, 2]
     else:

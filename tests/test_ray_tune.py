@@ -35,7 +35,9 @@ CRASH = "-s7-@0;-s8-@0@1"  # FS seed 7: trial process exits after epoch 0; seed 
 
 def _rows(path: Path) -> list[tuple[int, str, str, str, str]]:
     with open(path, newline="") as f:
-        return [(int(r["epoch"]), r["split"], r["volume"], r["metric"], r["value"]) for r in csv.DictReader(f)]
+        return [
+            (int(r["epoch"]), r["split"], r["volume"], r["metric"], r["value"]) for r in csv.DictReader(f)
+        ]
 
 
 def _numbers(run_dir: Path) -> list[tuple]:
@@ -102,13 +104,30 @@ def ray_local(tmp_path_factory: pytest.TempPathFactory):
 @pytest.mark.timeout(900)
 def test_driver_killed_midway_relaunch_repeats_nothing(prepared: Path, tmp_path: Path) -> None:
     out = tmp_path / "res"
-    cmd = [sys.executable, "-m", "suite", "tune", "--data", str(prepared), "--space", "smoke", "--labeled", "5",
-           "--seeds", "0", "--out", str(out), "--num-cpus", "2"] + [a for o in OVR for a in ("--set", o)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "suite",
+        "tune",
+        "--data",
+        str(prepared),
+        "--space",
+        "smoke",
+        "--labeled",
+        "5",
+        "--seeds",
+        "0",
+        "--out",
+        str(out),
+        "--num-cpus",
+        "2",
+    ] + [a for o in OVR for a in ("--set", o)]
     env = {**os.environ, "SUITE_NO_PBAR": "1"}
     env.pop("SUITE_TEST_CRASH", None)
     runs = out / "smoke-smoke" / "runs"
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
     before: dict[str, tuple[int, int]] = {}
     try:
         deadline = time.monotonic() + 600
@@ -117,7 +136,9 @@ def test_driver_killed_midway_relaunch_repeats_nothing(prepared: Path, tmp_path:
             if len(done) >= 2:
                 break
             time.sleep(0.5)
-        assert proc.poll() is None, f"driver ended before it could be killed: {proc.stderr.read().decode()[-2000:]}"
+        assert proc.poll() is None, (
+            f"driver ended before it could be killed: {proc.stderr.read().decode()[-2000:]}"
+        )
         os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray it started (same process group)
         proc.wait(timeout=30)
     finally:
@@ -147,7 +168,9 @@ def test_driver_killed_midway_relaunch_repeats_nothing(prepared: Path, tmp_path:
 
 # ---------------------------------------------------------------------------------------------- grid == standalone
 @pytest.mark.timeout(900)
-def test_smoke_grid_equals_standalone_runs(prepared: Path, standalone: Path, ray_local, tmp_path: Path) -> None:
+def test_smoke_grid_equals_standalone_runs(
+    prepared: Path, standalone: Path, ray_local, tmp_path: Path
+) -> None:
     from search_spaces.driver import run_experiment
 
     out = tmp_path / "res"
@@ -181,8 +204,19 @@ def test_regressor_trained_once_for_all_proposed_runs(prepared: Path, ray_local,
     from search_spaces.driver import run_experiment
 
     out = tmp_path / "res"
-    s = run_experiment(prepared, "sensitivity", "smoke", [0], out, labeled=[5], methods=["proposed"],
-                       search="random", num_samples=2, search_seed=3, overrides=OVR)
+    s = run_experiment(
+        prepared,
+        "sensitivity",
+        "smoke",
+        [0],
+        out,
+        labeled=[5],
+        methods=["proposed"],
+        search="random",
+        num_samples=2,
+        search_seed=3,
+        overrides=OVR,
+    )
     assert s["ok"], s
     runs = out / "sensitivity-smoke" / "runs"
     regs = sorted(p for p in runs.iterdir() if p.name.startswith("reg-"))
@@ -202,14 +236,16 @@ def test_regressor_trained_once_for_all_proposed_runs(prepared: Path, ray_local,
 
 # ---------------------------------------------------------------------------------------------- faults
 @pytest.mark.timeout(900)
-def test_killed_trial_process_resumes_from_checkpoint(prepared: Path, standalone: Path, ray_local,
-                                                      tmp_path: Path) -> None:
+def test_killed_trial_process_resumes_from_checkpoint(
+    prepared: Path, standalone: Path, ray_local, tmp_path: Path
+) -> None:
     from search_spaces.driver import run_experiment
 
     _, markers = ray_local
     out = tmp_path / "res"
-    s = run_experiment(prepared, "smoke", "smoke", [7], out, labeled=[5], methods=["fs"], overrides=OVR,
-                       max_failures=2)
+    s = run_experiment(
+        prepared, "smoke", "smoke", [7], out, labeled=[5], methods=["fs"], overrides=OVR, max_failures=2
+    )
     assert s["ok"], s
     (rid,) = s["runs"]
     run = out / "smoke-smoke" / "runs" / rid
@@ -220,12 +256,15 @@ def test_killed_trial_process_resumes_from_checkpoint(prepared: Path, standalone
 
 
 @pytest.mark.timeout(900)
-def test_one_train_worker_equals_standalone(prepared: Path, standalone: Path, ray_local, tmp_path: Path) -> None:
+def test_one_train_worker_equals_standalone(
+    prepared: Path, standalone: Path, ray_local, tmp_path: Path
+) -> None:
     from search_spaces.driver import run_experiment
 
     out = tmp_path / "res"
-    s = run_experiment(prepared, "smoke", "smoke", [0], out, labeled=[5], methods=["fs"], overrides=OVR,
-                       use_train=True)
+    s = run_experiment(
+        prepared, "smoke", "smoke", [0], out, labeled=[5], methods=["fs"], overrides=OVR, use_train=True
+    )
     assert s["ok"], s
     (rid,) = s["runs"]
     run = out / "smoke-smoke" / "runs" / rid
@@ -237,8 +276,9 @@ def test_one_train_worker_equals_standalone(prepared: Path, standalone: Path, ra
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_two_ddp_workers_close_to_one_and_survive_a_killed_worker(prepared: Path, ray_local,
-                                                                  tmp_path: Path) -> None:
+def test_two_ddp_workers_close_to_one_and_survive_a_killed_worker(
+    prepared: Path, ray_local, tmp_path: Path
+) -> None:
     from search_spaces.driver import run_experiment
     from suite.config import RunConfig
     from suite.stages import execute
@@ -246,8 +286,19 @@ def test_two_ddp_workers_close_to_one_and_survive_a_killed_worker(prepared: Path
     _, markers = ray_local
     ovr = OVR + ["seg_batch=2"]
     out = tmp_path / "res"
-    s = run_experiment(prepared, "smoke", "smoke", [8], out, labeled=[5], methods=["fs"], overrides=ovr,
-                       workers_per_trial=2, cpus_per_trial=1, max_failures=2)
+    s = run_experiment(
+        prepared,
+        "smoke",
+        "smoke",
+        [8],
+        out,
+        labeled=[5],
+        methods=["fs"],
+        overrides=ovr,
+        workers_per_trial=2,
+        cpus_per_trial=1,
+        max_failures=2,
+    )
     assert s["ok"], s
     (rid,) = s["runs"]
     run = out / "smoke-smoke" / "runs" / rid
@@ -296,8 +347,11 @@ def test_local_ray_survives_the_preemption_signal(ray_local) -> None:
         return os.getpid()
 
     worker = psutil.Process(ray.get(pid.remote(), timeout=60))
-    daemons = [p for p in psutil.Process().children(recursive=True)
-               if p.name() in ("gcs_server", "raylet") or "dashboard" in " ".join(p.cmdline())]
+    daemons = [
+        p
+        for p in psutil.Process().children(recursive=True)
+        if p.name() in ("gcs_server", "raylet") or "dashboard" in " ".join(p.cmdline())
+    ]
     assert {p.name() for p in daemons} >= {"gcs_server", "raylet"}, [p.name() for p in daemons]
     got: list[int] = []
     previous = signal.signal(PREEMPTION_SIGNAL, lambda signum, frame: got.append(signum))

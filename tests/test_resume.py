@@ -17,8 +17,18 @@ from suite.paths import ExperimentPaths
 from suite.stages import common, execute
 from suite.stages.common import MetricsWriter, load_checkpoint, read_metrics
 
-CFG = dict(image_size=32, threads=1, device="cpu", seg_epochs=3, n_labeled=5, seed=1, method="oracle",
-           lr_patience=1, seg_batch=8, unl_batch=64)
+CFG = dict(
+    image_size=32,
+    threads=1,
+    device="cpu",
+    seg_epochs=3,
+    n_labeled=5,
+    seed=1,
+    method="oracle",
+    lr_patience=1,
+    seg_batch=8,
+    unl_batch=64,
+)
 
 
 def _cfg(data, **kw) -> RunConfig:
@@ -26,8 +36,11 @@ def _cfg(data, **kw) -> RunConfig:
 
 
 def _numbers(paths) -> list[tuple]:
-    return [(r["epoch"], r["split"], r["volume"], r["metric"], r["value"]) for r in read_metrics(paths.metrics)
-            if r["metric"] != "epoch_time_s"]
+    return [
+        (r["epoch"], r["split"], r["volume"], r["metric"], r["value"])
+        for r in read_metrics(paths.metrics)
+        if r["metric"] != "epoch_time_s"
+    ]
 
 
 def _weights(path) -> dict[str, torch.Tensor]:

@@ -15,9 +15,30 @@ FAST = ["--set", "image_size=32", "--set", "threads=1", "--set", "seg_epochs=1",
 
 def test_run_fs_with_set_overrides(prepared_small, tmp_path, capsys):
     out = tmp_path / "exp"
-    rc = main(["run", "--data", str(prepared_small), "--stage", "segmenter", "--method", "fs", "--labeled", "5",
-               "--seed", "3", "--preset", "smoke", "--out", str(out), "--device", "cpu", *FAST,
-               "--set", "seg_lr=0.001"])
+    rc = main(
+        [
+            "run",
+            "--data",
+            str(prepared_small),
+            "--stage",
+            "segmenter",
+            "--method",
+            "fs",
+            "--labeled",
+            "5",
+            "--seed",
+            "3",
+            "--preset",
+            "smoke",
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+            *FAST,
+            "--set",
+            "seg_lr=0.001",
+        ]
+    )
     assert rc == 0
     printed = capsys.readouterr().out.splitlines()
     run_dir = Path(printed[0])
@@ -25,36 +46,86 @@ def test_run_fs_with_set_overrides(prepared_small, tmp_path, capsys):
     assert any(line.strip().startswith("val/dice_mean = ") for line in printed)
     cfg = json.loads((run_dir / "config.json").read_text())
     assert (cfg["seg_lr"], cfg["seed"], cfg["n_labeled"], cfg["image_size"], cfg["seg_epochs"]) == (
-        0.001, 3, 5, 32, 1)
+        0.001,
+        3,
+        5,
+        32,
+        1,
+    )
     assert cfg["preset"] == "smoke" and cfg["data"] == str(prepared_small.resolve()) and cfg["data_hash"]
     exp = json.loads(ExperimentPaths(out).experiment.read_text())
     assert exp["launcher"] == "local" and exp["preset"] == "smoke" and exp["data_hash"] == cfg["data_hash"]
     assert "git_sha" in exp and "torch" in exp["versions"]
     # same command again: the finished run is skipped and reported
-    assert main(["run", "--data", str(prepared_small), "--method", "fs", "--labeled", "5", "--seed", "3",
-                 "--preset", "smoke", "--out", str(out), "--device", "cpu", *FAST, "--set", "seg_lr=0.001"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--data",
+                str(prepared_small),
+                "--method",
+                "fs",
+                "--labeled",
+                "5",
+                "--seed",
+                "3",
+                "--preset",
+                "smoke",
+                "--out",
+                str(out),
+                "--device",
+                "cpu",
+                *FAST,
+                "--set",
+                "seg_lr=0.001",
+            ]
+        )
+        == 0
+    )
     assert capsys.readouterr().out.splitlines()[0] == str(run_dir)
 
 
 def test_yaml_config_then_options_then_set(prepared_small, tmp_path, capsys):
     cfg_file = tmp_path / "run.yaml"
-    cfg_file.write_text("preset: smoke\nmethod: oracle\nseg_epochs: 1\nimage_size: 32\nthreads: 1\n"
-                        "gamma: 0.3\nlam: 0.5\nseg_batch: 4\nunl_batch: 32\n")
-    rc = main(["run", "--data", str(prepared_small), "--config", str(cfg_file), "--lam", "0.25",
-               "--set", "gamma=0.2", "--out", str(tmp_path / "exp"), "--device", "cpu", "--stop-after-epoch", "0"])
+    cfg_file.write_text(
+        "preset: smoke\nmethod: oracle\nseg_epochs: 1\nimage_size: 32\nthreads: 1\n"
+        "gamma: 0.3\nlam: 0.5\nseg_batch: 4\nunl_batch: 32\n"
+    )
+    rc = main(
+        [
+            "run",
+            "--data",
+            str(prepared_small),
+            "--config",
+            str(cfg_file),
+            "--lam",
+            "0.25",
+            "--set",
+            "gamma=0.2",
+            "--out",
+            str(tmp_path / "exp"),
+            "--device",
+            "cpu",
+            "--stop-after-epoch",
+            "0",
+        ]
+    )
     assert rc == 0
     run_dir = Path(capsys.readouterr().out.splitlines()[0])
     cfg = json.loads((run_dir / "config.json").read_text())
     assert (cfg["method"], cfg["preset"], cfg["gamma"], cfg["lam"]) == ("oracle", "smoke", 0.2, 0.25)
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--set", "nope=1"], "--set nope: unknown key; valid keys: .*seg_lr"),
-    (["--set", "seg_epochs"], "expected key=value"),
-    (["--set", "gamma=1.5"], "gamma=1.5 must be in"),
-    (["--preset", "nonesuch"], "preset 'nonesuch' does not exist"),
-    (["--stage", "regressor", "--method", "fs"], "--method applies to the segmenter stage"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--set", "nope=1"], "--set nope: unknown key; valid keys: .*seg_lr"),
+        (["--set", "seg_epochs"], "expected key=value"),
+        (["--set", "gamma=1.5"], "gamma=1.5 must be in"),
+        (["--preset", "nonesuch"], "preset 'nonesuch' does not exist"),
+        (["--stage", "regressor", "--method", "fs"], "--method applies to the segmenter stage"),
+    ],
+)
 def test_bad_config_input_exits_2_with_one_line(prepared_small, tmp_path, capsys, argv, message):
     import re
 
@@ -71,7 +142,10 @@ def test_unknown_key_in_yaml_and_missing_data_exit_2(tmp_path, capsys):
     assert main(["run", "--data", str(tmp_path), "--config", str(bad), "--out", str(tmp_path / "e")]) == 2
     err = capsys.readouterr().err
     assert "bad.yaml: unknown key(s) seg_epoch; valid keys:" in err
-    assert main(["run", "--data", str(tmp_path / "missing"), "--preset", "smoke", "--out", str(tmp_path / "e")]) == 2
+    assert (
+        main(["run", "--data", str(tmp_path / "missing"), "--preset", "smoke", "--out", str(tmp_path / "e")])
+        == 2
+    )
     assert "missing" in capsys.readouterr().err
     assert not (tmp_path / "e").exists()
 

@@ -62,8 +62,9 @@ def test_smoke_and_fidelity_spaces():
     smoke = get_space("smoke")
     assert smoke.default_preset == "smoke" and smoke.default_seeds == (0,)
     cfgs = smoke.configs(seeds=[0])
-    assert _axes(cfgs) == sorted((m, n, 0, 0.1, 0.01) for m in ("fs", "proposals", "proposed", "oracle")
-                                 for n in (5, 10))
+    assert _axes(cfgs) == sorted(
+        (m, n, 0, 0.1, 0.01) for m in ("fs", "proposals", "proposed", "oracle") for n in (5, 10)
+    )
     plan = build_plan(cfgs)
     assert len(plan.runs) == 10  # + one regressor per n
     fid = get_space("fidelity").configs(seeds=[0, 1, 2])
@@ -74,8 +75,13 @@ def test_smoke_and_fidelity_spaces():
 
 def test_overrides_and_swept_axes():
     sp = get_space("smoke")
-    cfgs = sp.configs("smoke", [0], overrides=["seg_epochs=2", "threads=1"], labeled=[5],
-                      base={"data": "/d", "data_hash": "abc"})
+    cfgs = sp.configs(
+        "smoke",
+        [0],
+        overrides=["seg_epochs=2", "threads=1"],
+        labeled=[5],
+        base={"data": "/d", "data_hash": "abc"},
+    )
     assert {c.seg_epochs for c in cfgs} == {2} and {c.threads for c in cfgs} == {1}
     assert {c.data_hash for c in cfgs} == {"abc"} and {c.n_labeled for c in cfgs} == {5}
     with pytest.raises(ConfigError, match="--set n_labeled: the space 'smoke' sweeps n_labeled"):
@@ -115,8 +121,14 @@ def test_plan_dedupes_and_orders_phases(tmp_path):
     assert len(plan.requested) == 5
     by_id = plan.runs
     stages = sorted((c.stage, c.method) for c in by_id.values())
-    assert stages == [("regressor", "regressor"), ("segmenter", "fs"), ("segmenter", "oracle"),
-                      ("segmenter", "proposals"), ("segmenter", "proposed"), ("segmenter", "proposed")]
+    assert stages == [
+        ("regressor", "regressor"),
+        ("segmenter", "fs"),
+        ("segmenter", "oracle"),
+        ("segmenter", "proposals"),
+        ("segmenter", "proposed"),
+        ("segmenter", "proposed"),
+    ]
     levels = phases(plan, done=set())
     first = {by_id[r].method for r in levels[0]}
     second = {by_id[r].method for r in levels[1]}
@@ -135,13 +147,22 @@ def test_experiment_json_rejects_a_different_space(tmp_path):
     from search_spaces.driver import _write_experiment_json
 
     exp = ExperimentPaths(tmp_path / "e")
-    rec = {"space": "smoke", "preset": "smoke", "data_hash": "h", "overrides": [], "search": "grid",
-           "seeds": [0], "launch": {"at": "t0"}}
+    rec = {
+        "space": "smoke",
+        "preset": "smoke",
+        "data_hash": "h",
+        "overrides": [],
+        "search": "grid",
+        "seeds": [0],
+        "launch": {"at": "t0"},
+    }
     _write_experiment_json(exp, dict(rec))
     _write_experiment_json(exp, {**rec, "seeds": [1], "launch": {"at": "t1"}})
     doc = json.loads(exp.experiment.read_text())
     assert doc["seeds"] == [0, 1] and [x["at"] for x in doc["launches"]] == ["t0", "t1"]
-    with pytest.raises(InputError, match=r"experiment.json: this experiment folder was made with space='smoke'"):
+    with pytest.raises(
+        InputError, match=r"experiment.json: this experiment folder was made with space='smoke'"
+    ):
         _write_experiment_json(exp, {**rec, "space": "paper", "launch": {}})
 
 

@@ -38,7 +38,9 @@ def _cluster_problem() -> str | None:
     states = r.stdout.split()
     if r.returncode != 0 or not any(s.rstrip("*~#") in ("idle", "mix", "alloc") for s in states):
         why = status.read_text().strip() if status.exists() else ""
-        return f"no usable SLURM node (sinfo rc={r.returncode} {r.stderr.strip()[:100]} {states}) {why}".strip()
+        return (
+            f"no usable SLURM node (sinfo rc={r.returncode} {r.stderr.strip()[:100]} {states}) {why}".strip()
+        )
     return None
 
 
@@ -78,8 +80,14 @@ def _config(data: Path, method: str = "fs", **changes):
 
     base = {k: v for k, v in (o.split("=") for o in TINY)}
     base.update({k: str(v) for k, v in changes.items()})
-    cfg = RunConfig.from_preset("smoke", method=method, n_labeled=5, seed=0, data=str(data),
-                                data_hash=PreparedData.open(data).data_hash)
+    cfg = RunConfig.from_preset(
+        "smoke",
+        method=method,
+        n_labeled=5,
+        seed=0,
+        data=str(data),
+        data_hash=PreparedData.open(data).data_hash,
+    )
     return cfg.with_overrides([f"{k}={v}" for k, v in base.items()])
 
 
@@ -182,7 +190,9 @@ def test_array_mode_smoke_grid(array_experiment, tmp_path):
     # phase 2 started only after every phase-1 task ended (the completion log's times)
     ids = [t["job_id"] for t in first["tasks"] + second["tasks"]]
     # slurmctld appends a job's completion record a moment after the job's result file appears
-    _wait_for(lambda: all(i in read_jobcomp(SLURM_DIR / "jobcomp.txt") for i in ids), 30, "the completion log")
+    _wait_for(
+        lambda: all(i in read_jobcomp(SLURM_DIR / "jobcomp.txt") for i in ids), 30, "the completion log"
+    )
     comp = read_jobcomp(SLURM_DIR / "jobcomp.txt")
     ends = [comp[t["job_id"]]["End"] for t in first["tasks"]]
     starts = [comp[t["job_id"]]["Start"] for t in second["tasks"]]
@@ -251,9 +261,14 @@ def test_preemption_requeues_and_resumes(data, tmp_path):
     _wait_for(lambda: rp.checkpoint_last.exists(), 400, "the first epoch's checkpoint")
     epoch0 = [ln for ln in rp.metrics.read_text().splitlines() if ln.startswith("0,")]
     subprocess.run(["scancel", "--signal=USR2", job.job_id], check=True)
-    _wait_for(lambda: _job_state(job.job_id) in ("PENDING", "REQUEUED") or
-              "Requeued" in (job.paths.stderr.read_text() if job.paths.stderr.exists() else ""), 60,
-              "the job to requeue itself")
+    _wait_for(
+        lambda: (
+            _job_state(job.job_id) in ("PENDING", "REQUEUED")
+            or "Requeued" in (job.paths.stderr.read_text() if job.paths.stderr.exists() else "")
+        ),
+        60,
+        "the job to requeue itself",
+    )
     (out,) = wait(sub, exp, timeout_s=500)
     res = _result(job)
     assert out.ok, out

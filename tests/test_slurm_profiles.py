@@ -31,15 +31,25 @@ def test_shipped_profiles_load():
 
 @pytest.mark.parametrize(
     "text, minutes",
-    [("90", 90), (90, 90), ("01:30", 2), ("02:00:00", 120), ("1-00:00:00", 1440), ("1-12", 2160),
-     ("0-00:00:30", 1), ("2-01:30", 2970)],
+    [
+        ("90", 90),
+        (90, 90),
+        ("01:30", 2),
+        ("02:00:00", 120),
+        ("1-00:00:00", 1440),
+        ("1-12", 2160),
+        ("0-00:00:30", 1),
+        ("2-01:30", 2970),
+    ],
 )
 def test_time_limits(text, minutes):
     assert time_minutes(text) == minutes
 
 
-@pytest.mark.parametrize("text, mb", [("64G", 65536), ("500M", 500), ("1T", 1048576), ("2GB", 2048),
-                                      ("1.5G", 1536), ("0", 0), ("1024", 1024)])
+@pytest.mark.parametrize(
+    "text, mb",
+    [("64G", 65536), ("500M", 500), ("1T", 1048576), ("2GB", 2048), ("1.5G", 1536), ("0", 0), ("1024", 1024)],
+)
 def test_memory_sizes(text, mb):
     assert mem_mb(text) == mb
 
@@ -55,7 +65,10 @@ def test_memory_sizes(text, mb):
         ({"mem": "lots"}, r"field mem='lots' is not a memory size; write it like 64G"),
         ({"time": "soon"}, r"field time='soon' is not a positive SLURM time limit"),
         ({"time": "0"}, r"field time='0' is not a positive"),
-        ({"time": "00:05:00", "signal_delay_s": 600}, r"signal_delay_s=600 must be shorter than the time limit"),
+        (
+            {"time": "00:05:00", "signal_delay_s": 600},
+            r"signal_delay_s=600 must be shorter than the time limit",
+        ),
         ({"partition": "gpu a100"}, r"field partition='gpu a100' must be a non-empty word"),
         ({"extra_sbatch": ["--array=0-3"]}, r"sets --array, which the launcher sets itself"),
         ({"extra_sbatch": ["--gres=gpu:2", "-N 2"]}, r"sets -N; use the profile field nodes instead"),
@@ -74,7 +87,9 @@ def test_bad_profiles_one_clear_line(tmp_path, data, match):
 
 
 def test_unknown_profile_name_lists_shipped():
-    with pytest.raises(InputError, match=r"--profile 'nope': no such profile; available: gpu-1node, gpu-2node, local"):
+    with pytest.raises(
+        InputError, match=r"--profile 'nope': no such profile; available: gpu-1node, gpu-2node, local"
+    ):
         load_profile("nope")
 
 
@@ -103,22 +118,39 @@ def _check_golden(name: str, text: str) -> None:
 
 
 def test_golden_sbatch_ray_1node():
-    text = render_sbatch(load_profile("gpu-1node"), "ray", folder=FOLDER, python="/opt/venv/bin/python",
-                         job_name="suite-exp-ray")
+    text = render_sbatch(
+        load_profile("gpu-1node"),
+        "ray",
+        folder=FOLDER,
+        python="/opt/venv/bin/python",
+        job_name="suite-exp-ray",
+    )
     _check_golden("sbatch_ray_gpu-1node.sh", text)
 
 
 def test_golden_sbatch_ray_2node():
-    text = render_sbatch(load_profile("gpu-2node"), "ray", folder=FOLDER, python="/opt/venv/bin/python",
-                         job_name="suite-exp-ray")
+    text = render_sbatch(
+        load_profile("gpu-2node"),
+        "ray",
+        folder=FOLDER,
+        python="/opt/venv/bin/python",
+        job_name="suite-exp-ray",
+    )
     _check_golden("sbatch_ray_gpu-2node.sh", text)
     assert "#SBATCH --nodes=2\n" in text and "--nodes=1 --ntasks=1" in text
 
 
 def test_golden_sbatch_array_local():
-    text = render_sbatch(load_profile("local"), "array", folder=FOLDER, python="/opt/venv/bin/python",
-                         job_name="suite-exp-array-1", array_size=6, max_parallel=3,
-                         dependency="afterany:1234")
+    text = render_sbatch(
+        load_profile("local"),
+        "array",
+        folder=FOLDER,
+        python="/opt/venv/bin/python",
+        job_name="suite-exp-array-1",
+        array_size=6,
+        max_parallel=3,
+        dependency="afterany:1234",
+    )
     _check_golden("sbatch_array_local.sh", text)
     assert "#SBATCH --array=0-5%3\n" in text and "#SBATCH --dependency=afterany:1234\n" in text
 
@@ -174,8 +206,27 @@ def test_dry_run_prints_script_and_layout(prepared_small, tmp_path, capsys):
     from suite.cli import main
 
     out = tmp_path / "results"
-    rc = main(["slurm", "submit", "--data", str(prepared_small), "--space", "smoke", "--labeled", "5",
-               "--out", str(out), "--mode", "array", "--profile", "local", "--max-parallel", "1", "--dry-run"])
+    rc = main(
+        [
+            "slurm",
+            "submit",
+            "--data",
+            str(prepared_small),
+            "--space",
+            "smoke",
+            "--labeled",
+            "5",
+            "--out",
+            str(out),
+            "--mode",
+            "array",
+            "--profile",
+            "local",
+            "--max-parallel",
+            "1",
+            "--dry-run",
+        ]
+    )
     text = capsys.readouterr().out
     assert rc == 0
     assert "# array 1: 3 task(s), runs without prerequisites, at most 1 at once" in text
@@ -183,8 +234,21 @@ def test_dry_run_prints_script_and_layout(prepared_small, tmp_path, capsys):
     assert "#SBATCH --array=0-2%1\n" in text and "#SBATCH --array=0-1%1\n" in text
     assert f"#SBATCH --output={out}/smoke-smoke/slurm/jobs/%A_%a/%A_%a_0_log.out" in text
     assert not out.exists()  # nothing written
-    rc = main(["slurm", "submit", "--data", str(prepared_small), "--out", str(out), "--mode", "ray",
-               "--profile", "gpu-2node", "--dry-run"])
+    rc = main(
+        [
+            "slurm",
+            "submit",
+            "--data",
+            str(prepared_small),
+            "--out",
+            str(out),
+            "--mode",
+            "ray",
+            "--profile",
+            "gpu-2node",
+            "--dry-run",
+        ]
+    )
     text = capsys.readouterr().out
     assert rc == 0 and "#SBATCH --nodes=2\n" in text and "1 worker(s) via srun --overlap" in text
 
@@ -217,7 +281,11 @@ def test_ray_node_commands_one_host_two_nodes(monkeypatch):
     assert "--address=127.0.0.1:6999" in worker and "--node-ip-address=127.0.0.1" in worker
 
     def worker_ports(cmd):
-        opt = {a.split("=")[0]: int(a.split("=")[1]) for a in cmd if a.startswith(("--min-worker", "--max-worker"))}
+        opt = {
+            a.split("=")[0]: int(a.split("=")[1])
+            for a in cmd
+            if a.startswith(("--min-worker", "--max-worker"))
+        }
         return set(range(opt["--min-worker-port"], opt["--max-worker-port"] + 1))
 
     assert worker_ports(head) and worker_ports(worker) and not worker_ports(head) & worker_ports(worker)
@@ -233,7 +301,7 @@ def test_ray_node_processes_ignore_the_preemption_signal(monkeypatch):
 
     monkeypatch.setenv("SUBMITIT_FOLDER", "/tmp/x/jobs/%j")
     cmd = RayNodes(["localhost"], job_tag="7", port=6999).command(0)
-    wrapper = cmd[cmd.index("bash"):cmd.index("ray-node") + 1]
+    wrapper = cmd[cmd.index("bash") : cmd.index("ray-node") + 1]
     probe = "import signal; print(signal.getsignal(signal.SIGUSR2) is signal.SIG_IGN)"
     out = subprocess.run([*wrapper, sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "True"

@@ -33,8 +33,18 @@ from suite.stages.common import (
 )
 
 # few, larger batches: the number of optimiser steps is what costs on a contended CPU
-SMOKE = dict(image_size=32, threads=1, device="cpu", seg_epochs=2, reg_epochs=1, reg_aug_copies=1, n_labeled=5,
-             seed=0, seg_batch=8, unl_batch=64)
+SMOKE = dict(
+    image_size=32,
+    threads=1,
+    device="cpu",
+    seg_epochs=2,
+    reg_epochs=1,
+    reg_aug_copies=1,
+    n_labeled=5,
+    seed=0,
+    seg_batch=8,
+    unl_batch=64,
+)
 
 SEG_RUN_METRICS = {"loss_ce", "loss_penalty", "loss_total", "lr", "epoch_time_s"}
 SEG_VAL_VOLUME_METRICS = {"dice", "dice2d", "lv_volume_pred_ml", "lv_volume_true_ml"}
@@ -153,8 +163,9 @@ def _ctx(cfg: RunConfig, root: Path):
     cfg, data = common.open_data(cfg)
     paths = ExperimentPaths(root).run(cfg.run_id)
     common.configure_torch(cfg, torch.device("cpu"))
-    return common.RunContext(cfg=cfg, paths=paths, experiment_root=root, data=data, device=torch.device("cpu"),
-                             rank=0, world=1)
+    return common.RunContext(
+        cfg=cfg, paths=paths, experiment_root=root, data=data, device=torch.device("cpu"), rank=0, world=1
+    )
 
 
 def _small(sd, n_lab=2, n_unl=4):
@@ -309,8 +320,13 @@ def test_four_methods_end_to_end(prepared_small, tmp_path):
     # regressor: metrics vocabulary, sizes of every prepared slice
     reg_rows = _rows(reg)
     assert {(r["split"], r["metric"]) for r in reg_rows} == {
-        ("train", "loss_mse"), ("train", "lr"), ("train", "epoch_time_s"), ("regval", "size_abs_err"),
-        ("regval", "size_abs_err_pct"), ("regval", "bounds_ok")}
+        ("train", "loss_mse"),
+        ("train", "lr"),
+        ("train", "epoch_time_s"),
+        ("regval", "size_abs_err"),
+        ("regval", "size_abs_err_pct"),
+        ("regval", "bounds_ok"),
+    }
     assert sorted({r["epoch"] for r in reg_rows}) == [0]
     with np.load(reg.sizes) as z:
         from suite.data.prepared import PreparedData
@@ -328,9 +344,16 @@ def test_four_methods_end_to_end(prepared_small, tmp_path):
         assert ("in_bounds" in train) == (method in ("oracle", "proposed"))
         vols = {r["volume"] for r in rows if r["split"] == "val" and r["volume"]}
         assert vols and all(v.endswith(("_ED", "_ES")) for v in vols)
-        per_vol = {(r["volume"], r["metric"]) for r in rows if r["split"] == "val" and r["volume"] and r["epoch"] == 1}
+        per_vol = {
+            (r["volume"], r["metric"])
+            for r in rows
+            if r["split"] == "val" and r["volume"] and r["epoch"] == 1
+        }
         assert per_vol == {(v, m) for v in vols for m in SEG_VAL_VOLUME_METRICS}
-        assert {r["metric"] for r in rows if r["split"] == "val" and not r["volume"]} == {"dice2d_slices", "dice_mean"}
+        assert {r["metric"] for r in rows if r["split"] == "val" and not r["volume"]} == {
+            "dice2d_slices",
+            "dice_mean",
+        }
         for r in rows:
             assert np.isfinite(r["value"]), (method, r)
             if r["metric"] in ("dice", "dice2d", "dice2d_slices", "dice_mean", "in_bounds"):
@@ -350,8 +373,10 @@ def test_four_methods_end_to_end(prepared_small, tmp_path):
         assert examples == fs_examples  # the same fixed validation slices for every run
 
     # the same seed starts every method from the same weights and order: epoch-0 labeled CE is shared
-    ce0 = {m: next(r["value"] for r in _rows(p) if r["epoch"] == 0 and r["metric"] == "loss_ce")
-           for m, p in runs.items()}
+    ce0 = {
+        m: next(r["value"] for r in _rows(p) if r["epoch"] == 0 and r["metric"] == "loss_ce")
+        for m, p in runs.items()
+    }
     assert len(set(ce0.values())) == 1, ce0
 
     # a second execute reuses everything: nothing is trained again
@@ -386,8 +411,12 @@ def _ddp_worker(rank: int, world: int, init_file: str, cfg_dict: dict, root: str
 def _spawn(world: int, cfg: RunConfig, root: Path, tmp: Path) -> Path:
     import torch.multiprocessing as mp
 
-    mp.spawn(_ddp_worker, args=(world, str(tmp / f"init-{world}"), cfg.to_dict(include_derived=False), str(root),
-                                str(tmp)), nprocs=world, join=True)
+    mp.spawn(
+        _ddp_worker,
+        args=(world, str(tmp / f"init-{world}"), cfg.to_dict(include_derived=False), str(root), str(tmp)),
+        nprocs=world,
+        join=True,
+    )
     roots = {Path(tmp, f"rank{r}.txt").read_text() for r in range(world)}
     assert len(roots) == 1  # every rank ran the same run
     return Path(roots.pop())
@@ -399,10 +428,16 @@ def test_one_rank_process_group_is_bit_identical_to_standalone(prepared_small, t
     cfg = smoke_cfg(prepared_small, method="oracle", seg_batch=2, unl_batch=4)
     alone = execute(cfg, tmp_path / "alone")
     in_group = RunPaths(_spawn(1, cfg, tmp_path / "group", tmp_path))
-    strip = [(r["epoch"], r["split"], r["volume"], r["metric"], r["value"]) for r in _rows(alone)
-             if r["metric"] != "epoch_time_s"]
-    assert strip == [(r["epoch"], r["split"], r["volume"], r["metric"], r["value"]) for r in _rows(in_group)
-                     if r["metric"] != "epoch_time_s"]
+    strip = [
+        (r["epoch"], r["split"], r["volume"], r["metric"], r["value"])
+        for r in _rows(alone)
+        if r["metric"] != "epoch_time_s"
+    ]
+    assert strip == [
+        (r["epoch"], r["split"], r["volume"], r["metric"], r["value"])
+        for r in _rows(in_group)
+        if r["metric"] != "epoch_time_s"
+    ]
 
 
 @pytest.mark.slow

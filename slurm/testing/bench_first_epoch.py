@@ -45,8 +45,16 @@ def measure(mode: str, data: str, profile_name: str, out: Path, timeout_s: float
     profile = load_profile(profile_name)
     configs = None
     if mode == "array":
-        configs = [RunConfig.from_preset("smoke", method="fs", n_labeled=5, seed=0, data=data,
-                                         data_hash=PreparedData.open(data).data_hash)]
+        configs = [
+            RunConfig.from_preset(
+                "smoke",
+                method="fs",
+                n_labeled=5,
+                seed=0,
+                data=data,
+                data_hash=PreparedData.open(data).data_hash,
+            )
+        ]
     t0 = time.time()
     sub = submit(req, profile, mode, configs=configs)
     job_id = sub.jobs[0].job_id
@@ -64,8 +72,13 @@ def measure(mode: str, data: str, profile_name: str, out: Path, timeout_s: float
             time.sleep(0.2)
     finally:
         subprocess.run(["scancel", job_id.split("_")[0]], capture_output=True)
-    return {"mode": mode, "job_id": job_id, "profile": profile_name, **{k: round(v, 1) for k, v in marks.items()},
-            "load": os.getloadavg()}
+    return {
+        "mode": mode,
+        "job_id": job_id,
+        "profile": profile_name,
+        **{k: round(v, 1) for k, v in marks.items()},
+        "load": os.getloadavg(),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     out = Path(args.out or tempfile.mkdtemp(prefix="suite-slurm-bench-"))
     data = str(Path(args.data).resolve())
-    for mode in (["array", "ray"] if args.mode == "both" else [args.mode]):
+    for mode in ["array", "ray"] if args.mode == "both" else [args.mode]:
         print(json.dumps(measure(mode, data, args.profile, out, args.timeout)), flush=True)
     return 0
 

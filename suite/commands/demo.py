@@ -23,16 +23,23 @@ log = logging.getLogger("suite.demo")
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "demo", help="run the whole suite on the built-in synthetic data (what `make demo` runs)",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default="demo-results", help="folder for data, runs and report (default: %(default)s)")
+        "demo",
+        help="run the whole suite on the built-in synthetic data (what `make demo` runs)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--out", default="demo-results", help="folder for data, runs and report (default: %(default)s)"
+    )
     p.add_argument("--patients", type=int, default=30, help="phantom patients (>= 30; default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="phantom seed (default: %(default)s)")
     p.add_argument("--size", type=int, default=64, help="prepared image size (default: %(default)s)")
     p.add_argument("--preset", default="smoke", help="run preset (default: %(default)s)")
     p.add_argument("--space", default="smoke", help="search space (default: %(default)s)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds (default: 0)")
-    p.add_argument("--no-ray", action="store_true", help="run the grid with the standalone runner instead of Ray")
+    p.add_argument(
+        "--no-ray", action="store_true", help="run the grid with the standalone runner instead of Ray"
+    )
     p.set_defaults(func=run)
 
 
@@ -60,14 +67,20 @@ def run(args: argparse.Namespace) -> int:
     prepare(cohort_dir, prepared_dir, size=args.size)
     data = PreparedData.open(prepared_dir)
     s = summary(data)
-    print(f"   {time.perf_counter() - t:.1f} s; {s['patients']} patients, {s['volumes']} volumes, "
-          f"{s['slices']} slices, groups {s['groups']}")
+    print(
+        f"   {time.perf_counter() - t:.1f} s; {s['patients']} patients, {s['volumes']} volumes, "
+        f"{s['slices']} slices, groups {s['groups']}"
+    )
     if "unavailable" not in s["splits"]:
         sp = s["splits"]
-        print(f"   splits: labeled n (effective) {sp['labeled_effective']}; dropped {sp['dropped'] or 'none'}")
+        print(
+            f"   splits: labeled n (effective) {sp['labeled_effective']}; dropped {sp['dropped'] or 'none'}"
+        )
 
-    _banner(f"3/5 space {args.space!r}, preset {args.preset!r}, seeds {args.seeds} "
-            f"({'standalone' if args.no_ray else 'Ray Tune'})")
+    _banner(
+        f"3/5 space {args.space!r}, preset {args.preset!r}, seeds {args.seeds} "
+        f"({'standalone' if args.no_ray else 'Ray Tune'})"
+    )
     t = time.perf_counter()
     experiment = f"{args.space}-{args.preset}"
     if args.no_ray:
@@ -75,11 +88,19 @@ def run(args: argparse.Namespace) -> int:
     else:
         from search_spaces.driver import run_experiment
 
-        res = run_experiment(prepared_dir, space=args.space, preset=args.preset, seeds=args.seeds, out=results,
-                             experiment=experiment)
+        res = run_experiment(
+            prepared_dir,
+            space=args.space,
+            preset=args.preset,
+            seeds=args.seeds,
+            out=results,
+            experiment=experiment,
+        )
         exp_root = Path(res["experiment"])
-        print(f"   {res['total']} runs: {res['already_finished']} already finished, {res['finished_now']} "
-              f"finished now; Ray start-up {res['ray_start_s']:.1f} s")
+        print(
+            f"   {res['total']} runs: {res['already_finished']} already finished, {res['finished_now']} "
+            f"finished now; Ray start-up {res['ray_start_s']:.1f} s"
+        )
         for f in res["failed"]:
             print(f"   FAILED {f.get('run_id')}: {f.get('error')} (log: {f.get('log')})")
         if not res["ok"]:
@@ -105,7 +126,9 @@ def _run_standalone(prepared: Path, space: str, preset: str, seeds: list[int], e
     from suite.stages import execute
 
     data = PreparedData.open(prepared)
-    for cfg in get_space(space).configs(preset, seeds, base={"data": str(prepared), "data_hash": data.data_hash}):
+    for cfg in get_space(space).configs(
+        preset, seeds, base={"data": str(prepared), "data_hash": data.data_hash}
+    ):
         execute(cfg, exp_root)
     return exp_root
 
@@ -131,7 +154,9 @@ def _print_last_epoch(exp_root: Path) -> None:
         if by_epoch:
             last = max(by_epoch)
             vals = by_epoch[last]
-            rows.append((cfg["method"], cfg["n_labeled"], cfg["seed"], last, sum(vals) / len(vals), rp.status()))
+            rows.append(
+                (cfg["method"], cfg["n_labeled"], cfg["seed"], last, sum(vals) / len(vals), rp.status())
+            )
     print(f"   {'method':<10} {'n':>3} {'seed':>4} {'epoch':>5} {'dice':>7}  status")
     for m, n, seed, ep, dice, st in sorted(rows):
         print(f"   {m:<10} {n:>3} {seed:>4} {ep:>5} {dice:>7.3f}  {st}")

@@ -16,9 +16,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("out", metavar="OUT", help="folder to create (written atomically)")
     p.add_argument("--patients", type=int, default=100, help="number of patients (default 100, as ACDC)")
     p.add_argument("--seed", type=int, default=0, help="cohort seed (default 0)")
-    p.add_argument("--group-order", choices=("interleaved", "acdc"), default="interleaved",
-                   help="interleaved (default): NOR, DCM, HCM, MINF, RV repeating, every prefix balanced; acdc: "
-                   "blocks of 20 as in the release (001-020 DCM, 021-040 HCM, 041-060 MINF, 061-080 NOR, 081-100 RV)")
+    p.add_argument(
+        "--group-order",
+        choices=("interleaved", "acdc"),
+        default="interleaved",
+        help="interleaved (default): NOR, DCM, HCM, MINF, RV repeating, every prefix balanced; acdc: "
+        "blocks of 20 as in the release (001-020 DCM, 021-040 HCM, 041-060 MINF, 061-080 NOR, 081-100 RV)",
+    )
     p.add_argument("--workers", type=int, default=None, help="processes (default: CPU count, at most 8)")
     p.add_argument("--force", action="store_true", help="replace an existing, different phantom in OUT")
     p.set_defaults(func=run)
@@ -30,7 +34,13 @@ def run(args: argparse.Namespace) -> int:
     from suite.data.phantom import write_cohort
 
     t0 = time.perf_counter()
-    out = write_cohort(args.out, patients=args.patients, seed=args.seed, group_order=args.group_order,
-                       force=args.force, workers=args.workers)
+    out = write_cohort(
+        args.out,
+        patients=args.patients,
+        seed=args.seed,
+        group_order=args.group_order,
+        force=args.force,
+        workers=args.workers,
+    )
     print(f"phantom: {args.patients} patients (seed {args.seed}) in {out} [{time.perf_counter() - t0:.1f} s]")
     return 0

@@ -14,23 +14,38 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "SIZE x SIZE and write OUT/images.npy, labels.npy, manifest.json and splits.json atomically. "
         "A second run with the same inputs and options is a no-op.",
     )
-    p.add_argument("src", metavar="SRC", help="ACDC-format folder (patientXXX/ folders, or its parent with training/)")
+    p.add_argument(
+        "src", metavar="SRC", help="ACDC-format folder (patientXXX/ folders, or its parent with training/)"
+    )
     p.add_argument("out", metavar="OUT", help="prepared dataset folder to create")
     p.add_argument("--size", type=int, default=256, help="slice size in pixels (default 256, the paper's)")
-    p.add_argument("--split-seed", type=int, default=1,
-                   help="seed of the paper-mode validation draw recorded in splits.json (default 1, the authors')")
-    p.add_argument("--crop", type=float, default=1.0,
-                   help="keep only the central CROP fraction of the field of view along each in-plane axis before "
-                   "resizing (a heart-centred crop; default 1.0 = the whole image, as the paper)")
-    p.add_argument("--force", action="store_true", help="rebuild even if OUT is up to date / replace another prepared dataset")
+    p.add_argument(
+        "--split-seed",
+        type=int,
+        default=1,
+        help="seed of the paper-mode validation draw recorded in splits.json (default 1, the authors')",
+    )
+    p.add_argument(
+        "--crop",
+        type=float,
+        default=1.0,
+        help="keep only the central CROP fraction of the field of view along each in-plane axis before "
+        "resizing (a heart-centred crop; default 1.0 = the whole image, as the paper)",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="rebuild even if OUT is up to date / replace another prepared dataset",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from suite.data.prepare import prepare
 
-    r = prepare(args.src, args.out, size=args.size, split_seed=args.split_seed, force=args.force,
-                crop=args.crop)
+    r = prepare(
+        args.src, args.out, size=args.size, split_seed=args.split_seed, force=args.force, crop=args.crop
+    )
     state = "up to date (skipped)" if r.skipped else f"written in {r.seconds:.1f} s"
     print(f"prepared: {r.path} data_hash={r.data_hash} slices={r.n_slices} {state}")
     return 0

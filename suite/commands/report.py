@@ -19,18 +19,41 @@ RESULTS/<experiment>/report/. Prints the report path and Table 1.
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("report", help="Table 1, statistics, figures and a report of an experiment",
-                              description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "report",
+        help="Table 1, statistics, figures and a report of an experiment",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("experiment", help="the experiment folder RESULTS/<experiment> (holds runs/)")
-    p.add_argument("--window", type=int, default=None, metavar="W",
-                   help="epochs averaged per run (default: each run config's stat_window)")
-    p.add_argument("--include-partial", action="store_true",
-                   help="include runs still in progress that already have W epochs (flagged)")
-    p.add_argument("--bootstrap", type=int, default=0, metavar="N",
-                   help="also a cluster bootstrap over validation patients with N resamples (default 0: off)")
-    p.add_argument("--out", default=None, metavar="DIR", help="report folder (default RESULTS/<experiment>/report)")
-    p.add_argument("--cohort", choices=("acdc", "phantom"), default=None,
-                   help="override the cohort recorded in experiment.json (acdc: compare with the paper)")
+    p.add_argument(
+        "--window",
+        type=int,
+        default=None,
+        metavar="W",
+        help="epochs averaged per run (default: each run config's stat_window)",
+    )
+    p.add_argument(
+        "--include-partial",
+        action="store_true",
+        help="include runs still in progress that already have W epochs (flagged)",
+    )
+    p.add_argument(
+        "--bootstrap",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also a cluster bootstrap over validation patients with N resamples (default 0: off)",
+    )
+    p.add_argument(
+        "--out", default=None, metavar="DIR", help="report folder (default RESULTS/<experiment>/report)"
+    )
+    p.add_argument(
+        "--cohort",
+        choices=("acdc", "phantom"),
+        default=None,
+        help="override the cohort recorded in experiment.json (acdc: compare with the paper)",
+    )
     p.add_argument("--no-figures", action="store_true", help="skip the figures (tables and report only)")
     p.set_defaults(func=handler)
 
@@ -42,8 +65,15 @@ def handler(args: argparse.Namespace) -> int:
         raise InputError(f"--bootstrap {args.bootstrap}: must be >= 0 (patient resamples; 0 = off)")
     from analysis.report import build_report
 
-    res = build_report(args.experiment, window=args.window, include_partial=args.include_partial,
-                       bootstrap=args.bootstrap, out=args.out, cohort=args.cohort, figures=not args.no_figures)
+    res = build_report(
+        args.experiment,
+        window=args.window,
+        include_partial=args.include_partial,
+        bootstrap=args.bootstrap,
+        out=args.out,
+        cohort=args.cohort,
+        figures=not args.no_figures,
+    )
     print(f"report: {res.markdown}")
     print(f"html:   {res.html}")
     print()

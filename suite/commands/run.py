@@ -22,14 +22,26 @@ from typing import Any
 log = logging.getLogger("suite.commands.run")
 
 # CLI option → config field
-_FIELDS = {"stage": "stage", "method": "method", "labeled": "n_labeled", "seed": "seed", "gamma": "gamma",
-           "lam": "lam", "split_mode": "split_mode", "split_seed": "split_seed", "device": "device"}
+_FIELDS = {
+    "stage": "stage",
+    "method": "method",
+    "labeled": "n_labeled",
+    "seed": "seed",
+    "gamma": "gamma",
+    "lam": "lam",
+    "split_mode": "split_mode",
+    "split_seed": "split_seed",
+    "device": "device",
+}
 
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
-        "run", help="train one run (regressor or segmenter) on this machine",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        "run",
+        help="train one run (regressor or segmenter) on this machine",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--data", help="prepared dataset folder (made by suite prepare)")
     p.add_argument("--out", required=True, help="experiment folder; the run goes to OUT/runs/<run_id>/")
     p.add_argument("--stage", choices=["regressor", "segmenter"], help="default: segmenter")
@@ -42,11 +54,18 @@ def register(subparsers: Any) -> None:
     p.add_argument("--split-seed", dest="split_seed", type=int)
     p.add_argument("--preset", help="named preset (paper, code, smoke, fidelity); default paper")
     p.add_argument("--config", help="YAML file of config keys (may name a preset)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key (repeatable), e.g. --set seg_epochs=10")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key (repeatable), e.g. --set seg_epochs=10",
+    )
     p.add_argument("--device", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--stop-after-epoch", dest="stop_after_epoch", type=int, default=None,
-                   help=argparse.SUPPRESS)  # tests: leave a partial run after this epoch
+    p.add_argument(
+        "--stop-after-epoch", dest="stop_after_epoch", type=int, default=None, help=argparse.SUPPRESS
+    )  # tests: leave a partial run after this epoch
     p.set_defaults(func=handle)
 
 
@@ -88,11 +107,19 @@ def write_experiment(out: Path, cfg: Any, data_hash: str) -> None:
     exp = ExperimentPaths(out)
     if exp.experiment.exists():
         return
-    write_json_atomic(exp.experiment, {
-        "launcher": "local", "preset": cfg.preset, "data": cfg.data, "data_hash": data_hash,
-        "git_sha": git_sha(), "versions": versions(), "command": ["suite", *sys.argv[1:]],
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    })
+    write_json_atomic(
+        exp.experiment,
+        {
+            "launcher": "local",
+            "preset": cfg.preset,
+            "data": cfg.data,
+            "data_hash": data_hash,
+            "git_sha": git_sha(),
+            "versions": versions(),
+            "command": ["suite", *sys.argv[1:]],
+            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        },
+    )
 
 
 def handle(args: argparse.Namespace) -> int:
@@ -107,8 +134,10 @@ def handle(args: argparse.Namespace) -> int:
     print(paths.root)
     if paths.summary.exists():
         summary = json.loads(paths.summary.read_text())
-        print(f"finished {summary['run_id']}: best epoch {summary['best_epoch']} "
-              f"({summary.get('selection_metric', 'selection')}={summary['best_value']:.4f})")
+        print(
+            f"finished {summary['run_id']}: best epoch {summary['best_epoch']} "
+            f"({summary.get('selection_metric', 'selection')}={summary['best_value']:.4f})"
+        )
         for k, v in sorted(summary.get("final", {}).items()):
             print(f"  {k} = {v:.6g}")
     else:

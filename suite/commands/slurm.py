@@ -53,35 +53,68 @@ RESULTS, the prepared data and the Python environment must be on a filesystem sh
 def register(subparsers: Any) -> None:
     from slurm.profiles import available_profiles
 
-    p = subparsers.add_parser("slurm", help="run an experiment on SLURM (submitit): submit, status, cancel",
-                              description=DESCRIPTION.format(profiles=", ".join(available_profiles())),
-                              epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "slurm",
+        help="run an experiment on SLURM (submitit): submit, status, cancel",
+        description=DESCRIPTION.format(profiles=", ".join(available_profiles())),
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = p.add_subparsers(dest="slurm_command", metavar="ACTION")
 
-    s = sub.add_parser("submit", help="submit an experiment (or print the sbatch script with --dry-run)",
-                       description=DESCRIPTION.format(profiles=", ".join(available_profiles())), epilog=EPILOG,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    s.add_argument("--mode", choices=["ray", "array"], default="ray",
-                   help="ray: one allocation running Ray (default); array: one array task per run, no Ray")
-    s.add_argument("--profile", default="local", metavar="NAME|FILE.yaml",
-                   help=f"resource profile: {', '.join(available_profiles())} or a YAML file (default: local)")
+    s = sub.add_parser(
+        "submit",
+        help="submit an experiment (or print the sbatch script with --dry-run)",
+        description=DESCRIPTION.format(profiles=", ".join(available_profiles())),
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    s.add_argument(
+        "--mode",
+        choices=["ray", "array"],
+        default="ray",
+        help="ray: one allocation running Ray (default); array: one array task per run, no Ray",
+    )
+    s.add_argument(
+        "--profile",
+        default="local",
+        metavar="NAME|FILE.yaml",
+        help=f"resource profile: {', '.join(available_profiles())} or a YAML file (default: local)",
+    )
     s.add_argument("--data", required=True, help="prepared dataset (suite prepare), on a shared filesystem")
     s.add_argument("--space", default="smoke", help="search space (default: smoke)")
     s.add_argument("--preset", default=None, help="config preset (default: the space's)")
     s.add_argument("--seeds", type=int, nargs="+", default=None, help="training seeds (default: the space's)")
-    s.add_argument("--labeled", type=int, nargs="+", default=None, help="labeled counts n (default: the space's)")
-    s.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="config override (repeatable), e.g. --set seg_epochs=10")
+    s.add_argument(
+        "--labeled", type=int, nargs="+", default=None, help="labeled counts n (default: the space's)"
+    )
+    s.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override (repeatable), e.g. --set seg_epochs=10",
+    )
     s.add_argument("--out", required=True, help="results folder; the experiment goes to OUT/<experiment>/")
     s.add_argument("--experiment", default=None, help="experiment folder name (default: <space>-<preset>)")
-    s.add_argument("--max-parallel", type=int, default=None,
-                   help="array mode: at most this many array tasks at once (default: the profile's)")
+    s.add_argument(
+        "--max-parallel",
+        type=int,
+        default=None,
+        help="array mode: at most this many array tasks at once (default: the profile's)",
+    )
     s.add_argument("--max-concurrent", type=int, default=None, help="ray mode: concurrent trials")
-    s.add_argument("--gpus-per-trial", type=float, default=None,
-                   help="ray mode: GPUs per trial, fractions pack trials on a GPU (e.g. 0.25)")
+    s.add_argument(
+        "--gpus-per-trial",
+        type=float,
+        default=None,
+        help="ray mode: GPUs per trial, fractions pack trials on a GPU (e.g. 0.25)",
+    )
     s.add_argument("--workers-per-trial", type=int, default=None, help="ray mode: DDP workers per trial")
-    s.add_argument("--dry-run", action="store_true",
-                   help="print the sbatch script(s) and the job layout; submit nothing")
+    s.add_argument(
+        "--dry-run", action="store_true", help="print the sbatch script(s) and the job layout; submit nothing"
+    )
     s.add_argument("--wait", action="store_true", help="wait for the jobs and report each run")
     s.set_defaults(func=handle_submit)
 
@@ -107,11 +140,18 @@ def _request(args: argparse.Namespace) -> Any:
     if "/" in name or name.startswith("."):
         raise InputError(f"--experiment {name!r}: a folder name without '/' and not starting with '.'")
     data = Path(args.data).resolve()
-    return Request(experiment=str(Path(args.out).resolve() / name), data=str(data), space=args.space,
-                   preset=args.preset, seeds=tuple(args.seeds) if args.seeds else None,
-                   labeled=tuple(args.labeled) if args.labeled else None, overrides=tuple(args.overrides),
-                   max_concurrent=args.max_concurrent, gpus_per_trial=args.gpus_per_trial,
-                   workers_per_trial=args.workers_per_trial)
+    return Request(
+        experiment=str(Path(args.out).resolve() / name),
+        data=str(data),
+        space=args.space,
+        preset=args.preset,
+        seeds=tuple(args.seeds) if args.seeds else None,
+        labeled=tuple(args.labeled) if args.labeled else None,
+        overrides=tuple(args.overrides),
+        max_concurrent=args.max_concurrent,
+        gpus_per_trial=args.gpus_per_trial,
+        workers_per_trial=args.workers_per_trial,
+    )
 
 
 def handle_submit(args: argparse.Namespace) -> int:
@@ -124,17 +164,22 @@ def handle_submit(args: argparse.Namespace) -> int:
     profile.check_mode(args.mode)
     if args.mode == "ray" and args.max_parallel is not None:
         raise InputError("--max-parallel applies to --mode array; use --max-concurrent for ray mode")
-    if args.mode == "array" and any(v is not None for v in (args.max_concurrent, args.gpus_per_trial,
-                                                            args.workers_per_trial)):
-        raise InputError("--max-concurrent/--gpus-per-trial/--workers-per-trial apply to --mode ray; for "
-                         "--mode array set the resources of each task in the profile")
+    if args.mode == "array" and any(
+        v is not None for v in (args.max_concurrent, args.gpus_per_trial, args.workers_per_trial)
+    ):
+        raise InputError(
+            "--max-concurrent/--gpus-per-trial/--workers-per-trial apply to --mode ray; for "
+            "--mode array set the resources of each task in the profile"
+        )
     req = _request(args)
     if not args.dry_run:
         import shutil
 
         if shutil.which("sbatch") is None:
-            raise InputError("sbatch not found: run on a SLURM login node (or start a local cluster with "
-                             "slurm/testing/start-local-cluster.sh), or use --dry-run")
+            raise InputError(
+                "sbatch not found: run on a SLURM login node (or start a local cluster with "
+                "slurm/testing/start-local-cluster.sh), or use --dry-run"
+            )
     sub = submit(req, profile, args.mode, dry_run=args.dry_run, max_parallel=args.max_parallel)
     if args.dry_run:
         print(sub.dry_run_text)

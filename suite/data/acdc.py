@@ -86,7 +86,9 @@ def resolve_root(src: str | os.PathLike) -> Path:
     """The folder holding the patient folders: ``src`` itself or its ``training`` sub-folder (release zip)."""
     root = Path(src)
     if not root.exists():
-        raise InputError(f"{root}: folder does not exist; give the ACDC 'training' folder or a `suite phantom` output")
+        raise InputError(
+            f"{root}: folder does not exist; give the ACDC 'training' folder or a `suite phantom` output"
+        )
     if not root.is_dir():
         raise InputError(f"{root}: is a file, not a folder; give the folder that holds patientXXX/ folders")
     has_patients = any(_LOOKS_LIKE_PATIENT.match(p.name) for p in root.iterdir())
@@ -101,7 +103,9 @@ def parse_info(path: Path) -> dict[str, str]:
     try:
         text = path.read_text(errors="replace")
     except FileNotFoundError:
-        raise InputError(f"{path}: Info.cfg is missing; every patient folder needs the release's Info.cfg") from None
+        raise InputError(
+            f"{path}: Info.cfg is missing; every patient folder needs the release's Info.cfg"
+        ) from None
     except OSError as e:
         raise InputError(f"{path}: cannot read Info.cfg ({e.strerror}); check its permissions") from None
     info: dict[str, str] = {}
@@ -110,7 +114,9 @@ def parse_info(path: Path) -> dict[str, str]:
         if not line or line.startswith("#"):
             continue
         if ":" not in line:
-            raise InputError(f"{path}:{lineno}: malformed line {line[:40]!r}; expected 'Key: value' like 'ED: 1'")
+            raise InputError(
+                f"{path}:{lineno}: malformed line {line[:40]!r}; expected 'Key: value' like 'ED: 1'"
+            )
         key, value = line.split(":", 1)
         info[key.strip()] = value.strip()
     return info
@@ -118,14 +124,18 @@ def parse_info(path: Path) -> dict[str, str]:
 
 def _int_key(info: dict[str, str], key: str, path: Path) -> int:
     if key not in info:
-        raise InputError(f"{path}: key '{key}' is missing; add a line '{key}: <frame number>' as in the ACDC release")
+        raise InputError(
+            f"{path}: key '{key}' is missing; add a line '{key}: <frame number>' as in the ACDC release"
+        )
     try:
         value = float(info[key])
         if not value.is_integer() or value < 1:
             raise ValueError
         return int(value)
     except ValueError:
-        raise InputError(f"{path}: key '{key}' has value {info[key]!r}; expected a positive frame number") from None
+        raise InputError(
+            f"{path}: key '{key}' has value {info[key]!r}; expected a positive frame number"
+        ) from None
 
 
 def _opt_float(info: dict[str, str], key: str) -> float | None:
@@ -177,8 +187,10 @@ def scan(src: str | os.PathLike) -> list[PatientRef]:
         candidates.append(entry)
     for entry in candidates:
         if entry.name != entry.name.lower():
-            raise InputError(f"{entry}: patient folder name must be lower case like the release; rename it to "
-                             f"{entry.name.lower()}")
+            raise InputError(
+                f"{entry}: patient folder name must be lower case like the release; rename it to "
+                f"{entry.name.lower()}"
+            )
         patients.append(_scan_patient(entry))
     if not patients:
         raise InputError(
@@ -192,7 +204,9 @@ def _scan_patient(folder: Path) -> PatientRef:
     pid = folder.name
     info_path = folder / "Info.cfg"
     if not info_path.is_file():
-        raise InputError(f"{info_path}: Info.cfg is missing; every patient folder needs the release's Info.cfg")
+        raise InputError(
+            f"{info_path}: Info.cfg is missing; every patient folder needs the release's Info.cfg"
+        )
     info = parse_info(info_path)
     ed = _int_key(info, "ED", info_path)
     es = _int_key(info, "ES", info_path)
@@ -208,14 +222,23 @@ def _scan_patient(folder: Path) -> PatientRef:
                     "release or fix 'ED'/'ES' in Info.cfg"
                 )
             if not p.is_file():
-                raise InputError(f"{p}: is not a regular file; replace it with the NIfTI {what} of frame {number}")
+                raise InputError(
+                    f"{p}: is not a regular file; replace it with the NIfTI {what} of frame {number}"
+                )
         frames.append(FrameRef(pid, name, number, image, label))
     group = info.get("Group", "")
     if group and group not in GROUPS:
         log.warning("%s: unknown Group %r (ACDC groups: %s)", info_path, group, ", ".join(GROUPS))
     return PatientRef(
-        pid=pid, path=folder, ed=ed, es=es, group=group, height=_opt_float(info, "Height"),
-        weight=_opt_float(info, "Weight"), nb_frame=int(nb) if nb else None, frames=(frames[0], frames[1]),
+        pid=pid,
+        path=folder,
+        ed=ed,
+        es=es,
+        group=group,
+        height=_opt_float(info, "Height"),
+        weight=_opt_float(info, "Weight"),
+        nb_frame=int(nb) if nb else None,
+        frames=(frames[0], frames[1]),
     )
 
 
@@ -236,12 +259,20 @@ def _read_nifti(path: Path, what: str) -> tuple[np.ndarray, tuple[float, ...]]:
     except Exception as e:  # noqa: BLE001 - nibabel raises many types for unreadable files
         msg = _short(e, path)
         if _truncated_gzip(path):
-            raise InputError(f"{path}: truncated or corrupt gzip; re-extract the file from the release") from None
+            raise InputError(
+                f"{path}: truncated or corrupt gzip; re-extract the file from the release"
+            ) from None
         if "not a gzip" in msg.lower():
-            raise InputError(f"{path}: not a gzip file although named .nii.gz; replace it with the release's file") from None
+            raise InputError(
+                f"{path}: not a gzip file although named .nii.gz; replace it with the release's file"
+            ) from None
         if "gzip" in msg.lower() or "compressed" in msg.lower() or "end-of-stream" in msg.lower():
-            raise InputError(f"{path}: truncated or corrupt gzip ({msg}); re-extract the file from the release") from None
-        raise InputError(f"{path}: unreadable NIfTI {what} ({msg}); replace it with a valid .nii.gz file") from None
+            raise InputError(
+                f"{path}: truncated or corrupt gzip ({msg}); re-extract the file from the release"
+            ) from None
+        raise InputError(
+            f"{path}: unreadable NIfTI {what} ({msg}); replace it with a valid .nii.gz file"
+        ) from None
     return data, zooms
 
 
@@ -268,7 +299,9 @@ def load_frame(ref: FrameRef) -> Frame:
         bad = int((~np.isfinite(image)).sum())
         raise InputError(f"{ref.image}: {bad} NaN/inf intensities; fix or replace the image")
     if float(image.max()) == float(image.min()):
-        raise InputError(f"{ref.image}: image is constant ({float(image.min())}); replace it with the real frame")
+        raise InputError(
+            f"{ref.image}: image is constant ({float(image.min())}); replace it with the real frame"
+        )
     if label.dtype.kind == "f":
         if not np.isfinite(label).all() or not np.array_equal(label, np.round(label)):
             raise InputError(f"{ref.label}: non-integer label values; labels must be 0, 1, 2 or 3")
@@ -283,8 +316,12 @@ def load_frame(ref: FrameRef) -> Frame:
     spacing = tuple(zooms[:3])
     if len(spacing) != 3 or not all(np.isfinite(s) and s > 0 for s in spacing):
         raise InputError(f"{ref.image}: invalid voxel spacing {zooms}; the header's pixdim must be positive")
-    return Frame(ref=ref, image=image, label=label.astype(np.uint8, copy=False),
-                 spacing=(float(spacing[0]), float(spacing[1]), float(spacing[2])))
+    return Frame(
+        ref=ref,
+        image=image,
+        label=label.astype(np.uint8, copy=False),
+        spacing=(float(spacing[0]), float(spacing[1]), float(spacing[2])),
+    )
 
 
 def frame_shape(ref: FrameRef) -> tuple[int, ...]:
@@ -300,11 +337,16 @@ def frame_shape(ref: FrameRef) -> tuple[int, ...]:
     except Exception as e:  # noqa: BLE001
         msg = _short(e, ref.image)
         if _truncated_gzip(ref.image):
-            raise InputError(f"{ref.image}: truncated or corrupt gzip; re-extract the file from the release") from None
+            raise InputError(
+                f"{ref.image}: truncated or corrupt gzip; re-extract the file from the release"
+            ) from None
         if "not a gzip" in msg.lower():
-            raise InputError(f"{ref.image}: not a gzip file although named .nii.gz; replace it with the release's "
-                             "file") from None
-        raise InputError(f"{ref.image}: unreadable NIfTI header ({msg}); replace it with a valid .nii.gz") from None
+            raise InputError(
+                f"{ref.image}: not a gzip file although named .nii.gz; replace it with the release's file"
+            ) from None
+        raise InputError(
+            f"{ref.image}: unreadable NIfTI header ({msg}); replace it with a valid .nii.gz"
+        ) from None
 
 
 def _truncated_gzip(path: Path) -> bool:

@@ -34,7 +34,9 @@ class AugmentParams:
     angle: np.ndarray  # float degrees, counter-clockwise as displayed (PIL); 0 where not rotated
 
 
-def augment_params(n: int, copies: int, seed: int, p: float = 0.5, max_angle: float = MAX_ANGLE) -> AugmentParams:
+def augment_params(
+    n: int, copies: int, seed: int, p: float = 0.5, max_angle: float = MAX_ANGLE
+) -> AugmentParams:
     """Draw the parameters of ``n`` slices × ``copies`` (slice ``i``'s do not depend on ``n``)."""
     if copies < 1:
         raise ValueError(f"copies={copies}: must be >= 1")
@@ -154,4 +156,3 @@ def augment_labeled(images, labels, copies: int, seed: int, chunk: int = 256):
     import torch
 
     return tuple(torch.cat([p[j] for p in parts]) for j in range(3))
-

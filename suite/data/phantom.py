@@ -54,16 +54,46 @@ SLICE_SPACING_P = (0.04, 0.06, 0.08, 0.82)
 # per group: ED cavity radius at the base (mm), wall thickness (mm), LV ejection fraction, cavity length (mm),
 # RV size factor, RV ejection fraction.  (mean, sd) or (low, high) ranges; see docs/phantom.md.
 GROUP_PARAMS: dict[str, dict[str, tuple[float, float]]] = {
-    "NOR": {"radius": (27.0, 2.0), "wall": (7.5, 0.8), "ef": (0.55, 0.70), "length": (89.0, 6.0),
-            "rv_scale": (1.00, 0.07), "rv_ef": (0.45, 0.65)},
-    "DCM": {"radius": (35.0, 3.0), "wall": (6.3, 0.8), "ef": (0.10, 0.38), "length": (104.0, 7.0),
-            "rv_scale": (1.05, 0.10), "rv_ef": (0.25, 0.50)},
-    "HCM": {"radius": (23.5, 2.2), "wall": (15.0, 2.5), "ef": (0.62, 0.80), "length": (84.0, 6.0),
-            "rv_scale": (0.95, 0.07), "rv_ef": (0.50, 0.70)},
-    "MINF": {"radius": (32.0, 3.0), "wall": (7.5, 1.0), "ef": (0.15, 0.40), "length": (99.0, 7.0),
-             "rv_scale": (1.00, 0.10), "rv_ef": (0.35, 0.60)},
-    "RV": {"radius": (26.5, 2.0), "wall": (7.5, 0.8), "ef": (0.50, 0.68), "length": (89.0, 6.0),
-           "rv_scale": (1.55, 0.12), "rv_ef": (0.20, 0.45)},
+    "NOR": {
+        "radius": (27.0, 2.0),
+        "wall": (7.5, 0.8),
+        "ef": (0.55, 0.70),
+        "length": (89.0, 6.0),
+        "rv_scale": (1.00, 0.07),
+        "rv_ef": (0.45, 0.65),
+    },
+    "DCM": {
+        "radius": (35.0, 3.0),
+        "wall": (6.3, 0.8),
+        "ef": (0.10, 0.38),
+        "length": (104.0, 7.0),
+        "rv_scale": (1.05, 0.10),
+        "rv_ef": (0.25, 0.50),
+    },
+    "HCM": {
+        "radius": (23.5, 2.2),
+        "wall": (15.0, 2.5),
+        "ef": (0.62, 0.80),
+        "length": (84.0, 6.0),
+        "rv_scale": (0.95, 0.07),
+        "rv_ef": (0.50, 0.70),
+    },
+    "MINF": {
+        "radius": (32.0, 3.0),
+        "wall": (7.5, 1.0),
+        "ef": (0.15, 0.40),
+        "length": (99.0, 7.0),
+        "rv_scale": (1.00, 0.10),
+        "rv_ef": (0.35, 0.60),
+    },
+    "RV": {
+        "radius": (26.5, 2.0),
+        "wall": (7.5, 0.8),
+        "ef": (0.50, 0.68),
+        "length": (89.0, 6.0),
+        "rv_scale": (1.55, 0.12),
+        "rv_ef": (0.20, 0.45),
+    },
 }
 
 
@@ -144,7 +174,11 @@ def make_patient(k: int, seed: int, group: str) -> dict:
     wall_var = rng.uniform(-0.15, 0.15, size=3)  # smooth angular wall-thickness variation
     infarct = None
     if group == "MINF":
-        infarct = (float(rng.uniform(-np.pi, np.pi)), float(rng.uniform(0.6, 1.4)), float(rng.uniform(0.4, 0.6)))
+        infarct = (
+            float(rng.uniform(-np.pi, np.pi)),
+            float(rng.uniform(0.6, 1.4)),
+            float(rng.uniform(0.4, 0.6)),
+        )
     if group == "HCM":  # asymmetric septal hypertrophy
         wall_var = wall_var + np.array([-0.35, 0.0, 0.0])  # cos(phi) = -1 on the septal (RV, -u) side
     pap = rng.uniform(-np.pi, np.pi) + np.array([0.0, rng.uniform(1.8, 2.6)])
@@ -162,7 +196,9 @@ def make_patient(k: int, seed: int, group: str) -> dict:
     centre = np.array([rng.uniform(-0.17, 0.17) * fov_x, rng.uniform(-0.17, 0.17) * fov_y])
     tilt = rng.normal(0.0, 0.18, size=2)  # centre drift (mm per mm along the long axis)
     body_c = centre * rng.uniform(0.3, 0.7) + rng.normal(0, 8, size=2)
-    body_ax = np.array([rng.uniform(0.36, 0.47) * max(fov_x, fov_y), rng.uniform(0.28, 0.36) * max(fov_x, fov_y)])
+    body_ax = np.array(
+        [rng.uniform(0.36, 0.47) * max(fov_x, fov_y), rng.uniform(0.28, 0.36) * max(fov_x, fov_y)]
+    )
     body_ax = np.minimum(body_ax, [0.6 * fov_x + 40, 0.6 * fov_y + 40])
     body_rot = float(rng.normal(0, 0.15))
     fat_w = float(rng.uniform(6, 20))
@@ -180,8 +216,15 @@ def make_patient(k: int, seed: int, group: str) -> dict:
     blur = float(rng.uniform(0.4, 1.0))
     bias = rng.uniform(-0.6, 0.6, size=4)
     n_blobs = int(rng.integers(2, 6))
-    blobs = [(rng.uniform(-0.35, 0.35, size=2) * [fov_x, fov_y], float(rng.uniform(6, 16)),
-              float(rng.uniform(0.65, 1.1)), float(rng.uniform(-40, 120))) for _ in range(n_blobs)]
+    blobs = [
+        (
+            rng.uniform(-0.35, 0.35, size=2) * [fov_x, fov_y],
+            float(rng.uniform(6, 16)),
+            float(rng.uniform(0.65, 1.1)),
+            float(rng.uniform(-40, 120)),
+        )
+        for _ in range(n_blobs)
+    ]
 
     # slice positions t (mm from the ED base plane along the long axis, towards the apex)
     outer_len = length + wall * 0.8
@@ -203,7 +246,9 @@ def make_patient(k: int, seed: int, group: str) -> dict:
     bu = ((X - body_c[0]) * cb + (Y - body_c[1]) * sb) / body_ax[0]
     bv = (-(X - body_c[0]) * sb + (Y - body_c[1]) * cb) / body_ax[1]
     br = np.sqrt(bu**2 + bv**2)
-    inner = np.sqrt((bu * body_ax[0] / (body_ax[0] - fat_w)) ** 2 + (bv * body_ax[1] / (body_ax[1] - fat_w)) ** 2)
+    inner = np.sqrt(
+        (bu * body_ax[0] / (body_ax[0] - fat_w)) ** 2 + (bv * body_ax[1] / (body_ax[1] - fat_w)) ** 2
+    )
     env = np.zeros_like(X)
     env[br < 1] = c_fat
     env[inner < 1] = c_tissue
@@ -227,7 +272,11 @@ def make_patient(k: int, seed: int, group: str) -> dict:
     for bc, br_, bi, _ in blobs:
         env[((X - bc[0]) ** 2 + (Y - bc[1]) ** 2 < br_**2) & (inner < 1)] = bi
     # liver beside the apex (used for the apical slices only)
-    lc = centre + post * (radius + wall) * rng.uniform(0.6, 1.4) + lat * (radius + wall) * rng.uniform(1.0, 1.8)
+    lc = (
+        centre
+        + post * (radius + wall) * rng.uniform(0.6, 1.4)
+        + lat * (radius + wall) * rng.uniform(1.0, 1.8)
+    )
     hu = ((X - lc[0]) * ct + (Y - lc[1]) * st) / ((radius + wall) * rng.uniform(1.5, 2.0))
     hv = (-(X - lc[0]) * st + (Y - lc[1]) * ct) / ((radius + wall) * rng.uniform(2.0, 3.0))
     liver = (hu**2 + hv**2 < 1) & (inner < 1)
@@ -236,8 +285,12 @@ def make_patient(k: int, seed: int, group: str) -> dict:
     env *= texture
     env_apex *= texture
     half = (radius + wall) * (0.9 + 1.2 * max(1.0, rv_scale))
-    bias_field = np.exp(bias[0] * X / fov_x + bias[1] * Y / fov_y
-                        + bias[2] * ((X / fov_x) ** 2 + (Y / fov_y) ** 2) * 2 + bias[3] * X * Y / (fov_x * fov_y) * 2)
+    bias_field = np.exp(
+        bias[0] * X / fov_x
+        + bias[1] * Y / fov_y
+        + bias[2] * ((X / fov_x) ** 2 + (Y / fov_y) ** 2) * 2
+        + bias[3] * X * Y / (fov_x * fov_y) * 2
+    )
 
     frames: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     for fnum, es in ((1, False), (es_frame, True)):
@@ -260,11 +313,33 @@ def make_patient(k: int, seed: int, group: str) -> dict:
                     continue
                 box = (slice(i0, i1), slice(j0, j1))
                 s_img, s_lab = _render_slice(
-                    X[box], Y[box], base_env[box], tt, es=es, fr=fr_, fl=fl_, base_shift=base_shift,
-                    centre=centre + shift, tilt=tilt, theta=theta, mirror=mirror, radius=radius, wall=wall,
-                    length=length, ecc=ecc, ecc_angle=ecc_angle, wall_var=wall_var, infarct=infarct, pap=pap,
-                    rv_dir=rv_dir, rv_scale=rv_scale, rv_f=rv_f if es else 1.0, c_myo=c_myo, c_rv=c_rv,
-                    c_aorta=c_aorta, want_label=(si == 1),
+                    X[box],
+                    Y[box],
+                    base_env[box],
+                    tt,
+                    es=es,
+                    fr=fr_,
+                    fl=fl_,
+                    base_shift=base_shift,
+                    centre=centre + shift,
+                    tilt=tilt,
+                    theta=theta,
+                    mirror=mirror,
+                    radius=radius,
+                    wall=wall,
+                    length=length,
+                    ecc=ecc,
+                    ecc_angle=ecc_angle,
+                    wall_var=wall_var,
+                    infarct=infarct,
+                    pap=pap,
+                    rv_dir=rv_dir,
+                    rv_scale=rv_scale,
+                    rv_f=rv_f if es else 1.0,
+                    c_myo=c_myo,
+                    c_rv=c_rv,
+                    c_aorta=c_aorta,
+                    want_label=(si == 1),
                 )
                 acc[box] += s_img - base_env[box]
                 if si == 1:
@@ -276,14 +351,47 @@ def make_patient(k: int, seed: int, group: str) -> dict:
         img = np.sqrt((img + n1) ** 2 + n2**2) * scale
         frames[fnum] = (np.clip(np.rint(img), 0, 32767).astype(np.int16), lab)
 
-    info = {"ED": 1, "ES": es_frame, "Group": group, "Height": round(height, 1), "NbFrame": nb_frame,
-            "Weight": round(weight, 1)}
+    info = {
+        "ED": 1,
+        "ES": es_frame,
+        "Group": group,
+        "Height": round(height, 1),
+        "NbFrame": nb_frame,
+        "Weight": round(weight, 1),
+    }
     return {"info": info, "spacing": (sx, sy, dz), "frames": frames}
 
 
-def _render_slice(X, Y, env, t, *, es, fr, fl, base_shift, centre, tilt, theta, mirror, radius, wall, length,
-                  ecc, ecc_angle, wall_var, infarct, pap, rv_dir, rv_scale, rv_f, c_myo, c_rv, c_aorta,
-                  want_label):
+def _render_slice(
+    X,
+    Y,
+    env,
+    t,
+    *,
+    es,
+    fr,
+    fl,
+    base_shift,
+    centre,
+    tilt,
+    theta,
+    mirror,
+    radius,
+    wall,
+    length,
+    ecc,
+    ecc_angle,
+    wall_var,
+    infarct,
+    pap,
+    rv_dir,
+    rv_scale,
+    rv_f,
+    c_myo,
+    c_rv,
+    c_aorta,
+    want_label,
+):
     """One sub-slice at depth ``t`` (mm from the ED base plane): intensity (blood = 1) and labels."""
     img = env.copy()
     c = centre + tilt * t
@@ -389,8 +497,14 @@ def _write_patient(args: tuple[int, int, str, str]) -> str:
     return pid
 
 
-def write_cohort(out: str | os.PathLike, patients: int = 100, seed: int = 0, group_order: str = "interleaved",
-                 force: bool = False, workers: int | None = None) -> Path:
+def write_cohort(
+    out: str | os.PathLike,
+    patients: int = 100,
+    seed: int = 0,
+    group_order: str = "interleaved",
+    force: bool = False,
+    workers: int | None = None,
+) -> Path:
     """Write a phantom cohort to ``out`` atomically (built in a temporary folder beside it, then renamed).
 
     If ``out`` already holds the same cohort (same ``phantom.json``) nothing is done; a different cohort or
@@ -411,11 +525,18 @@ def write_cohort(out: str | os.PathLike, patients: int = 100, seed: int = 0, gro
             except (OSError, json.JSONDecodeError):
                 old = None
             if old == asdict(spec):
-                log.info("phantom %s already holds this cohort (%d patients, seed %d): skipped", out, patients, seed)
+                log.info(
+                    "phantom %s already holds this cohort (%d patients, seed %d): skipped",
+                    out,
+                    patients,
+                    seed,
+                )
                 return out
             if not force:
-                raise InputError(f"{out}: holds a different phantom cohort ({old}); use --force to replace it "
-                                 "or choose another folder")
+                raise InputError(
+                    f"{out}: holds a different phantom cohort ({old}); use --force to replace it "
+                    "or choose another folder"
+                )
         elif any(out.iterdir()):
             raise InputError(f"{out}: exists and is not a phantom cohort; choose a new or empty folder")
     workers = workers or min(os.cpu_count() or 1, 8)

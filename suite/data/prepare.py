@@ -112,7 +112,9 @@ def input_key(patients: list[acdc.PatientRef], size: int, split_seed: int, crop:
                     for chunk in iter(lambda fh=fh: fh.read(1 << 20), b""):
                         h.update(chunk)
             except OSError as e:
-                raise InputError(f"{f}: cannot read ({e.strerror}); check the file and its permissions") from None
+                raise InputError(
+                    f"{f}: cannot read ({e.strerror}); check the file and its permissions"
+                ) from None
     return h.hexdigest()[:16]
 
 
@@ -130,11 +132,17 @@ def center_crop(arr: np.ndarray, crop: float) -> np.ndarray:
     _, h, w = arr.shape
     ch, cw = max(1, round(h * crop)), max(1, round(w * crop))
     top, left = (h - ch) // 2, (w - cw) // 2
-    return arr[:, top:top + ch, left:left + cw]
+    return arr[:, top : top + ch, left : left + cw]
 
 
-def prepare(src: str | os.PathLike, out: str | os.PathLike, size: int = DEFAULT_SIZE,
-            split_seed: int = PAPER_SEED, force: bool = False, crop: float = 1.0) -> PrepareResult:
+def prepare(
+    src: str | os.PathLike,
+    out: str | os.PathLike,
+    size: int = DEFAULT_SIZE,
+    split_seed: int = PAPER_SEED,
+    force: bool = False,
+    crop: float = 1.0,
+) -> PrepareResult:
     """Prepare ``src`` (ACDC-format folder) into ``out``; a no-op when ``out`` already holds the same key.
 
     ``crop`` < 1 keeps only the central fraction of the field of view along each in-plane axis before resizing
@@ -177,15 +185,19 @@ def prepare(src: str | os.PathLike, out: str | os.PathLike, size: int = DEFAULT_
         for fr in p.frames:
             shape = acdc.frame_shape(fr)
             if len(shape) != 3:
-                raise InputError(f"{fr.image}: image is {len(shape)}-D with shape {shape}; expected 3-D frame data")
+                raise InputError(
+                    f"{fr.image}: image is {len(shape)}-D with shape {shape}; expected 3-D frame data"
+                )
             shapes[fr.volume] = shape
     n_slices = sum(s[2] for s in shapes.values())
 
     with atomic_dir(out) as tmp:
-        images = np.lib.format.open_memmap(tmp / "images.npy", mode="w+", dtype=np.uint8,
-                                           shape=(n_slices, size, size))
-        labels = np.lib.format.open_memmap(tmp / "labels.npy", mode="w+", dtype=np.uint8,
-                                           shape=(n_slices, size, size))
+        images = np.lib.format.open_memmap(
+            tmp / "images.npy", mode="w+", dtype=np.uint8, shape=(n_slices, size, size)
+        )
+        labels = np.lib.format.open_memmap(
+            tmp / "labels.npy", mode="w+", dtype=np.uint8, shape=(n_slices, size, size)
+        )
         volumes, slice_vol, slice_idx, area_px, area_mm2 = [], [], [], [], []
         start, lv_cut = 0, 0
         from suite.log import progress
@@ -194,16 +206,22 @@ def prepare(src: str | os.PathLike, out: str | os.PathLike, size: int = DEFAULT_
             for fr in p.frames:
                 f = acdc.load_frame(fr)
                 if f.image.shape != shapes[fr.volume]:
-                    raise InputError(f"{fr.image}: header shape {shapes[fr.volume]} differs from the data "
-                                     f"{f.image.shape}; replace the file")
+                    raise InputError(
+                        f"{fr.image}: header shape {shapes[fr.volume]} differs from the data "
+                        f"{f.image.shape}; replace the file"
+                    )
                 nx, ny, nz = f.image.shape
                 lo, hi = float(f.image.min()), float(f.image.max())
                 norm = (f.image - lo) / (hi - lo)
                 lab_full = np.moveaxis(f.label, 2, 0)
                 lab_crop = center_crop(lab_full, crop)
                 if crop != 1.0:
-                    lv_cut += int(((lab_full == acdc.LV_LABEL).sum(axis=(1, 2))
-                                   != (lab_crop == acdc.LV_LABEL).sum(axis=(1, 2))).sum())
+                    lv_cut += int(
+                        (
+                            (lab_full == acdc.LV_LABEL).sum(axis=(1, 2))
+                            != (lab_crop == acdc.LV_LABEL).sum(axis=(1, 2))
+                        ).sum()
+                    )
                 img = resize_stack(center_crop(np.moveaxis(norm, 2, 0), crop), size, "linear")
                 lab = resize_stack(lab_crop, size, "nearest")
                 stop = start + nz
@@ -213,21 +231,34 @@ def prepare(src: str | os.PathLike, out: str | os.PathLike, size: int = DEFAULT_
                 psx, psy = sx * lab_crop.shape[1] / size, sy * lab_crop.shape[2] / size
                 px = (lab == acdc.LV_LABEL).sum(axis=(1, 2)).astype(np.int64)
                 vi = len(volumes)
-                volumes.append({
-                    "volume": fr.volume, "patient": p.pid, "frame": fr.frame, "frame_number": fr.number,
-                    "group": p.group, "start": start, "stop": stop, "shape": [nx, ny, nz],
-                    "spacing": [sx, sy, sz], "spacing_prepared": [psx, psy, sz],
-                    "intensity_range": [lo, hi],
-                    "lv_volume_ml": float((f.label == acdc.LV_LABEL).sum() * sx * sy * sz / 1000.0),
-                })
+                volumes.append(
+                    {
+                        "volume": fr.volume,
+                        "patient": p.pid,
+                        "frame": fr.frame,
+                        "frame_number": fr.number,
+                        "group": p.group,
+                        "start": start,
+                        "stop": stop,
+                        "shape": [nx, ny, nz],
+                        "spacing": [sx, sy, sz],
+                        "spacing_prepared": [psx, psy, sz],
+                        "intensity_range": [lo, hi],
+                        "lv_volume_ml": float((f.label == acdc.LV_LABEL).sum() * sx * sy * sz / 1000.0),
+                    }
+                )
                 slice_vol += [vi] * nz
                 slice_idx += list(range(nz))
                 area_px += px.tolist()
                 area_mm2 += (px * psx * psy).round(3).tolist()
                 start = stop
         if lv_cut:
-            log.warning("--crop %.2f cuts the LV of %d of %d slices (their LV areas are those of the crop)",
-                        crop, lv_cut, n_slices)
+            log.warning(
+                "--crop %.2f cuts the LV of %d of %d slices (their LV areas are those of the crop)",
+                crop,
+                lv_cut,
+                n_slices,
+            )
         images.flush()
         labels.flush()
         del images, labels
@@ -243,21 +274,53 @@ def prepare(src: str | os.PathLike, out: str | os.PathLike, size: int = DEFAULT_
             "size": size,
             "source": str(Path(src).resolve()),
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "options": {"size": size, "split_seed": split_seed, "crop": crop, "lv_cut_slices": lv_cut,
-                        "normalise": "per-volume min-max -> 0..255",
-                        "resize": "bilinear (image), nearest-exact (labels), half-pixel centres, no anti-aliasing"},
-            "n_patients": len(patients), "n_volumes": len(volumes), "n_slices": n_slices,
-            "labels": {str(k): v for k, v in acdc.LABELS.items()}, "target_label": acdc.LV_LABEL,
-            "patients": [{"id": p.pid, "group": p.group, "ed": p.ed, "es": p.es, "height": p.height,
-                          "weight": p.weight, "nb_frame": p.nb_frame} for p in patients],
+            "options": {
+                "size": size,
+                "split_seed": split_seed,
+                "crop": crop,
+                "lv_cut_slices": lv_cut,
+                "normalise": "per-volume min-max -> 0..255",
+                "resize": "bilinear (image), nearest-exact (labels), half-pixel centres, no anti-aliasing",
+            },
+            "n_patients": len(patients),
+            "n_volumes": len(volumes),
+            "n_slices": n_slices,
+            "labels": {str(k): v for k, v in acdc.LABELS.items()},
+            "target_label": acdc.LV_LABEL,
+            "patients": [
+                {
+                    "id": p.pid,
+                    "group": p.group,
+                    "ed": p.ed,
+                    "es": p.es,
+                    "height": p.height,
+                    "weight": p.weight,
+                    "nb_frame": p.nb_frame,
+                }
+                for p in patients
+            ],
             "volumes": volumes,
-            "slices": {"volume": slice_vol, "slice_index": slice_idx, "lv_area_px": area_px, "lv_area_mm2": area_mm2},
+            "slices": {
+                "volume": slice_vol,
+                "slice_index": slice_idx,
+                "lv_area_px": area_px,
+                "lv_area_mm2": area_mm2,
+            },
         }
         write_json_atomic(tmp / "splits.json", splits)
         (tmp / "manifest.json").write_text(json.dumps(manifest, separators=(",", ":")) + "\n")
     dt = time.perf_counter() - t0
-    log.info("prepared %d patients, %d volumes, %d slices at %dx%d into %s in %.1f s (data_hash %s)",
-             len(patients), len(volumes), n_slices, size, size, out, dt, key)
+    log.info(
+        "prepared %d patients, %d volumes, %d slices at %dx%d into %s in %.1f s (data_hash %s)",
+        len(patients),
+        len(volumes),
+        n_slices,
+        size,
+        size,
+        out,
+        dt,
+        key,
+    )
     return PrepareResult(out, key, False, dt, n_slices)
 
 

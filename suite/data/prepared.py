@@ -49,31 +49,45 @@ class PreparedData:
         """Open a folder written by ``suite prepare``; :class:`InputError` when missing or corrupt."""
         path = Path(path)
         if not path.is_dir():
-            raise InputError(f"{path}: prepared dataset folder does not exist; run `suite prepare SRC {path}` first")
+            raise InputError(
+                f"{path}: prepared dataset folder does not exist; run `suite prepare SRC {path}` first"
+            )
         try:
             manifest = json.loads((path / "manifest.json").read_text())
             splits = json.loads((path / "splits.json").read_text())
         except FileNotFoundError as e:
-            raise InputError(f"{e.filename}: missing; the folder is not a complete prepared dataset, "
-                             "rerun `suite prepare` with --force") from None
+            raise InputError(
+                f"{e.filename}: missing; the folder is not a complete prepared dataset, "
+                "rerun `suite prepare` with --force"
+            ) from None
         except (OSError, json.JSONDecodeError) as e:
-            raise InputError(f"{path}: unreadable manifest.json/splits.json ({e}); rerun `suite prepare` with --force") from None
+            raise InputError(
+                f"{path}: unreadable manifest.json/splits.json ({e}); rerun `suite prepare` with --force"
+            ) from None
         try:
             images = np.load(path / "images.npy", mmap_mode="r")
             labels = np.load(path / "labels.npy", mmap_mode="r")
         except (OSError, ValueError) as e:
-            raise InputError(f"{path}: cannot map images.npy/labels.npy ({e}); rerun `suite prepare` with --force") from None
+            raise InputError(
+                f"{path}: cannot map images.npy/labels.npy ({e}); rerun `suite prepare` with --force"
+            ) from None
         n, size = manifest.get("n_slices"), manifest.get("size")
         for name, arr in (("images.npy", images), ("labels.npy", labels)):
             if arr.dtype != np.uint8 or arr.shape != (n, size, size):
-                raise InputError(f"{path / name}: shape {arr.shape} dtype {arr.dtype} does not match the manifest "
-                                 f"({n}, {size}, {size}) uint8; rerun `suite prepare` with --force")
+                raise InputError(
+                    f"{path / name}: shape {arr.shape} dtype {arr.dtype} does not match the manifest "
+                    f"({n}, {size}, {size}) uint8; rerun `suite prepare` with --force"
+                )
         vols = manifest["volumes"]
         sl = manifest["slices"]
         vi = np.asarray(sl["volume"], dtype=np.int64)
         vol_names = np.array([v["volume"] for v in vols])
         return cls(
-            path=path, images=images, labels=labels, manifest=manifest, splits=splits,
+            path=path,
+            images=images,
+            labels=labels,
+            manifest=manifest,
+            splits=splits,
             patient=np.array([v["patient"] for v in vols])[vi],
             frame=np.array([v["frame"] for v in vols])[vi],
             slice_index=np.asarray(sl["slice_index"], dtype=np.int64),
@@ -118,7 +132,9 @@ class PreparedData:
         seed = paper_seed if split_seed is None else int(split_seed)
         return _splits.make_split(self.patients, n_labeled, mode, seed, paper_seed)
 
-    def indices(self, patients: list[str] | tuple[str, ...] | set[str], frames: tuple[str, ...] = ("ED", "ES")) -> np.ndarray:
+    def indices(
+        self, patients: list[str] | tuple[str, ...] | set[str], frames: tuple[str, ...] = ("ED", "ES")
+    ) -> np.ndarray:
         """Slice indices (ascending) of the given patients (and frames)."""
         mask = np.isin(self.patient, list(patients)) & np.isin(self.frame, list(frames))
         return np.flatnonzero(mask)
@@ -142,8 +158,10 @@ class PreparedData:
             labs = np.empty((len(self), size, size), np.uint8)
             step = 512
             for i in range(0, len(self), step):
-                imgs[i:i + step] = to_uint8(resize_stack(np.asarray(self.images[i:i + step]), size, "linear") / 255.0)
-                labs[i:i + step] = resize_stack(np.asarray(self.labels[i:i + step]), size, "nearest")
+                imgs[i : i + step] = to_uint8(
+                    resize_stack(np.asarray(self.images[i : i + step]), size, "linear") / 255.0
+                )
+                labs[i : i + step] = resize_stack(np.asarray(self.labels[i : i + step]), size, "nearest")
             self._resized[size] = (imgs, labs)
         return self._resized[size]
 

@@ -106,7 +106,10 @@ def counts(n_patients: int, labeled: Sequence[int] = PAPER_LABELED, warn: bool =
     if dropped and warn:
         log.warning(
             "cohort of %d patients (%d training): labeled n %s scale to %s and leave no unlabeled patient; dropped",
-            n_patients, n_train, sorted(dropped), [dropped[n] for n in sorted(dropped)],
+            n_patients,
+            n_train,
+            sorted(dropped),
+            [dropped[n] for n in sorted(dropped)],
         )
     return Counts(n_patients, n_val, n_val_seg, n_val_reg, n_train, kept, dropped)
 
@@ -120,8 +123,9 @@ def effective_labeled(n: int, n_patients: int, n_train: int) -> int:
     return max(1, round_half_up(n * n_patients / PAPER_N_PATIENTS))
 
 
-def paper_validation(ids: Sequence[str], seed: int = PAPER_SEED, n_val: int = PAPER_N_VAL,
-                     n_val_reg: int = PAPER_N_VAL_REG) -> tuple[list[str], list[str]]:
+def paper_validation(
+    ids: Sequence[str], seed: int = PAPER_SEED, n_val: int = PAPER_N_VAL, n_val_reg: int = PAPER_N_VAL_REG
+) -> tuple[list[str], list[str]]:
     """The authors' validation draw: ``random.seed(seed); random.sample(sorted_ids, n_val)``.
 
     Returns ``(val_seg, val_reg)``: the first ``n_val - n_val_reg`` of the sample in sorted order validate the
@@ -145,8 +149,13 @@ def labeled_order(train: Sequence[str], mode: str, split_seed: int) -> list[str]
     raise InputError(f"split mode {mode!r}: unknown; choose one of {', '.join(MODES)}")
 
 
-def make_split(ids: Sequence[str], n_labeled: int, mode: str = "paper", split_seed: int = PAPER_SEED,
-               paper_seed: int = PAPER_SEED) -> Split:
+def make_split(
+    ids: Sequence[str],
+    n_labeled: int,
+    mode: str = "paper",
+    split_seed: int = PAPER_SEED,
+    paper_seed: int = PAPER_SEED,
+) -> Split:
     """The split of ``ids`` for paper-scale ``n_labeled`` (a pure function of its arguments).
 
     ``mode="paper"``: validation drawn with ``split_seed``, labeled = first n training IDs in sorted order.
@@ -173,12 +182,21 @@ def make_split(ids: Sequence[str], n_labeled: int, mode: str = "paper", split_se
     labeled = sorted(order[:eff])
     lab_set = set(labeled)
     unlabeled = [p for p in train if p not in lab_set]
-    return Split(labeled=labeled, unlabeled=unlabeled, val_seg=val_seg, val_reg=val_reg, n_effective=eff,
-                 n_labeled=n_labeled, mode=mode, split_seed=split_seed)
+    return Split(
+        labeled=labeled,
+        unlabeled=unlabeled,
+        val_seg=val_seg,
+        val_reg=val_reg,
+        n_effective=eff,
+        n_labeled=n_labeled,
+        mode=mode,
+        split_seed=split_seed,
+    )
 
 
-def splits_document(ids: Sequence[str], split_seed: int = PAPER_SEED,
-                    labeled: Sequence[int] = PAPER_LABELED) -> dict:
+def splits_document(
+    ids: Sequence[str], split_seed: int = PAPER_SEED, labeled: Sequence[int] = PAPER_LABELED
+) -> dict:
     """The content of ``splits.json``: the paper-mode split for ``split_seed`` and the effective counts.
 
     Random-mode splits are computed on demand by :meth:`PreparedData.split` (``make_split``); the rule is
@@ -204,10 +222,10 @@ def splits_document(ids: Sequence[str], split_seed: int = PAPER_SEED,
         },
         "rules": {
             "paper": "random.seed(paper_seed); v = sorted(random.sample(sorted_ids, validation)); "
-                     "val_seg = v[:val_seg]; val_reg = v[val_seg:]; labeled(n) = train[:n_effective]",
+            "val_seg = v[:val_seg]; val_reg = v[val_seg:]; labeled(n) = train[:n_effective]",
             "random": "validation as paper (paper_seed); labeled(n) = sorted(first n_effective of "
-                      "random.Random(derive_seed(split_seed, 'labeled')).sample(train, len(train)))",
+            "random.Random(derive_seed(split_seed, 'labeled')).sample(train, len(train)))",
             "scaling": "validation = round(N/4), val_reg = max(1, round(5N/100)), labeled n -> max(1, round(n N/100)) "
-                       "(round half up; n=75 = all training patients); n leaving no unlabeled patient dropped",
+            "(round half up; n=75 = all training patients); n leaving no unlabeled patient dropped",
         },
     }

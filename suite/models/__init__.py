@@ -18,8 +18,16 @@ from torch import nn
 from suite.models.enet import ENet
 from suite.models.resnext import SizeRegressor
 
-__all__ = ["ENet", "SizeRegressor", "build_segmenter", "build_regressor", "count_parameters",
-           "prepare_model", "prepare_input", "lv_channel"]
+__all__ = [
+    "ENet",
+    "SizeRegressor",
+    "build_segmenter",
+    "build_regressor",
+    "count_parameters",
+    "prepare_model",
+    "prepare_input",
+    "lv_channel",
+]
 
 
 def build_segmenter(cfg: Any) -> nn.Module:
@@ -33,8 +41,9 @@ def build_regressor(cfg: Any) -> nn.Module:
     """ResNeXt(``cfg.reg_layers``, ``cfg.reg_groups`` × ``cfg.reg_width_per_group``d), 1 channel → (B,) pixels."""
     if getattr(cfg, "reg_arch", "resnext") != "resnext":
         raise ValueError(f"reg_arch={cfg.reg_arch!r} is not supported; use reg_arch=resnext")
-    return SizeRegressor(layers=tuple(cfg.reg_layers), groups=int(cfg.reg_groups),
-                         width_per_group=int(cfg.reg_width_per_group))
+    return SizeRegressor(
+        layers=tuple(cfg.reg_layers), groups=int(cfg.reg_groups), width_per_group=int(cfg.reg_width_per_group)
+    )
 
 
 def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:

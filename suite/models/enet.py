@@ -73,8 +73,15 @@ class InitialBlock(nn.Module):
 class Bottleneck(nn.Module):
     """Regular, dilated or asymmetric bottleneck (no change of resolution or channels)."""
 
-    def __init__(self, channels: int, internal: int, kind: str = "regular", arg: int = 1,
-                 dropout: float = 0.1, relu: bool = False) -> None:
+    def __init__(
+        self,
+        channels: int,
+        internal: int,
+        kind: str = "regular",
+        arg: int = 1,
+        dropout: float = 0.1,
+        relu: bool = False,
+    ) -> None:
         super().__init__()
         if kind == "regular":
             main: list[nn.Module] = [nn.Conv2d(internal, internal, 3, padding=1)]
@@ -82,8 +89,10 @@ class Bottleneck(nn.Module):
             main = [nn.Conv2d(internal, internal, 3, padding=arg, dilation=arg)]
         elif kind == "asymmetric":
             pad = (arg - 1) // 2
-            main = [nn.Conv2d(internal, internal, (arg, 1), padding=(pad, 0), bias=False),
-                    nn.Conv2d(internal, internal, (1, arg), padding=(0, pad))]
+            main = [
+                nn.Conv2d(internal, internal, (arg, 1), padding=(pad, 0), bias=False),
+                nn.Conv2d(internal, internal, (1, arg), padding=(0, pad)),
+            ]
         else:
             raise ValueError(f"unknown ENet bottleneck kind {kind!r}")
         self.branch = nn.Sequential(
@@ -109,8 +118,9 @@ class DownsamplingBottleneck(nn.Module):
     Returns the output and the pooling indices (used by the matching upsampling bottleneck).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, internal: int, dropout: float,
-                 relu: bool = False) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, internal: int, dropout: float, relu: bool = False
+    ) -> None:
         super().__init__()
         self.extra = out_channels - in_channels
         if self.extra < 0:
@@ -159,8 +169,9 @@ class UpsamplingBottleneck(nn.Module):
     def forward(self, x: Tensor, indices: Tensor) -> Tensor:
         main = self.main(x)
         # max_unpool2d needs contiguous (NCHW) input; the indices index into the NCHW plane
-        main = F.max_unpool2d(main.contiguous(), indices, 2, stride=2,
-                              output_size=(x.shape[-2] * 2, x.shape[-1] * 2))
+        main = F.max_unpool2d(
+            main.contiguous(), indices, 2, stride=2, output_size=(x.shape[-2] * 2, x.shape[-1] * 2)
+        )
         return self.out_act(main + self.branch(x))
 
 

@@ -19,15 +19,27 @@ from torchvision.models.resnet import Bottleneck, ResNet
 class SizeRegressor(nn.Module):
     """ResNeXt with a 1-channel stem and a scalar head: (B, 1, H, W) → (B,) predicted LV size in pixels."""
 
-    def __init__(self, layers: Sequence[int] = (3, 4, 23, 3), groups: int = 32, width_per_group: int = 4,
-                 in_channels: int = 1) -> None:
+    def __init__(
+        self,
+        layers: Sequence[int] = (3, 4, 23, 3),
+        groups: int = 32,
+        width_per_group: int = 4,
+        in_channels: int = 1,
+    ) -> None:
         super().__init__()
         if len(layers) != 4 or any(int(n) < 1 for n in layers):
             raise ValueError(f"ResNeXt needs 4 stage depths >= 1, got {list(layers)}")
         if groups < 1 or width_per_group < 1:
-            raise ValueError(f"ResNeXt needs groups >= 1 and width_per_group >= 1, got {groups}, {width_per_group}")
-        net = ResNet(Bottleneck, [int(n) for n in layers], num_classes=1, groups=groups,
-                     width_per_group=width_per_group)
+            raise ValueError(
+                f"ResNeXt needs groups >= 1 and width_per_group >= 1, got {groups}, {width_per_group}"
+            )
+        net = ResNet(
+            Bottleneck,
+            [int(n) for n in layers],
+            num_classes=1,
+            groups=groups,
+            width_per_group=width_per_group,
+        )
         # 1-channel stem with the same geometry as torchvision's (7×7, stride 2, padding 3, no bias),
         # initialised like torchvision initialises its convolutions
         net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)

@@ -101,8 +101,10 @@ class MetricsWriter:
         with open(self.path, newline="") as f:
             rows = list(csv.reader(f))
         if not rows or tuple(rows[0]) != METRICS_COLUMNS:
-            raise InputError(f"{self.path}: not a metrics.csv with columns {','.join(METRICS_COLUMNS)}; "
-                             "delete the run directory to start the run again")
+            raise InputError(
+                f"{self.path}: not a metrics.csv with columns {','.join(METRICS_COLUMNS)}; "
+                "delete the run directory to start the run again"
+            )
         keep = [r for r in rows[1:] if r and int(r[0]) <= last_epoch]
         dropped = len(rows) - 1 - len(keep)
         buf = io.StringIO()
@@ -126,10 +128,13 @@ def rng_state() -> dict[str, Any]:
     np_state = np.random.get_state(legacy=False)
     state: dict[str, Any] = {
         "python": {"version": py_version, "state": list(py_state), "gauss": py_gauss},
-        "numpy": {"bit_generator": np_state["bit_generator"],
-                  "key": torch.from_numpy(np.asarray(np_state["state"]["key"], dtype=np.int64)),
-                  "pos": int(np_state["state"]["pos"]), "has_gauss": int(np_state["has_gauss"]),
-                  "gauss": float(np_state["gauss"])},
+        "numpy": {
+            "bit_generator": np_state["bit_generator"],
+            "key": torch.from_numpy(np.asarray(np_state["state"]["key"], dtype=np.int64)),
+            "pos": int(np_state["state"]["pos"]),
+            "has_gauss": int(np_state["has_gauss"]),
+            "gauss": float(np_state["gauss"]),
+        },
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -141,9 +146,14 @@ def set_rng_state(state: dict[str, Any]) -> None:
     py = state["python"]
     random.setstate((py["version"], tuple(py["state"]), py["gauss"]))
     npst = state["numpy"]
-    np.random.set_state({"bit_generator": npst["bit_generator"],
-                         "state": {"key": npst["key"].numpy().astype(np.uint32), "pos": npst["pos"]},
-                         "has_gauss": npst["has_gauss"], "gauss": npst["gauss"]})
+    np.random.set_state(
+        {
+            "bit_generator": npst["bit_generator"],
+            "state": {"key": npst["key"].numpy().astype(np.uint32), "pos": npst["pos"]},
+            "has_gauss": npst["has_gauss"],
+            "gauss": npst["gauss"],
+        }
+    )
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -169,8 +179,10 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # noqa: BLE001 - corrupt/truncated file: one clear line
-        raise InputError(f"{path}: cannot load checkpoint ({type(e).__name__}: {str(e).splitlines()[0]}); "
-                         "delete it to restart the run from scratch") from e
+        raise InputError(
+            f"{path}: cannot load checkpoint ({type(e).__name__}: {str(e).splitlines()[0]}); "
+            "delete it to restart the run from scratch"
+        ) from e
 
 
 # ---------------------------------------------------------------------------------------------- lr rules
@@ -180,7 +192,9 @@ class LrRule:
     def __init__(self, base_lr: float) -> None:
         self.lr = float(base_lr)
 
-    def after_epoch(self, epoch: int, improved: bool, best_epoch: int) -> float:  # pragma: no cover - abstract
+    def after_epoch(
+        self, epoch: int, improved: bool, best_epoch: int
+    ) -> float:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def state_dict(self) -> dict[str, Any]:
@@ -251,7 +265,9 @@ def select_device(cfg: RunConfig) -> torch.device:
     """``cfg.device``: auto → CUDA when available (one GPU per local rank), else CPU."""
     if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()):
         if not torch.cuda.is_available():
-            raise InputError("config field device='cuda' but CUDA is not available here; use device=cpu or auto")
+            raise InputError(
+                "config field device='cuda' but CUDA is not available here; use device=cpu or auto"
+            )
         idx = du.local_rank() % torch.cuda.device_count()
         torch.cuda.set_device(idx)
         return torch.device("cuda", idx)
@@ -265,7 +281,9 @@ def configure_torch(cfg: RunConfig, device: torch.device) -> None:
         torch.use_deterministic_algorithms(True, warn_only=True)
         # ENet's max-unpooling has no flagged deterministic CPU kernel; it is deterministic on CPU (a scatter
         # with unique indices), so the warning says nothing here
-        warnings.filterwarnings("ignore", message=".*max_unpooling2d_forward_out does not have a deterministic")
+        warnings.filterwarnings(
+            "ignore", message=".*max_unpooling2d_forward_out does not have a deterministic"
+        )
 
 
 def autocast(cfg: RunConfig, device: torch.device):
@@ -295,7 +313,11 @@ class OptimisedStage:
         return du.unwrap(self.net).state_dict()
 
     def state_dict(self) -> dict[str, Any]:
-        return {"model": self.model_state(), "optimizer": self.opt.state_dict(), "lr_rule": self.rule.state_dict()}
+        return {
+            "model": self.model_state(),
+            "optimizer": self.opt.state_dict(),
+            "lr_rule": self.rule.state_dict(),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         du.unwrap(self.net).load_state_dict(state["model"])
@@ -408,8 +430,10 @@ def run_epochs(ctx: RunContext, stage: Stage) -> dict[str, Any] | None:
     if paths.checkpoint_last.exists():
         ck = load_checkpoint(paths.checkpoint_last, map_location=ctx.device)
         if ck.get("run_id") != cfg.run_id:
-            raise InputError(f"{paths.checkpoint_last}: belongs to run {ck.get('run_id')!r}, not {cfg.run_id!r}; "
-                             "delete it or use the matching config")
+            raise InputError(
+                f"{paths.checkpoint_last}: belongs to run {ck.get('run_id')!r}, not {cfg.run_id!r}; "
+                "delete it or use the matching config"
+            )
         stage.load_state_dict(ck["stage"])
         set_rng_state(ck["rng"])
         start = int(ck["epoch"]) + 1
@@ -419,8 +443,12 @@ def run_epochs(ctx: RunContext, stage: Stage) -> dict[str, Any] | None:
         earlier_wall = float(ck.get("wall_time_s", 0.0))
         if ctx.is_main:
             dropped = writer.cut_after(int(ck["epoch"]))
-            log.info("%s: resuming after epoch %d (dropped %d metric rows of later epochs)", cfg.run_id,
-                     ck["epoch"], dropped)
+            log.info(
+                "%s: resuming after epoch %d (dropped %d metric rows of later epochs)",
+                cfg.run_id,
+                ck["epoch"],
+                dropped,
+            )
     elif ctx.is_main:
         writer.cut_after(-1)  # a crash before the first checkpoint: start metrics.csv again
     du.barrier()
@@ -442,25 +470,50 @@ def run_epochs(ctx: RunContext, stage: Stage) -> dict[str, Any] | None:
         if ctx.is_main:
             writer.append(rows)
             if improved:
-                save_checkpoint(paths.checkpoint_best, {"model": stage.model_state(), "epoch": epoch,
-                                                         "value": best_value, "run_id": cfg.run_id})
+                save_checkpoint(
+                    paths.checkpoint_best,
+                    {"model": stage.model_state(), "epoch": epoch, "value": best_value, "run_id": cfg.run_id},
+                )
             if last or (epoch + 1) % cfg.checkpoint_every == 0 or stop:
-                save_checkpoint(paths.checkpoint_last, {
-                    "stage": stage.state_dict(), "rng": rng_state(), "epoch": epoch, "best_value": best_value,
-                    "best_epoch": best_epoch, "final": final, "run_id": cfg.run_id, "world_size": ctx.world,
-                    "wall_time_s": earlier_wall + time.perf_counter() - t_session,
-                })
+                save_checkpoint(
+                    paths.checkpoint_last,
+                    {
+                        "stage": stage.state_dict(),
+                        "rng": rng_state(),
+                        "epoch": epoch,
+                        "best_value": best_value,
+                        "best_epoch": best_epoch,
+                        "final": final,
+                        "run_id": cfg.run_id,
+                        "world_size": ctx.world,
+                        "wall_time_s": earlier_wall + time.perf_counter() - t_session,
+                    },
+                )
         du.barrier()
-        log.info("%s epoch %d/%d: %s (%.1fs)", cfg.run_id, epoch + 1, cfg.epochs,
-                 ", ".join(f"{k}={v:.4g}" for k, v in res.metrics.items() if not k.startswith("train/lr")),
-                 elapsed)
+        log.info(
+            "%s epoch %d/%d: %s (%.1fs)",
+            cfg.run_id,
+            epoch + 1,
+            cfg.epochs,
+            ", ".join(f"{k}={v:.4g}" for k, v in res.metrics.items() if not k.startswith("train/lr")),
+            elapsed,
+        )
         if ctx.hooks is not None:
-            ctx.hooks.on_epoch_end(epoch, {**final, "epoch": float(epoch), "selection": float(res.selection),
-                                           "best_value": float("nan") if best_value is None else best_value,
-                                           "best_epoch": float(best_epoch)}, paths)
+            ctx.hooks.on_epoch_end(
+                epoch,
+                {
+                    **final,
+                    "epoch": float(epoch),
+                    "selection": float(res.selection),
+                    "best_value": float("nan") if best_value is None else best_value,
+                    "best_epoch": float(best_epoch),
+                },
+                paths,
+            )
         if not last and stop:
-            log.info("%s: stopping after epoch %d as requested (resume with the same command)", cfg.run_id,
-                     epoch)
+            log.info(
+                "%s: stopping after epoch %d as requested (resume with the same command)", cfg.run_id, epoch
+            )
             return None
     if best_value is None:
         best_value = float("nan")
@@ -488,9 +541,11 @@ def open_data(cfg: RunConfig) -> tuple[RunConfig, Any]:
     if not cfg.data_hash:
         cfg = cfg.replace(data_hash=data.data_hash)
     elif cfg.data_hash != data.data_hash:
-        raise InputError(f"{cfg.data}: prepared data hash {data.data_hash} differs from config field "
-                         f"data_hash={cfg.data_hash}; point --data at the dataset the config was made for "
-                         "or clear data_hash")
+        raise InputError(
+            f"{cfg.data}: prepared data hash {data.data_hash} differs from config field "
+            f"data_hash={cfg.data_hash}; point --data at the dataset the config was made for "
+            "or clear data_hash"
+        )
     return cfg, data
 
 
@@ -514,8 +569,13 @@ def class_target(cfg: RunConfig, labels: torch.Tensor) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------------------------- execute
-def execute(cfg: RunConfig, experiment_root: str | os.PathLike, hooks: Hooks | None = None, *,
-            stop_after_epoch: int | None = None) -> RunPaths:
+def execute(
+    cfg: RunConfig,
+    experiment_root: str | os.PathLike,
+    hooks: Hooks | None = None,
+    *,
+    stop_after_epoch: int | None = None,
+) -> RunPaths:
     """Run one stage instance (building prerequisites first); return its run directory.
 
     Works standalone (no process group) and on every rank of a ``torch.distributed`` job (Ray Train, torchrun)
@@ -559,20 +619,37 @@ def execute(cfg: RunConfig, experiment_root: str | os.PathLike, hooks: Hooks | N
             lock.release()
 
 
-def _execute_locked(cfg: RunConfig, paths: RunPaths, experiment_root: Path, data: Any, hooks: Hooks | None,
-                    stop_after_epoch: int | None) -> RunPaths:
+def _execute_locked(
+    cfg: RunConfig,
+    paths: RunPaths,
+    experiment_root: Path,
+    data: Any,
+    hooks: Hooks | None,
+    stop_after_epoch: int | None,
+) -> RunPaths:
     device = select_device(cfg)
     configure_torch(cfg, device)
-    ctx = RunContext(cfg=cfg, paths=paths, experiment_root=experiment_root, data=data, device=device,
-                     rank=du.rank(), world=du.world_size(), hooks=hooks, stop_after_epoch=stop_after_epoch)
+    ctx = RunContext(
+        cfg=cfg,
+        paths=paths,
+        experiment_root=experiment_root,
+        data=data,
+        device=device,
+        rank=du.rank(),
+        world=du.world_size(),
+        hooks=hooks,
+        stop_after_epoch=stop_after_epoch,
+    )
     handler = None
     if ctx.is_main:
         paths.root.mkdir(parents=True, exist_ok=True)
         if paths.config.exists():
             old = json.loads(paths.config.read_text())
             if old.get("run_id") != cfg.run_id:
-                raise InputError(f"{paths.config}: belongs to run {old.get('run_id')!r}, not {cfg.run_id!r}; "
-                                 "remove the directory")
+                raise InputError(
+                    f"{paths.config}: belongs to run {old.get('run_id')!r}, not {cfg.run_id!r}; "
+                    "remove the directory"
+                )
         else:
             write_text_atomic(paths.config, cfg.to_json())
         write_json_atomic(paths.env, {**environment(world_size=ctx.world), "device": str(device)})
@@ -586,17 +663,29 @@ def _execute_locked(cfg: RunConfig, paths: RunPaths, experiment_root: Path, data
         if done is None:
             return paths
         if ctx.is_main:
-            log.info("%s: finishing (best epoch %d, %s=%.4g)", cfg.run_id, done["best_epoch"],
-                     "selection", done["best_value"])
+            log.info(
+                "%s: finishing (best epoch %d, %s=%.4g)",
+                cfg.run_id,
+                done["best_epoch"],
+                "selection",
+                done["best_value"],
+            )
         stage.finish(paths.checkpoint_best, done["final"])
         if ctx.is_main:
             summary = {
-                "run_id": cfg.run_id, "stage": cfg.stage, "method": cfg.method if cfg.stage == "segmenter"
-                else "regressor", "epochs": cfg.epochs, "best_epoch": done["best_epoch"],
-                "best_value": done["best_value"], "selection_metric": _selection_name(cfg),
-                "final": done["final"], "wall_time_s": done["wall_time_s"] + time.time() - t0,
-                "wall_time_this_session_s": time.time() - t0, "device": str(device),
-                "world_size": ctx.world, "threads": cfg.threads,
+                "run_id": cfg.run_id,
+                "stage": cfg.stage,
+                "method": cfg.method if cfg.stage == "segmenter" else "regressor",
+                "epochs": cfg.epochs,
+                "best_epoch": done["best_epoch"],
+                "best_value": done["best_value"],
+                "selection_metric": _selection_name(cfg),
+                "final": done["final"],
+                "wall_time_s": done["wall_time_s"] + time.time() - t0,
+                "wall_time_this_session_s": time.time() - t0,
+                "device": str(device),
+                "world_size": ctx.world,
+                "threads": cfg.threads,
                 "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             }
             paths.failed.unlink(missing_ok=True)
@@ -605,10 +694,15 @@ def _execute_locked(cfg: RunConfig, paths: RunPaths, experiment_root: Path, data
         return paths
     except BaseException as e:
         if ctx.is_main and not isinstance(e, KeyboardInterrupt | SystemExit):
-            write_json_atomic(paths.failed, {
-                "run_id": cfg.run_id, "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc(),
-                "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            })
+            write_json_atomic(
+                paths.failed,
+                {
+                    "run_id": cfg.run_id,
+                    "error": f"{type(e).__name__}: {e}",
+                    "traceback": traceback.format_exc(),
+                    "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                },
+            )
         raise
     finally:
         ctx.stop_flag.restore()
@@ -670,7 +764,29 @@ def metric_dict(rows: Iterable[Row]) -> dict[str, float]:
     return {f"{split}/{metric}": float(v) for _, split, volume, metric, v in rows if not volume}
 
 
-__all__ = ["execute", "Hooks", "RunContext", "EpochResult", "MetricsWriter", "read_metrics", "save_checkpoint",
-           "load_checkpoint", "rng_state", "set_rng_state", "MultiStepRule", "PlateauRule", "CodeRule", "set_lr",
-           "select_device", "configure_torch", "autocast", "open_data", "resized_arrays", "class_target",
-           "lv_mask", "metric_dict", "run_epochs", "STOP_ENV"]
+__all__ = [
+    "execute",
+    "Hooks",
+    "RunContext",
+    "EpochResult",
+    "MetricsWriter",
+    "read_metrics",
+    "save_checkpoint",
+    "load_checkpoint",
+    "rng_state",
+    "set_rng_state",
+    "MultiStepRule",
+    "PlateauRule",
+    "CodeRule",
+    "set_lr",
+    "select_device",
+    "configure_torch",
+    "autocast",
+    "open_data",
+    "resized_arrays",
+    "class_target",
+    "lv_mask",
+    "metric_dict",
+    "run_epochs",
+    "STOP_ENV",
+]

@@ -191,8 +191,9 @@ def shard(batch: np.ndarray, rank_: int, world: int) -> np.ndarray:
     return batch[rank_ * k : (rank_ + 1) * k]
 
 
-def epoch_batches(n_items: int, global_batch: int, seed: int, axes: tuple[object, ...], rank_: int,
-                  world: int) -> list[tuple[np.ndarray, np.ndarray]]:
+def epoch_batches(
+    n_items: int, global_batch: int, seed: int, axes: tuple[object, ...], rank_: int, world: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """Our seeded distributed sampler: ``[(global_batch_positions, this_rank_positions), ...]``.
 
     ``world == 1`` gives exactly the standalone order. Positions index the caller's item list.
@@ -207,7 +208,23 @@ def rank_seed(seed: int, *axes: object) -> int:
 
 
 __all__ = [
-    "is_distributed", "rank", "world_size", "is_main", "local_rank", "maybe_init_from_env", "check_world_size",
-    "barrier", "all_reduce_sum", "broadcast_object", "sync_buffers", "wrap_ddp", "unwrap", "no_sync_if",
-    "epoch_permutation", "global_batches", "shard", "epoch_batches", "rank_seed",
+    "is_distributed",
+    "rank",
+    "world_size",
+    "is_main",
+    "local_rank",
+    "maybe_init_from_env",
+    "check_world_size",
+    "barrier",
+    "all_reduce_sum",
+    "broadcast_object",
+    "sync_buffers",
+    "wrap_ddp",
+    "unwrap",
+    "no_sync_if",
+    "epoch_permutation",
+    "global_batches",
+    "shard",
+    "epoch_batches",
+    "rank_seed",
 ]

@@ -37,12 +37,15 @@ def fs_run(ctx: RunContext) -> RunPaths:
 
 
 @torch.no_grad()
-def make_pseudo_labels(cfg: Any, fs_paths: RunPaths, images: np.ndarray, idx: np.ndarray,
-                       device: torch.device) -> tuple[np.ndarray, int]:
+def make_pseudo_labels(
+    cfg: Any, fs_paths: RunPaths, images: np.ndarray, idx: np.ndarray, device: torch.device
+) -> tuple[np.ndarray, int]:
     """Arg-max class maps (uint8 (U, S, S)) of the FS best checkpoint on ``images[idx]``; and its epoch."""
     if not fs_paths.checkpoint_best.exists():
-        raise InputError(f"{fs_paths.checkpoint_best}: the FS model's best checkpoint is missing; rerun the FS "
-                         f"run (delete {fs_paths.root} to train it again)")
+        raise InputError(
+            f"{fs_paths.checkpoint_best}: the FS model's best checkpoint is missing; rerun the FS "
+            f"run (delete {fs_paths.root} to train it again)"
+        )
     ck = load_checkpoint(fs_paths.checkpoint_best, map_location=device)
     net = build_segmenter(cfg.fs_config()).to(device)
     net.load_state_dict(ck["model"])
@@ -70,11 +73,21 @@ def ensure_pseudo_labels(ctx: RunContext, unl_idx: np.ndarray) -> RunPaths:
                 fs_paths.predictions.mkdir(parents=True, exist_ok=True)
                 with atomic_path(fs_paths.pseudo_labels) as tmp:
                     with open(tmp, "wb") as f:
-                        np.savez_compressed(f, index=unl_idx.astype(np.int64), labels=labels,
-                                            image_size=np.int64(ctx.cfg.image_size),
-                                            fs_run_id=np.str_(fs_paths.run_id), fs_best_epoch=np.int64(best_epoch))
-                log.info("%s: pseudo-labels of %d unlabeled slices from %s (best epoch %d)", ctx.cfg.run_id,
-                         len(unl_idx), fs_paths.run_id, best_epoch)
+                        np.savez_compressed(
+                            f,
+                            index=unl_idx.astype(np.int64),
+                            labels=labels,
+                            image_size=np.int64(ctx.cfg.image_size),
+                            fs_run_id=np.str_(fs_paths.run_id),
+                            fs_best_epoch=np.int64(best_epoch),
+                        )
+                log.info(
+                    "%s: pseudo-labels of %d unlabeled slices from %s (best epoch %d)",
+                    ctx.cfg.run_id,
+                    len(unl_idx),
+                    fs_paths.run_id,
+                    best_epoch,
+                )
     du.barrier()
     return fs_paths
 
@@ -94,7 +107,9 @@ def load_pseudo_labels(ctx: RunContext, unl_idx: np.ndarray) -> tuple[torch.Tens
     fs_paths = ensure_pseudo_labels(ctx, unl_idx)
     with np.load(fs_paths.pseudo_labels) as z:
         if not np.array_equal(z["index"], unl_idx):
-            raise InputError(f"{fs_paths.pseudo_labels}: made for other unlabeled slices; delete it to remake it")
+            raise InputError(
+                f"{fs_paths.pseudo_labels}: made for other unlabeled slices; delete it to remake it"
+            )
         labels = torch.from_numpy(np.asarray(z["labels"]))
     mask = labels == lv_channel(ctx.cfg)
     return labels, mask

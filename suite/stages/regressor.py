@@ -61,16 +61,21 @@ class RegressorStage(OptimisedStage):
         lab_idx = np.sort(np.asarray(data.indices(split.labeled), dtype=np.int64))
         val_idx = np.sort(np.asarray(data.indices(sorted(split.val_reg)), dtype=np.int64))
         if len(lab_idx) == 0 or len(val_idx) == 0:
-            raise InputError(f"{cfg.data}: split n_labeled={cfg.n_labeled} has {len(lab_idx)} labeled and "
-                             f"{len(val_idx)} regressor-validation slices; both must be > 0 (check splits.json)")
+            raise InputError(
+                f"{cfg.data}: split n_labeled={cfg.n_labeled} has {len(lab_idx)} labeled and "
+                f"{len(val_idx)} regressor-validation slices; both must be > 0 (check splits.json)"
+            )
         images, labels = resized_arrays(data, cfg.image_size)
         self.all_images = images
         self.true_all = (labels == 3).sum(axis=(1, 2)).astype(np.float32)
         dev = ctx.device
         # the fixed offline-augmented set (copy 0 = the original), produced batch by batch on the device
-        self.aug = AugmentedSet(torch.from_numpy(np.ascontiguousarray(images[lab_idx])).to(dev),
-                                torch.from_numpy(np.ascontiguousarray(labels[lab_idx])).to(dev),
-                                cfg.reg_aug_copies, derive_seed(cfg.seed, "regressor", "augment"))
+        self.aug = AugmentedSet(
+            torch.from_numpy(np.ascontiguousarray(images[lab_idx])).to(dev),
+            torch.from_numpy(np.ascontiguousarray(labels[lab_idx])).to(dev),
+            cfg.reg_aug_copies,
+            derive_seed(cfg.seed, "regressor", "augment"),
+        )
         self.val_idx = val_idx
         self.val_x = torch.from_numpy(np.ascontiguousarray(images[val_idx])).to(dev)
         self.val_y = torch.from_numpy(self.true_all[val_idx]).to(dev)
@@ -78,11 +83,18 @@ class RegressorStage(OptimisedStage):
         net = prepare_model(build_regressor(cfg).to(dev), cfg)
         self.net = net
         self.model = du.wrap_ddp(net, dev, cfg.world_size)
-        self.opt = torch.optim.SGD(net.parameters(), lr=cfg.reg_lr, momentum=cfg.reg_momentum,
-                                   weight_decay=cfg.reg_weight_decay)
+        self.opt = torch.optim.SGD(
+            net.parameters(), lr=cfg.reg_lr, momentum=cfg.reg_momentum, weight_decay=cfg.reg_weight_decay
+        )
         self.rule = MultiStepRule(cfg.reg_lr, cfg.reg_milestones, cfg.reg_lr_factor)
-        log.info("%s: %d augmented training slices (%d labeled x %d), %d validation slices", cfg.run_id,
-                 len(self.aug), len(lab_idx), cfg.reg_aug_copies, len(val_idx))
+        log.info(
+            "%s: %d augmented training slices (%d labeled x %d), %d validation slices",
+            cfg.run_id,
+            len(self.aug),
+            len(lab_idx),
+            cfg.reg_aug_copies,
+            len(val_idx),
+        )
 
     # -------------------------------------------------------------- state
     # -------------------------------------------------------------- epoch
@@ -92,8 +104,9 @@ class RegressorStage(OptimisedStage):
         acc = torch.zeros((), dtype=torch.float64, device=ctx.device)
         n = 0
         lr = self.rule.lr
-        for _, local in du.epoch_batches(len(self.aug), cfg.reg_batch, cfg.seed, ("regressor", "order", epoch),
-                                         ctx.rank, cfg.world_size):
+        for _, local in du.epoch_batches(
+            len(self.aug), cfg.reg_batch, cfg.seed, ("regressor", "order", epoch), ctx.rank, cfg.world_size
+        ):
             imgs, _, area = self.aug.batch(local)
             x = prepare_input(imgs.unsqueeze(1).float().div_(255.0), cfg)
             y = area.float()
@@ -109,8 +122,12 @@ class RegressorStage(OptimisedStage):
         du.all_reduce_sum(stats)
         loss_mse = float(stats[0] / max(float(stats[1]), 1.0))
         if not np.isfinite(loss_mse):
-            log.warning("%s epoch %d: non-finite training loss (lr %g too large for raw pixel targets?)",
-                        cfg.run_id, epoch, lr)
+            log.warning(
+                "%s epoch %d: non-finite training loss (lr %g too large for raw pixel targets?)",
+                cfg.run_id,
+                epoch,
+                lr,
+            )
         return {"loss_mse": loss_mse, "lr": lr}
 
     @torch.no_grad()
@@ -148,7 +165,9 @@ class RegressorStage(OptimisedStage):
         vrows, run = self.validate(epoch)
         rows += vrows
         sel = run["size_abs_err"]
-        return EpochResult(rows=rows, metrics=metric_dict(rows), selection=sel if np.isfinite(sel) else float("nan"))
+        return EpochResult(
+            rows=rows, metrics=metric_dict(rows), selection=sel if np.isfinite(sel) else float("nan")
+        )
 
     # -------------------------------------------------------------- end of run
     def finish(self, best_checkpoint: Path, final: dict[str, float]) -> None:
@@ -160,16 +179,24 @@ class RegressorStage(OptimisedStage):
             du.unwrap(self.net).load_state_dict(ck["model"])
             best_epoch = int(ck["epoch"])
         else:  # every epoch diverged: keep the last weights, say so
-            log.warning("%s: no best checkpoint (no finite validation error); predicting with the last weights",
-                        self.cfg.run_id)
+            log.warning(
+                "%s: no best checkpoint (no finite validation error); predicting with the last weights",
+                self.cfg.run_id,
+            )
         sizes = self.predict_store(self.all_images)
         if ctx.is_main:
             path = ctx.paths.sizes
             path.parent.mkdir(parents=True, exist_ok=True)
             with atomic_path(path) as tmp:
                 with open(tmp, "wb") as f:
-                    np.savez(f, sizes=sizes, true=self.true_all, image_size=np.int64(self.cfg.image_size),
-                             best_epoch=np.int64(best_epoch), run_id=np.str_(self.cfg.run_id))
+                    np.savez(
+                        f,
+                        sizes=sizes,
+                        true=self.true_all,
+                        image_size=np.int64(self.cfg.image_size),
+                        best_epoch=np.int64(best_epoch),
+                        run_id=np.str_(self.cfg.run_id),
+                    )
         du.barrier()
 
 

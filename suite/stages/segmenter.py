@@ -121,7 +121,9 @@ def load_seg_data(ctx: RunContext) -> SegData:
     val_patients = sorted(split.val_seg)
     val_idx = np.sort(np.asarray(data.indices(val_patients), dtype=np.int64))
     if len(lab_idx) == 0:
-        raise InputError(f"{cfg.data}: split n_labeled={cfg.n_labeled} has no labeled slices; check splits.json")
+        raise InputError(
+            f"{cfg.data}: split n_labeled={cfg.n_labeled} has no labeled slices; check splits.json"
+        )
     if len(val_idx) == 0:
         raise InputError(f"{cfg.data}: the split has no segmenter-validation slices; check splits.json")
     images, labels = resized_arrays(data, cfg.image_size)
@@ -135,7 +137,10 @@ def load_seg_data(ctx: RunContext) -> SegData:
     sd = SegData(
         images=torch.from_numpy(np.ascontiguousarray(images)).to(dev),
         labels=torch.from_numpy(np.ascontiguousarray(labels)).to(dev),
-        lab_idx=lab_idx, unl_idx=unl_idx, val_idx=val_idx, volumes=volumes,
+        lab_idx=lab_idx,
+        unl_idx=unl_idx,
+        val_idx=val_idx,
+        volumes=volumes,
         voxel_ml=voxel_ml_per_volume(data, volumes, cfg.image_size),
     )
     if cfg.method == "oracle":
@@ -157,13 +162,17 @@ def regressor_sizes(ctx: RunContext, idx: np.ndarray) -> torch.Tensor:
 
     reg_paths = ExperimentPaths(ctx.experiment_root).run(ctx.cfg.regressor_config().run_id)
     if not reg_paths.sizes.exists():
-        raise InputError(f"{reg_paths.sizes}: the regressor's size predictions are missing; rerun its stage "
-                         f"(delete {reg_paths.summary} to make it run again)")
+        raise InputError(
+            f"{reg_paths.sizes}: the regressor's size predictions are missing; rerun its stage "
+            f"(delete {reg_paths.summary} to make it run again)"
+        )
     with np.load(reg_paths.sizes) as z:
         sizes, size = z["sizes"], int(z["image_size"])
     if size != ctx.cfg.image_size or len(sizes) != len(ctx.data.volume):
-        raise InputError(f"{reg_paths.sizes}: predictions for {len(sizes)} slices at {size}px do not match "
-                         f"the prepared data ({len(ctx.data.volume)} slices at image_size={ctx.cfg.image_size})")
+        raise InputError(
+            f"{reg_paths.sizes}: predictions for {len(sizes)} slices at {size}px do not match "
+            f"the prepared data ({len(ctx.data.volume)} slices at image_size={ctx.cfg.image_size})"
+        )
     return torch.from_numpy(np.asarray(sizes, dtype=np.float32)[idx])
 
 
@@ -188,8 +197,9 @@ class SegmenterStage(OptimisedStage):
         net = prepare_model(net, cfg)
         self.net = net
         self.model = du.wrap_ddp(net, ctx.device, cfg.world_size)
-        self.opt = torch.optim.Adam(net.parameters(), lr=cfg.seg_lr, betas=tuple(cfg.seg_betas),
-                                    weight_decay=cfg.seg_weight_decay)
+        self.opt = torch.optim.Adam(
+            net.parameters(), lr=cfg.seg_lr, betas=tuple(cfg.seg_betas), weight_decay=cfg.seg_weight_decay
+        )
         self.rule = make_lr_rule(cfg)
         self.lv = lv_channel(cfg)
 
@@ -209,8 +219,9 @@ class SegmenterStage(OptimisedStage):
         ce_acc = torch.zeros((), dtype=torch.float64, device=dev)
         n_lab_batches = 0
         lr = self.rule.lr
-        for _, local in du.epoch_batches(len(sd.lab_idx), cfg.seg_batch, cfg.seed, ("segmenter", "labeled", epoch),
-                                         ctx.rank, world):
+        for _, local in du.epoch_batches(
+            len(sd.lab_idx), cfg.seg_batch, cfg.seed, ("segmenter", "labeled", epoch), ctx.rank, world
+        ):
             idx = sd.lab_idx[local]
             logits = self._forward(idx)
             target = class_target(cfg, sd.labels.index_select(0, torch.as_tensor(idx, device=dev)))
@@ -227,8 +238,9 @@ class SegmenterStage(OptimisedStage):
         n_unl_batches = 0
         # penalty_warmup: the first epochs skip the unlabeled pass (they train exactly as FS; 0 = the paper)
         if cfg.method != "fs" and len(sd.unl_idx) and epoch >= cfg.penalty_warmup:
-            for gb, local in du.epoch_batches(len(sd.unl_idx), cfg.unl_batch, cfg.seed,
-                                              ("segmenter", "unlabeled", epoch), ctx.rank, world):
+            for gb, local in du.epoch_batches(
+                len(sd.unl_idx), cfg.unl_batch, cfg.seed, ("segmenter", "unlabeled", epoch), ctx.rank, world
+            ):
                 idx = sd.unl_idx[local]
                 pos = torch.as_tensor(local, device=dev)
                 logits = self._forward(idx)
@@ -254,8 +266,9 @@ class SegmenterStage(OptimisedStage):
                 n_unl_items += len(local)
                 n_unl_batches += 1
 
-        stats = torch.stack([ce_acc, unl_acc, inside_acc,
-                             torch.tensor(float(n_unl_items), dtype=torch.float64, device=dev)]).cpu()
+        stats = torch.stack(
+            [ce_acc, unl_acc, inside_acc, torch.tensor(float(n_unl_items), dtype=torch.float64, device=dev)]
+        ).cpu()
         du.all_reduce_sum(stats)
         ce = float(stats[0]) / max(n_lab_batches * world, 1)
         out = {"loss_ce": ce, "lr": lr}
@@ -305,18 +318,30 @@ class SegmenterStage(OptimisedStage):
             ps, ts = pred.sum(dim=(1, 2)).double(), true.sum(dim=(1, 2)).double()
             denom = ps + ts
             d2 = torch.where(denom > 0, 2 * inter / denom.clamp_min(1), torch.ones_like(denom))
-            acc[v] = torch.stack([inter.sum(), ps.sum(), ts.sum(), d2.sum(),
-                                  torch.tensor(float(len(idx)), dtype=torch.float64, device=dev)]).cpu()
+            acc[v] = torch.stack(
+                [
+                    inter.sum(),
+                    ps.sum(),
+                    ts.sum(),
+                    d2.sum(),
+                    torch.tensor(float(len(idx)), dtype=torch.float64, device=dev),
+                ]
+            ).cpu()
         du.all_reduce_sum(acc)
         rows: list[tuple[int, str, str, str, float]] = []
         a = acc.numpy()
         dice3 = np.where(a[:, 1] + a[:, 2] > 0, 2 * a[:, 0] / np.maximum(a[:, 1] + a[:, 2], 1), 1.0)
         for v, (name, _) in enumerate(sd.volumes):
-            rows += [(epoch, "val", name, "dice", float(dice3[v])),
-                     (epoch, "val", name, "dice2d", float(a[v, 3] / max(a[v, 4], 1))),
-                     (epoch, "val", name, "lv_volume_pred_ml", float(a[v, 1] * sd.voxel_ml[v])),
-                     (epoch, "val", name, "lv_volume_true_ml", float(a[v, 2] * sd.voxel_ml[v]))]
-        run = {"dice2d_slices": float(a[:, 3].sum() / max(a[:, 4].sum(), 1)), "dice_mean": float(dice3.mean())}
+            rows += [
+                (epoch, "val", name, "dice", float(dice3[v])),
+                (epoch, "val", name, "dice2d", float(a[v, 3] / max(a[v, 4], 1))),
+                (epoch, "val", name, "lv_volume_pred_ml", float(a[v, 1] * sd.voxel_ml[v])),
+                (epoch, "val", name, "lv_volume_true_ml", float(a[v, 2] * sd.voxel_ml[v])),
+            ]
+        run = {
+            "dice2d_slices": float(a[:, 3].sum() / max(a[:, 4].sum(), 1)),
+            "dice_mean": float(dice3.mean()),
+        }
         rows += [(epoch, "val", "", k, v) for k, v in run.items()]
         return rows, run
 
@@ -348,17 +373,24 @@ class SegmenterStage(OptimisedStage):
             return
         idx = self.example_slices()
         pred = self.predict(idx).to(torch.uint8).cpu().numpy()
-        label = class_target(self.cfg, self.sd.labels.index_select(0, torch.as_tensor(idx, device=self.ctx.device)))
+        label = class_target(
+            self.cfg, self.sd.labels.index_select(0, torch.as_tensor(idx, device=self.ctx.device))
+        )
         data = self.ctx.data
         path = self.ctx.paths.predictions / "val_examples.npz"
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as f:
                 np.savez_compressed(
-                    f, image=self.sd.images.index_select(0, torch.as_tensor(idx, device=self.ctx.device)).cpu().numpy(),
-                    label=label.to(torch.uint8).cpu().numpy(), pred=pred,
+                    f,
+                    image=self.sd.images.index_select(0, torch.as_tensor(idx, device=self.ctx.device))
+                    .cpu()
+                    .numpy(),
+                    label=label.to(torch.uint8).cpu().numpy(),
+                    pred=pred,
                     volume=np.asarray(data.volume)[idx].astype(str),
-                    slice_index=np.asarray(data.slice_index)[idx].astype(np.int64), index=idx,
+                    slice_index=np.asarray(data.slice_index)[idx].astype(np.int64),
+                    index=idx,
                 )
 
 
