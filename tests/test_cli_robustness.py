@@ -110,3 +110,25 @@ def test_sigterm_on_run_exits_nonzero_and_leaves_a_resumable_run(prepared_small,
     assert "did not finish" in stderr.decode()
     (run_dir,) = [p.parent for p in out.glob("runs/*/config.json")]
     assert not (run_dir / "summary.json").exists() and (run_dir / "checkpoint_last.pt").exists()
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_results_respect_the_umask(tmp_path: Path, umask: int) -> None:
+    from suite.atomic import atomic_dir, atomic_path, suite_outputs, write_json_atomic
+
+    old = os.umask(umask)
+    try:
+        write_json_atomic(tmp_path / "a.json", {"x": 1})
+        with atomic_path(tmp_path / "b.bin") as p:
+            p.write_bytes(b"x")
+        with atomic_dir(tmp_path / "d") as d:
+            (d / "f").write_text("x")
+        with suite_outputs(tmp_path / "report") as d:
+            (d / "sub").mkdir()
+            (d / "sub" / "r.md").write_text("x")
+    finally:
+        os.umask(old)
+    for f in ("a.json", "b.bin", "d/f", "report/sub/r.md"):
+        assert (tmp_path / f).stat().st_mode & 0o777 == 0o666 & ~umask, f
+    for d in ("d", "report", "report/sub"):
+        assert (tmp_path / d).stat().st_mode & 0o777 == 0o777 & ~umask, d
