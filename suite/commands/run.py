@@ -124,7 +124,7 @@ def write_experiment(out: Path, cfg: Any, data_hash: str) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     from suite.stages import execute
-    from suite.stages.common import open_data
+    from suite.stages.runner import open_data
 
     cfg = build_config(args)
     cfg, data = open_data(cfg)
