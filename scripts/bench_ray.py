@@ -117,7 +117,7 @@ def _suite_trials_on_finished(root: Path, prepared: Path, n: int) -> float:
     from search_spaces import get_space
     from suite import distributed as dist
     from suite.atomic import write_json_atomic
-    from suite.data.prepared import PreparedData
+    from suite.data.dataset import PreparedData
     from suite.paths import ExperimentPaths
 
     exp = ExperimentPaths(root / "finished")
@@ -135,7 +135,7 @@ def _suite_trials_on_finished(root: Path, prepared: Path, n: int) -> float:
 def bench_grid(root: Path, prepared: Path, standalone: bool) -> dict:
     from search_spaces import get_space
     from search_spaces.driver import run_experiment
-    from suite.data.prepared import PreparedData
+    from suite.data.dataset import PreparedData
     from suite.stages import execute
 
     out = root / "grid"

@@ -66,7 +66,7 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def standalone(prepared: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Reference runs without Ray (FS seed 0, Proposed seed 0 and its regressor, FS seed 7)."""
     from search_spaces import get_space
-    from suite.data.prepared import PreparedData
+    from suite.data.dataset import PreparedData
     from suite.stages import execute
 
     root = tmp_path_factory.mktemp("standalone")

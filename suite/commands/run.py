@@ -151,7 +151,7 @@ def list_keys(preset: str | None) -> int:
 def handle(args: argparse.Namespace) -> int:
     from suite.errors import InputError
     from suite.stages import execute
-    from suite.stages.common import open_data
+    from suite.stages.runner import open_data
 
     if args.list_keys:
         return list_keys(args.preset)
