@@ -81,17 +81,18 @@ def standalone(prepared: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
 @pytest.fixture(scope="module")
 def ray_local(tmp_path_factory: pytest.TempPathFactory):
     """One local Ray for the in-process tests (2 CPUs); fault injection armed for seeds 7 and 8."""
-    from suite import distributed as dist
+    from suite.ray_glue.cluster import short_temp_dir, start_ray, stop_ray
+    from suite.ray_glue.faults import CRASH_ENV, CRASH_MARKER_ENV
 
     markers = tmp_path_factory.mktemp("crash-markers")
-    old = {k: os.environ.get(k) for k in (dist.CRASH_ENV, dist.CRASH_MARKER_ENV)}
-    os.environ[dist.CRASH_ENV] = CRASH
-    os.environ[dist.CRASH_MARKER_ENV] = str(markers)
-    info = dist.start_ray(num_cpus=2, temp_dir=dist.short_temp_dir(f"pytest-{os.getpid()}"))
+    old = {k: os.environ.get(k) for k in (CRASH_ENV, CRASH_MARKER_ENV)}
+    os.environ[CRASH_ENV] = CRASH
+    os.environ[CRASH_MARKER_ENV] = str(markers)
+    info = start_ray(num_cpus=2, temp_dir=short_temp_dir(f"pytest-{os.getpid()}"))
     try:
         yield info, markers
     finally:
-        dist.stop_ray()
+        stop_ray()
         for k, v in old.items():
             if v is None:
                 os.environ.pop(k, None)
@@ -340,7 +341,7 @@ def test_local_ray_survives_the_preemption_signal(ray_local) -> None:
     psutil = pytest.importorskip("psutil")
     import ray
 
-    from suite.distributed import PREEMPTION_SIGNAL
+    from suite.ray_glue.signals import PREEMPTION_SIGNAL
 
     @ray.remote(num_cpus=0)
     def pid() -> int:
