@@ -42,6 +42,7 @@ from suite.atomic import atomic_path
 from suite.config import RunConfig
 from suite.errors import InputError
 from suite.losses import partial_ce, penalty_from_logits
+from suite.metrics import VOLUME_STATS, run_metrics, volume_metrics, volume_stats
 from suite.models import build_segmenter, lv_channel, prepare_input, prepare_model
 from suite.seeding import derive_seed
 from suite.stages import process_group as pg
@@ -307,40 +308,18 @@ class SegmenterStage(OptimisedStage):
         sd, dev = self.sd, self.ctx.device
         pg.sync_buffers(pg.unwrap(self.net))
         nv = len(sd.volumes)
-        # columns: intersection, predicted px, true px, sum of per-slice 2-D Dice, number of slices
-        acc = torch.zeros((nv, 5), dtype=torch.float64)
+        acc = torch.zeros((nv, len(VOLUME_STATS)), dtype=torch.float64)
         for v in range(self.ctx.rank, nv, self.ctx.world):
             _, idx = sd.volumes[v]
             pred = self.predict(idx) == self.lv
             true = sd.labels.index_select(0, torch.as_tensor(idx, device=dev)) == 3
-            inter = (pred & true).sum(dim=(1, 2)).double()
-            ps, ts = pred.sum(dim=(1, 2)).double(), true.sum(dim=(1, 2)).double()
-            denom = ps + ts
-            d2 = torch.where(denom > 0, 2 * inter / denom.clamp_min(1), torch.ones_like(denom))
-            acc[v] = torch.stack(
-                [
-                    inter.sum(),
-                    ps.sum(),
-                    ts.sum(),
-                    d2.sum(),
-                    torch.tensor(float(len(idx)), dtype=torch.float64, device=dev),
-                ]
-            ).cpu()
+            acc[v] = volume_stats(pred, true).cpu()
         pg.all_reduce_sum(acc)
+        by_volume = volume_metrics(acc.numpy(), sd.voxel_ml)
         rows: list[tuple[int, str, str, str, float]] = []
-        a = acc.numpy()
-        dice3 = np.where(a[:, 1] + a[:, 2] > 0, 2 * a[:, 0] / np.maximum(a[:, 1] + a[:, 2], 1), 1.0)
         for v, (name, _) in enumerate(sd.volumes):
-            rows += [
-                (epoch, "val", name, "dice", float(dice3[v])),
-                (epoch, "val", name, "dice2d", float(a[v, 3] / max(a[v, 4], 1))),
-                (epoch, "val", name, "lv_volume_pred_ml", float(a[v, 1] * sd.voxel_ml[v])),
-                (epoch, "val", name, "lv_volume_true_ml", float(a[v, 2] * sd.voxel_ml[v])),
-            ]
-        run = {
-            "dice2d_slices": float(a[:, 3].sum() / max(a[:, 4].sum(), 1)),
-            "dice_mean": float(dice3.mean()),
-        }
+            rows += [(epoch, "val", name, k, float(values[v])) for k, values in by_volume.items()]
+        run = run_metrics(acc.numpy())
         rows += [(epoch, "val", "", k, v) for k, v in run.items()]
         return rows, run
 
