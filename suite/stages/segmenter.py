@@ -40,6 +40,7 @@ import torch
 
 from suite.atomic import atomic_path
 from suite.config import RunConfig
+from suite.data.acdc import LV_LABEL
 from suite.errors import InputError
 from suite.losses import partial_ce, penalty_from_logits
 from suite.metrics import VOLUME_STATS, run_metrics, volume_metrics, volume_stats
@@ -108,7 +109,7 @@ def voxel_ml_per_volume(data: Any, volumes: list[tuple[str, np.ndarray]], size: 
 def class_target(cfg: RunConfig, labels: torch.Tensor) -> torch.Tensor:
     """Training target from the full label map: {0, 1} (LV vs rest) for ``lv``, 0..3 for ``multi``."""
     if cfg.classes == "lv":
-        return (labels == 3).long()
+        return (labels == LV_LABEL).long()
     return labels.long()
 
 
@@ -144,7 +145,7 @@ def load_seg_data(ctx: RunContext) -> SegData:
         voxel_ml=voxel_ml_per_volume(data, volumes, cfg.image_size),
     )
     if cfg.method == "oracle":
-        true = (sd.labels.index_select(0, torch.as_tensor(unl_idx, device=dev)) == 3).sum(dim=(1, 2))
+        true = (sd.labels.index_select(0, torch.as_tensor(unl_idx, device=dev)) == LV_LABEL).sum(dim=(1, 2))
         sd.unl_sizes = true.float()
     elif cfg.method == "proposed":
         sd.unl_sizes = regressor_sizes(ctx, unl_idx).to(dev)
@@ -312,7 +313,7 @@ class SegmenterStage(OptimisedStage):
         for v in range(self.ctx.rank, nv, self.ctx.world):
             _, idx = sd.volumes[v]
             pred = self.predict(idx) == self.lv
-            true = sd.labels.index_select(0, torch.as_tensor(idx, device=dev)) == 3
+            true = sd.labels.index_select(0, torch.as_tensor(idx, device=dev)) == LV_LABEL
             acc[v] = volume_stats(pred, true).cpu()
         pg.all_reduce_sum(acc)
         by_volume = volume_metrics(acc.numpy(), sd.voxel_ml)
