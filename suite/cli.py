@@ -35,7 +35,9 @@ environment: SUITE_LOG_LEVEL (DEBUG, INFO, WARNING), SUITE_NO_PBAR=1 (no progres
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="suite",
-        description="Benchmark suite for curriculum semi-supervised segmentation (Kervadec et al., MICCAI 2019).",
+        description=(
+            "Benchmark suite for curriculum semi-supervised segmentation (Kervadec et al., MICCAI 2019)."
+        ),
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -70,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except Exception as e:  # noqa: BLE001 - last resort: one line unless --debug
+    except Exception as e:  # last resort: one line unless --debug
         if args.debug:
             raise
         logging.getLogger("suite").debug("unhandled", exc_info=True)

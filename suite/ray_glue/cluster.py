@@ -157,7 +157,7 @@ def _start_ray(
                     f"--address {address}: cannot connect to a Ray cluster ({e}); start one "
                     "with `ray start --head` or drop --address to start a local Ray"
                 ) from e
-            except Exception as e:  # noqa: BLE001 - Ray's fixed 30 s raylet wait fails on an overloaded host
+            except Exception as e:  # Ray's fixed 30 s raylet wait fails on an overloaded host
                 if "timed out during startup" not in str(e) or attempt == attempts:
                     raise
                 log.warning(

@@ -160,7 +160,8 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def seed_epoch(cfg: RunConfig, epoch: int) -> None:
-    """Reseed the global RNGs for one epoch of one rank (dropout etc.): a pure function of (seed, epoch, rank)."""
+    """Reseed the global RNGs for one epoch of one rank (dropout etc.): a pure function of (seed, epoch,
+    rank)."""
     s = derive_seed(cfg.seed, cfg.stage, "epoch", epoch, "rank", du.rank())
     random.seed(s)
     np.random.seed(s)
@@ -178,7 +179,7 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     """Load a checkpoint with ``weights_only=True`` (tensors and plain types only)."""
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # noqa: BLE001 - corrupt/truncated file: one clear line
+    except Exception as e:  # corrupt/truncated file: one clear line
         raise InputError(
             f"{path}: cannot load checkpoint ({type(e).__name__}: {str(e).splitlines()[0]}); "
             "delete it to restart the run from scratch"
@@ -333,7 +334,8 @@ class OptimisedStage:
 
 
 class _StopFlag:
-    """Set by SIGTERM/SIGUSR1 (main thread only): the run stops cleanly after the current epoch's checkpoint."""
+    """Set by SIGTERM/SIGUSR1 (main thread only): the run stops cleanly after the current epoch's
+    checkpoint."""
 
     def __init__(self) -> None:
         self.requested = False
@@ -394,7 +396,8 @@ class EpochResult:
 
 
 class Stage(Protocol):
-    """What :func:`run_epochs` drives (``suite.stages.regressor.RegressorStage``, ``segmenter.SegmenterStage``)."""
+    """What :func:`run_epochs` drives (``suite.stages.regressor.RegressorStage``,
+    ``segmenter.SegmenterStage``)."""
 
     higher_is_better: bool
 
