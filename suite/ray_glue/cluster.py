@@ -221,6 +221,16 @@ def stop_ray() -> None:
         ray.shutdown()
 
 
+def count_alive_nodes(address: str) -> int:
+    """Connect to the Ray cluster at ``address`` (once per process; :func:`stop_ray` disconnects) and count its
+    live nodes. Raises ``ConnectionError``, ``RuntimeError`` or ``ValueError`` while its head is not up."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+    return sum(1 for node in ray.nodes() if node.get("Alive"))
+
+
 def ray_start_resources_arg() -> str:
     """The ``ray start`` argument that declares the trial-driver resource (for cluster launchers)."""
     return "--resources=" + json.dumps({TRIAL_DRIVER: TRIAL_DRIVER_UNITS})
