@@ -116,7 +116,7 @@ def _suite_trials_on_finished(root: Path, prepared: Path, n: int) -> float:
     """The suite trainable on n already-finished runs (fake finished run directories)."""
     from search_spaces import get_space
     from suite.atomic import write_json_atomic
-    from suite.data.prepared import PreparedData
+    from suite.data.dataset import PreparedData
     from suite.paths import ExperimentPaths
     from suite.ray_glue.progress import Progress
     from suite.ray_glue.resources import TrialOptions
@@ -137,7 +137,7 @@ def _suite_trials_on_finished(root: Path, prepared: Path, n: int) -> float:
 def bench_grid(root: Path, prepared: Path, standalone: bool) -> dict:
     from search_spaces import get_space
     from search_spaces.driver import run_experiment
-    from suite.data.prepared import PreparedData
+    from suite.data.dataset import PreparedData
     from suite.stages import execute
 
     out = root / "grid"

@@ -148,9 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     from suite.log import setup_logging
 
     setup_logging("INFO")
+    from suite.data.dataset import PreparedData
     from suite.data.phantom import write_cohort
     from suite.data.prepare import prepare
-    from suite.data.prepared import PreparedData
 
     out = Path(args.out).resolve()
     t0 = time.perf_counter()

@@ -119,7 +119,7 @@ def run_status(exp: ExperimentPaths, run_ids: Iterable[str]) -> dict[str, str]:
 # -------------------------------------------------------------------------------------------- experiment.json
 def _data_info(data: str | Path) -> tuple[str, dict[str, Any]]:
     """(data hash, cohort description) of a prepared dataset (raises InputError when it is not one)."""
-    from suite.data.prepared import PreparedData
+    from suite.data.dataset import PreparedData
 
     prepared = PreparedData.open(data)
     cohort: dict[str, Any] = {}

@@ -83,7 +83,7 @@ def experiment_paths(req: Request) -> ExperimentPaths:
 def expand(req: Request) -> list[RunConfig]:
     """The grid's run configs (no prerequisites), with the dataset and its content hash filled in."""
     from search_spaces import get_space
-    from suite.data.prepared import PreparedData
+    from suite.data.dataset import PreparedData
 
     data = PreparedData.open(req.data)
     space = get_space(req.space)
@@ -720,7 +720,7 @@ def _write_experiment(
     """``experiment.json`` in the Tune driver's format (array mode; the driver writes it in ray mode): create
     it, or check that an existing one asked for the same thing, and log this launch."""
     from search_spaces import get_space
-    from suite.data.prepared import PreparedData
+    from suite.data.dataset import PreparedData
     from suite.provenance import git_sha, versions
 
     sp = get_space(req.space)

@@ -66,7 +66,7 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def standalone(prepared: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Reference runs without Ray (FS seed 0, Proposed seed 0 and its regressor, FS seed 7)."""
     from search_spaces import get_space
-    from suite.data.prepared import PreparedData
+    from suite.data.dataset import PreparedData
     from suite.stages import execute
 
     root = tmp_path_factory.mktemp("standalone")
@@ -348,12 +348,19 @@ def test_local_ray_survives_the_preemption_signal(ray_local) -> None:
         return os.getpid()
 
     worker = psutil.Process(ray.get(pid.remote(), timeout=60))
-    daemons = [
-        p
-        for p in psutil.Process().children(recursive=True)
-        if p.name() in ("gcs_server", "raylet") or "dashboard" in " ".join(p.cmdline())
-    ]
-    assert {p.name() for p in daemons} >= {"gcs_server", "raylet"}, [p.name() for p in daemons]
+
+    def ray_daemon(p: psutil.Process) -> str | None:
+        # Ray's children come and go (a placement-group worker may exit, or be a zombie not yet reaped, while
+        # we list them): such a process is simply not a daemon of interest, never an error
+        try:
+            name, cmd = p.name(), " ".join(p.cmdline())
+        except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+            return None
+        return name if name in ("gcs_server", "raylet") else ("dashboard" if "dashboard" in cmd else None)
+
+    named = [(p, ray_daemon(p)) for p in psutil.Process().children(recursive=True)]
+    daemons = [p for p, name in named if name]
+    assert {name for _, name in named} >= {"gcs_server", "raylet"}, named
     got: list[int] = []
     previous = signal.signal(PREEMPTION_SIGNAL, lambda signum, frame: got.append(signum))
     try:
@@ -362,7 +369,7 @@ def test_local_ray_survives_the_preemption_signal(ray_local) -> None:
         os.kill(os.getpid(), PREEMPTION_SIGNAL)
         time.sleep(2)
         assert got == [PREEMPTION_SIGNAL]
-        gone = [(p.pid, p.name()) for p in [*daemons, worker] if not p.is_running()]
+        gone = [p.pid for p in [*daemons, worker] if not p.is_running() or p.status() == psutil.STATUS_ZOMBIE]
         assert not gone, f"killed by the preemption signal: {gone}"
         assert ray.get(pid.remote(), timeout=60) > 0
     finally:

@@ -49,9 +49,9 @@ def _banner(text: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from suite.commands.info import summary
+    from suite.data.dataset import PreparedData
     from suite.data.phantom import write_cohort
     from suite.data.prepare import prepare
-    from suite.data.prepared import PreparedData
 
     t_start = time.perf_counter()
     out = Path(args.out)
@@ -122,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_standalone(prepared: Path, space: str, preset: str, seeds: list[int], exp_root: Path) -> Path:
     from search_spaces import get_space
-    from suite.data.prepared import PreparedData
+    from suite.data.dataset import PreparedData
     from suite.stages import execute
 
     data = PreparedData.open(prepared)
