@@ -1,6 +1,6 @@
 """Benchmark of ``suite report`` at scale: 1,000 segmenter runs x 100 epochs x 40 validation volumes.
 
-Generates synthetic, contract-conformant run directories once (``tests/synthetic_runs.py``: the full
+Generates synthetic, contract-conformant run directories once (``suite.testing.synthetic_runs``: the full
 metrics.csv vocabulary, ~17k rows per segmenter run; plus one regressor run per (n, seed)), then times
 
   1. load (every config.json, summary.json, metrics.csv -> tidy tables),
@@ -33,7 +33,6 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
 
 METHODS = ("fs", "proposals", "proposed", "oracle")
 NS = (5, 10, 20, 30, 40)
@@ -41,9 +40,8 @@ BASE = {"fs": 0.55, "proposals": 0.45, "proposed": 0.68, "oracle": 0.76}
 
 
 def _write_chunk(args: tuple[str, list[tuple[str, int, int]], int, int]) -> int:
-    from synthetic_runs import default_volumes, write_run
-
     from suite.seeding import derive_seed
+    from suite.testing.synthetic_runs import default_volumes, write_run
 
     root, jobs, epochs, n_vol = args
     vols = default_volumes(n_vol // 2)
@@ -85,7 +83,7 @@ def _write_chunk(args: tuple[str, list[tuple[str, int, int]], int, int]) -> int:
 
 
 def generate(root: Path, runs: int, epochs: int, n_vol: int, workers: int) -> float:
-    from synthetic_runs import write_experiment
+    from suite.testing.synthetic_runs import write_experiment
 
     t = time.perf_counter()
     write_experiment(root, cohort="phantom", space="bench", preset="paper")

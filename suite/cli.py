@@ -15,7 +15,7 @@ import pkgutil
 import sys
 
 from suite import __version__
-from suite.errors import InputError
+from suite.errors import InputError, missing_dependency
 from suite.log import log_level, setup_logging
 
 # display order; any other module in suite/commands is listed after these
@@ -130,6 +130,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # last resort: one line unless --debug
         if args.debug:
             raise
+        missing = missing_dependency(e) if isinstance(e, ModuleNotFoundError) else None
+        if missing is not None:  # a third-party package absent from a partial install: name the fix
+            print(f"error: suite {args.command}: {missing}", file=sys.stderr)
+            return missing.exit_code
         logging.getLogger("suite").debug("unhandled", exc_info=True)
         print(f"error: {type(e).__name__}: {e} (rerun with --debug for the traceback)", file=sys.stderr)
         return 1

@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
-from synthetic_runs import default_volumes, write_experiment, write_run
 
 from analysis.load import load_experiment
 from analysis.stats import (
@@ -23,6 +19,7 @@ from analysis.stats import (
     t_interval,
 )
 from suite.errors import InputError
+from suite.testing.synthetic_runs import default_volumes, write_experiment, write_run
 
 
 @pytest.fixture

@@ -222,8 +222,9 @@ def stop_ray() -> None:
 
 
 def count_alive_nodes(address: str) -> int:
-    """Connect to the Ray cluster at ``address`` (once per process; :func:`stop_ray` disconnects) and count its
-    live nodes. Raises ``ConnectionError``, ``RuntimeError`` or ``ValueError`` while its head is not up."""
+    """Connect to the Ray cluster at ``address`` (once per process; :func:`stop_ray` disconnects) and count
+    its live nodes. Raises ``ConnectionError``, ``RuntimeError`` or ``ValueError`` while its head is not
+    up."""
     import ray
 
     if not ray.is_initialized():

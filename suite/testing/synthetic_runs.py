@@ -5,7 +5,7 @@ columns ``epoch,split,volume,metric,value`` and the ARCHITECTURE.md vocabulary, 
 ``status``, ``summary.json`` (finished) or ``failed.json`` (failed); nothing of the two for a run in progress.
 The validation Dice is exactly what the caller asks for, so statistics can be checked by hand.
 
-    from synthetic_runs import write_experiment, write_run   # tests/ on sys.path
+    from suite.testing.synthetic_runs import write_experiment, write_run
     write_experiment(root, cohort="phantom")
     write_run(root, method="proposed", n_labeled=5, seed=0, epochs=10, stat_window=4, dice=lambda e, v: 0.5)
 """
