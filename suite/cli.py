@@ -15,7 +15,7 @@ import pkgutil
 import sys
 
 from suite import __version__
-from suite.errors import InputError
+from suite.errors import InputError, missing_dependency
 from suite.log import log_level, setup_logging
 
 # display order; any other module in suite/commands is listed after these
@@ -64,7 +64,9 @@ def _add_global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="suite",
-        description="Benchmark suite for curriculum semi-supervised segmentation (Kervadec et al., MICCAI 2019).",
+        description=(
+            "Benchmark suite for curriculum semi-supervised segmentation (Kervadec et al., MICCAI 2019)."
+        ),
         epilog=EPILOG,
         formatter_class=HelpFormatter,
     )
@@ -125,9 +127,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except Exception as e:  # noqa: BLE001 - last resort: one line unless --debug
+    except Exception as e:  # last resort: one line unless --debug
         if args.debug:
             raise
+        missing = missing_dependency(e) if isinstance(e, ModuleNotFoundError) else None
+        if missing is not None:  # a third-party package absent from a partial install: name the fix
+            print(f"error: suite {args.command}: {missing}", file=sys.stderr)
+            return missing.exit_code
         logging.getLogger("suite").debug("unhandled", exc_info=True)
         print(f"error: {type(e).__name__}: {e} (rerun with --debug for the traceback)", file=sys.stderr)
         return 1

@@ -167,7 +167,7 @@ def test_driver_killed_midway_relaunch_repeats_nothing(prepared: Path, tmp_path:
         assert eps == ({0} if rid.startswith("reg-") else {0, 1}), (rid, eps)
 
 
-# ---------------------------------------------------------------------------------------------- grid == standalone
+# ----------------------------------------------------------------------------------------- grid == standalone
 @pytest.mark.timeout(900)
 def test_smoke_grid_equals_standalone_runs(
     prepared: Path, standalone: Path, ray_local, tmp_path: Path

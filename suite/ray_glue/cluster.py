@@ -209,7 +209,7 @@ def _start_ray(
                     f"--address {address}: cannot connect to a Ray cluster ({e}); start one "
                     "with `ray start --head` or drop --address to start a local Ray"
                 ) from e
-            except Exception as e:  # noqa: BLE001 - Ray's fixed 30 s raylet wait fails on an overloaded host
+            except Exception as e:  # Ray's fixed 30 s raylet wait fails on an overloaded host
                 if "timed out during startup" not in str(e) or attempt == attempts:
                     raise
                 log.warning(
@@ -298,6 +298,17 @@ def stop_ray() -> None:
         # a process started later (sbatch, srun, another Ray) must not inherit a path to a removed token
         if os.environ.get("RAY_AUTH_TOKEN_PATH", "").startswith(folder + os.sep):
             del os.environ["RAY_AUTH_TOKEN_PATH"]
+
+
+def count_alive_nodes(address: str) -> int:
+    """Connect to the Ray cluster at ``address`` (once per process; :func:`stop_ray` disconnects) and count
+    its live nodes. Raises ``ConnectionError``, ``RuntimeError`` or ``ValueError`` while its head is not
+    up."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+    return sum(1 for node in ray.nodes() if node.get("Alive"))
 
 
 def ray_start_resources_arg() -> str:

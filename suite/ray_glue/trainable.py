@@ -81,7 +81,8 @@ def trial_name(trial: Any) -> str:
 
 
 def trial_placement(config: dict[str, Any]) -> Any:
-    """The placement group of one trial, from its config (:func:`~suite.ray_glue.resources.trial_resources`)."""
+    """The placement group of one trial, from its config
+    (:func:`~suite.ray_glue.resources.trial_resources`)."""
     from ray import tune
 
     opts = TrialOptions(**config["opts"])

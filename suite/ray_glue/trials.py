@@ -1,7 +1,7 @@
 """One Tune experiment over a list of run configs (one phase of the driver in ``search_spaces.driver``).
 
-Per-trial resources (:mod:`suite.ray_glue.resources`), fault tolerance (``tune.FailureConfig``) and the suite's
-own one-line progress (:mod:`suite.ray_glue.progress`; Tune itself is silenced with ``verbose=0``).
+Per-trial resources (:mod:`suite.ray_glue.resources`), fault tolerance (``tune.FailureConfig``) and the
+suite's own one-line progress (:mod:`suite.ray_glue.progress`; Tune itself is silenced with ``verbose=0``).
 """
 
 from __future__ import annotations

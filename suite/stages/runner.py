@@ -351,7 +351,8 @@ def _stop_requested(ctx: RunContext, epoch: int, stop_flag: _StopFlag | None) ->
 
 
 class _StopFlag:
-    """Set by SIGTERM/SIGUSR1 (main thread only): the run stops cleanly after the current epoch's checkpoint."""
+    """Set by SIGTERM/SIGUSR1 (main thread only): the run stops cleanly after the current epoch's
+    checkpoint."""
 
     def __init__(self) -> None:
         self.requested = False
