@@ -81,7 +81,9 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # corrupt/truncated file: one clear line
+        # the whole run directory: deleting only a finished run's checkpoint_best.pt would leave a run that
+        # counts as finished (summary.json) and is never retrained
         raise InputError(
             f"{path}: cannot load checkpoint ({type(e).__name__}: {str(e).splitlines()[0]}); "
-            "delete it to restart the run from scratch"
+            f"delete the run directory {path.parent} to train that run again"
         ) from e
