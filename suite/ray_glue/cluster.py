@@ -91,11 +91,11 @@ def start_ray(
     finally:
         # the Ray processes started above have read it; a process this one starts later (sbatch, srun) must
         # not inherit it: `ray start --address` on a worker node refuses to join with it set to 0
-        for k, v in saved_env.items():
-            if v is None:
+        for k, saved in saved_env.items():
+            if saved is None:
                 os.environ.pop(k, None)
             else:
-                os.environ[k] = v
+                os.environ[k] = saved
 
 
 def _start_ray(
