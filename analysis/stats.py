@@ -34,12 +34,11 @@ import numpy as np
 import pandas as pd
 
 from analysis.load import Experiment
+from suite.config import METHODS, SEG_METHODS_WITH_PENALTY
 from suite.seeding import numpy_rng
 
 log = logging.getLogger("analysis.stats")
 
-METHOD_ORDER = ("fs", "proposals", "proposed", "oracle")
-PENALTY_METHODS = ("proposed", "oracle")
 DEFAULT_WINDOW = 50  # the paper's, when a run config does not record stat_window
 MIN_SEEDS = 5
 DEFAULT_PAIRS = (
@@ -130,7 +129,7 @@ def method_mask(runs: pd.DataFrame) -> pd.DataFrame:
     regressors), unl_batch not for FS. So FS runs are not split by a γ they never used."""
     out = runs.copy()
     seg = out["stage"] == "segmenter"
-    no_pen = seg & ~out["method"].isin(PENALTY_METHODS)
+    no_pen = seg & ~out["method"].isin(SEG_METHODS_WITH_PENALTY)
     for c in ("gamma", "lam", "size_units"):
         if c in out.columns:
             out[c] = (
@@ -161,7 +160,7 @@ def condition_columns(exp: Experiment, runs: pd.DataFrame | None = None) -> list
 def _sort_conditions(df: pd.DataFrame) -> pd.DataFrame:
     if df.empty or "method" not in df.columns:
         return df
-    order = {m: i for i, m in enumerate(METHOD_ORDER)}
+    order = {m: i for i, m in enumerate(METHODS)}
     key = df["method"].map(lambda m: order.get(m, len(order)))
     cols = [c for c in ("n_labeled", "gamma", "lam") if c in df.columns]
     return (
@@ -911,7 +910,5 @@ __all__ = [
     "method_mask",
     "analyse",
     "Analysis",
-    "METHOD_ORDER",
-    "PENALTY_METHODS",
     "MIN_SEEDS",
 ]

@@ -34,7 +34,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-METHODS = ("fs", "proposals", "proposed", "oracle")
+from suite.config import METHODS  # noqa: E402
+
 NS = (5, 10, 20, 30, 40)
 BASE = {"fs": 0.55, "proposals": 0.45, "proposed": 0.68, "oracle": 0.76}
 

@@ -39,7 +39,7 @@ def main(src: str, prepared: str) -> int:
                 nslices.append(lab.shape[2])
                 matrix.append(lab.shape[0])
                 # mean wall thickness on slices with both cavity and myocardium (annulus of equal areas)
-                a_c = (lab == 3).sum(axis=(0, 1)) * sx * sy
+                a_c = (lab == acdc.LV_LABEL).sum(axis=(0, 1)) * sx * sy
                 a_m = (lab == 2).sum(axis=(0, 1)) * sx * sy
                 ok = (a_c > 0) & (a_m > 0)
                 wt = np.sqrt((a_c[ok] + a_m[ok]) / np.pi) - np.sqrt(a_c[ok] / np.pi)

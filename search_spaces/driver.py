@@ -460,9 +460,9 @@ def _run_rounds(
     interrupted: dict[str, bool],
 ) -> dict[str, Any]:
     """One phase: a Tune experiment, then (rarely) more rounds for runs another launcher was holding."""
-    from suite.ray_glue.locks import wait_for_lock
     from suite.ray_glue.resources import default_concurrency
     from suite.ray_glue.trials import run_trials
+    from suite.run_lock import wait_for_lock
 
     outcomes: dict[str, Any] = {}
     pending = list(todo)

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 from suite.cli import main
+from suite.config import METHODS
 from suite.testing.synthetic_runs import write_experiment, write_run
 
-METHODS = ("fs", "proposals", "proposed", "oracle")
 DICE = {"fs": 0.40, "proposals": 0.30, "proposed": 0.60, "oracle": 0.75}
 
 

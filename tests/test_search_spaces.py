@@ -172,7 +172,7 @@ def test_busy_lock_probe_never_blocks(tmp_path):
 
     from filelock import FileLock
 
-    from suite.ray_glue.locks import busy_lock
+    from suite.run_lock import busy_lock
 
     cfg = RunConfig.from_preset("smoke", method="proposed", data_hash="h")
     exp = ExperimentPaths(tmp_path)

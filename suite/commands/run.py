@@ -36,6 +36,8 @@ _FIELDS = {
 
 
 def register(subparsers: Any) -> None:
+    from suite.config import METHODS
+
     p = subparsers.add_parser(
         "run",
         help="train one run (regressor or segmenter) on this machine",
@@ -45,7 +47,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--data", help="prepared dataset folder (made by suite prepare)")
     p.add_argument("--out", help="experiment folder (required); the run goes to OUT/runs/<run_id>/")
     p.add_argument("--stage", choices=["regressor", "segmenter"], help="default: segmenter")
-    p.add_argument("--method", choices=["fs", "proposals", "proposed", "oracle"], help="segmenter method")
+    p.add_argument("--method", choices=METHODS, help="segmenter method")
     p.add_argument("--labeled", type=int, metavar="N", help="number of labeled patients (paper scale)")
     p.add_argument("--seed", type=int, help="training seed")
     p.add_argument("--gamma", type=float, help="bound tightness gamma")

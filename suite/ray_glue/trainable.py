@@ -19,9 +19,9 @@ from typing import Any
 from suite.config import RunConfig
 from suite.paths import ExperimentPaths, RunPaths
 from suite.ray_glue.faults import maybe_crash
-from suite.ray_glue.locks import busy_lock
 from suite.ray_glue.resources import TrialOptions, cfg_for_trial, trial_resources
 from suite.ray_glue.train import epoch_report, fit_with_train, mark_launcher
+from suite.run_lock import busy_lock
 
 
 class TuneHooks:

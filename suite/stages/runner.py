@@ -22,6 +22,7 @@ This module imports the stage modules; none of them imports it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -42,6 +43,7 @@ from suite.data.dataset import PreparedData
 from suite.errors import InputError
 from suite.paths import ExperimentPaths, RunPaths
 from suite.provenance import environment
+from suite.run_lock import holding
 from suite.stages import process_group as pg
 from suite.stages.base import Hooks, RunContext, Stage, configure_torch, select_device
 from suite.stages.checkpoint import load_checkpoint, rng_state, save_checkpoint, seed_epoch, set_rng_state
@@ -85,25 +87,12 @@ def execute(
     if stop_after_epoch is None:
         stop_after_epoch = _stop_after_env()
 
-    lock = None
-    if pg.is_main():
-        from filelock import FileLock
-
-        lock = FileLock(str(paths.lock))
-        try:
-            lock.acquire(timeout=0.5)
-        except Exception:  # noqa: BLE001 - filelock.Timeout: another launcher is training this run
-            log.info("%s: another process holds %s; waiting for it", cfg.run_id, paths.lock)
-            lock.acquire()
-    try:
+    with holding(paths) if pg.is_main() else contextlib.nullcontext():
         finished = bool(pg.broadcast_object(paths.is_finished()))
         if finished:
             log.info("%s: already finished, skipping (%s)", cfg.run_id, paths.root)
             return paths
         return _execute_locked(cfg, paths, Path(experiment_root), data, hooks, stop_after_epoch)
-    finally:
-        if lock is not None:
-            lock.release()
 
 
 def _execute_locked(

@@ -40,8 +40,10 @@ import torch
 
 from suite.atomic import atomic_path
 from suite.config import RunConfig
+from suite.data.acdc import LV_LABEL
 from suite.errors import InputError
 from suite.losses import partial_ce, penalty_from_logits
+from suite.metrics import VOLUME_STATS, run_metrics, volume_metrics, volume_stats
 from suite.models import build_segmenter, lv_channel, prepare_input, prepare_model
 from suite.seeding import derive_seed
 from suite.stages import process_group as pg
@@ -107,7 +109,7 @@ def voxel_ml_per_volume(data: Any, volumes: list[tuple[str, np.ndarray]], size: 
 def class_target(cfg: RunConfig, labels: torch.Tensor) -> torch.Tensor:
     """Training target from the full label map: {0, 1} (LV vs rest) for ``lv``, 0..3 for ``multi``."""
     if cfg.classes == "lv":
-        return (labels == 3).long()
+        return (labels == LV_LABEL).long()
     return labels.long()
 
 
@@ -143,7 +145,7 @@ def load_seg_data(ctx: RunContext) -> SegData:
         voxel_ml=voxel_ml_per_volume(data, volumes, cfg.image_size),
     )
     if cfg.method == "oracle":
-        true = (sd.labels.index_select(0, torch.as_tensor(unl_idx, device=dev)) == 3).sum(dim=(1, 2))
+        true = (sd.labels.index_select(0, torch.as_tensor(unl_idx, device=dev)) == LV_LABEL).sum(dim=(1, 2))
         sd.unl_sizes = true.float()
     elif cfg.method == "proposed":
         sd.unl_sizes = regressor_sizes(ctx, unl_idx).to(dev)
@@ -307,40 +309,18 @@ class SegmenterStage(OptimisedStage):
         sd, dev = self.sd, self.ctx.device
         pg.sync_buffers(pg.unwrap(self.net))
         nv = len(sd.volumes)
-        # columns: intersection, predicted px, true px, sum of per-slice 2-D Dice, number of slices
-        acc = torch.zeros((nv, 5), dtype=torch.float64)
+        acc = torch.zeros((nv, len(VOLUME_STATS)), dtype=torch.float64)
         for v in range(self.ctx.rank, nv, self.ctx.world):
             _, idx = sd.volumes[v]
             pred = self.predict(idx) == self.lv
-            true = sd.labels.index_select(0, torch.as_tensor(idx, device=dev)) == 3
-            inter = (pred & true).sum(dim=(1, 2)).double()
-            ps, ts = pred.sum(dim=(1, 2)).double(), true.sum(dim=(1, 2)).double()
-            denom = ps + ts
-            d2 = torch.where(denom > 0, 2 * inter / denom.clamp_min(1), torch.ones_like(denom))
-            acc[v] = torch.stack(
-                [
-                    inter.sum(),
-                    ps.sum(),
-                    ts.sum(),
-                    d2.sum(),
-                    torch.tensor(float(len(idx)), dtype=torch.float64, device=dev),
-                ]
-            ).cpu()
+            true = sd.labels.index_select(0, torch.as_tensor(idx, device=dev)) == LV_LABEL
+            acc[v] = volume_stats(pred, true).cpu()
         pg.all_reduce_sum(acc)
+        by_volume = volume_metrics(acc.numpy(), sd.voxel_ml)
         rows: list[tuple[int, str, str, str, float]] = []
-        a = acc.numpy()
-        dice3 = np.where(a[:, 1] + a[:, 2] > 0, 2 * a[:, 0] / np.maximum(a[:, 1] + a[:, 2], 1), 1.0)
         for v, (name, _) in enumerate(sd.volumes):
-            rows += [
-                (epoch, "val", name, "dice", float(dice3[v])),
-                (epoch, "val", name, "dice2d", float(a[v, 3] / max(a[v, 4], 1))),
-                (epoch, "val", name, "lv_volume_pred_ml", float(a[v, 1] * sd.voxel_ml[v])),
-                (epoch, "val", name, "lv_volume_true_ml", float(a[v, 2] * sd.voxel_ml[v])),
-            ]
-        run = {
-            "dice2d_slices": float(a[:, 3].sum() / max(a[:, 4].sum(), 1)),
-            "dice_mean": float(dice3.mean()),
-        }
+            rows += [(epoch, "val", name, k, float(values[v])) for k, values in by_volume.items()]
+        run = run_metrics(acc.numpy())
         rows += [(epoch, "val", "", k, v) for k, v in run.items()]
         return rows, run
 
