@@ -97,7 +97,7 @@ def _palette(methods: list[str]) -> dict[str, tuple]:
 
 def _main_setting(df: pd.DataFrame, t1: Table1) -> pd.DataFrame:
     """Rows of Table 1's setting: proposed/oracle only at Table 1's γ, λ."""
-    if df.empty or t1.gamma is None or "gamma" not in df.columns:
+    if df.empty or t1.gamma is None or t1.lam is None or "gamma" not in df.columns:
         return df
     pen = df["method"].isin(SEG_METHODS_WITH_PENALTY)
     ok = np.isclose(df["gamma"].astype(float), t1.gamma) & np.isclose(df["lam"].astype(float), t1.lam)

@@ -206,7 +206,8 @@ class RayAllocationJob(submitit.helpers.Checkpointable):
 
     def __call__(self, req_dict: dict[str, Any]) -> dict[str, Any]:
         _job_setup("slurm-ray")
-        req = Request(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in req_dict.items()})
+        fields: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in req_dict.items()}
+        req = Request(**fields)
         for k, v in _ray_env().items():
             os.environ.setdefault(k, v)
         hosts = _allocation_hosts()
@@ -469,7 +470,7 @@ class RayNodes:
         )
 
     def _wait_nodes(self, n: int) -> None:
-        import ray
+        from suite.ray_glue.cluster import count_alive_nodes, stop_ray
 
         deadline = time.time() + self.wait_s
         last = -1
@@ -499,16 +500,13 @@ class RayNodes:
                     self.procs[i] = self._launch(i)
                     deadline = max(deadline, time.time() + 60.0)
             try:
-                if not ray.is_initialized():
-                    ray.init(address=self.address, log_to_driver=False, logging_level=logging.WARNING)
-                last = sum(1 for nd in ray.nodes() if nd.get("Alive"))
+                last = count_alive_nodes(self.address)
                 if last >= n:
-                    ray.shutdown()
+                    stop_ray()
                     return
             except (ConnectionError, RuntimeError, ValueError) as e:
                 log.debug("waiting for the ray head: %s", e)
-                if ray.is_initialized():
-                    ray.shutdown()
+                stop_ray()
             time.sleep(1.0)
         raise RuntimeError(
             f"only {max(last, 0)} of {n} ray node(s) joined {self.address} in {self.wait_s:.0f}s; "
@@ -518,10 +516,9 @@ class RayNodes:
     def stop(self, timeout: float = 30.0) -> None:
         """End the ``srun`` steps (SIGTERM: ``ray start --block`` stops its node), workers first."""
         try:
-            import ray
+            from suite.ray_glue.cluster import stop_ray
 
-            if ray.is_initialized():
-                ray.shutdown()
+            stop_ray()
         except Exception:  # noqa: BLE001 - best effort
             pass
         for p in reversed(self.procs):
@@ -728,7 +725,7 @@ def _write_experiment(
     seeds = list(sp.default_seeds if req.seeds is None else req.seeds)
     data_hash = PreparedData.open(req.data).data_hash
     requested = {c.run_id for c in configs}
-    record = {
+    record: dict[str, Any] = {
         "experiment": exp.root.name,
         "space": req.space,
         "space_description": sp.description,
@@ -1009,7 +1006,13 @@ def _settled_state(job_id: str, state: str, timeout_s: float = 15.0) -> str:
         time.sleep(0.5)
 
 
-def _outcome(job: Any, sub: Submitted, exp: ExperimentPaths, failed_t: type, uncompleted_t: type) -> Outcome:
+def _outcome(
+    job: Any,
+    sub: Submitted,
+    exp: ExperimentPaths,
+    failed_t: type[Exception],
+    uncompleted_t: type[Exception],
+) -> Outcome:
     run_id = sub.run_of_job.get(job.job_id, "")
     try:
         res = job.result()

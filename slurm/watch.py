@@ -228,7 +228,7 @@ class WatchedSlurmExecutor(submitit_slurm.SlurmExecutor):
 
     job_class = WatchedSlurmJob
 
-    def _internal_process_submissions(self, delayed_submissions):  # type: ignore[no-untyped-def]
+    def _internal_process_submissions(self, delayed_submissions):
         jobs = super()._internal_process_submissions(delayed_submissions)
         out = []
         for job in jobs:
@@ -242,7 +242,7 @@ class WatchedSlurmExecutor(submitit_slurm.SlurmExecutor):
 
 
 def executor(folder: str | os.PathLike, **kwargs: tp.Any) -> WatchedSlurmExecutor:
-    return WatchedSlurmExecutor(folder=folder, **kwargs)
+    return WatchedSlurmExecutor(folder=Path(folder), **kwargs)
 
 
 def poll_interval_s() -> float:

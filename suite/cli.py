@@ -13,6 +13,7 @@ import logging
 import os
 import pkgutil
 import sys
+from typing import Any
 
 from suite import __version__
 from suite.errors import InputError, missing_dependency
@@ -56,7 +57,7 @@ def _add_global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
     """``--debug`` and ``-q`` on the top parser and again on every sub-command, so they work on either side
     of it (``suite -q run ...`` and ``suite run ... -q``). On sub-commands the default is SUPPRESS, so an
     option given before the sub-command is not reset by the sub-parser's default."""
-    default = {} if top else {"default": argparse.SUPPRESS}
+    default: dict[str, Any] = {} if top else {"default": argparse.SUPPRESS}
     parser.add_argument("--debug", action="store_true", help="show full tracebacks and debug logs", **default)
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors", **default)
 

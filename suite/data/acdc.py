@@ -27,6 +27,7 @@ import re
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -249,7 +250,7 @@ def _read_nifti(path: Path, what: str) -> tuple[np.ndarray, tuple[float, ...]]:
     import nibabel as nib
 
     try:
-        img = nib.load(str(path))
+        img = cast("nib.spatialimages.SpatialImage", nib.load(str(path)))
         data = np.asarray(img.dataobj)
         zooms = tuple(float(z) for z in img.header.get_zooms())
     except (EOFError, zlib.error, gzip.BadGzipFile) as e:
@@ -331,7 +332,7 @@ def frame_shape(ref: FrameRef) -> tuple[int, ...]:
     import nibabel as nib
 
     try:
-        return tuple(int(s) for s in nib.load(str(ref.image)).shape)
+        return tuple(int(s) for s in cast("nib.spatialimages.SpatialImage", nib.load(str(ref.image))).shape)
     except (EOFError, zlib.error, gzip.BadGzipFile) as e:
         raise InputError(
             f"{ref.image}: truncated or corrupt gzip ({type(e).__name__}); re-extract the file from the "

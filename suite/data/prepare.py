@@ -19,6 +19,7 @@ second ``prepare`` with the same inputs and options finds the key in ``OUT/manif
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import hashlib
 import json
 import logging
@@ -26,6 +27,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -99,7 +101,7 @@ def to_uint8(x: np.ndarray) -> np.ndarray:
 def input_key(patients: list[acdc.PatientRef], size: int, split_seed: int, crop: float = 1.0) -> str:
     """Content key of a preparation: bytes of Info.cfg and the four frame files of every patient + options."""
     h = hashlib.sha256()
-    opts = {"format": FORMAT_VERSION, "size": size, "split_seed": split_seed}
+    opts: dict[str, float] = {"format": FORMAT_VERSION, "size": size, "split_seed": split_seed}
     if crop != 1.0:  # keys of uncropped preparations stay as they were
         opts["crop"] = crop
     h.update(json.dumps(opts, sort_keys=True).encode())
@@ -109,7 +111,7 @@ def input_key(patients: list[acdc.PatientRef], size: int, split_seed: int, crop:
             h.update(f.name.encode())
             try:
                 with open(f, "rb") as fh:
-                    for chunk in iter(lambda fh=fh: fh.read(1 << 20), b""):
+                    for chunk in iter(functools.partial(fh.read, 1 << 20), b""):
                         h.update(chunk)
             except OSError as e:
                 raise InputError(
@@ -202,7 +204,11 @@ def prepare(
         labels = np.lib.format.open_memmap(
             tmp / "labels.npy", mode="w+", dtype=np.uint8, shape=(n_slices, size, size)
         )
-        volumes, slice_vol, slice_idx, area_px, area_mm2 = [], [], [], [], []
+        volumes: list[dict[str, Any]] = []
+        slice_vol: list[int] = []
+        slice_idx: list[int] = []
+        area_px: list[int] = []
+        area_mm2: list[float] = []
         start, lv_cut = 0, 0
         from suite.log import progress
 

@@ -171,7 +171,7 @@ class UpsamplingBottleneck(nn.Module):
         main = self.main(x)
         # max_unpool2d needs contiguous (NCHW) input; the indices index into the NCHW plane
         main = F.max_unpool2d(
-            main.contiguous(), indices, 2, stride=2, output_size=(x.shape[-2] * 2, x.shape[-1] * 2)
+            main.contiguous(), indices, (2, 2), stride=(2, 2), output_size=(x.shape[-2] * 2, x.shape[-1] * 2)
         )
         return self.out_act(main + self.branch(x))
 

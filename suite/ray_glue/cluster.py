@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib
 import json
 import logging
 import os
@@ -138,11 +139,11 @@ def start_ray(
     finally:
         # the Ray processes started above have read it; a process this one starts later (sbatch, srun) must
         # not inherit it: `ray start --address` on a worker node refuses to join with it set to 0
-        for k, v in saved_env.items():
-            if v is None:
+        for k, saved in saved_env.items():
+            if saved is None:
                 os.environ.pop(k, None)
             else:
-                os.environ[k] = v
+                os.environ[k] = saved
 
 
 def _start_ray(
@@ -253,12 +254,14 @@ def _reload_auth_settings() -> None:
     that imported ray before the suite set them (a test session, a notebook) would start a token-protected GCS
     and then connect to it without the token ("InvalidAuthToken"). These are the two calls Ray's own test
     utilities use for this (``ray._private.authentication_test_utils.reset_auth_token_state``)."""
-    try:
-        from ray._raylet import AuthenticationTokenLoader, Config
-    except ImportError:  # pragma: no cover - an older Ray without token authentication
+    # looked up at run time: Ray's type stub of its compiled ``_raylet`` module does not declare them
+    raylet = importlib.import_module("ray._raylet")
+    config = getattr(raylet, "Config", None)
+    loader = getattr(raylet, "AuthenticationTokenLoader", None)
+    if config is None or loader is None:  # pragma: no cover - an older Ray without token authentication
         return
-    Config.initialize("")
-    AuthenticationTokenLoader.instance().reset_cache()
+    config.initialize("")
+    loader.instance().reset_cache()
 
 
 def _kill_children_using(path: str) -> None:

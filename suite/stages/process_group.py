@@ -17,6 +17,7 @@ import contextlib
 import logging
 import os
 from collections.abc import Iterator
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import torch
@@ -24,6 +25,9 @@ import torch.distributed as dist
 
 from suite.errors import InputError
 from suite.seeding import derive_seed
+
+if TYPE_CHECKING:
+    from torch.nn.parallel import DistributedDataParallel
 
 log = logging.getLogger("suite.stages.process_group")
 
@@ -156,7 +160,7 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
 def no_sync_if(model: torch.nn.Module, flag: bool) -> Iterator[None]:
     """``model.no_sync()`` when ``flag`` and the model is DDP, else nothing."""
     if flag and hasattr(model, "no_sync"):
-        with model.no_sync():
+        with cast("DistributedDataParallel", model).no_sync():
             yield
     else:
         yield
