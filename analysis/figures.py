@@ -26,8 +26,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from analysis.intervals import t_quantile
 from analysis.paper import METHOD_LABELS, paper_frame
-from analysis.stats import Analysis, t_quantile
+from analysis.stats import Analysis
 from analysis.tables import Table1
 from suite.config import METHODS, SEG_METHODS_WITH_PENALTY
 

@@ -61,6 +61,8 @@ class Experiment:
     metrics: pd.DataFrame
     warnings: list[str] = field(default_factory=list)
     config_columns: list[str] = field(default_factory=list)
+    # run_id -> the config fields that make up that run's identity (see identity_keys)
+    identity_keys: dict[str, frozenset[str]] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -166,6 +168,24 @@ def _check_config(cfg: dict[str, Any], path: Path) -> None:
         raise InputError(f"{path}: key stat_window={cfg['stat_window']!r} must be an integer >= 1")
 
 
+def identity_keys(cfg: dict[str, Any], path: Path) -> frozenset[str]:
+    """The config fields that change this run's results: ``config.json``'s ``identity_keys``, or for a run
+    directory written before the suite recorded them, the keys of ``RunConfig.identity()`` of its config."""
+    keys = cfg.get("identity_keys")
+    if keys is not None:
+        if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+            raise InputError(
+                f"{path}: identity_keys={keys!r} is not a list of config field names; "
+                "delete the key to derive it from the config"
+            )
+        return frozenset(keys)
+    from suite.config import RunConfig
+
+    known = set(RunConfig.field_names())
+    run = RunConfig.from_dict({k: v for k, v in cfg.items() if k in known}, source=str(path))
+    return frozenset(run.identity())
+
+
 def read_metrics(path: Path, *, in_progress: bool = False) -> pd.DataFrame:
     """Parse one ``metrics.csv`` (int32 epoch, string split/volume/metric, float64 value); raise InputError
     naming the file when malformed.
@@ -231,8 +251,10 @@ def _load_run(rp: RunPaths) -> tuple[dict[str, Any], dict[str, Any] | None]:
     _check_config(cfg, rp.config)
     flat = _flatten(cfg)
     flat.pop("run_id", None)
+    flat.pop("identity_keys", None)
     row.update(flat)
     row["_config_keys"] = tuple(flat)
+    row["_identity_keys"] = identity_keys(cfg, rp.config)
     summary = _read_json(rp.summary, required=False)
     if summary:
         for k in ("wall_time_s", "device", "world_size", "best_epoch", "best_value", "finished_at", "epochs"):
@@ -363,6 +385,7 @@ def load_experiment(
     rows: list[dict[str, Any]] = []
     packs: list[tuple[int, dict[str, Any]]] = []
     config_cols: dict[str, None] = {}
+    identity: dict[str, frozenset[str]] = {}
     for rp, (row, packed) in zip(run_paths, loaded, strict=True):
         if row["status"] == "absent":
             warnings.append(f"run directory {rp.root.name}: no config.json (absent run), ignored")
@@ -377,6 +400,7 @@ def load_experiment(
             row["last_epoch"] = -1
         config_cols.update(dict.fromkeys(row.get("_config_keys", ())))
         row.pop("_config_keys", None)
+        identity[row["run_id"]] = row.pop("_identity_keys")
         rows.append(row)
     if not rows:
         raise InputError(f"{ep.runs_dir}: no run has a config.json; nothing to analyse")
@@ -398,7 +422,13 @@ def load_experiment(
         len(metrics),
     )
     return Experiment(
-        root=root, info=info, runs=runs, metrics=metrics, warnings=warnings, config_columns=list(config_cols)
+        root=root,
+        info=info,
+        runs=runs,
+        metrics=metrics,
+        warnings=warnings,
+        config_columns=list(config_cols),
+        identity_keys=identity,
     )
 
 
@@ -443,5 +473,6 @@ __all__ = [
     "read_metrics",
     "detect_cohort",
     "unit_label",
+    "identity_keys",
     "REQUIRED_CONFIG_KEYS",
 ]

@@ -27,8 +27,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analysis.comparisons import MIN_SEEDS
 from analysis.load import Experiment, load_experiment
-from analysis.stats import MIN_SEEDS, Analysis, analyse
+from analysis.stats import Analysis, analyse
 from analysis.tables import (
     Table1,
     df_markdown,

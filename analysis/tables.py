@@ -23,7 +23,8 @@ import numpy as np
 import pandas as pd
 
 from analysis.paper import METHOD_LABELS, PAPER_GAMMA, PAPER_LAM, paper_value
-from analysis.stats import BASE_CONDITION, Analysis
+from analysis.run_stats import BASE_CONDITION
+from analysis.stats import Analysis
 from suite.atomic import write_text_atomic
 from suite.config import METHODS, SEG_METHODS_WITH_PENALTY
 
