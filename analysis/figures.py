@@ -474,16 +474,3 @@ def make_figures(a: Analysis, t1: Table1, out_dir: Path) -> tuple[list[Figure], 
         if f is not None:
             figs.append(f)
     return figs, notes
-
-
-__all__ = [
-    "Figure",
-    "make_figures",
-    "fig_dice_vs_n",
-    "fig_dice_over_epochs",
-    "fig_sensitivity",
-    "fig_regressor",
-    "fig_per_volume",
-    "fig_in_bounds",
-    "fig_qualitative",
-]

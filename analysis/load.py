@@ -1,9 +1,10 @@
 """Load an experiment's run directories into tidy pandas tables.
 
-Reads only the on-disk contract (DESIGN.md section 3, ``suite/paths.py``), whatever launched the runs:
+Reads only the on-disk contract (``suite/paths.py``, ARCHITECTURE.md), whatever launched the runs:
 
 * ``experiment.json`` (optional): what was asked; its ``cohort`` field says whether the data are real ACDC;
-* per run ``config.json`` (required keys: stage, method, n_labeled, seed, split_seed, gamma, lam, epochs),
+* per run ``config.json`` (required keys: stage, method, n_labeled, seed, split_seed, gamma, lam, epochs;
+  ``identity_keys``, the fields that make up the run's identity, derived from the config when absent),
   ``metrics.csv`` (columns ``epoch,split,volume,metric,value``; extra columns ignored), ``summary.json``
   (presence = finished), ``failed.json`` (the run raised), ``env.json`` (provenance).
 
@@ -14,7 +15,6 @@ Two tables come out (:class:`Experiment`):
   (distinct epochs logged) and ``unit`` (the statistical unit: seed and split seed);
 * ``metrics``: the tidy metrics, one row per run x epoch x split x volume x metric, with ``run_id``, ``split``,
   ``volume`` and ``metric`` as categoricals (``volume`` is ``""`` for run-level rows).
-  :meth:`Experiment.table` joins config columns onto a selection of it (the "one tidy table").
 
 Speed: every ``metrics.csv`` is parsed by pandas' C parser with fixed dtypes straight into categoricals,
 handed back as plain arrays, and the per-run category codes are re-mapped into one vocabulary with a lookup
@@ -72,46 +72,6 @@ class Experiment:
     def cohort(self) -> str:
         """``acdc``, ``phantom`` or ``unknown`` (see :func:`detect_cohort`)."""
         return detect_cohort(self.info, self.runs)
-
-    def table(
-        self,
-        *,
-        split: str | None = None,
-        metric: str | tuple[str, ...] | None = None,
-        statuses: tuple[str, ...] = ("finished",),
-        columns: tuple[str, ...] | None = None,
-    ) -> pd.DataFrame:
-        """The tidy metrics of the selected rows with config columns joined on (one row per run x epoch x
-        split x volume x metric). ``columns``: which run columns to join (default: the experiment axes)."""
-        m = self.metrics
-        mask = np.ones(len(m), dtype=bool)
-        if split is not None:
-            mask &= (m["split"] == split).to_numpy()
-        if metric is not None:
-            metrics = (metric,) if isinstance(metric, str) else tuple(metric)
-            mask &= m["metric"].isin(metrics).to_numpy()
-        keep_runs = self.runs.loc[self.runs["status"].isin(statuses), "run_id"]
-        mask &= m["run_id"].isin(keep_runs).to_numpy()
-        sel = m.loc[mask]
-        if columns is None:
-            columns = tuple(
-                c
-                for c in (
-                    "stage",
-                    "method",
-                    "n_labeled",
-                    "gamma",
-                    "lam",
-                    "seed",
-                    "split_seed",
-                    "unit",
-                    "status",
-                )
-                if c in self.runs.columns
-            )
-        right = self.runs[["run_id", *columns]].copy()
-        right["run_id"] = pd.Categorical(right["run_id"], categories=m["run_id"].cat.categories)
-        return sel.merge(right, on="run_id", how="left", sort=False)
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -465,14 +425,3 @@ def _assemble(run_ids: list[str], packs: list[tuple[int, dict[str, Any]]]) -> pd
         )
     cols["value"] = value
     return pd.DataFrame(cols)
-
-
-__all__ = [
-    "Experiment",
-    "load_experiment",
-    "read_metrics",
-    "detect_cohort",
-    "unit_label",
-    "identity_keys",
-    "REQUIRED_CONFIG_KEYS",
-]

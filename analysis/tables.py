@@ -47,10 +47,6 @@ def _fmt(x: Any, nd: int = 1, signed: bool = False) -> str:
     return f"{x:+.{nd}f}" if signed else f"{x:.{nd}f}"
 
 
-def _setting_label(row: pd.Series | dict[str, Any], extra: list[str]) -> str:
-    return ", ".join(f"{c}={row[c]}" for c in extra)
-
-
 def table1(a: Analysis, cohort: str) -> Table1:
     """Build Table 1 from the across-seed conditions of the segmenter runs."""
     c = a.conditions
@@ -324,15 +320,3 @@ def write_tables(a: Analysis, t: Table1, out_dir: Path) -> dict[str, Path]:
         os.chmod(p, 0o644)
         paths[name] = p
     return paths
-
-
-__all__ = [
-    "Table1",
-    "table1",
-    "table1_markdown",
-    "table1_latex",
-    "df_markdown",
-    "sensitivity_table",
-    "per_volume_summary",
-    "write_tables",
-]
