@@ -28,8 +28,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from analysis.intervals import t_quantile
 from analysis.paper import METHOD_LABELS, paper_frame
-from analysis.stats import Analysis, t_quantile
+from analysis.stats import Analysis
 from analysis.tables import Table1
 from suite.config import METHODS, SEG_METHODS_WITH_PENALTY
 
@@ -475,16 +476,3 @@ def make_figures(a: Analysis, t1: Table1, out_dir: Path) -> tuple[list[Figure], 
         if f is not None:
             figs.append(f)
     return figs, notes
-
-
-__all__ = [
-    "Figure",
-    "make_figures",
-    "fig_dice_vs_n",
-    "fig_dice_over_epochs",
-    "fig_sensitivity",
-    "fig_regressor",
-    "fig_per_volume",
-    "fig_in_bounds",
-    "fig_qualitative",
-]

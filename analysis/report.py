@@ -27,8 +27,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analysis.comparisons import MIN_SEEDS
 from analysis.load import Experiment, load_experiment
-from analysis.stats import MIN_SEEDS, Analysis, analyse
+from analysis.stats import Analysis, analyse
 from analysis.tables import (
     Table1,
     df_markdown,
@@ -247,7 +248,7 @@ def _regressor_table(a: Analysis) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _constraint_final(a: Analysis, t1: Table1) -> pd.DataFrame:
+def _constraint_final(a: Analysis) -> pd.DataFrame:
     c = a.constraint
     if c.empty:
         return c
@@ -345,7 +346,7 @@ def render_markdown(
             "",
             df_markdown(_regressor_table(a), nd=3),
         ]
-    cf = _constraint_final(a, t1)
+    cf = _constraint_final(a)
     if len(cf):
         parts += [
             "## Constraint satisfaction",
@@ -535,6 +536,3 @@ def _json_default(o: Any) -> Any:
     if isinstance(o, np.integer | np.floating):
         return o.item()
     return str(o)
-
-
-__all__ = ["build_report", "ReportResult", "render_markdown", "markdown_to_html"]

@@ -23,7 +23,8 @@ import numpy as np
 import pandas as pd
 
 from analysis.paper import METHOD_LABELS, PAPER_GAMMA, PAPER_LAM, paper_value
-from analysis.stats import BASE_CONDITION, Analysis
+from analysis.run_stats import BASE_CONDITION
+from analysis.stats import Analysis
 from suite.atomic import write_text_atomic
 from suite.config import METHODS, SEG_METHODS_WITH_PENALTY
 
@@ -44,10 +45,6 @@ def _fmt(x: Any, nd: int = 1, signed: bool = False) -> str:
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return "–"
     return f"{x:+.{nd}f}" if signed else f"{x:.{nd}f}"
-
-
-def _setting_label(row: pd.Series | dict[str, Any], extra: list[str]) -> str:
-    return ", ".join(f"{c}={row[c]}" for c in extra)
 
 
 def table1(a: Analysis, cohort: str) -> Table1:
@@ -324,15 +321,3 @@ def write_tables(a: Analysis, t: Table1, out_dir: Path) -> dict[str, Path]:
         os.chmod(p, 0o644)
         paths[name] = p
     return paths
-
-
-__all__ = [
-    "Table1",
-    "table1",
-    "table1_markdown",
-    "table1_latex",
-    "df_markdown",
-    "sensitivity_table",
-    "per_volume_summary",
-    "write_tables",
-]

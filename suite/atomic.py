@@ -103,7 +103,7 @@ def suite_outputs(folder: str | os.PathLike, option: str = "--out") -> Iterator[
     if folder.exists() and not folder.is_dir():
         raise InputError(f"{option} {folder}: exists and is not a folder; give a folder path")
     manifest = folder / OUTPUTS_MANIFEST
-    previous = _read_outputs_manifest(manifest, option)
+    previous = _read_outputs_manifest(manifest)
     parent = folder.resolve().parent
     parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{folder.resolve().name}.", suffix=".tmp", dir=parent))
@@ -129,7 +129,7 @@ def suite_outputs(folder: str | os.PathLike, option: str = "--out") -> Iterator[
         shutil.rmtree(stage, ignore_errors=True)
 
 
-def _read_outputs_manifest(manifest: Path, option: str) -> set[str]:
+def _read_outputs_manifest(manifest: Path) -> set[str]:
     from suite.errors import InputError
 
     if not manifest.exists():

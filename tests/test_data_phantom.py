@@ -145,8 +145,8 @@ def test_deterministic_and_patient_k_independent_of_cohort_size(phantom_dir, tmp
 
 
 def test_group_orders():
-    assert [patient_group(k, 30) for k in range(1, 7)] == ["NOR", "DCM", "HCM", "MINF", "RV", "NOR"]
-    assert [patient_group(k, 100, "acdc") for k in (1, 20, 21, 41, 61, 81, 100)] == [
+    assert [patient_group(k) for k in range(1, 7)] == ["NOR", "DCM", "HCM", "MINF", "RV", "NOR"]
+    assert [patient_group(k, "acdc") for k in (1, 20, 21, 41, 61, 81, 100)] == [
         "DCM",
         "DCM",
         "HCM",

@@ -7,17 +7,7 @@
 - :mod:`suite.data.dataset`   :class:`PreparedData` (what training code opens)
 - :mod:`suite.data.augment`   the size regressor's ×copies flip / mirror / rotation augmentation
 
-Heavy modules (torch, nibabel) are imported by the submodules that need them, not here.
+Import the sub-modules directly; this package imports nothing itself.
 """
 
 from __future__ import annotations
-
-__all__ = ["PreparedData", "Split"]
-
-
-def __getattr__(name: str):  # lazy: ``from suite.data import PreparedData`` without importing nibabel
-    if name in ("PreparedData", "Split"):
-        from suite.data import dataset
-
-        return getattr(dataset, name)
-    raise AttributeError(name)

@@ -36,7 +36,6 @@ from suite.errors import InputError
 log = logging.getLogger("suite.data.acdc")
 
 GROUPS = ("NOR", "DCM", "HCM", "MINF", "RV")
-FRAMES = ("ED", "ES")
 LABELS = {0: "background", 1: "RV cavity", 2: "myocardium", 3: "LV cavity"}
 LV_LABEL = 3
 _PATIENT_RE = re.compile(r"^patient(\d{3})$")

@@ -108,7 +108,7 @@ class PhantomSpec:
     version: int = PHANTOM_VERSION
 
 
-def patient_group(k: int, n_patients: int, order: str = "interleaved") -> str:
+def patient_group(k: int, order: str = "interleaved") -> str:
     """The group of patient ``k`` (1-based)."""
     if order == "interleaved":
         return GROUPS[(k - 1) % len(GROUPS)]
@@ -518,7 +518,7 @@ def write_cohort(
     if patients < 1 or patients > 999:
         raise InputError(f"--patients {patients}: must be between 1 and 999")
     spec = PhantomSpec(patients=patients, seed=seed, group_order=group_order)
-    groups = [patient_group(k, patients, group_order) for k in range(1, patients + 1)]
+    groups = [patient_group(k, group_order) for k in range(1, patients + 1)]
     marker = out / "phantom.json"
     if out.exists():
         if marker.is_file():

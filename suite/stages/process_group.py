@@ -13,11 +13,8 @@ every rank to run the same number of forward/backward passes.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import torch
@@ -25,9 +22,6 @@ import torch.distributed as dist
 
 from suite.errors import InputError
 from suite.seeding import derive_seed
-
-if TYPE_CHECKING:
-    from torch.nn.parallel import DistributedDataParallel
 
 log = logging.getLogger("suite.stages.process_group")
 
@@ -156,16 +150,6 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
-@contextlib.contextmanager
-def no_sync_if(model: torch.nn.Module, flag: bool) -> Iterator[None]:
-    """``model.no_sync()`` when ``flag`` and the model is DDP, else nothing."""
-    if flag and hasattr(model, "no_sync"):
-        with cast("DistributedDataParallel", model).no_sync():
-            yield
-    else:
-        yield
-
-
 def epoch_permutation(n_items: int, seed: int, *axes: object) -> np.ndarray:
     """The global order of ``n_items`` items for one epoch: a pure function of the seed and the axes.
 
@@ -205,31 +189,3 @@ def epoch_batches(
     """
     order = epoch_permutation(n_items, seed, *axes)
     return [(b, shard(b, rank_, world)) for b in global_batches(order, global_batch, world)]
-
-
-def rank_seed(seed: int, *axes: object) -> int:
-    """A per-rank seed (rank offset through the hash axes, nanoGPT-style ``seed + rank``)."""
-    return derive_seed(seed, *axes, "rank", rank())
-
-
-__all__ = [
-    "is_distributed",
-    "rank",
-    "world_size",
-    "is_main",
-    "local_rank",
-    "maybe_init_from_env",
-    "check_world_size",
-    "barrier",
-    "all_reduce_sum",
-    "broadcast_object",
-    "sync_buffers",
-    "wrap_ddp",
-    "unwrap",
-    "no_sync_if",
-    "epoch_permutation",
-    "global_batches",
-    "shard",
-    "epoch_batches",
-    "rank_seed",
-]

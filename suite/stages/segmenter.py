@@ -48,7 +48,6 @@ from suite.models import build_segmenter, lv_channel, prepare_input, prepare_mod
 from suite.seeding import derive_seed
 from suite.stages import process_group as pg
 from suite.stages.base import EpochResult, OptimisedStage, RunContext, autocast, resized_arrays
-from suite.stages.checkpoint import load_checkpoint
 from suite.stages.lr_rules import CodeRule, LrRule, PlateauRule
 from suite.stages.metrics_log import metric_dict
 
@@ -377,11 +376,3 @@ class SegmenterStage(OptimisedStage):
                     slice_index=np.asarray(data.slice_index)[idx].astype(np.int64),
                     index=idx,
                 )
-
-
-def load_best_model(ctx: RunContext, checkpoint: Path) -> torch.nn.Module:
-    """A bare segmenter with the weights of a ``checkpoint_best.pt`` (eval mode, on the context's device)."""
-    net = build_segmenter(ctx.cfg).to(ctx.device)
-    net.load_state_dict(load_checkpoint(checkpoint, map_location=ctx.device)["model"])
-    net.eval()
-    return net
