@@ -41,7 +41,7 @@ import torch
 from suite.atomic import atomic_path
 from suite.errors import InputError
 from suite.losses import partial_ce, penalty_from_logits
-from suite.models import build_segmenter, lv_channel, prepare_input, prepare_model
+from suite.models import build_segmenter, channel_target, lv_channel, prepare_input, prepare_model
 from suite.seeding import derive_seed
 from suite.stages import distributed_utils as du
 from suite.stages.common import (
@@ -52,7 +52,6 @@ from suite.stages.common import (
     PlateauRule,
     RunContext,
     autocast,
-    class_target,
     load_checkpoint,
     metric_dict,
     resized_arrays,
@@ -224,7 +223,7 @@ class SegmenterStage(OptimisedStage):
         ):
             idx = sd.lab_idx[local]
             logits = self._forward(idx)
-            target = class_target(cfg, sd.labels.index_select(0, torch.as_tensor(idx, device=dev)))
+            target = channel_target(cfg, sd.labels.index_select(0, torch.as_tensor(idx, device=dev)))
             loss = partial_ce(logits, target)
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -373,7 +372,7 @@ class SegmenterStage(OptimisedStage):
             return
         idx = self.example_slices()
         pred = self.predict(idx).to(torch.uint8).cpu().numpy()
-        label = class_target(
+        label = channel_target(
             self.cfg, self.sd.labels.index_select(0, torch.as_tensor(idx, device=self.ctx.device))
         )
         data = self.ctx.data
@@ -391,6 +390,7 @@ class SegmenterStage(OptimisedStage):
                     volume=np.asarray(data.volume)[idx].astype(str),
                     slice_index=np.asarray(data.slice_index)[idx].astype(np.int64),
                     index=idx,
+                    lv_channel=np.int64(self.lv),
                 )
 
 
