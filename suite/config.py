@@ -292,7 +292,7 @@ class RunConfig:
         return scopes
 
     def identity_keys(self) -> list[str]:
-        """Sorted names of the fields that change this run's results (its identity), from the fields' scopes."""
+        """Sorted names of the fields that change this run's results (its identity), from their scopes."""
         scopes = self.identity_scopes()
         keys = []
         for f in fields(self):

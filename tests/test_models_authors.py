@@ -179,7 +179,7 @@ def test_loader_names_missing_extra_and_mismatched_keys():
         load_authors_state_dict(SizeRegressor((1, 1, 1, 1), 8, 4), reg)
 
 
-# ------------------------------------------------------------------------------------------------ 4-channel head
+# -------------------------------------------------------------------------------------------- 4-channel head
 def _authors_ce(probs: torch.Tensor, onehot: torch.Tensor, idc: list[int]) -> torch.Tensor:
     """Their CrossEntropy(idc): -sum(target[idc] * log(probs[idc] + 1e-10)) / (target[idc].sum() + 1e-10)."""
     log_p = (probs[:, idc] + 1e-10).log()
@@ -221,7 +221,7 @@ def test_four_channel_head_supervises_channels_0_and_3_and_penalises_3():
     assert torch.equal(channel_target(multi, labels), labels)
 
 
-# ------------------------------------------------------------------------------------------------ regressor step
+# -------------------------------------------------------------------------------------------- regressor step
 def test_code_preset_regressor_step_is_the_authors_step():
     """Two SGD steps of the code preset's regressor = their train_regression.py steps on the same batch:
     MSELoss(reduction="sum") on output column 3, SGD(lr=5e-7, momentum=0.9, weight_decay=1e-4)."""
@@ -256,3 +256,42 @@ def test_code_preset_regressor_step_is_the_authors_step():
     assert moved > 1e-6  # the step is not trivially zero
     for (name, p), q in zip(ours.named_parameters(), theirs.parameters(), strict=True):
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-9, msg=name)
+
+
+def _ddp_sum_worker(rank: int, world: int, init_file: str, out: str) -> None:
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        torch.manual_seed(0)
+        net = DistributedDataParallel(torch.nn.Linear(8, 1))
+        x, y = _ddp_batch()
+        mine = slice(0, 3) if rank == 0 else slice(3, 5)  # uneven shards of a global batch of 5
+        loss = size_regression_loss(net(x[mine]).squeeze(1), y[mine], "sum", world)
+        loss.backward()
+        if rank == 0:
+            torch.save({k: p.grad for k, p in net.module.named_parameters()}, out)
+    finally:
+        dist.destroy_process_group()
+
+
+def _ddp_batch() -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(3)
+    return torch.rand(5, 8, generator=g), torch.rand(5, generator=g) * 100
+
+
+def test_summed_regressor_loss_under_ddp_is_the_sum_over_the_global_batch(tmp_path):
+    """World size 2 (gloo; DDP averages gradients) gives the gradient of world size 1 on the whole batch."""
+    import torch.multiprocessing as mp
+
+    out = tmp_path / "grads.pt"
+    mp.spawn(_ddp_sum_worker, args=(2, str(tmp_path / "init"), str(out)), nprocs=2, join=True)
+    two = torch.load(out, weights_only=True)
+    torch.manual_seed(0)
+    net = torch.nn.Linear(8, 1)
+    x, y = _ddp_batch()
+    size_regression_loss(net(x).squeeze(1), y, "sum").backward()
+    for k, p in net.named_parameters():
+        torch.testing.assert_close(two[k], p.grad, rtol=1e-5, atol=1e-5, msg=k)
+    assert float(p.grad.abs().max()) > 1.0  # a real gradient (the targets are ~100)

@@ -125,11 +125,12 @@ def apply_augment(
 
 
 class AugmentedSet:
-    """The fixed augmented set of ``n`` labeled slices × ``copies``, produced batch by batch (no ×copies memory).
+    """The fixed augmented set of ``n`` labeled slices × ``copies``, produced batch by batch (no ×copies
+    memory).
 
-    Sample ``k`` is copy ``k % copies`` of slice ``k // copies`` (copy 0 = the original). ``batch(ks)`` returns
-    ``(images, labels, lv_area)`` for those samples; the same ``ks`` always give the same arrays. ``interp``
-    resamples the images (see :func:`apply_augment`).
+    Sample ``k`` is copy ``k % copies`` of slice ``k // copies`` (copy 0 = the original). ``batch(ks)``
+    returns ``(images, labels, lv_area)`` for those samples; the same ``ks`` always give the same arrays.
+    ``interp`` resamples the images (see :func:`apply_augment`).
     """
 
     def __init__(self, images, labels, copies: int, seed: int, interp: str = "bilinear"):

@@ -4,10 +4,11 @@ It is the ResNeXt of torchvision (``suite/models/resnext.py``: a 1-channel 7×7/
 max-pool, four stages of bottlenecks with grouped 3×3 convolutions, stride in the 3×3 convolution) except:
 
 - every residual branch goes through element-wise dropout p = 0.5 in training, before the shortcut is added;
-- the pooling is ``AvgPool2d(7)`` (stride 7), not a global average: at 256×256 the last map is 8×8 and only its
-  top-left 7×7 is averaged; the map must be 7 to 13 pixels (image_size 200 to 416) for one output per image;
+- the pooling is ``AvgPool2d(7)`` (stride 7), not a global average: at 256×256 the last map is 8×8 and only
+  its top-left 7×7 is averaged; the map must be 7 to 13 pixels (image_size 200 to 416) for one output;
 - the linear head has 4 outputs (one per ACDC label) of which index 3, the LV, is trained and read: the
-  forward pass returns that column, (B,), like the suite's regressor; :meth:`ResNeXtAuthors.outputs` gives all 4;
+  forward pass returns that column, (B,), like the suite's regressor; :meth:`ResNeXtAuthors.outputs` gives
+  all 4;
 - initialisation: convolutions N(0, 2 / (k·k·out_channels)) (He, fan-out), BN weight 1 and bias 0, the
   linear layer PyTorch's default.
 

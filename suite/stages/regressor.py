@@ -6,8 +6,9 @@ authors' sum over the global batch: ``suite.losses.size_regression_loss``), SGD 
 epochs, lr × ``cfg.reg_lr_factor`` at each of ``cfg.reg_milestones``, global batch ``cfg.reg_batch``; trained
 only on the labeled slices of (n, split), augmented offline to ``cfg.reg_aug_copies`` samples per slice
 (``suite.data.augment.AugmentedSet``: copy 0 is the original; a fixed set produced batch by batch; images
-resampled as ``cfg.reg_aug_interp``); the target is recomputed on the augmented (and resized) label. The network's output *is* the size in pixels: no target normalisation, so the
-``paper`` preset runs the paper's lr on raw pixel counts.
+resampled as ``cfg.reg_aug_interp``); the target is recomputed on the augmented (and resized) label. The
+network's output *is* the size in pixels: no target normalisation, so the ``paper`` preset runs the paper's
+lr on raw pixel counts.
 
 Every epoch logs on the 5 regressor-validation patients (split ``regval``): ``size_abs_err`` (mean absolute
 error, pixels), ``size_abs_err_pct`` (mean of |error| / true size over slices with an LV, %), ``bounds_ok``
