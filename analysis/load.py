@@ -12,8 +12,8 @@ Two tables come out (:class:`Experiment`):
 * ``runs``: one row per run directory: ``run_id``, ``status`` (finished | partial | failed | absent), the
   config flattened into columns (lists as ``"3,4,23,3"``), ``summary_*`` and ``env_*`` fields, ``n_epochs``
   (distinct epochs logged) and ``unit`` (the statistical unit: seed and split seed);
-* ``metrics``: the tidy metrics, one row per run x epoch x split x volume x metric, with ``run_id``, ``split``,
-  ``volume`` and ``metric`` as categoricals (``volume`` is ``""`` for run-level rows).
+* ``metrics``: the tidy metrics, one row per run x epoch x split x volume x metric, with ``run_id``,
+  ``split``, ``volume`` and ``metric`` as categoricals (``volume`` is ``""`` for run-level rows).
   :meth:`Experiment.table` joins config columns onto a selection of it (the "one tidy table").
 
 Speed: every ``metrics.csv`` is parsed by pandas' C parser with fixed dtypes straight into categoricals,
@@ -267,7 +267,8 @@ def detect_cohort(info: dict[str, Any], runs: pd.DataFrame | None = None) -> str
     3. the prepared data named by the run configs' ``data``: its ``manifest.json`` ``source`` folder holds
        ``phantom.json`` -> ``phantom``; it exists and holds ACDC patient folders without it -> ``acdc``.
 
-    Only ``acdc`` is compared with the paper's Table 1; ``unknown`` is not (say ``--cohort acdc`` to force it).
+    Only ``acdc`` is compared with the paper's Table 1; ``unknown`` is not (say ``--cohort acdc`` to force
+    it).
     """
     for key in ("cohort", "data_source"):
         v = info.get(key)

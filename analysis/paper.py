@@ -12,7 +12,6 @@ PAPER_GAMMA = 0.1
 PAPER_LAM = 1e-2
 PAPER_WINDOW = 50
 PAPER_EPOCHS = 100
-COLUMNS = ("fs", "proposals", "proposed", "oracle")
 METHOD_LABELS = {"fs": "FS", "proposals": "Proposals", "proposed": "Proposed", "oracle": "Oracle"}
 
 # n labeled patients -> method -> (mean %, std over the last 50 epochs %)
@@ -48,6 +47,5 @@ __all__ = [
     "PAPER_GAMMA",
     "PAPER_LAM",
     "PAPER_WINDOW",
-    "COLUMNS",
     "METHOD_LABELS",
 ]

@@ -18,7 +18,6 @@ import html
 import json
 import logging
 import math
-import os
 import re
 import time
 from dataclasses import dataclass
@@ -39,7 +38,7 @@ from analysis.tables import (
     table1_markdown,
     write_tables,
 )
-from suite.atomic import atomic_dir
+from suite.atomic import suite_outputs
 from suite.errors import InputError
 from suite.paths import ExperimentPaths
 
@@ -72,18 +71,20 @@ def _definition(a: Analysis) -> str:
         [
             "## How the numbers are made",
             "",
-            f"- **Per run (the paper's Table 1 value).** For every epoch, the mean 3-D Dice over the validation "
-            f"volumes (metric `dice`, split `val`; one volume = one patient × one frame). The run's value is the mean "
-            f"of those per-epoch means over its last W epochs, and its ± is their standard deviation (ddof 0): a "
-            f"spread over epochs, not over patients or seeds. {wtxt}.",
-            "- **Short runs are never averaged over fewer epochs:** a run with fewer than W complete epochs is "
-            "flagged and excluded. Runs in progress are excluded unless `--include-partial`; failed runs always are.",
-            f"- **Across seeds (the suite's addition).** A condition is (method, n, γ, λ and any other varied config "
-            f"field; γ, λ only for Proposed/Oracle). The unit is a run's (seed, split seed). Per condition: mean, "
-            f"sd (ddof 1) and the {conf}% t-interval mean ± t·sd/√k over the k units; fewer than {MIN_SEEDS} units "
-            f"is flagged; one unit has no interval.",
-            "- **Paired comparisons.** Two methods at the same n (same γ, λ when both use them) paired by unit; "
-            f"the {conf}% t-interval of the paired differences and Cohen's d_z = mean/sd of the differences.",
+            "- **Per run (the paper's Table 1 value).** For every epoch, the mean 3-D Dice over the "
+            "validation volumes (metric `dice`, split `val`; one volume = one patient × one frame). The "
+            "run's value is the mean of those per-epoch means over its last W epochs, and its ± is their "
+            f"standard deviation (ddof 0): a spread over epochs, not over patients or seeds. {wtxt}.",
+            "- **Short runs are never averaged over fewer epochs:** a run with fewer than W complete "
+            "epochs is flagged and excluded. Runs in progress are excluded unless `--include-partial`; "
+            "failed runs always are.",
+            "- **Across seeds (the suite's addition).** A condition is (method, n, γ, λ and any other "
+            "varied config field; γ, λ only for Proposed/Oracle). The unit is a run's (seed, split seed). "
+            f"Per condition: mean, sd (ddof 1) and the {conf}% t-interval mean ± t·sd/√k over the k units; "
+            f"fewer than {MIN_SEEDS} units is flagged; one unit has no interval.",
+            "- **Paired comparisons.** Two methods at the same n (same γ, λ when both use them) paired by "
+            f"unit; the {conf}% t-interval of the paired differences and Cohen's d_z = mean/sd of the "
+            "differences.",
             f"- Dice is shown in % (logged values × {a.scale:g}).",
             "",
         ]
@@ -376,8 +377,8 @@ def _inline(s: str) -> str:
 
 
 def markdown_to_html(md: str, base: Path, title: str) -> str:
-    """Convert the report's Markdown subset (headings, lists, pipe tables, images, paragraphs) to one HTML page,
-    embedding every ``![caption](path.png)`` image as base64."""
+    """Convert the report's Markdown subset (headings, lists, pipe tables, images, paragraphs) to one HTML
+    page, embedding every ``![caption](path.png)`` image as base64."""
     out = [
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
         f"<style>{_CSS}</style></head><body>"
@@ -466,13 +467,6 @@ def build_report(
     if bootstrap < 0:
         raise InputError(f"--bootstrap {bootstrap}: must be >= 0 (number of patient resamples; 0 = off)")
     out_dir = Path(out) if out else ExperimentPaths(Path(root)).report_dir
-    if out_dir.exists() and (
-        not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / "report.md").exists())
-    ):
-        raise InputError(
-            f"--out {out_dir}: exists and is not a previous report folder (it would be replaced); "
-            "choose a new or empty folder"
-        )
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
     exp = load_experiment(root)
@@ -484,10 +478,8 @@ def build_report(
     coh = cohort or exp.cohort
     t1 = table1(a, coh)
     timings["stats_s"] = time.perf_counter() - t
-    with atomic_dir(out_dir) as tmp:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; a report is meant to be read
+    # the report's own files only: anything else in the folder (a .tex beside report.md, `--out .`) stays
+    with suite_outputs(out_dir) as tmp:
         t = time.perf_counter()
         write_tables(a, t1, tmp / "tables")
         timings["tables_s"] = time.perf_counter() - t

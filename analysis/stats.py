@@ -6,14 +6,14 @@ Definitions (stated in the report exactly like this):
   volumes (metric ``dice``, split ``val``: one value per patient x frame). The run's value is the mean of
   those per-epoch means over its last ``W`` epochs; its ``±`` is their standard deviation with ddof 0
   (spread over epochs, not over patients or seeds). ``W`` is the run config's ``stat_window`` unless
-  overridden. A run that logged fewer than ``W`` complete epochs is flagged ``short`` and excluded: it is never
-  averaged over fewer epochs. Runs in progress are excluded unless ``include_partial`` (then flagged
+  overridden. A run that logged fewer than ``W`` complete epochs is flagged ``short`` and excluded: it is
+  never averaged over fewer epochs. Runs in progress are excluded unless ``include_partial`` (then flagged
   ``partial``); failed runs are always excluded.
 * **Across seeds (the suite's addition).** Runs are grouped by condition (stage, method, n_labeled, γ, λ and
   any other config field the experiment varied; γ, λ only count for proposed/oracle). The unit is the run's
   seed and split seed. Per condition: mean, standard deviation (ddof 1) and a t-interval
-  ``mean ± t_{1-α/2, k-1} · sd/√k`` of the k per-run statistics (Student t quantile, ``scipy.special.stdtrit`` = ``scipy.stats.t.ppf``). Fewer than 5 units
-  get a visible warning; one unit gets no interval.
+  ``mean ± t_{1-α/2, k-1} · sd/√k`` of the k per-run statistics (Student t quantile, ``scipy.special.stdtrit``
+  = ``scipy.stats.t.ppf``). Fewer than 5 units get a visible warning; one unit gets no interval.
 * **Paired comparisons.** Methods A and B at the same n (and the same γ, λ when both use them) are paired by
   unit; the paired differences A−B get the same t-interval and the effect size Cohen's
   ``d_z = mean(diff) / sd(diff, ddof 1)``.
@@ -34,12 +34,11 @@ import numpy as np
 import pandas as pd
 
 from analysis.load import Experiment
+from suite.config import METHODS, SEG_METHODS_WITH_PENALTY
 from suite.seeding import numpy_rng
 
 log = logging.getLogger("analysis.stats")
 
-METHOD_ORDER = ("fs", "proposals", "proposed", "oracle")
-PENALTY_METHODS = ("proposed", "oracle")
 DEFAULT_WINDOW = 50  # the paper's, when a run config does not record stat_window
 MIN_SEEDS = 5
 DEFAULT_PAIRS = (
@@ -110,7 +109,8 @@ def t_interval(values: Any, confidence: float = 0.95) -> TInterval:
 
 
 def cohens_dz(diffs: Any) -> float:
-    """Cohen's d_z of paired differences: mean / sd (ddof 1); ±inf when all differences are equal and non-zero."""
+    """Cohen's d_z of paired differences: mean / sd (ddof 1); ±inf when all differences are equal and
+    non-zero."""
     d = np.asarray(diffs, dtype=np.float64)
     d = d[~np.isnan(d)]
     if d.size < 2:
@@ -129,7 +129,7 @@ def method_mask(runs: pd.DataFrame) -> pd.DataFrame:
     regressors), unl_batch not for FS. So FS runs are not split by a γ they never used."""
     out = runs.copy()
     seg = out["stage"] == "segmenter"
-    no_pen = seg & ~out["method"].isin(PENALTY_METHODS)
+    no_pen = seg & ~out["method"].isin(SEG_METHODS_WITH_PENALTY)
     for c in ("gamma", "lam", "size_units"):
         if c in out.columns:
             out[c] = (
@@ -160,7 +160,7 @@ def condition_columns(exp: Experiment, runs: pd.DataFrame | None = None) -> list
 def _sort_conditions(df: pd.DataFrame) -> pd.DataFrame:
     if df.empty or "method" not in df.columns:
         return df
-    order = {m: i for i, m in enumerate(METHOD_ORDER)}
+    order = {m: i for i, m in enumerate(METHODS)}
     key = df["method"].map(lambda m: order.get(m, len(order)))
     cols = [c for c in ("n_labeled", "gamma", "lam") if c in df.columns]
     return (
@@ -620,8 +620,8 @@ def bootstrap_patients(
 ) -> pd.DataFrame:
     """Cluster bootstrap over validation patients of each condition's across-seed mean (see module doc).
 
-    Deterministic: the draws of a condition derive from ``derive_seed(seed, "bootstrap", condition, volume set)``.
-    Columns: the condition columns, ``n_boot, boot_mean, boot_low, boot_high, n_patients``.
+    Deterministic: the draws of a condition derive from ``derive_seed(seed, "bootstrap", condition, volume
+    set)``. Columns: the condition columns, ``n_boot, boot_mean, boot_low, boot_high, n_patients``.
     """
     inc = run_stats.loc[run_stats["included"]]
     per_run = {
@@ -910,7 +910,5 @@ __all__ = [
     "method_mask",
     "analyse",
     "Analysis",
-    "METHOD_ORDER",
-    "PENALTY_METHODS",
     "MIN_SEEDS",
 ]

@@ -23,8 +23,9 @@ import numpy as np
 import pandas as pd
 
 from analysis.paper import METHOD_LABELS, PAPER_GAMMA, PAPER_LAM, paper_value
-from analysis.stats import BASE_CONDITION, METHOD_ORDER, PENALTY_METHODS, Analysis
+from analysis.stats import BASE_CONDITION, Analysis
 from suite.atomic import write_text_atomic
+from suite.config import METHODS, SEG_METHODS_WITH_PENALTY
 
 
 @dataclass
@@ -57,7 +58,7 @@ def table1(a: Analysis, cohort: str) -> Table1:
     seg = c.loc[c["stage"] == "segmenter"] if len(c) else c
     gamma = lam = None
     if len(seg):
-        pen = seg.loc[seg["method"].isin(PENALTY_METHODS)]
+        pen = seg.loc[seg["method"].isin(SEG_METHODS_WITH_PENALTY)]
         if len(pen):
             combos = (
                 pen.groupby(["gamma", "lam"])["n_units"].sum().sort_values(ascending=False, kind="stable")
@@ -72,7 +73,7 @@ def table1(a: Analysis, cohort: str) -> Table1:
                     f"λ={lam:g} for proposed/oracle (all combinations: sensitivity table)"
                 )
             seg = seg.loc[
-                ~seg["method"].isin(PENALTY_METHODS)
+                ~seg["method"].isin(SEG_METHODS_WITH_PENALTY)
                 | (np.isclose(seg["gamma"].astype(float), gamma) & np.isclose(seg["lam"].astype(float), lam))
             ]
     compare = cohort == "acdc"
@@ -121,7 +122,7 @@ def table1(a: Analysis, cohort: str) -> Table1:
         ],
     )
     if len(long):
-        order = {m: i for i, m in enumerate(METHOD_ORDER)}
+        order = {m: i for i, m in enumerate(METHODS)}
         long = (
             long.assign(_m=long["method"].map(lambda m: order.get(m, 99)))
             .sort_values([*extra, "n_labeled", "_m"], kind="stable")
@@ -142,13 +143,14 @@ def _cell(r: pd.Series, with_paper: bool, show_k: bool) -> str:
     if show_k:
         s += f" k={r['n_seeds']}"
     if with_paper and math.isfinite(r["paper_dice"]):
-        s += f" · paper {_fmt(r['paper_dice'])} ({_fmt(r['paper_std'])}) · Δ {_fmt(r['diff_vs_paper'], signed=True)}"
+        s += f" · paper {_fmt(r['paper_dice'])} ({_fmt(r['paper_std'])})"
+        s += f" · Δ {_fmt(r['diff_vs_paper'], signed=True)}"
     return s
 
 
 def _methods(long: pd.DataFrame) -> list[str]:
     present = list(dict.fromkeys(long["method"]))
-    return [m for m in METHOD_ORDER if m in present] + [m for m in present if m not in METHOD_ORDER]
+    return [m for m in METHODS if m in present] + [m for m in present if m not in METHODS]
 
 
 def _settings(t: Table1) -> list[tuple[str, pd.DataFrame]]:
@@ -199,7 +201,7 @@ def table1_latex(t: Table1, *, caption: str | None = None) -> str:
     across-seed CI below it; with ACDC a ``paper`` row under each n."""
     lines = []
     for label, g in _settings(t) if len(t.long) else [("", t.long)]:
-        methods = _methods(g) if len(g) else list(METHOD_ORDER)
+        methods = _methods(g) if len(g) else list(METHODS)
         lines += [r"\begin{table}[t]", r"\centering"]
         cap = caption or (
             "Dice (\\%) over the last W epochs: across-seed mean (mean epoch std) and 95\\% "
@@ -265,7 +267,7 @@ def sensitivity_table(a: Analysis) -> pd.DataFrame:
     c = a.conditions
     if c.empty:
         return pd.DataFrame()
-    pen = c.loc[c["method"].isin(PENALTY_METHODS)]
+    pen = c.loc[c["method"].isin(SEG_METHODS_WITH_PENALTY)]
     out = pen[["method", "n_labeled", "gamma", "lam", "n_units"]].copy()
     out["dice"] = pen["mean"] * a.scale
     out["ci_low"] = pen["ci_low"] * a.scale

@@ -27,11 +27,11 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import torch  # noqa: E402
+import torch
 
-from suite.config import RunConfig  # noqa: E402
-from suite.losses import partial_ce  # noqa: E402
-from suite.models import build_segmenter, channel_target, count_parameters  # noqa: E402
+from suite.config import RunConfig
+from suite.losses import partial_ce
+from suite.models import build_segmenter, channel_target, count_parameters
 
 
 def make_variants(widths: list[float], size: int) -> dict[str, RunConfig]:

@@ -70,9 +70,12 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from suite.config import RunConfig
+    from suite.data.acdc import LV_LABEL
     from suite.paths import RunPaths
-    from suite.stages import common
+    from suite.stages.base import RunContext, configure_torch
+    from suite.stages.checkpoint import seed_epoch
     from suite.stages.regressor import RegressorStage
+    from suite.stages.runner import open_data
     from suite.stages.segmenter import SegmenterStage, load_seg_data
 
     results: dict[str, object] = {
@@ -102,9 +105,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         if args.overrides:
             cfg = cfg.with_overrides(args.overrides)
-        cfg, data = common.open_data(cfg)
-        common.configure_torch(cfg, torch.device("cpu"))
-        return common.RunContext(
+        cfg, data = open_data(cfg)
+        configure_torch(cfg, torch.device("cpu"))
+        return RunContext(
             cfg=cfg,
             paths=RunPaths(Path("/nonexistent") / cfg.run_id),
             experiment_root=Path("/nonexistent"),
@@ -134,8 +137,8 @@ def main(argv: list[str] | None = None) -> int:
             ctx.cfg = ctx.cfg.replace(method=method)
         if method == "proposals":
             lab = sd.labels.index_select(0, torch.as_tensor(sd.unl_idx))
-            sd.pseudo_target = (lab == 3).to(torch.uint8)
-            sd.pseudo_mask = lab == 3
+            sd.pseudo_target = (lab == LV_LABEL).to(torch.uint8)
+            sd.pseudo_mask = lab == LV_LABEL
         n_lab, n_unl, n_val = len(sd.lab_idx), len(sd.unl_idx), len(sd.val_idx)
         used = np.concatenate([sd.lab_idx, sd.unl_idx, sd.val_idx])
         per_vol = len(used) / max(1, len(set(np.asarray(ctx.data.volume)[used].tolist())))
@@ -155,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
                 "val_volumes": len(sd.volumes),
             }
         }
-        common.seed_epoch(cfg, 0)
+        seed_epoch(cfg, 0)
         if args.full:
             (t_train, c_train), (t_val, c_val) = (
                 timed(lambda: stage.train_epoch(0)),

@@ -10,7 +10,7 @@
 3. orders the rest in phases: a run goes in the phase after its last unfinished prerequisite (phase 1:
    regressors, FS, Oracle; phase 2: Proposed and Proposals), so a trial never waits on another trial's
    lock; the dependants of a run that failed are not launched (reported as blocked);
-4. runs each phase as one Tune experiment (``suite.distributed.run_trials``); a trial that finds its lock
+4. runs each phase as one Tune experiment (``suite.ray_glue.trials.run_trials``); a trial that finds its lock
    held by another launcher returns at once, the driver waits for the lock outside Ray (holding no
    resources) and requeues it;
 5. ``resume=True`` first restores the Tune experiments a killed driver left unfinished
@@ -116,10 +116,10 @@ def run_status(exp: ExperimentPaths, run_ids: Iterable[str]) -> dict[str, str]:
     return {rid: exp.run(rid).status() for rid in run_ids}
 
 
-# ---------------------------------------------------------------------------------------------- experiment.json
+# -------------------------------------------------------------------------------------------- experiment.json
 def _data_info(data: str | Path) -> tuple[str, dict[str, Any]]:
     """(data hash, cohort description) of a prepared dataset (raises InputError when it is not one)."""
-    from suite.data.prepared import PreparedData
+    from suite.data.dataset import PreparedData
 
     prepared = PreparedData.open(data)
     cohort: dict[str, Any] = {}
@@ -220,7 +220,7 @@ def run_experiment(
     identity; global batches must be divisible by it). ``gpus_per_trial`` may be a fraction (several small
     trials per GPU; per worker for DDP). ``address`` joins a running Ray cluster instead of starting one.
     ``num_cpus`` caps a local Ray's CPUs (tests, benchmarks). ``methods`` keeps only those segmenter methods.
-    When Ray is already initialised in this process (e.g. by ``suite.distributed.start_ray``), it is used
+    When Ray is already initialised in this process (e.g. by ``suite.ray_glue.cluster.start_ray``), it is used
     and left running; otherwise it is started and shut down here.
     """
     t_start = time.monotonic()
@@ -326,8 +326,9 @@ def run_experiment(
         _finish(exp, summary)
         return summary.to_dict()
 
-    from suite import distributed as dist
-    from suite.distributed import Progress
+    from suite.ray_glue.cluster import ray_running, short_temp_dir, start_ray, stop_ray
+    from suite.ray_glue.progress import Progress
+    from suite.ray_glue.resources import TrialOptions
 
     progress = Progress(label=name, total=len(plan.runs), already=frozenset(done0))
     interrupted = {"flag": False}
@@ -338,11 +339,11 @@ def run_experiment(
         if callable(old_int):
             old_int(signum, frame)
 
-    owns_ray = not dist.ray_running()  # a caller that started Ray (tests, SLURM launcher) keeps it
-    info = dist.start_ray(
+    owns_ray = not ray_running()  # a caller that started Ray (tests, SLURM launcher) keeps it
+    info = start_ray(
         address,
         num_cpus=num_cpus,
-        temp_dir=dist.short_temp_dir(str(exp.root)) if address in (None, "", "local") else None,
+        temp_dir=short_temp_dir(str(exp.root)) if address in (None, "", "local") else None,
     )
     summary.ray_start_s = info.start_s
     try:
@@ -358,7 +359,7 @@ def run_experiment(
             raise InputError(
                 f"--gpus-per-trial {gpus_per_trial}: the Ray cluster has no GPU; drop the option"
             )
-        opts = dist.TrialOptions(
+        opts = TrialOptions(
             experiment_root=str(exp.root),
             cpus=cpus,
             gpus=float(gpus_per_trial),
@@ -374,8 +375,8 @@ def run_experiment(
             if interrupted["flag"]:
                 summary.interrupted = True
 
-        # after restoring a previous launch's phase k, this launch's phases go on from k + 1 (the label and the
-        # Tune experiment's name: a restored experiment is never overwritten by the next phase)
+        # after restoring a previous launch's phase k, this launch's phases go on from k + 1 (the label and
+        # the Tune experiment's name: a restored experiment is never overwritten by the next phase)
         restored_upto = max((k for k, _, _ in map(_phase_key, summary.restored) if k < 10**6), default=0)
         while not summary.interrupted:
             status = run_status(exp, plan.runs)
@@ -433,7 +434,7 @@ def run_experiment(
             pass
         progress.close()
         if owns_ray:
-            dist.stop_ray()
+            stop_ray()
     final = run_status(exp, plan.runs)
     summary.runs = final
     summary.finished_now = sum(1 for rid, s in final.items() if s == "finished" and rid not in done0)
@@ -459,14 +460,16 @@ def _run_rounds(
     interrupted: dict[str, bool],
 ) -> dict[str, Any]:
     """One phase: a Tune experiment, then (rarely) more rounds for runs another launcher was holding."""
-    from suite import distributed as dist
+    from suite.ray_glue.resources import default_concurrency
+    from suite.ray_glue.trials import run_trials
+    from suite.run_lock import wait_for_lock
 
     outcomes: dict[str, Any] = {}
     pending = list(todo)
     for rnd in range(MAX_ROUNDS):
         cfgs = [plan.runs[r] for r in pending]
-        conc = max_concurrent or dist.default_concurrency(cfgs, opts, info.cpus, info.gpus)
-        res = dist.run_trials(
+        conc = max_concurrent or default_concurrency(cfgs, opts, info.cpus, info.gpus)
+        res = run_trials(
             cfgs,
             opts,
             name=name if rnd == 0 else f"{name}-round{rnd + 1}",
@@ -486,7 +489,7 @@ def _run_rounds(
             lock = res[r].lock
             log.info("run %s is being trained by another launcher (%s); waiting outside Ray", r, lock)
             if lock:
-                dist.wait_for_lock(Path(lock))
+                wait_for_lock(Path(lock))
         pending = [r for r in busy if exp.run(r).status() != "finished"]
         for r in busy:
             if r not in pending:
@@ -507,14 +510,14 @@ def _restore_unfinished(
     summary: Summary,
 ) -> None:
     """Restore (in order) the Tune experiments of a previous launch that still hold unfinished runs."""
-    from suite import distributed as dist
+    from suite.ray_glue.trials import can_restore, run_trials
 
     tune_dir = exp.ray_dir / "tune"
     if not tune_dir.is_dir():
         return
     names = sorted((p.name for p in tune_dir.iterdir() if p.is_dir()), key=_phase_key)
     for name in names:
-        if not dist.can_restore(exp.root, name):
+        if not can_restore(exp.root, name):
             continue
         ids = _experiment_run_ids(tune_dir / name)
         if ids and all(exp.run(r).status() == "finished" for r in ids):
@@ -528,7 +531,7 @@ def _restore_unfinished(
         progress.phase = f"restoring {name}"
         progress.emit(force=True)
         try:
-            dist.run_trials(
+            run_trials(
                 [],
                 opts,
                 name=name,

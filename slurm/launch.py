@@ -83,7 +83,7 @@ def experiment_paths(req: Request) -> ExperimentPaths:
 def expand(req: Request) -> list[RunConfig]:
     """The grid's run configs (no prerequisites), with the dataset and its content hash filled in."""
     from search_spaces import get_space
-    from suite.data.prepared import PreparedData
+    from suite.data.dataset import PreparedData
 
     data = PreparedData.open(req.data)
     space = get_space(req.space)
@@ -261,7 +261,8 @@ def _jsonable(x: Any) -> Any:
 
 def run_driver(req: Request, address: str | None) -> dict[str, Any]:
     """Run the Tune driver of ``suite tune`` (:func:`search_spaces.driver.run_experiment`) for this request,
-    against ``address`` (a Ray cluster started here) or, with ``None``, a local Ray sized to the job's CPUs."""
+    against ``address`` (a Ray cluster started here) or, with ``None``, a local Ray sized to the job's
+    CPUs."""
     from search_spaces.driver import run_experiment
 
     root = Path(req.experiment)
@@ -292,8 +293,9 @@ def run_driver(req: Request, address: str | None) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------------------------- Ray nodes
 def _ray_env() -> dict[str, str]:
-    """Environment of every Ray process (token auth off: Ray 2.60 turns it on when ~/.ray/auth_token exists)."""
-    from suite.distributed import RAY_ENV
+    """Environment of every Ray process (token auth off: Ray 2.60 turns it on when ~/.ray/auth_token
+    exists)."""
+    from suite.ray_glue.cluster import RAY_ENV
 
     return dict(RAY_ENV)
 
@@ -302,8 +304,9 @@ def _drop_local_ray_settings(env: MutableMapping[str, str]) -> MutableMapping[st
     """Remove the local-mode-only Ray settings from ``env`` (in place; returned). With
     ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` (what a local Ray sets) ``ray start --address`` refuses to join
     ("Multi-node Ray clusters are not supported") and a driver resolves its own address to loopback; a job
-    submitted from a process that had run a local Ray used to inherit it through sbatch's environment export."""
-    from suite.distributed import RAY_LOCAL_ENV
+    submitted from a process that had run a local Ray used to inherit it through sbatch's environment
+    export."""
+    from suite.ray_glue.cluster import RAY_LOCAL_ENV
 
     for k in RAY_LOCAL_ENV:
         env.pop(k, None)
@@ -311,7 +314,8 @@ def _drop_local_ray_settings(env: MutableMapping[str, str]) -> MutableMapping[st
 
 
 def _cluster_env() -> dict[str, str]:
-    """Environment of a ``ray start`` of a multi-node cluster: the suite's Ray settings, no local-mode ones."""
+    """Environment of a ``ray start`` of a multi-node cluster: the suite's Ray settings, no local-mode
+    ones."""
     return dict(_drop_local_ray_settings({**os.environ, **_ray_env()}))
 
 
@@ -437,7 +441,7 @@ class RayNodes:
             if self.head_ip == "127.0.0.1":
                 ray += ["--node-ip-address=127.0.0.1"]
         # the node's processes ignore the preemption signal (SLURM sends it to every process of every step):
-        # only the submitit process acts on it, see suite.distributed.preemption_signal_blocked
+        # only the submitit process acts on it, see suite.ray_glue.signals.preemption_signal_blocked
         return srun + ["bash", "-c", 'trap "" USR2; exec "$@"', "ray-node"] + ray
 
     def temp_dir(self, index: int) -> str:
@@ -458,7 +462,7 @@ class RayNodes:
 
     def _launch(self, i: int) -> subprocess.Popen:
         cmd = self.command(i)
-        logf = open(self.log_dir / f"{self.job_tag}-node{i}.log", "ab")  # noqa: SIM115 - kept by Popen
+        logf = open(self.log_dir / f"{self.job_tag}-node{i}.log", "ab")  # the node's stdout while it runs
         log.info("ray node %d on %s: %s", i, self.hosts[i], shlex.join(cmd))
         return subprocess.Popen(
             cmd, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True, env=_cluster_env()
@@ -472,7 +476,7 @@ class RayNodes:
         while time.time() < deadline:
             for i, p in enumerate(self.procs):
                 if p.poll() is not None:
-                    # `ray start` gives a raylet 30 s (hard-coded) to register: on a busy node it can miss that
+                    # `ray start` gives a raylet 30 s (hard-coded) to register: a busy node can miss that
                     self._retries[i] = self._retries.get(i, 0) + 1
                     node_log = self.log_dir / f"{self.job_tag}-node{i}.log"
                     if self._retries[i] >= START_TRIES:
@@ -563,7 +567,7 @@ def _kill_group(p: subprocess.Popen) -> None:
 def node_resources() -> dict[str, float]:
     """Custom resources every Ray node declares: the Tune driver's ``trial_driver`` units (a Train trial's
     driver holds one instead of a CPU)."""
-    from suite.distributed import TRIAL_DRIVER, TRIAL_DRIVER_UNITS
+    from suite.ray_glue.cluster import TRIAL_DRIVER, TRIAL_DRIVER_UNITS
 
     return {TRIAL_DRIVER: TRIAL_DRIVER_UNITS}
 
@@ -713,10 +717,10 @@ def _record(
 def _write_experiment(
     exp: ExperimentPaths, req: Request, mode: str, profile: Profile, configs: Sequence[RunConfig], pl: Plan
 ) -> None:
-    """``experiment.json`` in the Tune driver's format (array mode; the driver writes it in ray mode): create it,
-    or check that an existing one asked for the same thing, and log this launch."""
+    """``experiment.json`` in the Tune driver's format (array mode; the driver writes it in ray mode): create
+    it, or check that an existing one asked for the same thing, and log this launch."""
     from search_spaces import get_space
-    from suite.data.prepared import PreparedData
+    from suite.data.dataset import PreparedData
     from suite.provenance import git_sha, versions
 
     sp = get_space(req.space)
@@ -785,8 +789,8 @@ def submit(
     check_cluster: bool = True,
     configs: Sequence[RunConfig] | None = None,
 ) -> Submitted:
-    """Submit ``req`` in ``mode`` (``ray`` | ``array``) with ``profile``; with ``dry_run`` only render the sbatch
-    script(s) and the job layout into ``Submitted.dry_run_text`` (nothing written, nothing submitted).
+    """Submit ``req`` in ``mode`` (``ray`` | ``array``) with ``profile``; with ``dry_run`` only render the
+    sbatch script(s) and the job layout into ``Submitted.dry_run_text`` (nothing written, nothing submitted).
 
     ``configs`` (array mode) submits these run configs instead of the space's grid (their prerequisites are
     added as usual)."""
@@ -909,7 +913,8 @@ def _layout_text(
             + (
                 "local to the job"
                 if n == 1
-                else f"head on the first host, {n - 1} worker(s) via srun --overlap --mem=0 -N1 -n1 -w HOST ray start"
+                else f"head on the first host, {n - 1} worker(s) via srun --overlap --mem=0 -N1 -n1 -w HOST "
+                "ray start"
             ),
             f"# the job runs the suite tune driver for {len(pl.phase1) + len(pl.phase2)} run(s):",
         ]

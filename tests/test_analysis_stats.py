@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from synthetic_runs import default_volumes, write_experiment, write_run  # noqa: E402
-
-from analysis.load import load_experiment  # noqa: E402
-from analysis.stats import (  # noqa: E402
+from analysis.load import load_experiment
+from analysis.stats import (
     across_seeds,
     analyse,
     cohens_dz,
@@ -22,7 +18,8 @@ from analysis.stats import (  # noqa: E402
     run_statistics,
     t_interval,
 )
-from suite.errors import InputError  # noqa: E402
+from suite.errors import InputError
+from suite.testing.synthetic_runs import default_volumes, write_experiment, write_run
 
 
 @pytest.fixture
@@ -67,7 +64,8 @@ def test_linear_trend_last_window_by_hand(exp_dir: Path) -> None:
     r = rs.iloc[0]
     n_vol = len(default_volumes())  # 8 volumes: mean of 0.01 * v = 0.035
     expected_mean = 0.2 + 0.05 * 7.5 + 0.01 * (n_vol - 1) / 2  # 0.61
-    # per-epoch means differ by 0.05 per epoch: deviations -1.5, -0.5, 0.5, 1.5 (x 0.05) -> var = 1.25 * 0.05^2
+    # per-epoch means differ by 0.05 per epoch: deviations -1.5, -0.5, 0.5, 1.5 (x 0.05)
+    # -> var = 1.25 * 0.05^2
     expected_std = 0.05 * math.sqrt(1.25)
     assert math.isclose(r["stat"], expected_mean, rel_tol=1e-12) and math.isclose(expected_mean, 0.61)
     assert math.isclose(r["stat_std"], expected_std, rel_tol=1e-9)  # ddof 0, not ddof 1 (0.0645)

@@ -66,7 +66,7 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def standalone(prepared: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Reference runs without Ray (FS seed 0, Proposed seed 0 and its regressor, FS seed 7)."""
     from search_spaces import get_space
-    from suite.data.prepared import PreparedData
+    from suite.data.dataset import PreparedData
     from suite.stages import execute
 
     root = tmp_path_factory.mktemp("standalone")
@@ -81,17 +81,18 @@ def standalone(prepared: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
 @pytest.fixture(scope="module")
 def ray_local(tmp_path_factory: pytest.TempPathFactory):
     """One local Ray for the in-process tests (2 CPUs); fault injection armed for seeds 7 and 8."""
-    from suite import distributed as dist
+    from suite.ray_glue.cluster import short_temp_dir, start_ray, stop_ray
+    from suite.ray_glue.faults import CRASH_ENV, CRASH_MARKER_ENV
 
     markers = tmp_path_factory.mktemp("crash-markers")
-    old = {k: os.environ.get(k) for k in (dist.CRASH_ENV, dist.CRASH_MARKER_ENV)}
-    os.environ[dist.CRASH_ENV] = CRASH
-    os.environ[dist.CRASH_MARKER_ENV] = str(markers)
-    info = dist.start_ray(num_cpus=2, temp_dir=dist.short_temp_dir(f"pytest-{os.getpid()}"))
+    old = {k: os.environ.get(k) for k in (CRASH_ENV, CRASH_MARKER_ENV)}
+    os.environ[CRASH_ENV] = CRASH
+    os.environ[CRASH_MARKER_ENV] = str(markers)
+    info = start_ray(num_cpus=2, temp_dir=short_temp_dir(f"pytest-{os.getpid()}"))
     try:
         yield info, markers
     finally:
-        dist.stop_ray()
+        stop_ray()
         for k, v in old.items():
             if v is None:
                 os.environ.pop(k, None)
@@ -166,7 +167,7 @@ def test_driver_killed_midway_relaunch_repeats_nothing(prepared: Path, tmp_path:
         assert eps == ({0} if rid.startswith("reg-") else {0, 1}), (rid, eps)
 
 
-# ---------------------------------------------------------------------------------------------- grid == standalone
+# ----------------------------------------------------------------------------------------- grid == standalone
 @pytest.mark.timeout(900)
 def test_smoke_grid_equals_standalone_runs(
     prepared: Path, standalone: Path, ray_local, tmp_path: Path
@@ -332,6 +333,53 @@ def test_local_ray_listens_only_on_loopback(ray_local) -> None:
     assert not public, f"Ray listens beyond loopback: {public}"
 
 
+def test_local_ray_requires_its_token_and_keeps_its_files_private(ray_local) -> None:
+    """The dashboard's job API (which runs code as the user) refuses a request without the token and accepts
+    one with it; the token file is 0600 inside a 0700 folder that also holds Ray's sockets and logs."""
+    import stat
+    import urllib.error
+    import urllib.request
+
+    from suite.ray_glue.cluster import read_auth_token
+
+    info, _ = ray_local
+    url = f"http://{info.dashboard_url}/api/jobs/"
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(url, timeout=30)
+    assert refused.value.code in (401, 403)
+    token = read_auth_token()
+    assert token and len(token) >= 32
+    ok = urllib.request.urlopen(
+        urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"}), timeout=30
+    )
+    assert ok.status == 200
+    token_path = Path(os.environ["RAY_AUTH_TOKEN_PATH"])
+    assert stat.S_IMODE(token_path.stat().st_mode) == 0o600
+    assert (
+        token_path.parent == Path(info.temp_dir) and stat.S_IMODE(Path(info.temp_dir).stat().st_mode) == 0o700
+    )
+
+
+def test_stopped_local_ray_leaves_no_temp_dir(tmp_path: Path) -> None:
+    """A local Ray's temp dir (sockets, logs, token) is removed when it stops, and the token path is not
+    inherited by what the process starts later (a fresh process: this one already holds a Ray)."""
+    script = (
+        "import os, pathlib\n"
+        "from suite.ray_glue.cluster import short_temp_dir, start_ray, stop_ray\n"
+        "info = start_ray(num_cpus=1, temp_dir=short_temp_dir(f'pytest-stop-{os.getpid()}'))\n"
+        "assert pathlib.Path(info.temp_dir).is_dir()\n"
+        "stop_ray()\n"
+        "print(pathlib.Path(info.temp_dir).exists(), 'RAY_AUTH_TOKEN_PATH' in os.environ)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env.pop("RAY_AUTH_TOKEN_PATH", None)
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[-2:] == ["False", "False"], out.stdout
+
+
 def test_local_ray_survives_the_preemption_signal(ray_local) -> None:
     """SLURM sends the preemption signal (USR2) to every process of the job step. The local Ray's processes
     (GCS, raylet, dashboard, workers, including one started later) must not act on it: killed, they take the
@@ -340,19 +388,26 @@ def test_local_ray_survives_the_preemption_signal(ray_local) -> None:
     psutil = pytest.importorskip("psutil")
     import ray
 
-    from suite.distributed import PREEMPTION_SIGNAL
+    from suite.ray_glue.signals import PREEMPTION_SIGNAL
 
     @ray.remote(num_cpus=0)
     def pid() -> int:
         return os.getpid()
 
     worker = psutil.Process(ray.get(pid.remote(), timeout=60))
-    daemons = [
-        p
-        for p in psutil.Process().children(recursive=True)
-        if p.name() in ("gcs_server", "raylet") or "dashboard" in " ".join(p.cmdline())
-    ]
-    assert {p.name() for p in daemons} >= {"gcs_server", "raylet"}, [p.name() for p in daemons]
+
+    def ray_daemon(p: psutil.Process) -> str | None:
+        # Ray's children come and go (a placement-group worker may exit, or be a zombie not yet reaped, while
+        # we list them): such a process is simply not a daemon of interest, never an error
+        try:
+            name, cmd = p.name(), " ".join(p.cmdline())
+        except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+            return None
+        return name if name in ("gcs_server", "raylet") else ("dashboard" if "dashboard" in cmd else None)
+
+    named = [(p, ray_daemon(p)) for p in psutil.Process().children(recursive=True)]
+    daemons = [p for p, name in named if name]
+    assert {name for _, name in named} >= {"gcs_server", "raylet"}, named
     got: list[int] = []
     previous = signal.signal(PREEMPTION_SIGNAL, lambda signum, frame: got.append(signum))
     try:
@@ -361,7 +416,7 @@ def test_local_ray_survives_the_preemption_signal(ray_local) -> None:
         os.kill(os.getpid(), PREEMPTION_SIGNAL)
         time.sleep(2)
         assert got == [PREEMPTION_SIGNAL]
-        gone = [(p.pid, p.name()) for p in [*daemons, worker] if not p.is_running()]
+        gone = [p.pid for p in [*daemons, worker] if not p.is_running() or p.status() == psutil.STATUS_ZOMBIE]
         assert not gone, f"killed by the preemption signal: {gone}"
         assert ray.get(pid.remote(), timeout=60) > 0
     finally:

@@ -76,7 +76,7 @@ def _request(exp: Path, data: Path, **kw):
 
 def _config(data: Path, method: str = "fs", **changes):
     from suite.config import RunConfig
-    from suite.data.prepared import PreparedData
+    from suite.data.dataset import PreparedData
 
     base = {k: v for k, v in (o.split("=") for o in TINY)}
     base.update({k: str(v) for k, v in changes.items()})
@@ -108,7 +108,7 @@ def _result(job):
     """``job.result()``; on failure the assertion carries the tail of the job's logs (CI keeps no files)."""
     try:
         return job.result()
-    except Exception as e:  # noqa: BLE001 - re-raised with the logs
+    except Exception as e:  # re-raised with the logs
         tails = []
         for path in (job.paths.stderr, job.paths.stdout):
             if Path(path).exists():

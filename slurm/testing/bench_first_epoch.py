@@ -38,7 +38,7 @@ def measure(mode: str, data: str, profile_name: str, out: Path, timeout_s: float
     from slurm.profiles import load_profile
     from slurm.watch import read_squeue
     from suite.config import RunConfig
-    from suite.data.prepared import PreparedData
+    from suite.data.dataset import PreparedData
 
     exp = out / f"bench-{mode}"
     req = Request(experiment=str(exp), data=data, space="smoke", seeds=(0,), labeled=(5,))

@@ -1,9 +1,9 @@
-"""``suite demo``: the main job end to end on the built-in synthetic ACDC-format data (what ``make demo`` runs).
+"""``suite demo``: the main job end to end on built-in synthetic ACDC-format data (what ``make demo`` runs).
 
 1. ``suite phantom``  a synthetic cohort in the ACDC release layout (default 30 patients, seed 0);
 2. ``suite prepare``  slices, normalises, resizes (64×64 for the demo), writes the splits;
-3. ``suite tune``     the ``smoke`` space through Ray Tune: FS, Proposals, Proposed and Oracle at two n, one seed
-                      (regressors and FS models first, then the runs that need them);
+3. ``suite tune``     the ``smoke`` space through Ray Tune: FS, Proposals, Proposed and Oracle at two n,
+                      one seed (regressors and FS models first, then the runs that need them);
 4. the last-epoch validation Dice of every segmenter run;
 5. ``suite report``   Table 1, statistics, figures and the report of the demo experiment.
 
@@ -49,9 +49,9 @@ def _banner(text: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from suite.commands.info import summary
+    from suite.data.dataset import PreparedData
     from suite.data.phantom import write_cohort
     from suite.data.prepare import prepare
-    from suite.data.prepared import PreparedData
 
     t_start = time.perf_counter()
     out = Path(args.out)
@@ -122,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_standalone(prepared: Path, space: str, preset: str, seeds: list[int], exp_root: Path) -> Path:
     from search_spaces import get_space
-    from suite.data.prepared import PreparedData
+    from suite.data.dataset import PreparedData
     from suite.stages import execute
 
     data = PreparedData.open(prepared)

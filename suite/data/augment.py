@@ -21,10 +21,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from suite.data.acdc import LV_LABEL
 from suite.seeding import numpy_rng
 
 MAX_ANGLE = 45.0
-LV_LABEL = 3
 INTERPOLATIONS = ("bilinear", "nearest")
 
 

@@ -70,8 +70,8 @@ def resize_stack(arr: np.ndarray, size: int | tuple[int, int], kind: str) -> np.
     """Resize a stack of 2-D slices ``(N, H, W)`` to ``(N, size, size)`` (pure NumPy, no torch needed).
 
     ``kind="linear"``: bilinear, half-pixel centres, edges clamped, no anti-aliasing (as
-    ``F.interpolate(mode="bilinear", align_corners=False)``), float32 out. ``kind="nearest"``: nearest neighbour
-    with half-pixel centres (``nearest-exact``), same dtype out. Separable gathers, no BLAS.
+    ``F.interpolate(mode="bilinear", align_corners=False)``), float32 out. ``kind="nearest"``: nearest
+    neighbour with half-pixel centres (``nearest-exact``), same dtype out. Separable gathers, no BLAS.
     """
     oh, ow = (size, size) if isinstance(size, int) else tuple(size)
     n, h, w = arr.shape
@@ -146,8 +146,9 @@ def prepare(
     """Prepare ``src`` (ACDC-format folder) into ``out``; a no-op when ``out`` already holds the same key.
 
     ``crop`` < 1 keeps only the central fraction of the field of view along each in-plane axis before resizing
-    (a heart-centred crop, common in ACDC pipelines: the LV covers more pixels at a given ``size``). Slices whose
-    LV the crop cuts are counted and logged; the LV areas in the manifest are those of the cropped slices.
+    (a heart-centred crop, common in ACDC pipelines: the LV covers more pixels at a given ``size``). Slices
+    whose LV the crop cuts are counted and logged; the LV areas in the manifest are those of the cropped
+    slices.
 
     Any bad input raises :class:`InputError` before ``out`` is touched (the work happens in a temporary
     folder that is removed on error). ``force`` rebuilds even when the key matches, and replaces an ``out``
@@ -175,8 +176,8 @@ def prepare(
             return PrepareResult(out, key, True, time.perf_counter() - t0, _n_slices(out))
         if old is not None and old != key and not force:
             raise InputError(
-                f"{out}: holds a prepared dataset of other inputs or options (data_hash {old}, this one {key}); "
-                "use --force to replace it or choose another folder"
+                f"{out}: holds a prepared dataset of other inputs or options (data_hash {old}, this one "
+                f"{key}); use --force to replace it or choose another folder"
             )
 
     # headers first: total slice count to pre-allocate the arrays

@@ -1,7 +1,7 @@
 """Networks: the ENet segmenter and the ResNeXt size regressor, built from a ``RunConfig``.
 
-Only torch and torchvision are imported here (``scripts/bench_gpu.py`` relies on it; ``suite.errors`` is
-plain Python).
+Only torch and torchvision are imported here (``scripts/bench_gpu.py`` relies on it; ``suite.errors`` and
+``suite.data.acdc``, for the LV label, import no more at module level).
 
 - :func:`build_segmenter` → logits (B, C, H, W), C = ``cfg.seg_out_channels``: ``seg_arch=enet`` is Paszke et
   al.'s ENet (``enet.py``), ``enet-authors`` the authors' variant (``enet_authors.py``) with their init.
@@ -20,13 +20,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from suite.data.acdc import LV_LABEL
 from suite.models.authors_weights import load_authors_state_dict
 from suite.models.enet import ENet
 from suite.models.enet_authors import ENetAuthors, init_authors_
 from suite.models.resnext import SizeRegressor
 from suite.models.resnext_authors import ResNeXtAuthors
-
-LV_LABEL = 3  # ACDC label of the LV cavity
 
 __all__ = [
     "ENet",

@@ -1,8 +1,8 @@
 """Load a state_dict of the authors' ``networks.ENet(1, 4)`` or ``networks.ResNeXt(...)`` into the replica.
 
 Their training code saves whole pickled modules (``best.pkl``, ``pred_size_N.pkl``); the suite never
-unpickles. Convert once, in the authors' own environment (their repository on ``sys.path``, so the pickle finds its
-classes)::
+unpickles. Convert once, in the authors' own environment (their repository on ``sys.path``, so the pickle
+finds its classes)::
 
     python -c "import torch; torch.save(torch.load('best.pkl').state_dict(), 'best_state_dict.pt')"
 

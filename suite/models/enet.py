@@ -146,7 +146,8 @@ class DownsamplingBottleneck(nn.Module):
 
 
 class UpsamplingBottleneck(nn.Module):
-    """Doubles the resolution: 1×1 conv + max-unpooling on the main path, 3×3/2 transposed conv in the branch."""
+    """Doubles the resolution: 1×1 conv + max-unpooling on the main path, 3×3/2 transposed conv in the
+    branch."""
 
     def __init__(self, in_channels: int, out_channels: int, internal: int, relu: bool = True) -> None:
         super().__init__()

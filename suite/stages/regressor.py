@@ -24,27 +24,23 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from suite.atomic import atomic_path
+from suite.data.acdc import LV_LABEL
 from suite.data.augment import AugmentedSet
 from suite.errors import InputError
 from suite.losses import size_regression_loss
 from suite.models import build_regressor, prepare_input, prepare_model
 from suite.seeding import derive_seed
-from suite.stages import distributed_utils as du
-from suite.stages.common import (
-    EpochResult,
-    MultiStepRule,
-    OptimisedStage,
-    RunContext,
-    autocast,
-    load_checkpoint,
-    metric_dict,
-    resized_arrays,
-)
+from suite.stages import process_group as pg
+from suite.stages.base import EpochResult, OptimisedStage, RunContext, autocast, resized_arrays
+from suite.stages.checkpoint import load_checkpoint
+from suite.stages.lr_rules import MultiStepRule
+from suite.stages.metrics_log import metric_dict
 
 log = logging.getLogger("suite.stages.regressor")
 
@@ -52,7 +48,7 @@ EVAL_CHUNK = 16  # fixed evaluation batches: the numbers do not depend on how ch
 
 
 class RegressorStage(OptimisedStage):
-    """One regressor run (driven by :func:`suite.stages.common.run_epochs`)."""
+    """One regressor run (driven by :func:`suite.stages.runner.run_epochs`)."""
 
     higher_is_better = False
 
@@ -70,7 +66,7 @@ class RegressorStage(OptimisedStage):
             )
         images, labels = resized_arrays(data, cfg.image_size)
         self.all_images = images
-        self.true_all = (labels == 3).sum(axis=(1, 2)).astype(np.float32)
+        self.true_all = (labels == LV_LABEL).sum(axis=(1, 2)).astype(np.float32)
         dev = ctx.device
         # the fixed offline-augmented set (copy 0 = the original), produced batch by batch on the device
         self.aug = AugmentedSet(
@@ -86,7 +82,7 @@ class RegressorStage(OptimisedStage):
         torch.manual_seed(derive_seed(cfg.seed, "regressor", "init"))
         net = prepare_model(build_regressor(cfg).to(dev), cfg)
         self.net = net
-        self.model = du.wrap_ddp(net, dev, cfg.world_size)
+        self.model = pg.wrap_ddp(net, dev, cfg.world_size)
         self.opt = regressor_optimizer(cfg, net)
         self.rule = MultiStepRule(cfg.reg_lr, cfg.reg_milestones, cfg.reg_lr_factor)
         log.info(
@@ -106,7 +102,7 @@ class RegressorStage(OptimisedStage):
         acc = torch.zeros((), dtype=torch.float64, device=ctx.device)
         n = 0
         lr = self.rule.lr
-        for _, local in du.epoch_batches(
+        for _, local in pg.epoch_batches(
             len(self.aug), cfg.reg_batch, cfg.seed, ("regressor", "order", epoch), ctx.rank, cfg.world_size
         ):
             imgs, _, area = self.aug.batch(local)
@@ -121,7 +117,7 @@ class RegressorStage(OptimisedStage):
             acc += (pred.detach().float() - y).square().mean().double()  # logged: per-sample mean
             n += 1
         stats = torch.stack([acc.cpu(), torch.tensor(float(n), dtype=torch.float64)])
-        du.all_reduce_sum(stats)
+        pg.all_reduce_sum(stats)
         loss_mse = float(stats[0] / max(float(stats[1]), 1.0))
         if not np.isfinite(loss_mse):
             log.warning(
@@ -138,9 +134,9 @@ class RegressorStage(OptimisedStage):
 
         Fixed chunks of ``EVAL_CHUNK`` slices, chunk c on rank c % world, summed across ranks.
         """
-        net = du.unwrap(self.net)
+        net = pg.unwrap(self.net)
         net.eval()
-        du.sync_buffers(net)
+        pg.sync_buffers(net)
         n = len(store)
         out = torch.zeros(n, dtype=torch.float64)
         for c, start in enumerate(range(0, n, EVAL_CHUNK)):
@@ -152,7 +148,7 @@ class RegressorStage(OptimisedStage):
             x = prepare_input(chunk.to(self.ctx.device).unsqueeze(1).float().div_(255.0), self.cfg)
             with autocast(self.cfg, self.ctx.device):
                 out[start : start + len(chunk)] = net(x).float().double().cpu()
-        du.all_reduce_sum(out)
+        pg.all_reduce_sum(out)
         return out.numpy().astype(np.float32)
 
     def validate(self, epoch: int) -> tuple[list[tuple[int, str, str, str, float]], dict[str, float]]:
@@ -178,7 +174,7 @@ class RegressorStage(OptimisedStage):
         best_epoch = -1
         if best_checkpoint.exists():
             ck = load_checkpoint(best_checkpoint, map_location=ctx.device)
-            du.unwrap(self.net).load_state_dict(ck["model"])
+            pg.unwrap(self.net).load_state_dict(ck["model"])
             best_epoch = int(ck["epoch"])
         else:  # every epoch diverged: keep the last weights, say so
             log.warning(
@@ -199,10 +195,10 @@ class RegressorStage(OptimisedStage):
                         best_epoch=np.int64(best_epoch),
                         run_id=np.str_(self.cfg.run_id),
                     )
-        du.barrier()
+        pg.barrier()
 
 
-def regressor_optimizer(cfg, net: torch.nn.Module) -> torch.optim.SGD:
+def regressor_optimizer(cfg: Any, net: torch.nn.Module) -> torch.optim.SGD:
     """SGD with the config's lr, momentum and weight decay (the paper's and the authors' optimiser)."""
     return torch.optim.SGD(
         net.parameters(), lr=cfg.reg_lr, momentum=cfg.reg_momentum, weight_decay=cfg.reg_weight_decay

@@ -39,23 +39,17 @@ import numpy as np
 import torch
 
 from suite.atomic import atomic_path
+from suite.data.acdc import LV_LABEL
 from suite.errors import InputError
 from suite.losses import partial_ce, penalty_from_logits
+from suite.metrics import VOLUME_STATS, run_metrics, volume_metrics, volume_stats
 from suite.models import build_segmenter, channel_target, lv_channel, prepare_input, prepare_model
 from suite.seeding import derive_seed
-from suite.stages import distributed_utils as du
-from suite.stages.common import (
-    CodeRule,
-    EpochResult,
-    LrRule,
-    OptimisedStage,
-    PlateauRule,
-    RunContext,
-    autocast,
-    load_checkpoint,
-    metric_dict,
-    resized_arrays,
-)
+from suite.stages import process_group as pg
+from suite.stages.base import EpochResult, OptimisedStage, RunContext, autocast, resized_arrays
+from suite.stages.checkpoint import load_checkpoint
+from suite.stages.lr_rules import CodeRule, LrRule, PlateauRule
+from suite.stages.metrics_log import metric_dict
 
 log = logging.getLogger("suite.stages.segmenter")
 
@@ -143,7 +137,7 @@ def load_seg_data(ctx: RunContext) -> SegData:
         voxel_ml=voxel_ml_per_volume(data, volumes, cfg.image_size),
     )
     if cfg.method == "oracle":
-        true = (sd.labels.index_select(0, torch.as_tensor(unl_idx, device=dev)) == 3).sum(dim=(1, 2))
+        true = (sd.labels.index_select(0, torch.as_tensor(unl_idx, device=dev)) == LV_LABEL).sum(dim=(1, 2))
         sd.unl_sizes = true.float()
     elif cfg.method == "proposed":
         sd.unl_sizes = regressor_sizes(ctx, unl_idx).to(dev)
@@ -182,7 +176,7 @@ def make_lr_rule(cfg: Any) -> LrRule:
 
 
 class SegmenterStage(OptimisedStage):
-    """One segmenter run (driven by :func:`suite.stages.common.run_epochs`)."""
+    """One segmenter run (driven by :func:`suite.stages.runner.run_epochs`)."""
 
     higher_is_better = True
 
@@ -195,7 +189,7 @@ class SegmenterStage(OptimisedStage):
         net = build_segmenter(cfg).to(ctx.device)
         net = prepare_model(net, cfg)
         self.net = net
-        self.model = du.wrap_ddp(net, ctx.device, cfg.world_size)
+        self.model = pg.wrap_ddp(net, ctx.device, cfg.world_size)
         self.opt = torch.optim.Adam(
             net.parameters(), lr=cfg.seg_lr, betas=tuple(cfg.seg_betas), weight_decay=cfg.seg_weight_decay
         )
@@ -218,7 +212,7 @@ class SegmenterStage(OptimisedStage):
         ce_acc = torch.zeros((), dtype=torch.float64, device=dev)
         n_lab_batches = 0
         lr = self.rule.lr
-        for _, local in du.epoch_batches(
+        for _, local in pg.epoch_batches(
             len(sd.lab_idx), cfg.seg_batch, cfg.seed, ("segmenter", "labeled", epoch), ctx.rank, world
         ):
             idx = sd.lab_idx[local]
@@ -237,7 +231,7 @@ class SegmenterStage(OptimisedStage):
         n_unl_batches = 0
         # penalty_warmup: the first epochs skip the unlabeled pass (they train exactly as FS; 0 = the paper)
         if cfg.method != "fs" and len(sd.unl_idx) and epoch >= cfg.penalty_warmup:
-            for gb, local in du.epoch_batches(
+            for gb, local in pg.epoch_batches(
                 len(sd.unl_idx), cfg.unl_batch, cfg.seed, ("segmenter", "unlabeled", epoch), ctx.rank, world
             ):
                 idx = sd.unl_idx[local]
@@ -268,7 +262,7 @@ class SegmenterStage(OptimisedStage):
         stats = torch.stack(
             [ce_acc, unl_acc, inside_acc, torch.tensor(float(n_unl_items), dtype=torch.float64, device=dev)]
         ).cpu()
-        du.all_reduce_sum(stats)
+        pg.all_reduce_sum(stats)
         ce = float(stats[0]) / max(n_lab_batches * world, 1)
         out = {"loss_ce": ce, "lr": lr}
         if cfg.method == "fs":
@@ -290,7 +284,7 @@ class SegmenterStage(OptimisedStage):
     @torch.no_grad()
     def predict(self, idx: np.ndarray) -> torch.Tensor:
         """Arg-max class map (B, S, S) of the slices ``idx`` with the bare network in eval mode."""
-        net = du.unwrap(self.net)
+        net = pg.unwrap(self.net)
         net.eval()
         x = prepare_input(batch_images(self.sd.images, idx), self.cfg)
         with autocast(self.cfg, self.ctx.device):
@@ -305,42 +299,20 @@ class SegmenterStage(OptimisedStage):
         sharding) and the per-volume sums are all-reduced.
         """
         sd, dev = self.sd, self.ctx.device
-        du.sync_buffers(du.unwrap(self.net))
+        pg.sync_buffers(pg.unwrap(self.net))
         nv = len(sd.volumes)
-        # columns: intersection, predicted px, true px, sum of per-slice 2-D Dice, number of slices
-        acc = torch.zeros((nv, 5), dtype=torch.float64)
+        acc = torch.zeros((nv, len(VOLUME_STATS)), dtype=torch.float64)
         for v in range(self.ctx.rank, nv, self.ctx.world):
             _, idx = sd.volumes[v]
             pred = self.predict(idx) == self.lv
-            true = sd.labels.index_select(0, torch.as_tensor(idx, device=dev)) == 3
-            inter = (pred & true).sum(dim=(1, 2)).double()
-            ps, ts = pred.sum(dim=(1, 2)).double(), true.sum(dim=(1, 2)).double()
-            denom = ps + ts
-            d2 = torch.where(denom > 0, 2 * inter / denom.clamp_min(1), torch.ones_like(denom))
-            acc[v] = torch.stack(
-                [
-                    inter.sum(),
-                    ps.sum(),
-                    ts.sum(),
-                    d2.sum(),
-                    torch.tensor(float(len(idx)), dtype=torch.float64, device=dev),
-                ]
-            ).cpu()
-        du.all_reduce_sum(acc)
+            true = sd.labels.index_select(0, torch.as_tensor(idx, device=dev)) == LV_LABEL
+            acc[v] = volume_stats(pred, true).cpu()
+        pg.all_reduce_sum(acc)
+        by_volume = volume_metrics(acc.numpy(), sd.voxel_ml)
         rows: list[tuple[int, str, str, str, float]] = []
-        a = acc.numpy()
-        dice3 = np.where(a[:, 1] + a[:, 2] > 0, 2 * a[:, 0] / np.maximum(a[:, 1] + a[:, 2], 1), 1.0)
         for v, (name, _) in enumerate(sd.volumes):
-            rows += [
-                (epoch, "val", name, "dice", float(dice3[v])),
-                (epoch, "val", name, "dice2d", float(a[v, 3] / max(a[v, 4], 1))),
-                (epoch, "val", name, "lv_volume_pred_ml", float(a[v, 1] * sd.voxel_ml[v])),
-                (epoch, "val", name, "lv_volume_true_ml", float(a[v, 2] * sd.voxel_ml[v])),
-            ]
-        run = {
-            "dice2d_slices": float(a[:, 3].sum() / max(a[:, 4].sum(), 1)),
-            "dice_mean": float(dice3.mean()),
-        }
+            rows += [(epoch, "val", name, k, float(values[v])) for k, values in by_volume.items()]
+        run = run_metrics(acc.numpy())
         rows += [(epoch, "val", "", k, v) for k, v in run.items()]
         return rows, run
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from suite.data import splits as _splits
+from suite.data.acdc import LV_LABEL
 from suite.data.splits import Split
 from suite.errors import InputError
 
@@ -170,7 +171,7 @@ class PreparedData:
         if size == self.size:
             return self.lv_area_px
         _, labs = self.resized(size)
-        return (labs == 3).sum(axis=(1, 2)).astype(np.int64)
+        return (labs == LV_LABEL).sum(axis=(1, 2)).astype(np.int64)
 
     def spacing_at(self, size: int) -> np.ndarray:
         """Per-slice spacing (N, 3) of the grid at resolution ``size``."""
