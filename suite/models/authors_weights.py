@@ -20,7 +20,7 @@ it (in the authors' naming).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 from torch import nn
@@ -94,11 +94,13 @@ def enet_key_to_authors(name: str) -> str:
 
 def load_authors_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> nn.Module:
     """Load the authors' ``state_dict`` (their key names) into a replica, strictly; returns ``model``."""
+    to_replica: Callable[[str], str | None]
+    to_authors: Callable[[str], str]
     if isinstance(model, ENetAuthors):
         what, to_replica, to_authors = "networks.ENet", enet_key_to_replica, enet_key_to_authors
         ignored: tuple[str, ...] = ENET_UNUSED_PREFIXES
-    elif isinstance(model, ResNeXtAuthors):
-        what, to_replica, to_authors, ignored = "networks.ResNeXt", (lambda k: k), (lambda k: k), ()
+    elif isinstance(model, ResNeXtAuthors):  # the replica keeps their key names
+        what, to_replica, to_authors, ignored = "networks.ResNeXt", str, str, ()
     else:
         raise InputError(
             f"load_authors_state_dict: a {type(model).__name__} is not a replica of the authors' networks; "

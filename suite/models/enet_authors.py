@@ -185,10 +185,10 @@ class ENetAuthors(nn.Module):
         x1 = self.stage1(x1)
         x2, idx2 = self.down2(x1)
         x3 = self.stage3(self.stage2(x2))
-        u1 = F.max_unpool2d(x3, idx2, 2)
+        u1 = F.max_unpool2d(x3, idx2, (2, 2))
         y = self.up1_act(u1 + self.up1(torch.cat([u1, x1], dim=1)))
         y = self.stage4(y)
-        u2 = F.max_unpool2d(y, idx1, 2)
+        u2 = F.max_unpool2d(y, idx1, (2, 2))
         y = self.up2_act(u2 + self.stage5(self.up2(torch.cat([u2, x0], dim=1))))
         return self.head(y)
 
@@ -205,8 +205,9 @@ def init_authors_(model: nn.Module) -> nn.Module:
     weights, BN weight ~ N(1, 0.02) and bias 0; biases of convolutions and PReLU slopes are left as built."""
     for m in model.modules():
         if type(m) in (nn.Conv2d, nn.ConvTranspose2d):
+            assert isinstance(m, nn.Conv2d | nn.ConvTranspose2d)  # for the type checker
             nn.init.xavier_normal_(m.weight)
-        elif type(m) is nn.BatchNorm2d:
+        elif isinstance(m, nn.BatchNorm2d) and type(m) is nn.BatchNorm2d:
             m.weight.normal_(1.0, 0.02)
             m.bias.zero_()
     return model
