@@ -12,6 +12,7 @@ directories need not re-derive it.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 import json
 from dataclasses import dataclass, field, fields
@@ -21,13 +22,21 @@ from typing import Any
 
 import yaml
 
+from suite.data.splits import MODES as SPLIT_MODES
+from suite.data.splits import PAPER_N_TRAIN
+from suite.domains import Domain, Flag, Int, ListOf, Number, OneOf, Text
 from suite.errors import ConfigError
 
 STAGES = ("regressor", "segmenter")
 METHODS = ("fs", "proposals", "proposed", "oracle")
 SEG_METHODS_WITH_PENALTY = ("proposed", "oracle")
 PRESETS = ("paper", "code", "smoke", "fidelity")
-DERIVED_KEYS = ("epochs", "run_id", "identity_keys")  # keys ``to_dict`` adds to the fields
+# keys ``to_dict`` adds to the fields (config.json): never input, each with the fields to set instead
+DERIVED_KEYS = {
+    "epochs": "set seg_epochs (the segmenter's) or reg_epochs (the regressor's) instead",
+    "run_id": "it is computed from the fields that make up the run's identity; remove the key",
+    "identity_keys": "it is computed from the fields' declarations; remove the key",
+}
 SEG_ARCHS = ("enet", "enet-authors")
 REG_ARCHS = ("resnext", "resnext-authors")
 SEG_OUT_CHANNELS = (2, 4)
@@ -41,91 +50,108 @@ PENALTY = "penalty"  # segmenter runs with the size penalty (proposed, oracle)
 REG = "regressor"  # the regressor run and the proposed runs that read its predictions
 
 
-def _f(default: Any, scope: str | None = None, *, when_set: bool = False) -> Any:
-    """A config field with its identity scope; ``when_set``: part of the identity only when it differs from
-    its default (fields added later: the runs that leave them at the default keep their run ids)."""
-    return field(default=default, metadata={"identity": scope, "when_set": when_set})
+def _f(default: Any, scope: str | None, domain: Domain, *, when_set: bool = False) -> Any:
+    """A config field with its identity scope and its domain (the values it accepts); ``when_set``: part of
+    the identity only when it differs from its default (fields added later: the runs that leave them at the
+    default keep their run ids)."""
+    return field(default=default, metadata={"identity": scope, "when_set": when_set, "domain": domain})
 
 
 @dataclass(frozen=True)
 class RunConfig:
+    # Each field: _f(default, identity scope, domain); the domain (suite.domains) is checked by from_dict.
     # --- what is run (experiment axes) ---
-    stage: str = _f("segmenter", ALL)  # regressor | segmenter
-    method: str = _f("fs", SEG)  # fs | proposals | proposed | oracle ("regressor" for the regressor stage)
-    n_labeled: int = _f(5, ALL)  # paper-scale count; the effective count for the cohort is in splits.json
-    seed: int = _f(0, ALL)  # training seed (init, data order, augmentation)
-    split_mode: str = _f("paper", ALL)  # paper | random
-    split_seed: int = _f(1, ALL)  # paper mode: the authors' random.seed(1); random mode: the labeled draw
-    gamma: float = _f(0.1, PENALTY)  # bound tightness: [(1-gamma) R, (1+gamma) R]
-    lam: float = _f(1e-2, PENALTY)  # penalty weight lambda
+    stage: str = _f("segmenter", ALL, OneOf(STAGES))  # regressor | segmenter
+    # fs | proposals | proposed | oracle ("regressor" for the regressor stage)
+    method: str = _f("fs", SEG, OneOf(("regressor", *METHODS)))
+    # paper-scale count of the paper's 75 training patients; the effective count for the cohort is in
+    # splits.json
+    n_labeled: int = _f(5, ALL, Int(1, PAPER_N_TRAIN))
+    seed: int = _f(0, ALL, Int(0))  # training seed (init, data order, augmentation)
+    split_mode: str = _f("paper", ALL, OneOf(SPLIT_MODES))  # paper | random
+    # paper mode: the authors' random.seed(1); random mode: the labeled draw
+    split_seed: int = _f(1, ALL, Int(0))
+    gamma: float = _f(0.1, PENALTY, Number(0, 1, open_hi=True))  # bound tightness: [(1-gamma) R, (1+gamma) R]
+    lam: float = _f(1e-2, PENALTY, Number(0))  # penalty weight lambda
     # first epochs without the unlabeled term (train as FS first); 0 = the paper
-    penalty_warmup: int = _f(0, UNLABELED, when_set=True)
-    preset: str = _f("paper")  # name of the preset this config was built from (recorded, not identity)
+    penalty_warmup: int = _f(0, UNLABELED, Int(0), when_set=True)
+    # name of the preset this config was built from (recorded, not identity)
+    preset: str = _f("paper", None, OneOf(PRESETS))
 
     # --- data ---
-    data: str = _f("")  # prepared dataset folder (a path: not identity)
-    data_hash: str = _f("", ALL)  # content key of the prepared dataset
-    image_size: int = _f(256, ALL)  # training resolution; resized in memory when the prepared data differ
+    data: str = _f("", None, Text("a prepared dataset folder"))  # a path: not identity
+    # content key of the prepared dataset (filled in from the data when empty)
+    data_hash: str = _f("", ALL, Text("letters and digits (the prepared data's data_hash)", "[0-9A-Za-z]*"))
+    # training resolution; resized in memory when the prepared data differ. ENet downsamples 3 times (a
+    # multiple of 8); at 8 its smallest map is 1x1, which batch norm cannot train on with a batch of 1
+    image_size: int = _f(256, ALL, Int(16, 1024, step=8))
     # which classes are supervised: lv (background vs LV cavity) | multi (background, RV, myocardium, LV)
-    classes: str = _f("lv", ALL)
+    classes: str = _f("lv", ALL, OneOf(("lv", "multi")))
     # pixels (the paper) | fraction (sizes / (H*W): lambda independent of resolution)
-    size_units: str = _f("pixels", PENALTY)
+    size_units: str = _f("pixels", PENALTY, OneOf(("pixels", "fraction")))
 
     # --- segmenter (ENet) ---
     # enet (Paszke et al.'s ENet, suite/models/enet.py) | enet-authors (the authors' variant, their init)
-    seg_arch: str = _f("enet", SEG)
+    seg_arch: str = _f("enet", SEG, OneOf(SEG_ARCHS))
     # network output channels, apart from which classes are supervised: 2 (background, LV) or 4 (channel =
     # ACDC label: background 0, RV 1, myocardium 2, LV 3; the authors' head; classes=multi needs it)
-    seg_out_channels: int = _f(2, SEG, when_set=True)
-    seg_width: float = _f(1.0, SEG)  # channel multiplier (1.0 = the published ENet; enet-authors: 1.0 only)
-    seg_epochs: int = _f(100, SEG)
-    seg_lr: float = _f(5e-4, SEG)
-    seg_betas: tuple[float, float] = _f((0.9, 0.99), SEG)
-    seg_weight_decay: float = _f(0.0, SEG)
-    seg_batch: int = _f(1, SEG)  # global labeled batch
-    unl_batch: int = _f(1, UNLABELED)  # global unlabeled batch
+    seg_out_channels: int = _f(2, SEG, OneOf(SEG_OUT_CHANNELS), when_set=True)
+    # channel multiplier (1.0 = the published ENet; enet-authors: 1.0 only); below 1/16 the stages round to
+    # fewer channels than the one before and the network cannot be built
+    seg_width: float = _f(1.0, SEG, Number(1 / 16, 8))
+    seg_epochs: int = _f(100, SEG, Int(1))
+    seg_lr: float = _f(5e-4, SEG, Number(0, open_lo=True))
+    seg_betas: tuple[float, float] = _f(
+        (0.9, 0.99), SEG, ListOf(Number(0, 1, open_hi=True), 2, "Adam's beta1, beta2")
+    )
+    seg_weight_decay: float = _f(0.0, SEG, Number(0))
+    seg_batch: int = _f(1, SEG, Int(1))  # global labeled batch
+    unl_batch: int = _f(1, UNLABELED, Int(1))  # global unlabeled batch
     # plateau (paper: halve after lr_patience epochs w/o improvement) | code (the authors')
-    lr_rule: str = _f("plateau", SEG)
-    lr_patience: int = _f(20, SEG)
-    lr_factor: float = _f(0.5, SEG)
+    lr_rule: str = _f("plateau", SEG, OneOf(("plateau", "code")))
+    lr_patience: int = _f(20, SEG, Int(1))  # epochs (the code rule divides by best_epoch + lr_patience)
+    lr_factor: float = _f(0.5, SEG, Number(0, 1, open_lo=True, open_hi=True))  # the lr rule's multiplier
     # dice2d (authors: per-slice) | dice3d (per volume): drives the best epoch and the lr rule
-    best_metric: str = _f("dice2d", SEG)
+    best_metric: str = _f("dice2d", SEG, OneOf(("dice2d", "dice3d")))
 
     # --- size regressor (ResNeXt) ---
     # resnext (torchvision's ResNeXt: global average pooling, one output) | resnext-authors (their ResNeXt:
     # dropout 0.5 on every residual branch, AvgPool2d(7), 4 outputs of which index 3 is the LV size)
-    reg_arch: str = _f("resnext", REG)
-    reg_layers: tuple[int, ...] = _f((3, 4, 23, 3), REG)  # ResNeXt-101
-    reg_groups: int = _f(32, REG)  # cardinality
-    reg_width_per_group: int = _f(4, REG)  # base width (32x4d)
-    reg_epochs: int = _f(200, REG)
-    reg_lr: float = _f(5e-6, REG)
-    reg_momentum: float = _f(0.9, REG)
-    reg_weight_decay: float = _f(1e-4, REG)
-    reg_milestones: tuple[int, ...] = _f((100, 150), REG)  # lr x reg_lr_factor from these epochs on
-    reg_lr_factor: float = _f(0.5, REG)
-    reg_batch: int = _f(10, REG)  # global batch
+    reg_arch: str = _f("resnext", REG, OneOf(REG_ARCHS))
+    # blocks in each of the 4 stages: ResNeXt-101
+    reg_layers: tuple[int, ...] = _f((3, 4, 23, 3), REG, ListOf(Int(1), 4, "blocks per stage"))
+    reg_groups: int = _f(32, REG, Int(1))  # cardinality
+    reg_width_per_group: int = _f(4, REG, Int(1))  # base width (32x4d)
+    reg_epochs: int = _f(200, REG, Int(1))
+    reg_lr: float = _f(5e-6, REG, Number(0, open_lo=True))
+    reg_momentum: float = _f(0.9, REG, Number(0, 1, open_hi=True))
+    reg_weight_decay: float = _f(1e-4, REG, Number(0))
+    # lr x reg_lr_factor from each of these epochs on (milestones past reg_epochs never apply)
+    reg_milestones: tuple[int, ...] = _f((100, 150), REG, ListOf(Int(1), None, "epochs", increasing=True))
+    reg_lr_factor: float = _f(0.5, REG, Number(0, 1, open_lo=True))  # 1: a constant lr
+    reg_batch: int = _f(10, REG, Int(1))  # global batch
     # squared error over the batch: mean (per sample) | sum (the authors' MSELoss(reduction="sum"); under DDP
     # the sum over the global batch)
-    reg_loss_reduction: str = _f("mean", REG, when_set=True)
+    reg_loss_reduction: str = _f("mean", REG, OneOf(("mean", "sum")), when_set=True)
     # offline augmentation: samples per labeled slice, the original included (copy 0): 10 = the original and
     # 9 transformed copies ("10 times larger", the paper); the authors' --n_aug 10 is 11 (original + 10)
-    reg_aug_copies: int = _f(10, REG)
+    reg_aug_copies: int = _f(10, REG, Int(1))
     # image resampling of the rotated copies: bilinear | nearest (the authors: PIL's default, nearest);
     # labels are always nearest
-    reg_aug_interp: str = _f("bilinear", REG, when_set=True)
+    reg_aug_interp: str = _f("bilinear", REG, OneOf(("bilinear", "nearest")), when_set=True)
 
     # --- runtime (identity: these change the numbers) ---
-    threads: int = _f(2, ALL)  # torch intra-op threads (Ray sets its own defaults: we always set this)
-    world_size: int = _f(1, ALL)  # DDP ranks
-    amp: str = _f("none", ALL)  # none | bf16
-    channels_last: bool = _f(False, ALL)
-    compile: bool = _f(False, ALL)
+    # torch intra-op threads (Ray sets its own defaults: we always set this)
+    threads: int = _f(2, ALL, Int(1))
+    world_size: int = _f(1, ALL, Int(1))  # DDP ranks
+    amp: str = _f("none", ALL, OneOf(("none", "bf16")))
+    channels_last: bool = _f(False, ALL, Flag())
+    compile: bool = _f(False, ALL, Flag())
 
     # --- runtime (not identity) ---
-    device: str = _f("auto")  # auto | cpu | cuda
-    stat_window: int = _f(50)  # epochs averaged by the paper statistic (analysis)
-    checkpoint_every: int = _f(1)
+    device: str = _f("auto", None, OneOf(("auto", "cpu", "cuda")))
+    stat_window: int = _f(50, None, Int(1))  # epochs averaged by the paper statistic (analysis)
+    checkpoint_every: int = _f(1, None, Int(1))  # epochs between checkpoint_last.pt writes
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -133,20 +159,41 @@ class RunConfig:
         return [f.name for f in fields(cls)]
 
     @classmethod
+    def domain(cls, name: str) -> Domain:
+        """The values field ``name`` accepts (declared with the field)."""
+        return _FIELDS[name].metadata["domain"]
+
+    @classmethod
     def from_dict(cls, d: dict[str, Any], *, source: str = "config") -> RunConfig:
-        """Build from a (possibly partial) dict over the defaults; unknown keys rejected."""
-        d = dict(d)
-        for derived in DERIVED_KEYS:  # written to config.json, recomputed here
-            d.pop(derived, None)
+        """Build from a (possibly partial) dict over the defaults: the one path every config takes (presets,
+        YAML files, ``--set``, Ray trial dicts, SLURM tasks). Every key takes effect or is rejected: unknown
+        and derived keys, values of the wrong type or outside the field's domain, and broken cross-field
+        rules each raise a one-line ConfigError naming the field."""
+        for key in d:
+            if key in DERIVED_KEYS:
+                raise ConfigError(f"{source}: key {key} is derived, not an input; {DERIVED_KEYS[key]}")
         unknown = sorted(set(d) - set(cls.field_names()))
         if unknown:
+            close = [m for k in unknown for m in difflib.get_close_matches(k, cls.field_names(), n=1)]
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
             raise ConfigError(
-                f"{source}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(cls.field_names())}"
+                f"{source}: unknown key(s) {', '.join(unknown)}{hint}; "
+                f"valid keys: {', '.join(cls.field_names())}"
             )
         kwargs = {k: _coerce(k, v, source) for k, v in d.items()}
+        for key, value in kwargs.items():
+            problem = cls.domain(key).problem(value)
+            if problem:
+                raise ConfigError(f"{source}: field {key}={_jsonable(value)!r} {problem}")
         cfg = cls(**kwargs)
         cfg.validate(source)
         return cfg
+
+    @classmethod
+    def from_config_json(cls, d: dict[str, Any], *, source: str) -> RunConfig:
+        """A run's ``config.json`` as the suite wrote it (``to_json``): its derived keys are dropped (they are
+        recomputed), every other key goes through :meth:`from_dict`."""
+        return cls.from_dict({k: v for k, v in d.items() if k not in DERIVED_KEYS}, source=source)
 
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> RunConfig:
@@ -169,7 +216,7 @@ class RunConfig:
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a mapping of config keys, got {type(data).__name__}")
         preset = data.pop("preset", preset) or "paper"
-        base = load_preset(preset)
+        base = load_preset(str(preset))
         base["preset"] = preset
         base.update(data)
         return cls.from_dict(base, source=str(path))
@@ -178,91 +225,33 @@ class RunConfig:
         return RunConfig.from_dict({**self.to_dict(include_derived=False), **changes}, source="override")
 
     def with_overrides(self, items: list[str]) -> RunConfig:
-        """Apply ``key=value`` strings (values parsed as YAML scalars/lists)."""
+        """Apply ``key=value`` strings (values parsed as YAML scalars/lists), checked as any other input."""
         changes: dict[str, Any] = {}
         for item in items:
             if "=" not in item:
                 raise ConfigError(f"--set {item!r}: expected key=value, e.g. --set seg_lr=1e-3")
             k, v = item.split("=", 1)
             k = k.strip()
-            if k not in self.field_names():
-                raise ConfigError(f"--set {k}: unknown key; valid keys: {', '.join(self.field_names())}")
             try:
                 changes[k] = yaml.safe_load(v)
             except yaml.YAMLError as e:
                 raise ConfigError(f"--set {k}: cannot parse value {v!r}") from e
-        return self.replace(**changes)
+        return RunConfig.from_dict({**self.to_dict(include_derived=False), **changes}, source="--set")
 
     # ------------------------------------------------------------------ validation
     def validate(self, source: str = "config") -> None:
+        """The rules between fields (each field's own domain is checked by :meth:`from_dict`)."""
+
         def bad(key: str, msg: str) -> ConfigError:
             return ConfigError(f"{source}: field {key}={getattr(self, key)!r} {msg}")
 
-        if self.stage not in STAGES:
-            raise bad("stage", f"is not one of {', '.join(STAGES)}")
         if self.stage == "segmenter" and self.method not in METHODS:
-            raise bad("method", f"is not one of {', '.join(METHODS)}")
-        if self.stage == "regressor" and self.method not in ("regressor",) + METHODS:
-            raise bad("method", "must be 'regressor' for the regressor stage")
-        if self.split_mode not in ("paper", "random"):
-            raise bad("split_mode", "is not one of paper, random")
-        if self.n_labeled < 1:
-            raise bad("n_labeled", "must be >= 1")
-        if not 0.0 <= self.gamma < 1.0:
-            raise bad("gamma", "must be in [0, 1)")
-        if self.lam < 0:
-            raise bad("lam", "must be >= 0")
-        if self.classes not in ("lv", "multi"):
-            raise bad("classes", "is not one of lv, multi")
-        if self.size_units not in ("pixels", "fraction"):
-            raise bad("size_units", "is not one of pixels, fraction")
-        if self.lr_rule not in ("plateau", "code"):
-            raise bad("lr_rule", "is not one of plateau, code")
-        if self.best_metric not in ("dice2d", "dice3d"):
-            raise bad("best_metric", "is not one of dice2d, dice3d")
-        if self.amp not in ("none", "bf16"):
-            raise bad("amp", "is not one of none, bf16")
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise bad("device", "is not one of auto, cpu, cuda")
-        for key in (
-            "image_size",
-            "seg_epochs",
-            "reg_epochs",
-            "seg_batch",
-            "unl_batch",
-            "reg_batch",
-            "threads",
-            "world_size",
-            "reg_aug_copies",
-            "stat_window",
-            "checkpoint_every",
-        ):
-            if getattr(self, key) < 1:
-                raise bad(key, "must be >= 1")
-        if self.image_size % 8:
-            raise bad("image_size", "must be a multiple of 8 (ENet downsamples 3 times)")
+            raise bad("method", f"is not one of {', '.join(METHODS)} (the segmenter's methods)")
         for key in ("seg_batch", "unl_batch", "reg_batch"):
             if getattr(self, key) % self.world_size:
                 raise bad(key, f"(global batch) must be divisible by world_size={self.world_size}")
-        if self.penalty_warmup < 0:
-            raise bad("penalty_warmup", "must be >= 0 (epochs)")
-        if self.seg_width <= 0:
-            raise bad("seg_width", "must be > 0")
-        self._validate_architecture(bad)
-
-    def _validate_architecture(self, bad: Any) -> None:
-        if self.seg_arch not in SEG_ARCHS:
-            raise bad("seg_arch", f"is not one of {', '.join(SEG_ARCHS)}")
-        if self.reg_arch not in REG_ARCHS:
-            raise bad("reg_arch", f"is not one of {', '.join(REG_ARCHS)}")
-        if self.seg_out_channels not in SEG_OUT_CHANNELS:
-            raise bad("seg_out_channels", "is not one of 2, 4")
         if self.classes == "multi" and self.seg_out_channels != 4:
             raise bad("seg_out_channels", "cannot hold classes=multi (4 classes); set seg_out_channels=4")
-        if self.reg_loss_reduction not in ("mean", "sum"):
-            raise bad("reg_loss_reduction", "is not one of mean, sum")
-        if self.reg_aug_interp not in ("bilinear", "nearest"):
-            raise bad("reg_aug_interp", "is not one of bilinear, nearest")
         if self.seg_arch == "enet-authors" and self.seg_width != 1.0:
             raise bad("seg_width", "must be 1.0 with seg_arch=enet-authors (the authors' widths are fixed)")
         if self.reg_arch == "resnext-authors":
@@ -360,45 +349,50 @@ def _jsonable(v: Any) -> Any:
     return v
 
 
-_FIELD_TYPES = {f.name: f for f in fields(RunConfig)}
+_FIELDS = {f.name: f for f in fields(RunConfig)}
 
 
 def _coerce(key: str, value: Any, source: str) -> Any:
     """Coerce a YAML/JSON/Ray value to the field's type, or raise a one-line ConfigError."""
-    f = _FIELD_TYPES[key]
-    default = f.default if f.default is not dataclasses.MISSING else None
+    default = _FIELDS[key].default
     try:
-        if isinstance(default, bool):
-            if isinstance(value, bool):
-                return value
-            if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
-                return value.lower() in ("true", "1", "yes")
-            if isinstance(value, int) and value in (0, 1):
-                return bool(value)
-            raise ValueError
-        if isinstance(default, int):
-            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-                raise ValueError
-            return int(value)
-        if isinstance(default, float):
-            if isinstance(value, bool):
-                raise ValueError
-            return float(value)
-        if isinstance(default, str):
-            if not isinstance(value, str | int | float) or isinstance(value, bool):
-                raise ValueError
-            return str(value)
-        if isinstance(default, tuple):
+        if isinstance(default, tuple):  # a list of the default's element type
             if not isinstance(value, list | tuple):
                 raise ValueError
-            elem = type(default[0]) if default else float
-            return tuple(elem(x) for x in value)
+            return tuple(_coerce_scalar(default[0], x) for x in value)
+        return _coerce_scalar(default, value)
     except (TypeError, ValueError):
+        kind = (
+            f"a list of {type(default[0]).__name__}" if isinstance(default, tuple) else type(default).__name__
+        )
         raise ConfigError(
-            f"{source}: field {key}={value!r} has the wrong type; expected {type(default).__name__}"
-            f" like {default!r}"
+            f"{source}: field {key}={value!r} has the wrong type; expected {kind} like {_jsonable(default)!r}"
         ) from None
-    return value
+
+
+def _coerce_scalar(default: Any, value: Any) -> Any:
+    """``value`` as the type of ``default`` (bool, int, float or str); ValueError when it is not one."""
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        raise ValueError
+    if isinstance(default, int):
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise ValueError
+        return int(value)
+    if isinstance(default, float):
+        if isinstance(value, bool):
+            raise ValueError
+        return float(value)
+    if isinstance(default, str):
+        if not isinstance(value, str | int | float) or isinstance(value, bool):
+            raise ValueError
+        return str(value)
+    raise TypeError(f"no coercion to {type(default).__name__}")
 
 
 def load_preset(name: str) -> dict[str, Any]:

@@ -162,12 +162,13 @@ def test_conditions_follow_the_identity_keys_recorded_in_config_json(exp_dir: Pa
     ]
     exp = load_experiment(exp_dir)
     cfg0 = json.loads(paths[0].config.read_text())
-    assert exp.identity_keys[paths[0].run_id] == set(RunConfig.from_dict(cfg0).identity())
+    identity0 = RunConfig.from_config_json(cfg0, source="cfg0").identity()
+    assert exp.identity_keys[paths[0].run_id] == set(identity0)
     assert "gamma" not in exp.identity_keys[paths[0].run_id]
     assert len(analyse(exp).conditions) == 1  # the FS runs' γ is not part of their identity
     for rp in paths:  # a suite whose FS identity included γ: the recorded keys win
         cfg = json.loads(rp.config.read_text())
-        cfg["identity_keys"] = sorted(RunConfig.from_dict(cfg).identity()) + ["gamma"]
+        cfg["identity_keys"] = sorted(RunConfig.from_config_json(cfg, source="cfg").identity()) + ["gamma"]
         rp.config.write_text(json.dumps(cfg))
     exp = load_experiment(exp_dir)
     assert "identity_keys" not in exp.runs.columns

@@ -307,7 +307,9 @@ def test_two_ddp_workers_close_to_one_and_survive_a_killed_worker(
     summary = json.loads((run / "summary.json").read_text())
     assert summary["world_size"] == 2
     _assert_no_duplicates(run)
-    one = RunConfig.from_dict({**json.loads((run / "config.json").read_text()), "world_size": 1})
+    one = RunConfig.from_config_json(
+        {**json.loads((run / "config.json").read_text()), "world_size": 1}, source="config.json"
+    )
     ref = execute(one, tmp_path / "one")
     two_rows = {r[:4]: float(r[4]) for r in _rows(run / "metrics.csv")}
     one_rows = {r[:4]: float(r[4]) for r in _rows(ref.metrics)}

@@ -119,9 +119,9 @@ def test_yaml_config_then_options_then_set(prepared_small, tmp_path, capsys):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["--set", "nope=1"], "--set nope: unknown key; valid keys: .*seg_lr"),
+        (["--set", "nope=1"], "--set: unknown key.s. nope; valid keys: .*seg_lr"),
         (["--set", "seg_epochs"], "expected key=value"),
-        (["--set", "gamma=1.5"], "gamma=1.5 must be in"),
+        (["--set", "gamma=1.5"], r"gamma=1.5 must be a finite number in \[0, 1\)"),
         (["--preset", "nonesuch"], "preset 'nonesuch' does not exist"),
         (["--stage", "regressor", "--method", "fs"], "--method applies to the segmenter stage"),
     ],
@@ -141,7 +141,7 @@ def test_unknown_key_in_yaml_and_missing_data_exit_2(tmp_path, capsys):
     bad.write_text("preset: smoke\nseg_epoch: 3\n")
     assert main(["run", "--data", str(tmp_path), "--config", str(bad), "--out", str(tmp_path / "e")]) == 2
     err = capsys.readouterr().err
-    assert "bad.yaml: unknown key(s) seg_epoch; valid keys:" in err
+    assert "bad.yaml: unknown key(s) seg_epoch (did you mean seg_epochs?); valid keys:" in err
     assert (
         main(["run", "--data", str(tmp_path / "missing"), "--preset", "smoke", "--out", str(tmp_path / "e")])
         == 2

@@ -209,7 +209,7 @@ def test_array_mode_smoke_grid(array_experiment, tmp_path):
 def _cfg_from_run(config_path: Path):
     from suite.config import RunConfig
 
-    return RunConfig.from_dict(json.loads(config_path.read_text()), source=str(config_path))
+    return RunConfig.from_config_json(json.loads(config_path.read_text()), source=str(config_path))
 
 
 # Once (2026-11-28, a full-suite rehearsal) the second `ray start` exited three times in a row here, cause not

@@ -67,7 +67,8 @@ def register(subparsers: Any) -> None:
         "--list-keys",
         dest="list_keys",
         action="store_true",
-        help="print every config key with its type and its value in --preset (default paper), then exit",
+        help="print every config key with its value in --preset (default paper) and the values it accepts, "
+        "then exit",
     )
     p.add_argument("--device", choices=["auto", "cpu", "cuda"])
     p.add_argument(
@@ -97,7 +98,7 @@ def build_config(args: argparse.Namespace) -> Any:
     if args.data:
         changes["data"] = str(Path(args.data).resolve())
     if changes:
-        cfg = cfg.replace(**changes)
+        cfg = RunConfig.from_dict({**cfg.to_dict(include_derived=False), **changes}, source="options")
     if args.overrides:
         cfg = cfg.with_overrides(args.overrides)
     if not cfg.data:
@@ -136,16 +137,16 @@ EXIT_PARTIAL = 75
 
 
 def list_keys(preset: str | None) -> int:
-    """``suite run --list-keys``: one line per config key — name, type, value in the preset."""
-    from dataclasses import fields
+    """``suite run --list-keys``: one line per config key: its value in the preset, the values it accepts."""
+    import json
 
     from suite.config import RunConfig
 
     cfg = RunConfig.from_preset(preset or "paper")
     print(f"config keys (values of preset {cfg.preset!r}; change with --set KEY=VALUE or a --config YAML):")
-    for f in fields(RunConfig):
-        ftype = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
-        print(f"  {f.name:<22} {ftype:<24} {getattr(cfg, f.name)!r}")
+    for name in RunConfig.field_names():
+        value = json.dumps(cfg.to_dict(include_derived=False)[name])  # as --set reads it (YAML)
+        print(f"  {name:<20} {value:<24} {RunConfig.domain(name).describe()}")
     return 0
 
 
