@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -73,11 +73,14 @@ def progress_enabled() -> bool:
     return sys.stderr.isatty()
 
 
-def progress(iterable: Iterable[T], desc: str = "", total: int | None = None, **kw) -> Iterator[T]:
-    """Wrap an iterable in a tqdm bar when on a TTY, else return it unchanged."""
-    if not progress_enabled():
-        yield from iterable
-        return
+def progress(
+    iterable: Iterable[T], desc: str = "", total: int | None = None, *, enabled: bool = True, **kw
+) -> Iterable[T]:
+    """A tqdm bar (steps, rate, ETA) over ``iterable`` when :func:`progress_enabled` and ``enabled`` (e.g.
+    rank 0 only), else ``iterable`` itself: a loop without a bar pays nothing per step. tqdm draws no
+    random numbers, so a bar changes no result."""
+    if not enabled or not progress_enabled():
+        return iterable
     from tqdm import tqdm
 
-    yield from tqdm(iterable, desc=desc, total=total, leave=False, dynamic_ncols=True, **kw)
+    return tqdm(iterable, desc=desc, total=total, leave=False, dynamic_ncols=True, **kw)

@@ -248,3 +248,30 @@ def test_cli_yaml_epochs_is_refused(tmp_path: Path, capsys):
     assert rc == 2
     err = capsys.readouterr().err
     assert "epochs is derived" in err and "seg_epochs" in err
+
+
+@pytest.mark.parametrize("world_size, reg_batch", [(1, 37), (1, 1)])
+def test_a_regressor_batch_norm_cannot_train_is_refused_before_any_work(
+    prepared_small, tmp_path, world_size, reg_batch
+):
+    # 38 labeled slices at n=5 (one copy each): global batches of 37 leave a last batch of 1 sample
+    from suite.errors import InputError
+    from suite.stages import execute
+
+    cfg = RunConfig.from_preset(
+        "smoke",
+        stage="regressor",
+        method="regressor",
+        data=str(prepared_small),
+        image_size=32,
+        reg_aug_copies=1,
+        reg_batch=reg_batch,
+        reg_epochs=1,
+        threads=1,
+        device="cpu",
+    )
+    with pytest.raises(InputError, match="image_size=32, reg_batch=.*a batch of 1 sample per rank") as e:
+        execute(cfg, tmp_path / "exp")
+    _one_line(e)
+    assert "use image_size >= 64" in str(e.value)
+    assert cfg.replace(image_size=64).image_size == 64  # the fix it names is a valid config

@@ -7,6 +7,11 @@ The config is built in this order: the preset (``--preset``, default ``paper``) 
 (which may name its own preset), then the explicit options, then ``--set key=value`` overrides. ``OUT`` is an
 experiment folder: the run goes to ``OUT/runs/<run_id>/`` and ``OUT/experiment.json`` is written when absent.
 A finished run is skipped, a partial one resumed.
+
+Before training, the plan goes to the log (stderr): the runs in order, prerequisites first, with stage,
+method, epochs, image size, device and a rough time estimate, and a warning when paper-scale work is started
+on a CPU (``--preset smoke`` is the quick check). ``--dry-run`` stops there. Inside epochs a progress bar
+(steps, rate, ETA) is shown on a terminal (not under CI or with ``SUITE_NO_PBAR`` set).
 """
 
 from __future__ import annotations
@@ -71,6 +76,12 @@ def register(subparsers: Any) -> None:
         "then exit",
     )
     p.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    p.add_argument(
+        "--dry-run",
+        dest="dry_run",
+        action="store_true",
+        help="log the plan (the runs, prerequisites first, with a rough time estimate), then exit",
+    )
     p.add_argument(
         "--stop-after-epoch", dest="stop_after_epoch", type=int, default=None, help=argparse.SUPPRESS
     )  # tests: leave a partial run after this epoch
@@ -152,7 +163,10 @@ def list_keys(preset: str | None) -> int:
 
 def handle(args: argparse.Namespace) -> int:
     from suite.errors import InputError
+    from suite.paths import ExperimentPaths
+    from suite.run_plan import log_plan, plan
     from suite.stages import execute
+    from suite.stages.base import device_type
     from suite.stages.runner import open_data
 
     if args.list_keys:
@@ -164,6 +178,10 @@ def handle(args: argparse.Namespace) -> int:
     out = output_folder(args.out, "--out")
     cfg = build_config(args)
     cfg, data = open_data(cfg)
+    device = device_type(cfg)
+    log_plan(plan(cfg, ExperimentPaths(out), data, device), device)  # stderr: stdout's first line is the run
+    if args.dry_run:
+        return 0
     write_experiment(out, cfg, data.data_hash)
     paths = execute(cfg, out, stop_after_epoch=args.stop_after_epoch)
     print(paths.root)

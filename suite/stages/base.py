@@ -110,13 +110,16 @@ class OptimisedStage:
 
 
 # ---------------------------------------------------------------------------------------------- runtime
+def device_type(cfg: RunConfig) -> str:
+    """``cuda`` or ``cpu``: what ``cfg.device`` means here (auto → CUDA when available)."""
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise InputError("config field device='cuda' but CUDA is not available here; use device=cpu or auto")
+    return "cuda" if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()) else "cpu"
+
+
 def select_device(cfg: RunConfig) -> torch.device:
     """``cfg.device``: auto → CUDA when available (one GPU per local rank), else CPU."""
-    if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise InputError(
-                "config field device='cuda' but CUDA is not available here; use device=cpu or auto"
-            )
+    if device_type(cfg) == "cuda":
         idx = pg.local_rank() % torch.cuda.device_count()
         torch.cuda.set_device(idx)
         return torch.device("cuda", idx)

@@ -21,6 +21,7 @@ import torch
 
 from suite.atomic import atomic_path
 from suite.errors import InputError
+from suite.log import progress
 from suite.models import build_segmenter, lv_channel, prepare_input
 from suite.paths import ExperimentPaths, RunPaths
 from suite.run_lock import holding
@@ -53,7 +54,7 @@ def make_pseudo_labels(
     net.load_state_dict(ck["model"])
     net.eval()
     out = np.zeros((len(idx), images.shape[1], images.shape[2]), dtype=np.uint8)
-    for i in range(0, len(idx), PREDICT_BATCH):
+    for i in progress(range(0, len(idx), PREDICT_BATCH), "proposals: pseudo-labels of the unlabeled slices"):
         sel = idx[i : i + PREDICT_BATCH]
         x = torch.from_numpy(np.ascontiguousarray(images[sel])).to(device).unsqueeze(1).float().div_(255.0)
         with autocast(cfg, device):

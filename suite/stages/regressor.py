@@ -33,6 +33,7 @@ from suite.atomic import atomic_path
 from suite.data.acdc import LV_LABEL
 from suite.data.augment import AugmentedSet
 from suite.errors import InputError
+from suite.log import progress
 from suite.losses import size_regression_loss
 from suite.models import build_regressor, prepare_input, prepare_model
 from suite.seeding import derive_seed
@@ -64,6 +65,7 @@ class RegressorStage(OptimisedStage):
                 f"{cfg.data}: split n_labeled={cfg.n_labeled} has {len(lab_idx)} labeled and "
                 f"{len(val_idx)} regressor-validation slices; both must be > 0 (check splits.json)"
             )
+        check_batch_norm_fits(cfg, len(lab_idx) * cfg.reg_aug_copies)
         images, labels = resized_arrays(data, cfg.image_size)
         self.all_images = images
         self.true_all = (labels == LV_LABEL).sum(axis=(1, 2)).astype(np.float32)
@@ -102,9 +104,11 @@ class RegressorStage(OptimisedStage):
         acc = torch.zeros((), dtype=torch.float64, device=ctx.device)
         n = 0
         lr = self.rule.lr
-        for _, local in pg.epoch_batches(
+        batches = pg.epoch_batches(
             len(self.aug), cfg.reg_batch, cfg.seed, ("regressor", "order", epoch), ctx.rank, cfg.world_size
-        ):
+        )
+        label = f"regressor epoch {epoch + 1}/{cfg.epochs} train"
+        for _, local in progress(batches, label, enabled=ctx.is_main):
             imgs, _, area = self.aug.batch(local)
             x = prepare_input(imgs.unsqueeze(1).float().div_(255.0), cfg)
             y = area.float()
@@ -129,7 +133,7 @@ class RegressorStage(OptimisedStage):
         return {"loss_mse": loss_mse, "lr": lr}
 
     @torch.no_grad()
-    def predict_store(self, store: torch.Tensor | np.ndarray) -> np.ndarray:
+    def predict_store(self, store: torch.Tensor | np.ndarray, label: str = "predict") -> np.ndarray:
         """Predicted sizes (float32) of every slice of ``store`` with the bare network in eval mode.
 
         Fixed chunks of ``EVAL_CHUNK`` slices, chunk c on rank c % world, summed across ranks.
@@ -139,9 +143,8 @@ class RegressorStage(OptimisedStage):
         pg.sync_buffers(net)
         n = len(store)
         out = torch.zeros(n, dtype=torch.float64)
-        for c, start in enumerate(range(0, n, EVAL_CHUNK)):
-            if c % self.ctx.world != self.ctx.rank:
-                continue
+        mine = range(self.ctx.rank * EVAL_CHUNK, n, self.ctx.world * EVAL_CHUNK)  # chunk c on rank c % world
+        for start in progress(mine, label, enabled=self.ctx.is_main):
             chunk = store[start : start + EVAL_CHUNK]
             if isinstance(chunk, np.ndarray):
                 chunk = torch.from_numpy(np.ascontiguousarray(chunk))
@@ -152,7 +155,8 @@ class RegressorStage(OptimisedStage):
         return out.numpy().astype(np.float32)
 
     def validate(self, epoch: int) -> tuple[list[tuple[int, str, str, str, float]], dict[str, float]]:
-        pred = self.predict_store(self.val_x).astype(np.float64)
+        label = f"regressor epoch {epoch + 1}/{self.cfg.epochs} validation"
+        pred = self.predict_store(self.val_x, label).astype(np.float64)
         true = self.val_y.cpu().numpy().astype(np.float64)
         run = regression_metrics(pred, true, self.cfg.gamma)
         return [(epoch, "regval", "", k, v) for k, v in run.items()], run
@@ -181,7 +185,7 @@ class RegressorStage(OptimisedStage):
                 "%s: no best checkpoint (no finite validation error); predicting with the last weights",
                 self.cfg.run_id,
             )
-        sizes = self.predict_store(self.all_images)
+        sizes = self.predict_store(self.all_images, "regressor: sizes of every slice")
         if ctx.is_main:
             path = ctx.paths.sizes
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -196,6 +200,25 @@ class RegressorStage(OptimisedStage):
                         run_id=np.str_(self.cfg.run_id),
                     )
         pg.barrier()
+
+
+def check_batch_norm_fits(cfg: Any, n_samples: int) -> None:
+    """Refuse, before any work, a regressor whose batch norm would meet one value per channel: torchvision's
+    ResNeXt ends on a ceil(S/32)-pixel map, 1x1 up to image_size 32, and an epoch of ``n_samples`` in global
+    batches of ``reg_batch`` over ``world_size`` ranks may leave a rank a batch of one sample."""
+    if cfg.reg_arch != "resnext" or cfg.image_size > 32:
+        return
+    per_rank = [cfg.reg_batch // cfg.world_size]
+    last = n_samples % cfg.reg_batch
+    if last:  # a short last batch, padded to a multiple of world_size (process_group.global_batches)
+        per_rank.append(-(-last // cfg.world_size))
+    if min(per_rank) == 1:
+        raise InputError(
+            f"config fields image_size={cfg.image_size}, reg_batch={cfg.reg_batch}: the regressor's last "
+            f"stage is 1x1 at this size and its {n_samples} training samples leave a batch of 1 sample per "
+            "rank, which batch norm cannot train on; use image_size >= 64, or a reg_batch or "
+            "reg_aug_copies that leaves every rank 2 or more samples"
+        )
 
 
 def regressor_optimizer(cfg: Any, net: torch.nn.Module) -> torch.optim.SGD:

@@ -41,6 +41,7 @@ import torch
 from suite.atomic import atomic_path
 from suite.data.acdc import LV_LABEL
 from suite.errors import InputError
+from suite.log import progress
 from suite.losses import partial_ce, penalty_from_logits
 from suite.metrics import VOLUME_STATS, run_metrics, volume_metrics, volume_stats
 from suite.models import build_segmenter, channel_target, lv_channel, prepare_input, prepare_model
@@ -198,8 +199,11 @@ class SegmenterStage(OptimisedStage):
         self.rule = make_lr_rule(cfg)
         self.lv = lv_channel(cfg)
 
-    # -------------------------------------------------------------- state
     # -------------------------------------------------------------- one epoch
+    def _bar(self, epoch: int, part: str) -> str:
+        """The progress bar's label: which run, epoch and pass."""
+        return f"{self.cfg.method} epoch {epoch + 1}/{self.cfg.epochs} {part}"
+
     def _forward(self, idx: np.ndarray) -> torch.Tensor:
         x = prepare_input(batch_images(self.sd.images, idx), self.cfg)
         with autocast(self.cfg, self.ctx.device):
@@ -214,9 +218,10 @@ class SegmenterStage(OptimisedStage):
         ce_acc = torch.zeros((), dtype=torch.float64, device=dev)
         n_lab_batches = 0
         lr = self.rule.lr
-        for _, local in pg.epoch_batches(
+        lab_batches = pg.epoch_batches(
             len(sd.lab_idx), cfg.seg_batch, cfg.seed, ("segmenter", "labeled", epoch), ctx.rank, world
-        ):
+        )
+        for _, local in progress(lab_batches, self._bar(epoch, "labeled"), enabled=ctx.is_main):
             idx = sd.lab_idx[local]
             logits = self._forward(idx)
             target = channel_target(cfg, sd.labels.index_select(0, torch.as_tensor(idx, device=dev)))
@@ -233,9 +238,10 @@ class SegmenterStage(OptimisedStage):
         n_unl_batches = 0
         # penalty_warmup: the first epochs skip the unlabeled pass (they train exactly as FS; 0 = the paper)
         if cfg.method != "fs" and len(sd.unl_idx) and epoch >= cfg.penalty_warmup:
-            for gb, local in pg.epoch_batches(
+            unl_batches = pg.epoch_batches(
                 len(sd.unl_idx), cfg.unl_batch, cfg.seed, ("segmenter", "unlabeled", epoch), ctx.rank, world
-            ):
+            )
+            for gb, local in progress(unl_batches, self._bar(epoch, "unlabeled"), enabled=ctx.is_main):
                 idx = sd.unl_idx[local]
                 pos = torch.as_tensor(local, device=dev)
                 logits = self._forward(idx)
@@ -307,7 +313,8 @@ class SegmenterStage(OptimisedStage):
         pg.sync_buffers(pg.unwrap(self.net))
         nv = len(sd.volumes)
         acc = torch.zeros((nv, len(VOLUME_STATS)), dtype=torch.float64)
-        for v in range(self.ctx.rank, nv, self.ctx.world):
+        mine = range(self.ctx.rank, nv, self.ctx.world)
+        for v in progress(mine, self._bar(epoch, "validation volumes"), enabled=self.ctx.is_main):
             _, idx = sd.volumes[v]
             pred = self.predict(idx) == self.lv
             true = sd.labels.index_select(0, torch.as_tensor(idx, device=dev)) == LV_LABEL
