@@ -109,6 +109,11 @@ class ExperimentPaths:
         return self.root / "experiment.json"
 
     @property
+    def experiment_lock(self) -> Path:
+        """Held while a launcher merges its launch into experiment.json."""
+        return self.root / ".experiment.json.lock"
+
+    @property
     def runs_dir(self) -> Path:
         return self.root / "runs"
 
