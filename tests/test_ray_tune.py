@@ -24,6 +24,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -43,6 +44,12 @@ def _rows(path: Path) -> list[tuple[int, str, str, str, str]]:
 def _numbers(run_dir: Path) -> list[tuple]:
     """metrics.csv rows without the wall-clock ones (exact string values: bit-for-bit comparison)."""
     return [r for r in _rows(run_dir / "metrics.csv") if r[3] != "epoch_time_s"]
+
+
+def _spec(prepared: Path, out: Path, **kw: Any) -> Any:
+    from suite.experiment_spec import ExperimentSpec
+
+    return ExperimentSpec(data=str(prepared), out=str(out), **{"space": "smoke", "preset": "smoke", **kw})
 
 
 def _assert_no_duplicates(run_dir: Path) -> None:
@@ -174,7 +181,8 @@ def test_smoke_grid_equals_standalone_runs(
     from search_spaces.driver import run_experiment
 
     out = tmp_path / "res"
-    s = run_experiment(prepared, "smoke", "smoke", [0], out, labeled=[5], overrides=OVR)
+    spec = _spec(prepared, out, seeds=[0], labeled=[5], overrides=OVR)
+    s = run_experiment(spec)
     assert s["ok"], s
     assert s["total"] == 5 and s["finished_now"] == 5 and s["phases"] == [3, 2]
     exp = out / "smoke-smoke"
@@ -194,7 +202,7 @@ def test_smoke_grid_equals_standalone_runs(
         assert json.loads((exp / "runs" / rid / "config.json").read_text())["run_id"] == rid
     # a second launch finds everything finished and does not even start Ray
     stamps = {rid: (exp / "runs" / rid / "summary.json").stat().st_mtime_ns for rid in ids}
-    s2 = run_experiment(prepared, "smoke", "smoke", [0], out, labeled=[5], overrides=OVR)
+    s2 = run_experiment(spec)
     assert s2["already_finished"] == 5 and s2["finished_now"] == 0 and s2["ok"]
     assert stamps == {rid: (exp / "runs" / rid / "summary.json").stat().st_mtime_ns for rid in ids}
 
@@ -205,17 +213,18 @@ def test_regressor_trained_once_for_all_proposed_runs(prepared: Path, ray_local,
 
     out = tmp_path / "res"
     s = run_experiment(
-        prepared,
-        "sensitivity",
-        "smoke",
-        [0],
-        out,
-        labeled=[5],
-        methods=["proposed"],
-        search="random",
-        num_samples=2,
-        search_seed=3,
-        overrides=OVR,
+        _spec(
+            prepared,
+            out,
+            space="sensitivity",
+            seeds=[0],
+            labeled=[5],
+            methods=["proposed"],
+            search="random",
+            num_samples=2,
+            search_seed=3,
+            overrides=OVR,
+        )
     )
     assert s["ok"], s
     runs = out / "sensitivity-smoke" / "runs"
@@ -244,7 +253,7 @@ def test_killed_trial_process_resumes_from_checkpoint(
     _, markers = ray_local
     out = tmp_path / "res"
     s = run_experiment(
-        prepared, "smoke", "smoke", [7], out, labeled=[5], methods=["fs"], overrides=OVR, max_failures=2
+        _spec(prepared, out, seeds=[7], labeled=[5], methods=["fs"], overrides=OVR, max_failures=2)
     )
     assert s["ok"], s
     (rid,) = s["runs"]
@@ -263,7 +272,7 @@ def test_one_train_worker_equals_standalone(
 
     out = tmp_path / "res"
     s = run_experiment(
-        prepared, "smoke", "smoke", [0], out, labeled=[5], methods=["fs"], overrides=OVR, use_train=True
+        _spec(prepared, out, seeds=[0], labeled=[5], methods=["fs"], overrides=OVR, use_train=True)
     )
     assert s["ok"], s
     (rid,) = s["runs"]
@@ -287,17 +296,17 @@ def test_two_ddp_workers_close_to_one_and_survive_a_killed_worker(
     ovr = OVR + ["seg_batch=2"]
     out = tmp_path / "res"
     s = run_experiment(
-        prepared,
-        "smoke",
-        "smoke",
-        [8],
-        out,
-        labeled=[5],
-        methods=["fs"],
-        overrides=ovr,
-        workers_per_trial=2,
-        cpus_per_trial=1,
-        max_failures=2,
+        _spec(
+            prepared,
+            out,
+            seeds=[8],
+            labeled=[5],
+            methods=["fs"],
+            overrides=ovr,
+            workers_per_trial=2,
+            cpus_per_trial=1,
+            max_failures=2,
+        )
     )
     assert s["ok"], s
     (rid,) = s["runs"]

@@ -5,7 +5,7 @@
 
 The config is built in this order: the preset (``--preset``, default ``paper``) or a YAML ``--config`` file
 (which may name its own preset), then the explicit options, then ``--set key=value`` overrides. ``OUT`` is an
-experiment folder: the run goes to ``OUT/runs/<run_id>/`` and ``OUT/experiment.json`` is written when absent.
+experiment folder: the run goes to ``OUT/runs/<run_id>/`` and is recorded in ``OUT/experiment.json``.
 A finished run is skipped, a partial one resumed.
 """
 
@@ -15,7 +15,6 @@ import argparse
 import json
 import logging
 import sys
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -99,27 +98,25 @@ def build_config(args: argparse.Namespace) -> Any:
 
 
 def write_experiment(out: Path, cfg: Any, data_hash: str) -> None:
-    """``OUT/experiment.json`` (launcher local) when absent."""
-    from suite.atomic import write_json_atomic
+    """Record this run in ``OUT/experiment.json`` (launcher local; merged with what the folder holds)."""
+    from suite.experiment import ExperimentRecord, now_iso, record_launch, run_entry
     from suite.paths import ExperimentPaths
     from suite.provenance import git_sha, versions
 
     exp = ExperimentPaths(out)
-    if exp.experiment.exists():
-        return
-    write_json_atomic(
-        exp.experiment,
-        {
-            "launcher": "local",
-            "preset": cfg.preset,
-            "data": cfg.data,
-            "data_hash": data_hash,
-            "git_sha": git_sha(),
-            "versions": versions(),
-            "command": ["suite", *sys.argv[1:]],
-            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        },
+    record = ExperimentRecord(
+        name=exp.root.resolve().name,
+        launcher="local",
+        data=cfg.data,
+        data_hash=data_hash,
+        preset=cfg.preset,
+        seeds=[cfg.seed],
+        labeled=[cfg.n_labeled],
+        git_sha=git_sha(),
+        versions=versions(),
+        runs={cfg.run_id: run_entry(cfg, requested=True)},
     )
+    record_launch(exp, record, {"at": now_iso(), "launcher": "local", "command": ["suite", *sys.argv[1:]]})
 
 
 def handle(args: argparse.Namespace) -> int:

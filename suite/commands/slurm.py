@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
 DESCRIPTION = """\
@@ -129,62 +128,41 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
-def _request(args: argparse.Namespace) -> Any:
-    from search_spaces import get_space
-    from slurm.launch import Request
-    from suite.errors import InputError
+def spec_from_args(args: argparse.Namespace) -> Any:
+    """The :class:`~suite.experiment_spec.ExperimentSpec` of the parsed ``suite slurm submit`` options (the
+    Ray options only when given: array mode refuses them)."""
+    from suite.experiment_spec import ExperimentSpec
 
-    sp = get_space(args.space)
-    preset = args.preset or sp.default_preset
-    name = args.experiment or f"{args.space}-{preset}"
-    if "/" in name or name.startswith("."):
-        raise InputError(f"--experiment {name!r}: a folder name without '/' and not starting with '.'")
-    data = Path(args.data).resolve()
-    return Request(
-        experiment=str(Path(args.out).resolve() / name),
-        data=str(data),
+    ray = {
+        k: getattr(args, k)
+        for k in ("max_concurrent", "gpus_per_trial", "workers_per_trial")
+        if getattr(args, k) is not None
+    }
+    return ExperimentSpec(
+        data=args.data,
         space=args.space,
         preset=args.preset,
-        seeds=tuple(args.seeds) if args.seeds else None,
-        labeled=tuple(args.labeled) if args.labeled else None,
-        overrides=tuple(args.overrides),
-        max_concurrent=args.max_concurrent,
-        gpus_per_trial=args.gpus_per_trial,
-        workers_per_trial=args.workers_per_trial,
+        seeds=args.seeds,
+        out=args.out,
+        experiment=args.experiment,
+        labeled=args.labeled,
+        overrides=args.overrides,
+        **ray,
     )
 
 
 def handle_submit(args: argparse.Namespace) -> int:
-    from slurm.launch import submit, wait
     from slurm.profiles import load_profile
-    from suite.errors import InputError
-    from suite.paths import ExperimentPaths
+    from slurm.submit import submit, wait
 
     profile = load_profile(args.profile)
-    profile.check_mode(args.mode)
-    if args.mode == "ray" and args.max_parallel is not None:
-        raise InputError("--max-parallel applies to --mode array; use --max-concurrent for ray mode")
-    if args.mode == "array" and any(
-        v is not None for v in (args.max_concurrent, args.gpus_per_trial, args.workers_per_trial)
-    ):
-        raise InputError(
-            "--max-concurrent/--gpus-per-trial/--workers-per-trial apply to --mode ray; for "
-            "--mode array set the resources of each task in the profile"
-        )
-    req = _request(args)
-    if not args.dry_run:
-        import shutil
-
-        if shutil.which("sbatch") is None:
-            raise InputError(
-                "sbatch not found: run on a SLURM login node (or start a local cluster with "
-                "slurm/testing/start-local-cluster.sh), or use --dry-run"
-            )
-    sub = submit(req, profile, args.mode, dry_run=args.dry_run, max_parallel=args.max_parallel)
+    sub = submit(
+        spec_from_args(args), profile, args.mode, dry_run=args.dry_run, max_parallel=args.max_parallel
+    )
     if args.dry_run:
         print(sub.dry_run_text)
         return 0
-    exp = ExperimentPaths(Path(req.experiment))
+    exp = sub.exp
     if not sub.jobs:
         print(f"{exp.root}: every run is finished; nothing submitted")
         return 0
@@ -192,13 +170,12 @@ def handle_submit(args: argparse.Namespace) -> int:
     print(f"record: {exp.slurm_dir / 'submissions.jsonl'}; progress: suite slurm status {exp.root}")
     if not args.wait:
         return 0
-    outcomes = wait(sub, exp)
+    outcomes = wait(sub)
     bad = 0
     for o in outcomes:
         if args.mode == "ray":
-            res = o
-            print(f"allocation job {res.job_id}: {'ok' if res.ok else 'FAILED'} {res.error}".rstrip())
-            bad += 0 if res.ok else 1
+            print(f"allocation job {o.job_id}: {'ok' if o.ok else 'FAILED'} {o.error}".rstrip())
+            bad += 0 if o.ok else 1
             continue
         if not o.ok:
             bad += 1

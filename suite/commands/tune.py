@@ -40,6 +40,8 @@ import logging
 import sys
 from typing import Any
 
+from suite.experiment_spec import SEARCH_MODES
+
 log = logging.getLogger("suite.commands.tune")
 
 
@@ -128,7 +130,7 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument(
         "--search",
-        choices=["grid", "random"],
+        choices=SEARCH_MODES,
         default="grid",
         help="random: sample gamma and lambda with Ray Tune's samplers (space sensitivity)",
     )
@@ -158,32 +160,39 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=handle)
 
 
-def handle(args: argparse.Namespace) -> int:
-    from search_spaces.driver import run_experiment
+def spec_from_args(args: argparse.Namespace) -> Any:
+    """The :class:`~suite.experiment_spec.ExperimentSpec` of the parsed ``suite tune`` options."""
+    from suite.experiment_spec import ExperimentSpec
 
-    summary = run_experiment(
-        args.data,
-        args.space,
-        args.preset,
-        args.seeds,
-        args.out,
+    return ExperimentSpec(
+        data=args.data,
+        space=args.space,
+        preset=args.preset,
+        seeds=args.seeds,
+        out=args.out,
         experiment=args.experiment,
+        labeled=args.labeled,
+        methods=args.methods,
+        overrides=args.overrides,
+        search=args.search,
+        num_samples=args.num_samples,
+        search_seed=args.search_seed,
         address=args.address,
         gpus_per_trial=args.gpus_per_trial,
         workers_per_trial=args.workers_per_trial,
         cpus_per_trial=args.cpus_per_trial,
         max_concurrent=args.max_concurrent,
-        resume=args.resume,
-        overrides=args.overrides,
-        labeled=args.labeled,
-        methods=args.methods,
-        search=args.search,
-        num_samples=args.num_samples,
-        search_seed=args.search_seed,
         max_failures=args.max_failures,
         use_train=args.use_train,
         num_cpus=args.num_cpus,
+        resume=args.resume,
     )
+
+
+def handle(args: argparse.Namespace) -> int:
+    from search_spaces.driver import run_experiment
+
+    summary = run_experiment(spec_from_args(args))
     if args.json:
         print(json.dumps(summary, indent=2, sort_keys=True, default=str))
     else:
