@@ -18,7 +18,6 @@ import html
 import json
 import logging
 import math
-import os
 import re
 import time
 from dataclasses import dataclass
@@ -39,7 +38,7 @@ from analysis.tables import (
     table1_markdown,
     write_tables,
 )
-from suite.atomic import atomic_dir
+from suite.atomic import suite_outputs
 from suite.errors import InputError
 from suite.paths import ExperimentPaths
 
@@ -466,13 +465,6 @@ def build_report(
     if bootstrap < 0:
         raise InputError(f"--bootstrap {bootstrap}: must be >= 0 (number of patient resamples; 0 = off)")
     out_dir = Path(out) if out else ExperimentPaths(Path(root)).report_dir
-    if out_dir.exists() and (
-        not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / "report.md").exists())
-    ):
-        raise InputError(
-            f"--out {out_dir}: exists and is not a previous report folder (it would be replaced); "
-            "choose a new or empty folder"
-        )
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
     exp = load_experiment(root)
@@ -484,10 +476,8 @@ def build_report(
     coh = cohort or exp.cohort
     t1 = table1(a, coh)
     timings["stats_s"] = time.perf_counter() - t
-    with atomic_dir(out_dir) as tmp:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; a report is meant to be read
+    # the report's own files only: anything else in the folder (a .tex beside report.md, `--out .`) stays
+    with suite_outputs(out_dir) as tmp:
         t = time.perf_counter()
         write_tables(a, t1, tmp / "tables")
         timings["tables_s"] = time.perf_counter() - t

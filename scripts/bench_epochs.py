@@ -71,8 +71,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from suite.config import RunConfig
     from suite.paths import RunPaths
-    from suite.stages import common
+    from suite.stages.base import RunContext, configure_torch
+    from suite.stages.checkpoint import seed_epoch
     from suite.stages.regressor import RegressorStage
+    from suite.stages.runner import open_data
     from suite.stages.segmenter import SegmenterStage, load_seg_data
 
     results: dict[str, object] = {
@@ -102,9 +104,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         if args.overrides:
             cfg = cfg.with_overrides(args.overrides)
-        cfg, data = common.open_data(cfg)
-        common.configure_torch(cfg, torch.device("cpu"))
-        return common.RunContext(
+        cfg, data = open_data(cfg)
+        configure_torch(cfg, torch.device("cpu"))
+        return RunContext(
             cfg=cfg,
             paths=RunPaths(Path("/nonexistent") / cfg.run_id),
             experiment_root=Path("/nonexistent"),
@@ -155,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
                 "val_volumes": len(sd.volumes),
             }
         }
-        common.seed_epoch(cfg, 0)
+        seed_epoch(cfg, 0)
         if args.full:
             (t_train, c_train), (t_val, c_val) = (
                 timed(lambda: stage.train_epoch(0)),

@@ -60,9 +60,9 @@ def main() -> int:
     import numpy as np
 
     from suite.data.augment import AugmentedSet, augment_labeled
+    from suite.data.dataset import PreparedData
     from suite.data.phantom import write_cohort
     from suite.data.prepare import prepare
-    from suite.data.prepared import PreparedData
 
     work = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="bench-prepare-"))
     src, dst = work / "phantom", work / "prepared"

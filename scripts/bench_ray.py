@@ -2,7 +2,7 @@
 
     .venv/bin/python scripts/bench_ray.py [--out /tmp/bench-ray] [--skip-grid] [--json FILE]
 
-1. ``ray.init`` of the suite's local Ray (``suite.distributed.start_ray``: dashboard on 127.0.0.1, own temp
+1. ``ray.init`` of the suite's local Ray (``suite.ray_glue.cluster.start_ray``: dashboard on 127.0.0.1, own temp
    dir) and its shutdown, twice;
 2. per-trial overhead of a plain Tune function trial (reports once, does nothing) over 12 trials, and of the
    suite's own trainable on 12 runs that are already finished (imports torch + the suite, checks the run
@@ -68,7 +68,7 @@ def _train_trial(config: dict) -> None:
 
 
 def bench_startup(reps: int = 2) -> list[float]:
-    from suite import distributed as dist
+    from suite.ray_glue import cluster as dist
 
     out = []
     for i in range(reps):
@@ -82,7 +82,7 @@ def bench_startup(reps: int = 2) -> list[float]:
 def bench_trials(root: Path, prepared: Path | None) -> dict:
     from ray import tune
 
-    from suite import distributed as dist
+    from suite.ray_glue import cluster as dist
 
     res: dict = {}
     dist.start_ray(num_cpus=2, temp_dir=dist.short_temp_dir(f"bench-{os.getpid()}-t"))
@@ -115,33 +115,38 @@ def bench_trials(root: Path, prepared: Path | None) -> dict:
 def _suite_trials_on_finished(root: Path, prepared: Path, n: int) -> float:
     """The suite trainable on n already-finished runs (fake finished run directories)."""
     from search_spaces import get_space
-    from suite import distributed as dist
     from suite.atomic import write_json_atomic
-    from suite.data.prepared import PreparedData
+    from suite.data.dataset import PreparedData
     from suite.paths import ExperimentPaths
+    from suite.ray_glue.progress import Progress
+    from suite.ray_glue.resources import TrialOptions
+    from suite.ray_glue.trials import run_trials
 
     exp = ExperimentPaths(root / "finished")
     base = {"data": str(prepared), "data_hash": PreparedData.open(prepared).data_hash}
     cfgs = get_space("sensitivity").configs("smoke", [0], labeled=[5], base=base, methods=["oracle"])[:n]
     for c in cfgs:
         write_json_atomic(exp.run(c.run_id).summary, {"run_id": c.run_id, "best_value": 0.0, "best_epoch": 0})
-    opts = dist.TrialOptions(experiment_root=str(exp.root), cpus=1.0)
-    prog = dist.Progress(label="bench", total=len(cfgs))
+    opts = TrialOptions(experiment_root=str(exp.root), cpus=1.0)
+    prog = Progress(label="bench", total=len(cfgs))
     t0 = time.perf_counter()
-    dist.run_trials(cfgs, opts, name="finished", max_concurrent=2, max_failures=0, progress=prog)
+    run_trials(cfgs, opts, name="finished", max_concurrent=2, max_failures=0, progress=prog)
     return (time.perf_counter() - t0) / len(cfgs)
 
 
 def bench_grid(root: Path, prepared: Path, standalone: bool) -> dict:
     from search_spaces import get_space
     from search_spaces.driver import run_experiment
-    from suite.data.prepared import PreparedData
+    from suite.data.dataset import PreparedData
+    from suite.experiment_spec import ExperimentSpec
     from suite.stages import execute
 
     out = root / "grid"
     shutil.rmtree(out, ignore_errors=True)
     t0 = time.perf_counter()
-    s = run_experiment(prepared, "smoke", "smoke", [0], out)
+    s = run_experiment(
+        ExperimentSpec(data=str(prepared), space="smoke", preset="smoke", seeds=[0], out=str(out))
+    )
     ray_wall = time.perf_counter() - t0
     res = {
         "runs": s["total"],

@@ -19,7 +19,7 @@ import numpy as np
 
 def main(src: str, prepared: str) -> int:
     from suite.data import acdc
-    from suite.data.prepared import PreparedData
+    from suite.data.dataset import PreparedData
 
     pats = acdc.scan(src)
     d = PreparedData.open(prepared)

@@ -11,7 +11,7 @@
 4. runs the rest in phases, one dependency level each (phase 1: regressors, FS, Oracle; phase 2: Proposed
    and Proposals), longest runs first, so a trial never waits on another trial's lock; the dependants of a
    run that failed are not launched (reported as blocked);
-5. runs each phase as one Tune experiment (``suite.distributed.run_trials``); a trial that finds its lock
+5. runs each phase as one Tune experiment (``suite.ray_glue.trials.run_trials``); a trial that finds its lock
    held by another launcher returns at once, the driver waits for the lock outside Ray (holding no
    resources) and requeues it;
 6. ``resume=True`` first restores the Tune experiments a killed driver left unfinished
@@ -82,7 +82,7 @@ def run_experiment(spec: ExperimentSpec) -> dict[str, Any]:
     through Ray Train (``world_size`` is part of the run identity; global batches must be divisible by it).
     ``gpus_per_trial`` may be a fraction (several small trials per GPU; per worker for DDP). ``address``
     joins a running Ray cluster instead of starting one; ``num_cpus`` caps a local Ray's CPUs. When Ray is
-    already initialised in this process (e.g. by ``suite.distributed.start_ray``), it is used and left
+    already initialised in this process (e.g. by ``suite.ray_glue.cluster.start_ray``), it is used and left
     running; otherwise it is started and shut down here.
     """
     t_start = time.monotonic()
@@ -120,8 +120,9 @@ def run_experiment(spec: ExperimentSpec) -> dict[str, Any]:
         _finish(exp, summary)
         return summary.to_dict()
 
-    from suite import distributed as dist
-    from suite.distributed import Progress
+    from suite.ray_glue.cluster import ray_running, short_temp_dir, start_ray, stop_ray
+    from suite.ray_glue.progress import Progress
+    from suite.ray_glue.resources import TrialOptions
 
     progress = Progress(label=name, total=len(plan.runs), already=frozenset(done0))
     interrupted = {"flag": False}
@@ -132,11 +133,11 @@ def run_experiment(spec: ExperimentSpec) -> dict[str, Any]:
         if callable(old_int):
             old_int(signum, frame)
 
-    owns_ray = not dist.ray_running()  # a caller that started Ray (tests, SLURM launcher) keeps it
-    info = dist.start_ray(
+    owns_ray = not ray_running()  # a caller that started Ray (tests, SLURM launcher) keeps it
+    info = start_ray(
         address,
         num_cpus=spec.num_cpus,
-        temp_dir=dist.short_temp_dir(str(exp.root)) if address in (None, "", "local") else None,
+        temp_dir=short_temp_dir(str(exp.root)) if address in (None, "", "local") else None,
     )
     summary.ray_start_s = info.start_s
     try:
@@ -152,7 +153,7 @@ def run_experiment(spec: ExperimentSpec) -> dict[str, Any]:
             raise InputError(
                 f"--gpus-per-trial {spec.gpus_per_trial}: the Ray cluster has no GPU; drop the option"
             )
-        opts = dist.TrialOptions(
+        opts = TrialOptions(
             experiment_root=str(exp.root),
             cpus=cpus,
             gpus=float(spec.gpus_per_trial),
@@ -224,7 +225,7 @@ def run_experiment(spec: ExperimentSpec) -> dict[str, Any]:
             pass
         progress.close()
         if owns_ray:
-            dist.stop_ray()
+            stop_ray()
     final = run_status(exp, plan.runs)
     summary.runs = final
     summary.finished_now = sum(1 for rid, s in final.items() if s == "finished" and rid not in done0)
@@ -250,14 +251,16 @@ def _run_rounds(
     interrupted: dict[str, bool],
 ) -> dict[str, Any]:
     """One phase: a Tune experiment, then (rarely) more rounds for runs another launcher was holding."""
-    from suite import distributed as dist
+    from suite.ray_glue.locks import wait_for_lock
+    from suite.ray_glue.resources import default_concurrency
+    from suite.ray_glue.trials import run_trials
 
     outcomes: dict[str, Any] = {}
     pending = list(todo)
     for rnd in range(MAX_ROUNDS):
         cfgs = [plan.runs[r] for r in pending]
-        conc = max_concurrent or dist.default_concurrency(cfgs, opts, info.cpus, info.gpus)
-        res = dist.run_trials(
+        conc = max_concurrent or default_concurrency(cfgs, opts, info.cpus, info.gpus)
+        res = run_trials(
             cfgs,
             opts,
             name=name if rnd == 0 else f"{name}-round{rnd + 1}",
@@ -277,7 +280,7 @@ def _run_rounds(
             lock = res[r].lock
             log.info("run %s is being trained by another launcher (%s); waiting outside Ray", r, lock)
             if lock:
-                dist.wait_for_lock(Path(lock))
+                wait_for_lock(Path(lock))
         pending = [r for r in busy if exp.run(r).status() != "finished"]
         for r in busy:
             if r not in pending:
@@ -298,14 +301,14 @@ def _restore_unfinished(
     summary: Summary,
 ) -> None:
     """Restore (in order) the Tune experiments of a previous launch that still hold unfinished runs."""
-    from suite import distributed as dist
+    from suite.ray_glue.trials import can_restore, run_trials
 
     tune_dir = exp.ray_dir / "tune"
     if not tune_dir.is_dir():
         return
     names = sorted((p.name for p in tune_dir.iterdir() if p.is_dir()), key=_phase_key)
     for name in names:
-        if not dist.can_restore(exp.root, name):
+        if not can_restore(exp.root, name):
             continue
         ids = _experiment_run_ids(tune_dir / name)
         if ids and all(exp.run(r).status() == "finished" for r in ids):
@@ -319,7 +322,7 @@ def _restore_unfinished(
         progress.phase = f"restoring {name}"
         progress.emit(force=True)
         try:
-            dist.run_trials(
+            run_trials(
                 [],
                 opts,
                 name=name,

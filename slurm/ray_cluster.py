@@ -25,7 +25,7 @@ log = logging.getLogger("slurm.ray_cluster")
 
 def ray_env() -> dict[str, str]:
     """Environment of every Ray process (token auth off: Ray 2.60 turns it on when ~/.ray/auth_token exists)."""
-    from suite.distributed import RAY_ENV
+    from suite.ray_glue.cluster import RAY_ENV
 
     return dict(RAY_ENV)
 
@@ -35,7 +35,7 @@ def drop_local_ray_settings(env: MutableMapping[str, str]) -> MutableMapping[str
     ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` (what a local Ray sets) ``ray start --address`` refuses to join
     ("Multi-node Ray clusters are not supported") and a driver resolves its own address to loopback; a job
     submitted from a process that had run a local Ray used to inherit it through sbatch's environment export."""
-    from suite.distributed import RAY_LOCAL_ENV
+    from suite.ray_glue.cluster import RAY_LOCAL_ENV
 
     for k in RAY_LOCAL_ENV:
         env.pop(k, None)
@@ -169,7 +169,7 @@ class RayNodes:
             if self.head_ip == "127.0.0.1":
                 ray += ["--node-ip-address=127.0.0.1"]
         # the node's processes ignore the preemption signal (SLURM sends it to every process of every step):
-        # only the submitit process acts on it, see suite.distributed.preemption_signal_blocked
+        # only the submitit process acts on it, see suite.ray_glue.signals.preemption_signal_blocked
         return srun + ["bash", "-c", 'trap "" USR2; exec "$@"', "ray-node"] + ray
 
     def temp_dir(self, index: int) -> str:
@@ -295,7 +295,7 @@ def _kill_group(p: subprocess.Popen) -> None:
 def node_resources() -> dict[str, float]:
     """Custom resources every Ray node declares: the Tune driver's ``trial_driver`` units (a Train trial's
     driver holds one instead of a CPU)."""
-    from suite.distributed import TRIAL_DRIVER, TRIAL_DRIVER_UNITS
+    from suite.ray_glue.cluster import TRIAL_DRIVER, TRIAL_DRIVER_UNITS
 
     return {TRIAL_DRIVER: TRIAL_DRIVER_UNITS}
 

@@ -1,6 +1,6 @@
 """Curriculum semi-supervised segmentation benchmark suite (core package).
 
-The core (`suite`) imports neither Ray nor submitit; the Ray glue lives in `suite.distributed`, and
+The core (`suite`) imports neither Ray nor submitit; the Ray glue lives in `suite.ray_glue`, and
 `search_spaces`, `slurm` and `analysis` build on the core.
 """
 

@@ -11,10 +11,24 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+def current_umask() -> int:
+    """The process umask (there is no getter: set and restore it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _readable_like_open(path: str | os.PathLike, directory: bool = False) -> None:
+    """mkstemp/mkdtemp create 0600 files and 0700 folders; give a result the mode a plain ``open``/``mkdir``
+    would (0666/0777 minus the umask), so lab-mates in the user's group can read results as the umask allows."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~current_umask())
+
+
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    _readable_like_open(tmp)
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
@@ -37,6 +51,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    _readable_like_open(tmp)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
@@ -52,6 +67,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    _readable_like_open(tmp, directory=True)
     try:
         yield tmp
         if path.exists():
@@ -64,3 +80,73 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+OUTPUTS_MANIFEST = ".suite-outputs.json"
+
+
+@contextmanager
+def suite_outputs(folder: str | os.PathLike, option: str = "--out") -> Iterator[Path]:
+    """Write a set of files into ``folder`` without ever touching a file the suite did not write there.
+
+    Yields an empty private staging folder beside ``folder``; on success each staged file is moved into
+    ``folder`` (one ``os.replace`` each), files that the previous run listed in ``folder/.suite-outputs.json``
+    and that are no longer produced are removed, and the manifest is rewritten. Anything else in ``folder`` —
+    a user's notes, a LaTeX file beside the report — is left alone. A staged name that already exists in
+    ``folder`` but is not in the manifest is refused before anything moves (``InputError``: it would overwrite
+    a file the suite did not write). On error nothing in ``folder`` changes.
+    """
+    from suite.errors import InputError
+
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"{option} {folder}: exists and is not a folder; give a folder path")
+    manifest = folder / OUTPUTS_MANIFEST
+    previous = _read_outputs_manifest(manifest, option)
+    parent = folder.resolve().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{folder.resolve().name}.", suffix=".tmp", dir=parent))
+    try:
+        yield stage
+        produced = sorted(p.relative_to(stage).as_posix() for p in stage.rglob("*") if p.is_file())
+        foreign = [r for r in produced if (folder / r).exists() and r not in previous]
+        if foreign:
+            raise InputError(
+                f"{option} {folder}: {foreign[0]} exists and was not written by the suite; "
+                "move it away or choose another folder"
+            )
+        folder.mkdir(parents=True, exist_ok=True)  # umask-respecting, unlike the private staging folder
+        for rel in produced:
+            target = folder / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(stage / rel, target)
+        for rel in sorted(previous - set(produced)):
+            (folder / rel).unlink(missing_ok=True)
+            _remove_empty_parents(folder, (folder / rel).parent)
+        write_json_atomic(manifest, {"files": produced})
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def _read_outputs_manifest(manifest: Path, option: str) -> set[str]:
+    from suite.errors import InputError
+
+    if not manifest.exists():
+        return set()
+    try:
+        files = json.loads(manifest.read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise InputError(
+            f"{manifest}: unreadable list of the suite's earlier outputs ({type(e).__name__}); "
+            "delete that file (the outputs it listed are then kept, not replaced) or choose another folder"
+        ) from e
+    # only plain relative names inside the folder: a tampered manifest must not reach outside it
+    return {
+        f for f in files if isinstance(f, str) and not Path(f).is_absolute() and ".." not in Path(f).parts
+    }
+
+
+def _remove_empty_parents(top: Path, d: Path) -> None:
+    while d != top and d.is_dir() and not any(d.iterdir()):
+        d.rmdir()
+        d = d.parent

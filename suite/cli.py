@@ -10,12 +10,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import pkgutil
 import sys
 
 from suite import __version__
 from suite.errors import InputError
-from suite.log import setup_logging
+from suite.log import log_level, setup_logging
 
 # display order; any other module in suite/commands is listed after these
 ORDER = ["phantom", "prepare", "info", "run", "tune", "slurm", "report", "demo"]
@@ -32,16 +33,43 @@ environment: SUITE_LOG_LEVEL (DEBUG, INFO, WARNING), SUITE_NO_PBAR=1 (no progres
 """
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the descriptions' own line breaks and appends ``(default: X)`` to every option that has a real
+    default (``None``/``False`` mean "not given": the preset or config decides, and the help says so)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if (
+            "default" in text  # the help states it in its own words
+            or default is None
+            or default is False
+            or default is argparse.SUPPRESS
+            or default == []
+            or not action.option_strings
+        ):
+            return action.help
+        return f"{text} (default: %(default)s)"
+
+
+def _add_global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """``--debug`` and ``-q`` on the top parser and again on every sub-command, so they work on either side
+    of it (``suite -q run ...`` and ``suite run ... -q``). On sub-commands the default is SUPPRESS, so an
+    option given before the sub-command is not reset by the sub-parser's default."""
+    default = {} if top else {"default": argparse.SUPPRESS}
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks and debug logs", **default)
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors", **default)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="suite",
         description="Benchmark suite for curriculum semi-supervised segmentation (Kervadec et al., MICCAI 2019).",
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show full tracebacks and debug logs")
-    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    _add_global_options(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     import suite.commands as commands
 
@@ -49,19 +77,46 @@ def build_parser() -> argparse.ArgumentParser:
     names.sort(key=lambda n: (ORDER.index(n) if n in ORDER else len(ORDER), n))
     for name in names:
         importlib.import_module(f"suite.commands.{name}").register(sub)
+    for sub_parser in _all_subparsers(sub):
+        sub_parser.formatter_class = HelpFormatter
+        _add_global_options(sub_parser, top=False)
     return parser
+
+
+def _all_subparsers(sub: argparse._SubParsersAction) -> list[argparse.ArgumentParser]:
+    """Every sub-command parser, nested ones (``suite slurm submit``) included, each once."""
+    found: list[argparse.ArgumentParser] = []
+    stack = list(dict.fromkeys(sub.choices.values()))
+    while stack:
+        p = stack.pop(0)
+        if p in found:
+            continue
+        found.append(p)
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                stack.extend(action.choices.values())
+    return found
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    setup_logging("DEBUG" if args.debug else ("WARNING" if args.quiet else None))
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
     try:
+        # SUITE_LOG_LEVEL is checked here, inside the error handling: a bad value is one line, exit 2
+        level = "DEBUG" if args.debug else ("WARNING" if args.quiet else log_level())
+        setup_logging(level)
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return 2
         rc = args.func(args)
+        sys.stdout.flush()
         return int(rc or 0)
+    except BrokenPipeError:
+        # `suite info ... | head`: the reader left; that is not an error. Point stdout at /dev/null so the
+        # interpreter's final flush does not raise a second time.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except InputError as e:
         if args.debug:
             raise

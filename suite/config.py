@@ -128,6 +128,8 @@ class RunConfig:
             data = yaml.safe_load(path.read_text()) or {}
         except OSError as e:
             raise ConfigError(f"{path}: cannot read config file ({e.strerror}); check the path") from e
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"{path}: not a text file ({e.reason}); give a YAML file of config keys") from e
         except yaml.YAMLError as e:
             raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]}); fix the syntax") from e
         if not isinstance(data, dict):

@@ -213,7 +213,7 @@ def record_launch(exp: ExperimentPaths, record: ExperimentRecord, launch: dict[s
 
 def describe_data(data: str | Path) -> tuple[str, dict[str, Any]]:
     """(data hash, cohort description) of a prepared dataset (raises InputError when it is not one)."""
-    from suite.data.prepared import PreparedData
+    from suite.data.dataset import PreparedData
 
     prepared = PreparedData.open(data)
     cohort: dict[str, Any] = {}

@@ -29,13 +29,29 @@ class _CurrentStderrHandler(logging.StreamHandler):
         pass
 
 
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def log_level() -> str:
+    """The level named by ``SUITE_LOG_LEVEL`` (default INFO); an unknown name is an input error."""
+    from suite.errors import InputError
+
+    name = os.environ.get("SUITE_LOG_LEVEL", "INFO").strip().upper() or "INFO"
+    if name not in LEVELS:
+        raise InputError(
+            f"SUITE_LOG_LEVEL={os.environ['SUITE_LOG_LEVEL']!r} is not a log level; "
+            f"use one of {', '.join(LEVELS)} (or unset it for INFO)"
+        )
+    return name
+
+
 def setup_logging(level: str | int | None = None) -> None:
-    """Configure the root ``suite`` loggers once (idempotent)."""
+    """Configure the root ``suite`` loggers once (idempotent); ``None`` reads ``SUITE_LOG_LEVEL``."""
     global _CONFIGURED
     if level is None:
-        level = os.environ.get("SUITE_LOG_LEVEL", "INFO")
+        level = log_level()
     if isinstance(level, str):
-        level = getattr(logging, level.upper(), logging.INFO)
+        level = getattr(logging, level.upper())
     if not _CONFIGURED:
         handler = _CurrentStderrHandler()
         handler.setFormatter(

@@ -22,6 +22,18 @@ from pathlib import Path
 METRICS_COLUMNS = ("epoch", "split", "volume", "metric", "value")
 
 
+def output_folder(path: str | Path, option: str) -> Path:
+    """``path`` as a folder to write into; an existing non-folder there is an input error (one line)."""
+    from suite.errors import InputError
+
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise InputError(
+            f"{option} {p}: exists and is not a folder; give a folder path (it is created when missing)"
+        )
+    return p
+
+
 @dataclass(frozen=True)
 class RunPaths:
     root: Path

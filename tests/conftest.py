@@ -9,7 +9,7 @@
 
 ``prepared_small`` -> Path
     ``suite prepare phantom_dir OUT --size 64`` (split seed 1): ``images.npy``/``labels.npy`` (N, 64, 64)
-    uint8, ``manifest.json``, ``splits.json``. Open with ``suite.data.prepared.PreparedData.open(path)``.
+    uint8, ``manifest.json``, ``splits.json``. Open with ``suite.data.dataset.PreparedData.open(path)``.
     Read-only as well.
 
 Both take a few seconds on 2 cores (the phantom is written with 2 processes).

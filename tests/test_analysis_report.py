@@ -196,8 +196,18 @@ def test_cli_bad_input_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str
     other = tmp_path / "precious"
     other.mkdir()
     (other / "thesis.tex").write_text("x")
-    assert main(["report", str(root), "--no-figures", "--out", str(other)]) == 2
-    assert "not a previous report folder" in _err(capsys) and (other / "thesis.tex").exists()
+    # a folder holding the user's own file: the report goes beside it and the file is never touched
+    assert main(["report", str(root), "--no-figures", "--out", str(other)]) == 0
+    assert (other / "thesis.tex").read_text() == "x" and (other / "report.md").exists()
+    assert main(["report", str(root), "--no-figures", "--out", str(other)]) == 0  # again: replaces its own
+    assert (other / "thesis.tex").read_text() == "x"
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "report.md").write_text("my notes")  # not the suite's: refused, not overwritten
+    assert main(["report", str(root), "--no-figures", "--out", str(mine)]) == 2
+    assert "was not written by the suite" in _err(capsys) and (mine / "report.md").read_text() == "my notes"
+    assert main(["report", str(root), "--no-figures", "--out", str(other / "thesis.tex")]) == 2
+    assert "is not a folder" in _err(capsys)
     good = rp.metrics.read_text()
     rp.metrics.write_text(good.replace("0.5\n", "zero\n", 1))
     assert main(["report", str(root)]) == 2

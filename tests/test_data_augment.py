@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from suite.data.augment import AugmentedSet, apply_augment, augment_labeled, augment_params
-from suite.data.prepared import PreparedData
+from suite.data.dataset import PreparedData
 
 
 def _toy(n=4, s=32, seed=0):

@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 
 from suite.cli import main
+from suite.data.dataset import PreparedData
 from suite.data.prepare import resize_stack
-from suite.data.prepared import PreparedData
 from suite.errors import InputError
 
 

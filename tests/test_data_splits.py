@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from suite.data.prepared import PreparedData
+from suite.data.dataset import PreparedData
 from suite.data.splits import (
     PAPER_LABELED,
     counts,

@@ -73,7 +73,7 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def standalone(prepared: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Reference runs without Ray (FS seed 0, Proposed seed 0 and its regressor, FS seed 7)."""
     from search_spaces import get_space
-    from suite.data.prepared import PreparedData
+    from suite.data.dataset import PreparedData
     from suite.stages import execute
 
     root = tmp_path_factory.mktemp("standalone")
@@ -88,17 +88,18 @@ def standalone(prepared: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
 @pytest.fixture(scope="module")
 def ray_local(tmp_path_factory: pytest.TempPathFactory):
     """One local Ray for the in-process tests (2 CPUs); fault injection armed for seeds 7 and 8."""
-    from suite import distributed as dist
+    from suite.ray_glue.cluster import short_temp_dir, start_ray, stop_ray
+    from suite.ray_glue.faults import CRASH_ENV, CRASH_MARKER_ENV
 
     markers = tmp_path_factory.mktemp("crash-markers")
-    old = {k: os.environ.get(k) for k in (dist.CRASH_ENV, dist.CRASH_MARKER_ENV)}
-    os.environ[dist.CRASH_ENV] = CRASH
-    os.environ[dist.CRASH_MARKER_ENV] = str(markers)
-    info = dist.start_ray(num_cpus=2, temp_dir=dist.short_temp_dir(f"pytest-{os.getpid()}"))
+    old = {k: os.environ.get(k) for k in (CRASH_ENV, CRASH_MARKER_ENV)}
+    os.environ[CRASH_ENV] = CRASH
+    os.environ[CRASH_MARKER_ENV] = str(markers)
+    info = start_ray(num_cpus=2, temp_dir=short_temp_dir(f"pytest-{os.getpid()}"))
     try:
         yield info, markers
     finally:
-        dist.stop_ray()
+        stop_ray()
         for k, v in old.items():
             if v is None:
                 os.environ.pop(k, None)
@@ -349,19 +350,26 @@ def test_local_ray_survives_the_preemption_signal(ray_local) -> None:
     psutil = pytest.importorskip("psutil")
     import ray
 
-    from suite.distributed import PREEMPTION_SIGNAL
+    from suite.ray_glue.signals import PREEMPTION_SIGNAL
 
     @ray.remote(num_cpus=0)
     def pid() -> int:
         return os.getpid()
 
     worker = psutil.Process(ray.get(pid.remote(), timeout=60))
-    daemons = [
-        p
-        for p in psutil.Process().children(recursive=True)
-        if p.name() in ("gcs_server", "raylet") or "dashboard" in " ".join(p.cmdline())
-    ]
-    assert {p.name() for p in daemons} >= {"gcs_server", "raylet"}, [p.name() for p in daemons]
+
+    def ray_daemon(p: psutil.Process) -> str | None:
+        # Ray's children come and go (a placement-group worker may exit, or be a zombie not yet reaped, while
+        # we list them): such a process is simply not a daemon of interest, never an error
+        try:
+            name, cmd = p.name(), " ".join(p.cmdline())
+        except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+            return None
+        return name if name in ("gcs_server", "raylet") else ("dashboard" if "dashboard" in cmd else None)
+
+    named = [(p, ray_daemon(p)) for p in psutil.Process().children(recursive=True)]
+    daemons = [p for p, name in named if name]
+    assert {name for _, name in named} >= {"gcs_server", "raylet"}, named
     got: list[int] = []
     previous = signal.signal(PREEMPTION_SIGNAL, lambda signum, frame: got.append(signum))
     try:
@@ -370,7 +378,7 @@ def test_local_ray_survives_the_preemption_signal(ray_local) -> None:
         os.kill(os.getpid(), PREEMPTION_SIGNAL)
         time.sleep(2)
         assert got == [PREEMPTION_SIGNAL]
-        gone = [(p.pid, p.name()) for p in [*daemons, worker] if not p.is_running()]
+        gone = [p.pid for p in [*daemons, worker] if not p.is_running() or p.status() == psutil.STATUS_ZOMBIE]
         assert not gone, f"killed by the preemption signal: {gone}"
         assert ray.get(pid.remote(), timeout=60) > 0
     finally:

@@ -14,8 +14,9 @@ import torch
 
 from suite.config import RunConfig
 from suite.paths import ExperimentPaths
-from suite.stages import common, execute
-from suite.stages.common import MetricsWriter, load_checkpoint, read_metrics
+from suite.stages import execute, runner
+from suite.stages.checkpoint import load_checkpoint
+from suite.stages.metrics_log import MetricsWriter, read_metrics
 
 CFG = dict(
     image_size=32,
@@ -97,7 +98,7 @@ def test_finished_run_is_skipped(prepared_small, uninterrupted, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("a finished run must not build a stage")
 
-    monkeypatch.setattr(common, "_make_stage", boom)
+    monkeypatch.setattr(runner, "_make_stage", boom)
     assert execute(_cfg(prepared_small), uninterrupted.root.parent.parent) == uninterrupted
     assert (uninterrupted.metrics.stat().st_mtime_ns, uninterrupted.summary.stat().st_mtime_ns) == stamp
 
@@ -114,7 +115,7 @@ def test_failure_writes_failed_json_and_a_rerun_recovers(prepared_small, tmp_pat
     monkeypatch.setattr(SegmenterStage, "validate", broken)
     with pytest.raises(RuntimeError, match="disk on fire"):
         execute(cfg, tmp_path)
-    paths = ExperimentPaths(tmp_path).run(common.open_data(cfg)[0].run_id)
+    paths = ExperimentPaths(tmp_path).run(runner.open_data(cfg)[0].run_id)
     assert paths.status() == "failed"
     info = json.loads(paths.failed.read_text())
     assert "disk on fire" in info["error"] and "Traceback" in info["traceback"]
@@ -125,13 +126,13 @@ def test_failure_writes_failed_json_and_a_rerun_recovers(prepared_small, tmp_pat
 
 
 def test_stop_after_epoch_from_environment(prepared_small, tmp_path, monkeypatch):
-    monkeypatch.setenv(common.STOP_ENV, "0")
+    monkeypatch.setenv(runner.STOP_ENV, "0")
     paths = execute(_cfg(prepared_small, method="fs", seg_epochs=2), tmp_path)
     assert paths.status() == "partial" and {r["epoch"] for r in read_metrics(paths.metrics)} == {0}
-    monkeypatch.setenv(common.STOP_ENV, "zero")
+    monkeypatch.setenv(runner.STOP_ENV, "zero")
     from suite.errors import InputError
 
-    with pytest.raises(InputError, match=common.STOP_ENV):
+    with pytest.raises(InputError, match=runner.STOP_ENV):
         execute(_cfg(prepared_small, method="fs", seg_epochs=2), tmp_path)
 
 
@@ -142,7 +143,7 @@ def test_a_second_launcher_waits_for_the_lock_then_skips_the_finished_run(prepar
 
     from filelock import FileLock
 
-    cfg = common.open_data(_cfg(prepared_small, method="fs"))[0]
+    cfg = runner.open_data(_cfg(prepared_small, method="fs"))[0]
     paths = ExperimentPaths(tmp_path).run(cfg.run_id)
     paths.root.mkdir(parents=True)
     holder = FileLock(str(paths.lock))

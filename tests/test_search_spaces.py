@@ -177,7 +177,7 @@ def test_busy_lock_probe_never_blocks(tmp_path):
 
     from filelock import FileLock
 
-    from suite.distributed import busy_lock
+    from suite.ray_glue.locks import busy_lock
 
     cfg = RunConfig.from_preset("smoke", method="proposed", data_hash="h")
     exp = ExperimentPaths(tmp_path)
@@ -198,8 +198,8 @@ def test_busy_lock_probe_never_blocks(tmp_path):
 def test_ray_checkpoint_copied_back_only_when_newer(tmp_path):
     import torch
 
-    from suite.distributed import checkpoint_epoch, restore_from_checkpoint_dir
     from suite.paths import RunPaths
+    from suite.ray_glue.train import checkpoint_epoch, restore_from_checkpoint_dir
 
     run = RunPaths(tmp_path / "runs" / "seg-fs-x")
     ck = tmp_path / "ray-ckpt"
@@ -219,7 +219,7 @@ def test_ray_checkpoint_copied_back_only_when_newer(tmp_path):
 def test_progress_counts_runs_not_events():
     """A restored Tune experiment re-reports a trial whose run finished before this launch, and a run can finish
     in a later round: the progress line counts each run once (it once said "6/5 runs finished")."""
-    from suite.distributed import Progress
+    from suite.ray_glue.progress import Progress
 
     prog = Progress(label="x", total=5, already=frozenset({"a"}))
     for rid in ("a", "b", "b", "c"):

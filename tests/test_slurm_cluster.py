@@ -84,7 +84,7 @@ def _spec(exp: Path, data: Path, **kw):
 
 def _config(data: Path, method: str = "fs", **changes):
     from suite.config import RunConfig
-    from suite.data.prepared import PreparedData
+    from suite.data.dataset import PreparedData
 
     base = {k: v for k, v in (o.split("=") for o in TINY)}
     base.update({k: str(v) for k, v in changes.items()})

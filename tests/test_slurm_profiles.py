@@ -400,7 +400,7 @@ def test_local_ray_does_not_leak_its_setting_to_child_processes(monkeypatch, tmp
     back afterwards, so sbatch / srun started later from this process do not inherit it."""
     import ray
 
-    from suite.distributed import start_ray, stop_ray
+    from suite.ray_glue.cluster import start_ray, stop_ray
 
     monkeypatch.delenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", raising=False)
     if ray.is_initialized():

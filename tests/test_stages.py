@@ -18,19 +18,13 @@ import torch
 from suite.config import RunConfig
 from suite.errors import InputError
 from suite.paths import METRICS_COLUMNS, ExperimentPaths, RunPaths
-from suite.stages import common, execute
-from suite.stages import distributed_utils as du
-from suite.stages.common import (
-    CodeRule,
-    MetricsWriter,
-    MultiStepRule,
-    PlateauRule,
-    load_checkpoint,
-    read_metrics,
-    rng_state,
-    save_checkpoint,
-    set_rng_state,
-)
+from suite.stages import execute
+from suite.stages import process_group as pg
+from suite.stages.base import RunContext, configure_torch
+from suite.stages.checkpoint import load_checkpoint, rng_state, save_checkpoint, seed_epoch, set_rng_state
+from suite.stages.lr_rules import CodeRule, MultiStepRule, PlateauRule
+from suite.stages.metrics_log import MetricsWriter, read_metrics
+from suite.stages.runner import open_data
 
 # few, larger batches: the number of optimiser steps is what costs on a contended CPU
 SMOKE = dict(
@@ -110,20 +104,20 @@ def test_multistep_rule_matches_torch_multisteplr():
 
 
 def test_epoch_batches_world1_is_the_plain_order_and_ranks_shard_it():
-    order = du.epoch_permutation(10, 0, "x", 3)
+    order = pg.epoch_permutation(10, 0, "x", 3)
     assert sorted(order.tolist()) == list(range(10))
-    assert np.array_equal(order, du.epoch_permutation(10, 0, "x", 3))  # pure function of seed and axes
-    assert not np.array_equal(order, du.epoch_permutation(10, 0, "x", 4))
-    one = du.epoch_batches(10, 4, 0, ("x", 3), 0, 1)
+    assert np.array_equal(order, pg.epoch_permutation(10, 0, "x", 3))  # pure function of seed and axes
+    assert not np.array_equal(order, pg.epoch_permutation(10, 0, "x", 4))
+    one = pg.epoch_batches(10, 4, 0, ("x", 3), 0, 1)
     assert [b.tolist() for b, _ in one] == [order[:4].tolist(), order[4:8].tolist(), order[8:].tolist()]
     assert all(np.array_equal(g, loc) for g, loc in one)
-    r0 = du.epoch_batches(10, 4, 0, ("x", 3), 0, 2)
-    r1 = du.epoch_batches(10, 4, 0, ("x", 3), 1, 2)
+    r0 = pg.epoch_batches(10, 4, 0, ("x", 3), 0, 2)
+    r1 = pg.epoch_batches(10, 4, 0, ("x", 3), 1, 2)
     assert [g.tolist() for g, _ in r0] == [g.tolist() for g, _ in r1]
     for (g, a), (_, b) in zip(r0, r1, strict=True):
         assert len(a) == len(b) and np.array_equal(np.concatenate([a, b]), g)
     # the short last global batch (2 items) is split 1 + 1; a 3-item one would be padded from the start
-    assert [len(g) for g, _ in du.epoch_batches(11, 4, 0, ("x",), 0, 2)] == [4, 4, 4]
+    assert [len(g) for g, _ in pg.epoch_batches(11, 4, 0, ("x",), 0, 2)] == [4, 4, 4]
 
 
 def test_rng_state_roundtrips_through_weights_only_checkpoint(tmp_path):
@@ -154,16 +148,16 @@ def test_corrupt_checkpoint_is_one_clear_input_error(tmp_path):
 
 def test_world_size_mismatch_is_a_clear_error():
     with pytest.raises(InputError, match="world_size=2 needs 2 processes"):
-        du.check_world_size(2)
-    du.check_world_size(1)
+        pg.check_world_size(2)
+    pg.check_world_size(1)
 
 
 # ------------------------------------------------------------------------------------------------ loss reach
 def _ctx(cfg: RunConfig, root: Path):
-    cfg, data = common.open_data(cfg)
+    cfg, data = open_data(cfg)
     paths = ExperimentPaths(root).run(cfg.run_id)
-    common.configure_torch(cfg, torch.device("cpu"))
-    return common.RunContext(
+    configure_torch(cfg, torch.device("cpu"))
+    return RunContext(
         cfg=cfg, paths=paths, experiment_root=root, data=data, device=torch.device("cpu"), rank=0, world=1
     )
 
@@ -184,7 +178,7 @@ def _train_once(ctx, sd) -> dict[str, torch.Tensor]:
     from suite.stages.segmenter import SegmenterStage
 
     st = SegmenterStage(ctx, seg_data=sd)
-    common.seed_epoch(ctx.cfg, 0)
+    seed_epoch(ctx.cfg, 0)
     st.train_epoch(0)
     return {k: v.detach().clone() for k, v in st.model_state().items()}
 
@@ -235,7 +229,7 @@ def test_penalty_warmup_epochs_train_exactly_as_fs(prepared_small, tmp_path):
         st = SegmenterStage(ctx, seg_data=_small(load_seg_data(ctx)))
         states, outs = [], []
         for ep in range(2):
-            common.seed_epoch(ctx.cfg, ep)
+            seed_epoch(ctx.cfg, ep)
             outs.append(st.train_epoch(ep))
             states.append({k: v.detach().clone() for k, v in st.model_state().items()})
         return states, outs
@@ -311,7 +305,7 @@ def test_four_methods_end_to_end(prepared_small, tmp_path):
         cfg = smoke_cfg(prepared_small, method=method)
         runs[method] = execute(cfg, exp)
         assert runs[method].status() == "finished", method
-    cfg0, _ = common.open_data(smoke_cfg(prepared_small, method="proposed"))
+    cfg0, _ = open_data(smoke_cfg(prepared_small, method="proposed"))
     reg = ExperimentPaths(exp).run(cfg0.regressor_config().run_id)
     fs = runs["fs"]
     assert reg.is_finished() and reg.sizes.exists()
@@ -329,7 +323,7 @@ def test_four_methods_end_to_end(prepared_small, tmp_path):
     }
     assert sorted({r["epoch"] for r in reg_rows}) == [0]
     with np.load(reg.sizes) as z:
-        from suite.data.prepared import PreparedData
+        from suite.data.dataset import PreparedData
 
         n = len(PreparedData.open(prepared_small))
         assert z["sizes"].shape == (n,) and np.isfinite(z["sizes"]).all() and int(z["image_size"]) == 32

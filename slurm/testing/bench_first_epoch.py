@@ -38,7 +38,7 @@ def measure(mode: str, data: str, profile_name: str, out: Path, timeout_s: float
     from slurm.submit import submit
     from slurm.watch import read_squeue
     from suite.config import RunConfig
-    from suite.data.prepared import PreparedData
+    from suite.data.dataset import PreparedData
     from suite.experiment_spec import ExperimentSpec
 
     exp = out / f"bench-{mode}"

@@ -50,9 +50,9 @@ def _banner(text: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from suite.commands.info import summary
+    from suite.data.dataset import PreparedData
     from suite.data.phantom import write_cohort
     from suite.data.prepare import prepare
-    from suite.data.prepared import PreparedData
 
     t_start = time.perf_counter()
     out = Path(args.out)

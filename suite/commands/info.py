@@ -77,7 +77,7 @@ def summary(data) -> dict:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from suite.data.prepared import PreparedData
+    from suite.data.dataset import PreparedData
 
     data = PreparedData.open(args.prepared)
     s = summary(data)

@@ -42,7 +42,7 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--data", help="prepared dataset folder (made by suite prepare)")
-    p.add_argument("--out", required=True, help="experiment folder; the run goes to OUT/runs/<run_id>/")
+    p.add_argument("--out", help="experiment folder (required); the run goes to OUT/runs/<run_id>/")
     p.add_argument("--stage", choices=["regressor", "segmenter"], help="default: segmenter")
     p.add_argument("--method", choices=["fs", "proposals", "proposed", "oracle"], help="segmenter method")
     p.add_argument("--labeled", type=int, metavar="N", help="number of labeled patients (paper scale)")
@@ -59,7 +59,13 @@ def register(subparsers: Any) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a config key (repeatable), e.g. --set seg_epochs=10",
+        help="override a config key (repeatable), e.g. --set seg_epochs=10; --list-keys lists the keys",
+    )
+    p.add_argument(
+        "--list-keys",
+        dest="list_keys",
+        action="store_true",
+        help="print every config key with its type and its value in --preset (default paper), then exit",
     )
     p.add_argument("--device", choices=["auto", "cpu", "cuda"])
     p.add_argument(
@@ -119,13 +125,40 @@ def write_experiment(out: Path, cfg: Any, data_hash: str) -> None:
     record_launch(exp, record, {"at": now_iso(), "launcher": "local", "command": ["suite", *sys.argv[1:]]})
 
 
-def handle(args: argparse.Namespace) -> int:
-    from suite.stages import execute
-    from suite.stages.common import open_data
+# exit code of a run that stopped before its last epoch (SIGTERM, SIGUSR1, --stop-after-epoch): EX_TEMPFAIL,
+# "try again later" — rerunning the same command resumes it. Non-zero, so `suite run ... && suite report ...`
+# does not report a half-trained run as if it were done.
+EXIT_PARTIAL = 75
 
+
+def list_keys(preset: str | None) -> int:
+    """``suite run --list-keys``: one line per config key — name, type, value in the preset."""
+    from dataclasses import fields
+
+    from suite.config import RunConfig
+
+    cfg = RunConfig.from_preset(preset or "paper")
+    print(f"config keys (values of preset {cfg.preset!r}; change with --set KEY=VALUE or a --config YAML):")
+    for f in fields(RunConfig):
+        ftype = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+        print(f"  {f.name:<22} {ftype:<24} {getattr(cfg, f.name)!r}")
+    return 0
+
+
+def handle(args: argparse.Namespace) -> int:
+    from suite.errors import InputError
+    from suite.stages import execute
+    from suite.stages.runner import open_data
+
+    if args.list_keys:
+        return list_keys(args.preset)
+    if not args.out:
+        raise InputError("suite run: --out is required; give the experiment folder, e.g. --out results/exp1")
+    from suite.paths import output_folder
+
+    out = output_folder(args.out, "--out")
     cfg = build_config(args)
     cfg, data = open_data(cfg)
-    out = Path(args.out)
     write_experiment(out, cfg, data.data_hash)
     paths = execute(cfg, out, stop_after_epoch=args.stop_after_epoch)
     print(paths.root)
@@ -137,6 +170,9 @@ def handle(args: argparse.Namespace) -> int:
         )
         for k, v in sorted(summary.get("final", {}).items()):
             print(f"  {k} = {v:.6g}")
-    else:
-        print(f"stopped early ({paths.status()}); rerun the same command to resume")
-    return 0
+        return 0
+    print(
+        f"stopped early ({paths.status()}): the run did not finish; rerun the same command to resume",
+        file=sys.stderr,
+    )
+    return EXIT_PARTIAL

@@ -23,8 +23,9 @@ from suite.atomic import atomic_path
 from suite.errors import InputError
 from suite.models import build_segmenter, lv_channel, prepare_input
 from suite.paths import ExperimentPaths, RunPaths
-from suite.stages import distributed_utils as du
-from suite.stages.common import RunContext, autocast, load_checkpoint, resized_arrays
+from suite.stages import process_group as pg
+from suite.stages.base import RunContext, autocast, resized_arrays
+from suite.stages.checkpoint import load_checkpoint
 
 log = logging.getLogger("suite.stages.proposals")
 
@@ -88,7 +89,7 @@ def ensure_pseudo_labels(ctx: RunContext, unl_idx: np.ndarray) -> RunPaths:
                     fs_paths.run_id,
                     best_epoch,
                 )
-    du.barrier()
+    pg.barrier()
     return fs_paths
 
 

@@ -31,17 +31,11 @@ from suite.data.augment import AugmentedSet
 from suite.errors import InputError
 from suite.models import build_regressor, prepare_input, prepare_model
 from suite.seeding import derive_seed
-from suite.stages import distributed_utils as du
-from suite.stages.common import (
-    EpochResult,
-    MultiStepRule,
-    OptimisedStage,
-    RunContext,
-    autocast,
-    load_checkpoint,
-    metric_dict,
-    resized_arrays,
-)
+from suite.stages import process_group as pg
+from suite.stages.base import EpochResult, OptimisedStage, RunContext, autocast, resized_arrays
+from suite.stages.checkpoint import load_checkpoint
+from suite.stages.lr_rules import MultiStepRule
+from suite.stages.metrics_log import metric_dict
 
 log = logging.getLogger("suite.stages.regressor")
 
@@ -49,7 +43,7 @@ EVAL_CHUNK = 16  # fixed evaluation batches: the numbers do not depend on how ch
 
 
 class RegressorStage(OptimisedStage):
-    """One regressor run (driven by :func:`suite.stages.common.run_epochs`)."""
+    """One regressor run (driven by :func:`suite.stages.runner.run_epochs`)."""
 
     higher_is_better = False
 
@@ -82,7 +76,7 @@ class RegressorStage(OptimisedStage):
         torch.manual_seed(derive_seed(cfg.seed, "regressor", "init"))
         net = prepare_model(build_regressor(cfg).to(dev), cfg)
         self.net = net
-        self.model = du.wrap_ddp(net, dev, cfg.world_size)
+        self.model = pg.wrap_ddp(net, dev, cfg.world_size)
         self.opt = torch.optim.SGD(
             net.parameters(), lr=cfg.reg_lr, momentum=cfg.reg_momentum, weight_decay=cfg.reg_weight_decay
         )
@@ -104,7 +98,7 @@ class RegressorStage(OptimisedStage):
         acc = torch.zeros((), dtype=torch.float64, device=ctx.device)
         n = 0
         lr = self.rule.lr
-        for _, local in du.epoch_batches(
+        for _, local in pg.epoch_batches(
             len(self.aug), cfg.reg_batch, cfg.seed, ("regressor", "order", epoch), ctx.rank, cfg.world_size
         ):
             imgs, _, area = self.aug.batch(local)
@@ -119,7 +113,7 @@ class RegressorStage(OptimisedStage):
             acc += loss.detach().double()
             n += 1
         stats = torch.stack([acc.cpu(), torch.tensor(float(n), dtype=torch.float64)])
-        du.all_reduce_sum(stats)
+        pg.all_reduce_sum(stats)
         loss_mse = float(stats[0] / max(float(stats[1]), 1.0))
         if not np.isfinite(loss_mse):
             log.warning(
@@ -136,9 +130,9 @@ class RegressorStage(OptimisedStage):
 
         Fixed chunks of ``EVAL_CHUNK`` slices, chunk c on rank c % world, summed across ranks.
         """
-        net = du.unwrap(self.net)
+        net = pg.unwrap(self.net)
         net.eval()
-        du.sync_buffers(net)
+        pg.sync_buffers(net)
         n = len(store)
         out = torch.zeros(n, dtype=torch.float64)
         for c, start in enumerate(range(0, n, EVAL_CHUNK)):
@@ -150,7 +144,7 @@ class RegressorStage(OptimisedStage):
             x = prepare_input(chunk.to(self.ctx.device).unsqueeze(1).float().div_(255.0), self.cfg)
             with autocast(self.cfg, self.ctx.device):
                 out[start : start + len(chunk)] = net(x).float().double().cpu()
-        du.all_reduce_sum(out)
+        pg.all_reduce_sum(out)
         return out.numpy().astype(np.float32)
 
     def validate(self, epoch: int) -> tuple[list[tuple[int, str, str, str, float]], dict[str, float]]:
@@ -176,7 +170,7 @@ class RegressorStage(OptimisedStage):
         best_epoch = -1
         if best_checkpoint.exists():
             ck = load_checkpoint(best_checkpoint, map_location=ctx.device)
-            du.unwrap(self.net).load_state_dict(ck["model"])
+            pg.unwrap(self.net).load_state_dict(ck["model"])
             best_epoch = int(ck["epoch"])
         else:  # every epoch diverged: keep the last weights, say so
             log.warning(
@@ -197,7 +191,7 @@ class RegressorStage(OptimisedStage):
                         best_epoch=np.int64(best_epoch),
                         run_id=np.str_(self.cfg.run_id),
                     )
-        du.barrier()
+        pg.barrier()
 
 
 def regression_metrics(pred: np.ndarray, true: np.ndarray, gamma: float) -> dict[str, float]:

@@ -39,24 +39,16 @@ import numpy as np
 import torch
 
 from suite.atomic import atomic_path
+from suite.config import RunConfig
 from suite.errors import InputError
 from suite.losses import partial_ce, penalty_from_logits
 from suite.models import build_segmenter, lv_channel, prepare_input, prepare_model
 from suite.seeding import derive_seed
-from suite.stages import distributed_utils as du
-from suite.stages.common import (
-    CodeRule,
-    EpochResult,
-    LrRule,
-    OptimisedStage,
-    PlateauRule,
-    RunContext,
-    autocast,
-    class_target,
-    load_checkpoint,
-    metric_dict,
-    resized_arrays,
-)
+from suite.stages import process_group as pg
+from suite.stages.base import EpochResult, OptimisedStage, RunContext, autocast, resized_arrays
+from suite.stages.checkpoint import load_checkpoint
+from suite.stages.lr_rules import CodeRule, LrRule, PlateauRule
+from suite.stages.metrics_log import metric_dict
 
 log = logging.getLogger("suite.stages.segmenter")
 
@@ -110,6 +102,13 @@ def voxel_ml_per_volume(data: Any, volumes: list[tuple[str, np.ndarray]], size: 
             px_mm2 = float(spacing[idx[0], 0] * spacing[idx[0], 1])
         out[i] = px_mm2 * scale * float(spacing[idx[0], 2]) / 1000.0
     return out
+
+
+def class_target(cfg: RunConfig, labels: torch.Tensor) -> torch.Tensor:
+    """Training target from the full label map: {0, 1} (LV vs rest) for ``lv``, 0..3 for ``multi``."""
+    if cfg.classes == "lv":
+        return (labels == 3).long()
+    return labels.long()
 
 
 def load_seg_data(ctx: RunContext) -> SegData:
@@ -183,7 +182,7 @@ def make_lr_rule(cfg: Any) -> LrRule:
 
 
 class SegmenterStage(OptimisedStage):
-    """One segmenter run (driven by :func:`suite.stages.common.run_epochs`)."""
+    """One segmenter run (driven by :func:`suite.stages.runner.run_epochs`)."""
 
     higher_is_better = True
 
@@ -196,7 +195,7 @@ class SegmenterStage(OptimisedStage):
         net = build_segmenter(cfg).to(ctx.device)
         net = prepare_model(net, cfg)
         self.net = net
-        self.model = du.wrap_ddp(net, ctx.device, cfg.world_size)
+        self.model = pg.wrap_ddp(net, ctx.device, cfg.world_size)
         self.opt = torch.optim.Adam(
             net.parameters(), lr=cfg.seg_lr, betas=tuple(cfg.seg_betas), weight_decay=cfg.seg_weight_decay
         )
@@ -219,7 +218,7 @@ class SegmenterStage(OptimisedStage):
         ce_acc = torch.zeros((), dtype=torch.float64, device=dev)
         n_lab_batches = 0
         lr = self.rule.lr
-        for _, local in du.epoch_batches(
+        for _, local in pg.epoch_batches(
             len(sd.lab_idx), cfg.seg_batch, cfg.seed, ("segmenter", "labeled", epoch), ctx.rank, world
         ):
             idx = sd.lab_idx[local]
@@ -238,7 +237,7 @@ class SegmenterStage(OptimisedStage):
         n_unl_batches = 0
         # penalty_warmup: the first epochs skip the unlabeled pass (they train exactly as FS; 0 = the paper)
         if cfg.method != "fs" and len(sd.unl_idx) and epoch >= cfg.penalty_warmup:
-            for gb, local in du.epoch_batches(
+            for gb, local in pg.epoch_batches(
                 len(sd.unl_idx), cfg.unl_batch, cfg.seed, ("segmenter", "unlabeled", epoch), ctx.rank, world
             ):
                 idx = sd.unl_idx[local]
@@ -269,7 +268,7 @@ class SegmenterStage(OptimisedStage):
         stats = torch.stack(
             [ce_acc, unl_acc, inside_acc, torch.tensor(float(n_unl_items), dtype=torch.float64, device=dev)]
         ).cpu()
-        du.all_reduce_sum(stats)
+        pg.all_reduce_sum(stats)
         ce = float(stats[0]) / max(n_lab_batches * world, 1)
         out = {"loss_ce": ce, "lr": lr}
         if cfg.method == "fs":
@@ -291,7 +290,7 @@ class SegmenterStage(OptimisedStage):
     @torch.no_grad()
     def predict(self, idx: np.ndarray) -> torch.Tensor:
         """Arg-max class map (B, S, S) of the slices ``idx`` with the bare network in eval mode."""
-        net = du.unwrap(self.net)
+        net = pg.unwrap(self.net)
         net.eval()
         x = prepare_input(batch_images(self.sd.images, idx), self.cfg)
         with autocast(self.cfg, self.ctx.device):
@@ -306,7 +305,7 @@ class SegmenterStage(OptimisedStage):
         sharding) and the per-volume sums are all-reduced.
         """
         sd, dev = self.sd, self.ctx.device
-        du.sync_buffers(du.unwrap(self.net))
+        pg.sync_buffers(pg.unwrap(self.net))
         nv = len(sd.volumes)
         # columns: intersection, predicted px, true px, sum of per-slice 2-D Dice, number of slices
         acc = torch.zeros((nv, 5), dtype=torch.float64)
@@ -327,7 +326,7 @@ class SegmenterStage(OptimisedStage):
                     torch.tensor(float(len(idx)), dtype=torch.float64, device=dev),
                 ]
             ).cpu()
-        du.all_reduce_sum(acc)
+        pg.all_reduce_sum(acc)
         rows: list[tuple[int, str, str, str, float]] = []
         a = acc.numpy()
         dice3 = np.where(a[:, 1] + a[:, 2] > 0, 2 * a[:, 0] / np.maximum(a[:, 1] + a[:, 2], 1), 1.0)

@@ -25,7 +25,7 @@ import torch.distributed as dist
 from suite.errors import InputError
 from suite.seeding import derive_seed
 
-log = logging.getLogger("suite.stages.distributed")
+log = logging.getLogger("suite.stages.process_group")
 
 
 def is_distributed() -> bool:
