@@ -8,12 +8,12 @@
 2. records the launch in ``RESULTS/<experiment>/experiment.json`` (``suite.experiment.record_launch``);
 3. counts what the run directories already hold: finished runs are skipped (never relaunched), partial ones
    resume inside their trial from ``checkpoint_last.pt``, failed ones are retried;
-4. runs the rest in phases, one dependency level each (phase 1: regressors, FS, Oracle; phase 2: Proposed
-   and Proposals), longest runs first, so a trial never waits on another trial's lock; the dependants of a
-   run that failed are not launched (reported as blocked);
-5. runs each phase as one Tune experiment (``suite.ray_glue.trials.run_trials``); a trial that finds its lock
-   held by another launcher returns at once, the driver waits for the lock outside Ray (holding no
-   resources) and requeues it;
+4. runs the rest as one Tune experiment dispatched by dependency (``suite.ray_glue.trials.run_trials``): a
+   run starts as soon as its prerequisites have finished and a slot is free, the longest ready run first,
+   so a trial never waits on another trial's lock and no slot idles at a barrier between dependency
+   levels; the dependants of a run that failed are never started (reported as blocked);
+5. a trial that finds its lock held by another launcher returns at once; the driver waits for the lock
+   outside Ray (holding no resources) and requeues what is left in another round;
 6. ``resume=True`` first restores the Tune experiments a killed driver left unfinished
    (``Tuner.restore(..., resume_errored=True)``), then plans again from the run directories, so re-running
    the same command finishes the rest without repeating a finished run either way;
@@ -59,7 +59,7 @@ class Summary:
     blocked: list[str] = field(default_factory=list)
     incomplete: list[str] = field(default_factory=list)
     restored: list[str] = field(default_factory=list)
-    phases: list[int] = field(default_factory=list)
+    rounds: list[int] = field(default_factory=list)  # runs given to each Tune experiment of this launch
     wall_time_s: float = 0.0
     ray_start_s: float = 0.0
     interrupted: bool = False
@@ -161,7 +161,6 @@ def run_experiment(spec: ExperimentSpec) -> dict[str, Any]:
             train_max_failures=max_failures,
             has_trial_driver=info.has_trial_driver,
         )
-        failed_ids: set[str] = set()
         errors: dict[str, dict[str, Any]] = {}
 
         if spec.resume:
@@ -169,51 +168,22 @@ def run_experiment(spec: ExperimentSpec) -> dict[str, Any]:
             if interrupted["flag"]:
                 summary.interrupted = True
 
-        # after restoring a previous launch's phase k, this launch's phases go on from k + 1 (the label and the
-        # Tune experiment's name: a restored experiment is never overwritten by the next phase)
-        restored_upto = max((k for k, _, _ in map(_phase_key, summary.restored) if k < 10**6), default=0)
-        while not summary.interrupted:
-            status = run_status(exp, plan.runs)
-            done = {rid for rid, s in status.items() if s == "finished"}
-            levels = [
-                [r for r in lvl if r not in failed_ids and r not in summary.blocked]
-                for lvl in plan.levels(done)
-            ]
-            levels = [lvl for lvl in levels if lvl]
-            if not levels:
-                break
-            todo = levels[0]
-            blocked = set(plan.blocked(failed_ids | set(summary.blocked)))
-            summary.blocked.extend(r for r in todo if r in blocked)
-            todo = [r for r in todo if r not in blocked]
-            if not todo:
-                continue
-            phase_no = restored_upto + len(summary.phases) + 1
-            summary.phases.append(len(todo))
-            progress.phase = f"phase {phase_no} ({len(todo)} runs)"
-            progress.emit(force=True)
-            outcomes = _run_rounds(
-                exp,
-                plan,
-                todo,
-                opts,
-                progress,
-                max_concurrent,
-                max_failures,
-                info,
-                f"phase{phase_no}",
-                interrupted,
+        status = run_status(exp, plan.runs)
+        todo = [rid for rid, st in status.items() if st != "finished"]
+        if todo and not summary.interrupted:
+            outcomes = _dispatch(
+                exp, plan, todo, opts, progress, spec, info, _next_launch_name(exp), interrupted, summary
             )
-            if interrupted["flag"]:
-                summary.interrupted = True
-            if summary.interrupted:
-                break
-            for rid in todo:  # every run of the phase ends finished, failed or incomplete: no endless loop
-                if exp.run(rid).status() == "finished":
-                    continue
-                failed_ids.add(rid)  # its dependants are blocked
+            summary.interrupted = summary.interrupted or interrupted["flag"]
+            for rid in (
+                todo if not summary.interrupted else ()
+            ):  # each ends finished, failed, blocked, incomplete
                 oc = outcomes.get(rid)
-                if oc is not None and oc.status == "error":
+                if exp.run(rid).is_finished():
+                    continue
+                if oc is None:  # never started: a prerequisite did not finish
+                    summary.blocked.append(rid)
+                elif oc.status == "error":
                     errors[rid] = _error_record(exp, rid, oc)
                 else:
                     summary.incomplete.append(rid)
@@ -238,19 +208,20 @@ def run_experiment(spec: ExperimentSpec) -> dict[str, Any]:
     return summary.to_dict()
 
 
-def _run_rounds(
+def _dispatch(
     exp: ExperimentPaths,
     plan: Plan,
     todo: list[str],
     opts: Any,
     progress: Any,
-    max_concurrent: int | None,
-    max_failures: int,
+    spec: ExperimentSpec,
     info: Any,
     name: str,
     interrupted: dict[str, bool],
+    summary: Summary,
 ) -> dict[str, Any]:
-    """One phase: a Tune experiment, then (rarely) more rounds for runs another launcher was holding."""
+    """Run ``todo`` as one Tune experiment dispatched by dependency, then (rarely) more rounds for runs
+    another launcher was holding (the driver waits for its lock outside Ray, holding no resources)."""
     from suite.ray_glue.locks import wait_for_lock
     from suite.ray_glue.resources import default_concurrency
     from suite.ray_glue.trials import run_trials
@@ -258,36 +229,51 @@ def _run_rounds(
     outcomes: dict[str, Any] = {}
     pending = list(todo)
     for rnd in range(MAX_ROUNDS):
+        done = {r for r in plan.runs if exp.run(r).is_finished()}
         cfgs = [plan.runs[r] for r in pending]
-        conc = max_concurrent or default_concurrency(cfgs, opts, info.cpus, info.gpus)
+        conc = spec.max_concurrent or default_concurrency(cfgs, opts, info.cpus, info.gpus)
+        summary.rounds.append(len(pending))
+        progress.emit(force=True)
         res = run_trials(
             cfgs,
             opts,
             name=name if rnd == 0 else f"{name}-round{rnd + 1}",
             max_concurrent=conc,
-            max_failures=max_failures,
+            max_failures=spec.max_failures,
             progress=progress,
+            deps=plan.deps,
+            done=done,
         )
         outcomes.update(res)
-        busy = [r for r in pending if res.get(r) is not None and res[r].status == "busy"]
-        missing = [r for r in pending if r not in res]
-        if missing:  # an interrupted fit() returns a partial grid
-            interrupted["flag"] = True
+        known_done = done | {r for r, oc in res.items() if oc.status == "finished"}
+        settled = set(plan.runs) - set(pending) | set(res) | {r for r in pending if exp.run(r).is_finished()}
+        if interrupted["flag"] or plan.ready(known_done, exclude=settled):
+            interrupted["flag"] = True  # a run that could start never did: the experiment was stopped
             return outcomes
-        if not busy or interrupted["flag"]:
+        busy = [r for r in pending if r in res and res[r].status == "busy"]
+        if not busy:
             return outcomes
         for r in busy:
             lock = res[r].lock
             log.info("run %s is being trained by another launcher (%s); waiting outside Ray", r, lock)
             if lock:
                 wait_for_lock(Path(lock))
-        pending = [r for r in busy if exp.run(r).status() != "finished"]
-        for r in busy:
-            if r not in pending:
+            if exp.run(r).is_finished():
                 progress.mark(r, finished=True)
+        ended = {r for r in pending if r in res and res[r].status in ("error", "incomplete")}
+        blocked = set(plan.blocked(ended))
+        pending = [r for r in pending if not exp.run(r).is_finished() and r not in ended | blocked]
         if not pending:
             return outcomes
     return outcomes
+
+
+def _next_launch_name(exp: ExperimentPaths) -> str:
+    """``launch<k>``, k one more than any Tune experiment in ``ray/tune`` (a restored one is never
+    replaced)."""
+    tune_dir = exp.ray_dir / "tune"
+    names = [p.name for p in tune_dir.iterdir() if p.is_dir()] if tune_dir.is_dir() else []
+    return f"launch{1 + max((k for k, _, _ in map(_launch_key, names) if k < 10**6), default=0)}"
 
 
 def _restore_unfinished(
@@ -306,7 +292,7 @@ def _restore_unfinished(
     tune_dir = exp.ray_dir / "tune"
     if not tune_dir.is_dir():
         return
-    names = sorted((p.name for p in tune_dir.iterdir() if p.is_dir()), key=_phase_key)
+    names = sorted((p.name for p in tune_dir.iterdir() if p.is_dir()), key=_launch_key)
     for name in names:
         if not can_restore(exp.root, name):
             continue
@@ -331,7 +317,7 @@ def _restore_unfinished(
                 progress=progress,
                 restore=True,
             )
-        except Exception as e:  # noqa: BLE001 - an unrestorable Tune state: the run directories still hold the truth
+        except Exception as e:  # an unrestorable Tune state: the run directories still hold the truth
             log.warning(
                 "could not restore the Tune experiment %s (%s: %s); planning from the run directories",
                 name,
@@ -342,10 +328,12 @@ def _restore_unfinished(
         summary.restored.append(name)
 
 
-def _phase_key(name: str) -> tuple[int, int, str]:
+def _launch_key(name: str) -> tuple[int, int, str]:
+    """Sort key of the Tune experiments of earlier launches: ``launch<k>[-round<r>]`` (and ``phase<k>`` of the
+    versions that ran dependency levels one after the other)."""
     import re
 
-    m = re.match(r"phase(\d+)(?:-round(\d+))?$", name)
+    m = re.match(r"(?:launch|phase)(\d+)(?:-round(\d+))?$", name)
     return (int(m.group(1)), int(m.group(2) or 1), name) if m else (10**6, 0, name)
 
 

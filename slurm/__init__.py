@@ -1,7 +1,7 @@
 """SLURM launchers for the suite (submitit): one allocation running Ray, or job arrays without Ray.
 
 ``slurm.profiles``  named resource profiles (YAML) and the sbatch script they produce
-``slurm.submit``    submission (``--mode ray|array``: one allocation, or one array per dependency level), waiting
+``slurm.submit``    submission (``--mode ray``: one allocation; ``array``: one array per dependency level)
 ``slurm.jobs``      what runs in a job (one run; or Ray + the Tune driver), checkpoint/requeue on USR2
 ``slurm.ray_cluster`` a Ray head + workers over the hosts of one allocation (srun steps)
 ``slurm.ledger``    the record of submissions in RESULTS/<exp>/slurm/ (job ids, scripts, log paths)

@@ -111,9 +111,9 @@ class RayAllocationJob(submitit.helpers.Checkpointable):
     Tune driver of ``suite tune`` against it, stop Ray. Requeued on USR2; the rerun resumes from the run
     directories (and Tune's own experiment state where the driver keeps one).
 
-    ``spec_dict``: a resolved :class:`~suite.experiment_spec.ExperimentSpec` as a dict; ``ray_port``: the head's
-    GCS port on several nodes (default: a free one); ``simulate_nodes`` (testing): start this many Ray
-    nodes (head + workers) on the one local host."""
+    ``spec_dict``: a resolved :class:`~suite.experiment_spec.ExperimentSpec` as a dict; ``ray_port``: the
+    head's GCS port on several nodes (default: a free one); ``simulate_nodes`` (testing): start this many
+    Ray nodes (head + workers) on the one local host."""
 
     def __call__(
         self, spec_dict: dict[str, Any], ray_port: int | None = None, simulate_nodes: int = 0
@@ -162,7 +162,8 @@ class RayAllocationJob(submitit.helpers.Checkpointable):
 
 def run_driver(spec: ExperimentSpec, address: str | None) -> dict[str, Any]:
     """Run the Tune driver of ``suite tune`` (:func:`search_spaces.driver.run_experiment`) for ``spec``,
-    against ``address`` (a Ray cluster started here) or, with ``None``, a local Ray sized to the job's CPUs."""
+    against ``address`` (a Ray cluster started here) or, with ``None``, a local Ray sized to the job's
+    CPUs."""
     from search_spaces.driver import run_experiment
 
     changes: dict[str, Any] = {"address": address, "resume": True, "launcher": "slurm-ray"}

@@ -24,7 +24,8 @@ log = logging.getLogger("slurm.ray_cluster")
 
 
 def ray_env() -> dict[str, str]:
-    """Environment of every Ray process (token auth off: Ray 2.60 turns it on when ~/.ray/auth_token exists)."""
+    """Environment of every Ray process (token auth off: Ray 2.60 turns it on when ~/.ray/auth_token
+    exists)."""
     from suite.ray_glue.cluster import RAY_ENV
 
     return dict(RAY_ENV)
@@ -34,7 +35,8 @@ def drop_local_ray_settings(env: MutableMapping[str, str]) -> MutableMapping[str
     """Remove the local-mode-only Ray settings from ``env`` (in place; returned). With
     ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` (what a local Ray sets) ``ray start --address`` refuses to join
     ("Multi-node Ray clusters are not supported") and a driver resolves its own address to loopback; a job
-    submitted from a process that had run a local Ray used to inherit it through sbatch's environment export."""
+    submitted from a process that had run a local Ray used to inherit it through sbatch's environment
+    export."""
     from suite.ray_glue.cluster import RAY_LOCAL_ENV
 
     for k in RAY_LOCAL_ENV:
@@ -43,7 +45,8 @@ def drop_local_ray_settings(env: MutableMapping[str, str]) -> MutableMapping[str
 
 
 def cluster_env() -> dict[str, str]:
-    """Environment of a ``ray start`` of a multi-node cluster: the suite's Ray settings, no local-mode ones."""
+    """Environment of a ``ray start`` of a multi-node cluster: the suite's Ray settings, no local-mode
+    ones."""
     return dict(drop_local_ray_settings({**os.environ, **ray_env()}))
 
 
@@ -190,7 +193,7 @@ class RayNodes:
 
     def _launch(self, i: int) -> subprocess.Popen:
         cmd = self.command(i)
-        logf = open(self.log_dir / f"{self.job_tag}-node{i}.log", "ab")  # noqa: SIM115 - kept by Popen
+        logf = open(self.log_dir / f"{self.job_tag}-node{i}.log", "ab")  # kept open by Popen
         log.info("ray node %d on %s: %s", i, self.hosts[i], shlex.join(cmd))
         return subprocess.Popen(
             cmd, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True, env=cluster_env()
@@ -204,7 +207,7 @@ class RayNodes:
         while time.time() < deadline:
             for i, p in enumerate(self.procs):
                 if p.poll() is not None:
-                    # `ray start` gives a raylet 30 s (hard-coded) to register: on a busy node it can miss that
+                    # `ray start` gives a raylet 30 s (hard-coded) to register: a busy node can miss that
                     self._retries[i] = self._retries.get(i, 0) + 1
                     node_log = self.log_dir / f"{self.job_tag}-node{i}.log"
                     if self._retries[i] >= START_TRIES:
@@ -250,7 +253,7 @@ class RayNodes:
 
             if ray.is_initialized():
                 ray.shutdown()
-        except Exception:  # noqa: BLE001 - best effort
+        except Exception:  # best effort
             pass
         for p in reversed(self.procs):
             if p.poll() is None:

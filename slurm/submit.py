@@ -258,7 +258,8 @@ def _layout_text(out: Submitted, profile: Profile, folder: Path, name: str, max_
         where = (
             "local to the job"
             if n == 1
-            else f"head on the first host, {n - 1} worker(s) via srun --overlap --mem=0 -N1 -n1 -w HOST ray start"
+            else f"head on the first host, {n - 1} worker(s) via srun --overlap --mem=0 -N1 -n1 -w HOST "
+            "ray start"
         )
         lines += [f"# layout: 1 job, {n} node(s); Ray {where}"]
         lines += [f"# the job runs the suite tune driver for {len(todo)} run(s):"]

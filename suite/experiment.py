@@ -3,15 +3,17 @@
 Every launcher (``suite run``, the Tune driver, ``suite slurm`` in both modes) describes its launch as an
 :class:`ExperimentRecord` and calls :func:`record_launch`, which merges it into the file:
 
-* the **identity** of a space experiment (``space``, ``preset``, ``data_hash``, ``overrides``, ``search``) must
-  match the file's: another grid in the same folder would mix two experiments (InputError naming the key and
-  the fix, ``--experiment NAME``). A record without a space (``suite run``, one run at a time) is not checked;
+* the **identity** of a space experiment (``space``, ``preset``, ``data_hash``, ``overrides``,
+  ``search``) must match the file's: another grid in the same folder would mix two experiments (InputError
+  naming the key and the fix, ``--experiment NAME``). A record without a space (``suite run``, one run at
+  a time) is not checked;
 * ``seeds`` and ``labeled`` become the union of every launch (sorted); ``methods`` too, where ``None`` (every
   method of the space) absorbs any list;
 * ``runs`` (run id -> stage, method, n, seed, requested) is the union, a run's latest entry winning except
   that ``requested`` stays true once a launch asked for it;
-* ``created_at`` stays the first launch's; the provenance (``git_sha``, ``versions``, ``launcher``, ``data``,
-  ``cohort``, ``space_description``) is the latest launch's; ``launches`` gains this launch (the last 50 kept);
+* ``created_at`` stays the first launch's; the provenance (``git_sha``, ``versions``, ``launcher``,
+  ``data``, ``cohort``, ``space_description``) is the latest launch's; ``launches`` gains this launch (the
+  last 50 kept);
 * keys this version does not know are kept as they were.
 
 ``schema_version`` 2 is this layout. Files written before it (no ``schema_version``: ``created`` instead of

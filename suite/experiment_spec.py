@@ -1,4 +1,5 @@
-"""``ExperimentSpec``: one experiment as asked, the same for ``suite tune``, the Tune driver and ``suite slurm``.
+"""``ExperimentSpec``: one experiment as asked, the same for ``suite tune``, the Tune driver and
+``suite slurm``.
 
 What to run (a search space, preset, seeds, n, methods, ``--set`` overrides, grid or random search), where
 its results go (``out/<experiment>``) and how the Ray Tune driver runs it (resources, failures, resume).

@@ -16,7 +16,7 @@ from suite.experiment_spec import ExperimentSpec
 from suite.paths import ExperimentPaths
 
 sys.path.insert(0, str(Path(__file__).parent))
-from synthetic_runs import write_run  # noqa: E402
+from synthetic_runs import write_run
 
 
 def _record(**changes) -> ExperimentRecord:

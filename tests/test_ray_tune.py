@@ -185,7 +185,7 @@ def test_smoke_grid_equals_standalone_runs(
     spec = _spec(prepared, out, seeds=[0], labeled=[5], overrides=OVR)
     s = run_experiment(spec)
     assert s["ok"], s
-    assert s["total"] == 5 and s["finished_now"] == 5 and s["phases"] == [3, 2]
+    assert s["total"] == 5 and s["finished_now"] == 5 and s["rounds"] == [5]
     exp = out / "smoke-smoke"
     doc = json.loads((exp / "experiment.json").read_text())
     assert doc["space"] == "smoke" and doc["launcher"] == "ray" and doc["seeds"] == [0]
@@ -231,7 +231,7 @@ def test_regressor_trained_once_for_all_proposed_runs(prepared: Path, ray_local,
     runs = out / "sensitivity-smoke" / "runs"
     regs = sorted(p for p in runs.iterdir() if p.name.startswith("reg-"))
     props = sorted(p for p in runs.iterdir() if p.name.startswith("seg-proposed-"))
-    assert len(regs) == 1 and len(props) == 2 and s["total"] == 3 and s["phases"] == [1, 2]
+    assert len(regs) == 1 and len(props) == 2 and s["total"] == 3 and s["rounds"] == [3]
     reg = regs[0]
     _assert_no_duplicates(reg)
     assert (reg / "run.log").read_text().count("finishing") == 1  # one training, not one per Proposed run
@@ -240,7 +240,7 @@ def test_regressor_trained_once_for_all_proposed_runs(prepared: Path, ray_local,
     for p in props:
         cfg = json.loads((p / "config.json").read_text())
         gammas.add((cfg["gamma"], cfg["lam"]))
-        assert (p / "config.json").stat().st_mtime >= reg_done  # phase 2 started after the regressor
+        assert (p / "config.json").stat().st_mtime >= reg_done  # started only after the regressor finished
     assert len(gammas) == 2
 
 

@@ -231,3 +231,45 @@ def test_progress_counts_runs_not_events():
     assert prog.finished == 2
     prog.mark("d", finished=True)  # retried and finished
     assert " 4/5 " in prog.line() and "0 failed" in prog.line()
+
+
+def test_dependency_searcher_releases_runs_as_prerequisites_finish(tmp_path):
+    """Tune's searcher: at most ``max_concurrent`` live trials; each free slot gets the longest run whose
+    prerequisites finished (a Proposed run starts while FS and Oracle are still queued or running: no barrier
+    between dependency levels); a failed prerequisite blocks its dependants; FINISHED once nothing runs and
+    nothing can start. Its state survives a save/restore as JSON (a restored Tune experiment)."""
+    from ray.tune.search import Searcher
+
+    from suite.ray_glue.resources import TrialOptions
+    from suite.ray_glue.trials import DependencySearcher
+
+    cfgs = get_space("smoke").configs("smoke", [0], labeled=[5], base={"data_hash": "h"})
+    plan = build_plan(cfgs)
+    kind = {r: c.method if c.stage == "segmenter" else "reg" for r, c in plan.runs.items()}
+    opts = TrialOptions(experiment_root=str(tmp_path))
+    s = DependencySearcher(plan, done=(), opts=opts, max_concurrent=2)
+
+    def run(trial: str) -> str | None:
+        out = s.suggest(trial)
+        return out if out in (None, Searcher.FINISHED) else kind[out["trial"]["run_id"]]
+
+    done = {"done": 1, "busy": 0}
+    assert (run("t1"), run("t2"), run("t3")) == ("oracle", "reg", None)  # two slots
+    assert s.waiting() == 3
+    s.on_trial_complete("t2", result=done)  # the regressor finished: its Proposed run is ready
+    assert run("t3") == "proposed"  # before FS, which has no prerequisite but is shorter
+    s.on_trial_complete("t1", result=done)
+    assert run("t4") == "fs" and run("t5") is None
+    path = tmp_path / "searcher-state.json"
+    s.save(str(path))
+    s.on_trial_complete("t3", result=done)
+    s.on_trial_complete("t4", error=True)  # FS failed: Proposals can never start
+    assert s.waiting() == 0 and run("t5") == Searcher.FINISHED
+    fs = next(r for r, k in kind.items() if k == "fs")
+    ExperimentPaths(tmp_path).run(fs).root.mkdir(parents=True)
+    ExperimentPaths(tmp_path).run(fs).summary.write_text("{}")  # finished after the last save
+    again = DependencySearcher(build_plan([]), done=(), opts=opts, max_concurrent=1)
+    again.restore(str(path))
+    assert set(again.started) == {"t1", "t2", "t3", "t4"} and again.live == {"t3", "t4"}
+    assert again.max_concurrent == 2 and set(again.plan.runs) == set(plan.runs)
+    assert {kind[r] for r in again.done} == {"oracle", "reg", "fs"}

@@ -13,8 +13,9 @@ modes:
   --mode ray    one allocation, Ray inside (default): one job; on one node Ray runs locally, on several
                 nodes the Ray head starts on the first host and a worker on each other host (srun), and the
                 same Tune driver as `suite tune` runs against that cluster.
-  --mode array  no Ray: one array task per run; regressors, FS models and other independent runs first,
-                then the runs that need them (--dependency=afterany); --max-parallel caps running tasks.
+  --mode array  no Ray: one array task per run, one array per dependency level: regressors, FS models and
+                other independent runs first, then the runs that need them (--dependency=afterany on the
+                previous array); --max-parallel caps running tasks.
 
 profiles (--profile NAME or a YAML file): partition, account, qos, nodes, gpus_per_node, cpus_per_task,
 mem, time, constraint, extra_sbatch, setup, signal_delay_s, max_requeues, array_parallelism, python.

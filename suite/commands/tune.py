@@ -4,8 +4,9 @@
 
 Every run of the space (plus the regressors and FS models the Proposed / Proposals runs need, trained once
 each) lands in RESULTS/<experiment>/runs/<run_id>/, the same directories a standalone ``suite run`` writes.
-<experiment> defaults to <space>-<preset>. Prerequisites run first (phase 1: regressors, FS, Oracle;
-phase 2: Proposed, Proposals). Launching the same command again skips finished runs and resumes partial
+<experiment> defaults to <space>-<preset>. A run starts as soon as its prerequisites (the regressor of a
+Proposed run, the FS model of a Proposals run) have finished and a slot is free, the longest ready run
+first. Launching the same command again skips finished runs and resumes partial
 ones from their last checkpoint; --resume also restores the Tune experiments a killed driver left behind.
 A failed run is reported with its log path and does not stop the others (exit code 1 at the end).
 

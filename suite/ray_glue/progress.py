@@ -87,6 +87,11 @@ def set_active_progress(progress: Progress | None) -> None:
     _active_progress = progress
 
 
+def active_progress() -> Progress | None:
+    """The progress line set by :func:`set_active_progress` (None outside a driver)."""
+    return _active_progress
+
+
 def trial_run_id(config: dict | None) -> str | None:
     """The run id a trial of :func:`~suite.ray_glue.trials.run_trials` carries in its config
     (``{"trial": {"run_id": ...}}``)."""
