@@ -175,9 +175,8 @@ def run_experiment(spec: ExperimentSpec) -> dict[str, Any]:
                 exp, plan, todo, opts, progress, spec, info, _next_launch_name(exp), interrupted, summary
             )
             summary.interrupted = summary.interrupted or interrupted["flag"]
-            for rid in (
-                todo if not summary.interrupted else ()
-            ):  # each ends finished, failed, blocked, incomplete
+            # an uninterrupted launch ends each run finished, failed, blocked or incomplete
+            for rid in todo if not summary.interrupted else ():
                 oc = outcomes.get(rid)
                 if exp.run(rid).is_finished():
                     continue

@@ -177,15 +177,20 @@ def test_driver_killed_midway_relaunch_repeats_nothing(prepared: Path, tmp_path:
 # ---------------------------------------------------------------------------------------------- grid == standalone
 @pytest.mark.timeout(900)
 def test_smoke_grid_equals_standalone_runs(
-    prepared: Path, standalone: Path, ray_local, tmp_path: Path
+    prepared: Path, standalone: Path, ray_local, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     from search_spaces.driver import run_experiment
 
     out = tmp_path / "res"
     spec = _spec(prepared, out, seeds=[0], labeled=[5], overrides=OVR)
-    s = run_experiment(spec)
+    with caplog.at_level("INFO", logger="search_spaces.progress"):
+        s = run_experiment(spec)
     assert s["ok"], s
     assert s["total"] == 5 and s["finished_now"] == 5 and s["rounds"] == [5]
+    lines = [r.getMessage() for r in caplog.records if r.name == "search_spaces.progress"]
+    assert lines and lines[-1].startswith(
+        "smoke-smoke: 5/5 runs finished (0 already done), 0 running, 0 failed"
+    )
     exp = out / "smoke-smoke"
     doc = json.loads((exp / "experiment.json").read_text())
     assert doc["space"] == "smoke" and doc["launcher"] == "ray" and doc["seeds"] == [0]

@@ -240,6 +240,7 @@ def test_dependency_searcher_releases_runs_as_prerequisites_finish(tmp_path):
     nothing can start. Its state survives a save/restore as JSON (a restored Tune experiment)."""
     from ray.tune.search import Searcher
 
+    from suite.ray_glue.progress import Progress, set_active_progress
     from suite.ray_glue.resources import TrialOptions
     from suite.ray_glue.trials import DependencySearcher
 
@@ -254,8 +255,11 @@ def test_dependency_searcher_releases_runs_as_prerequisites_finish(tmp_path):
         return out if out in (None, Searcher.FINISHED) else kind[out["trial"]["run_id"]]
 
     done = {"done": 1, "busy": 0}
+    progress = Progress(label="x", total=len(plan.runs))
+    set_active_progress(progress)
     assert (run("t1"), run("t2"), run("t3")) == ("oracle", "reg", None)  # two slots
-    assert s.waiting() == 3
+    assert s.waiting() == 3 and progress.line().startswith("x: 0/5 runs finished (0 already done), 0 running")
+    assert "3 waiting for prerequisites or a slot" in progress.line()
     s.on_trial_complete("t2", result=done)  # the regressor finished: its Proposed run is ready
     assert run("t3") == "proposed"  # before FS, which has no prerequisite but is shorter
     s.on_trial_complete("t1", result=done)
@@ -264,7 +268,8 @@ def test_dependency_searcher_releases_runs_as_prerequisites_finish(tmp_path):
     s.save(str(path))
     s.on_trial_complete("t3", result=done)
     s.on_trial_complete("t4", error=True)  # FS failed: Proposals can never start
-    assert s.waiting() == 0 and run("t5") == Searcher.FINISHED
+    assert s.waiting() == 0 and run("t5") == Searcher.FINISHED and "waiting" not in progress.line()
+    set_active_progress(None)
     fs = next(r for r, k in kind.items() if k == "fs")
     ExperimentPaths(tmp_path).run(fs).root.mkdir(parents=True)
     ExperimentPaths(tmp_path).run(fs).summary.write_text("{}")  # finished after the last save
