@@ -4,8 +4,10 @@
   (paper Fig. 2); the published values dashed when the cohort is ACDC.
 * ``fig3_dice_over_epochs``: validation Dice (mean over volumes) per epoch, one panel per n, a line per
   method with a 95% t-band over seeds (paper Fig. 3); the statistic's window shaded.
-* ``sensitivity_gamma_lambda``: γ x λ heatmap of the across-seed mean Dice (only when the experiment varied them).
-* ``regressor_error_vs_n``: the size regressor's validation error (% of the true size) and bound coverage vs n.
+* ``sensitivity_gamma_lambda``: γ x λ heatmap of the across-seed mean Dice (only when the experiment varied
+  them).
+* ``regressor_error_vs_n``: the size regressor's validation error (% of the true size) and bound coverage vs
+  n.
 * ``per_volume_dice``: distribution of per-volume Dice (window means) per n and method.
 * ``constraint_in_bounds``: fraction of unlabeled slices inside their size bounds over epochs.
 * ``fig4_qualitative``: one validation slice per method and n (image, ground truth, predictions) from each
@@ -26,9 +28,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from analysis.intervals import t_quantile
 from analysis.paper import METHOD_LABELS, paper_frame
-from analysis.stats import METHOD_ORDER, PENALTY_METHODS, Analysis, t_quantile
+from analysis.stats import Analysis
 from analysis.tables import Table1
+from suite.config import METHODS, SEG_METHODS_WITH_PENALTY
 
 log = logging.getLogger("analysis.figures")
 DPI = 110
@@ -84,19 +88,19 @@ def _save(fig, out_dir: Path, name: str, caption: str) -> Figure:
 
 def _palette(methods: list[str]) -> dict[str, tuple]:
     _, sns = _plt()
-    base = sns.color_palette("colorblind", max(len(METHOD_ORDER), len(methods)))
-    known = {m: base[i] for i, m in enumerate(METHOD_ORDER)}
+    base = sns.color_palette("colorblind", max(len(METHODS), len(methods)))
+    known = {m: base[i] for i, m in enumerate(METHODS)}
     extra = [m for m in methods if m not in known]
     for i, m in enumerate(extra):
-        known[m] = base[(len(METHOD_ORDER) + i) % len(base)]
+        known[m] = base[(len(METHODS) + i) % len(base)]
     return known
 
 
 def _main_setting(df: pd.DataFrame, t1: Table1) -> pd.DataFrame:
     """Rows of Table 1's setting: proposed/oracle only at Table 1's γ, λ."""
-    if df.empty or t1.gamma is None or "gamma" not in df.columns:
+    if df.empty or t1.gamma is None or t1.lam is None or "gamma" not in df.columns:
         return df
-    pen = df["method"].isin(PENALTY_METHODS)
+    pen = df["method"].isin(SEG_METHODS_WITH_PENALTY)
     ok = np.isclose(df["gamma"].astype(float), t1.gamma) & np.isclose(df["lam"].astype(float), t1.lam)
     return df.loc[~pen | ok]
 
@@ -111,7 +115,7 @@ def _label(df: pd.DataFrame, extra: list[str]) -> pd.Series:
 
 def _methods_in(df: pd.DataFrame) -> list[str]:
     present = list(dict.fromkeys(df["method"]))
-    return [m for m in METHOD_ORDER if m in present] + [m for m in present if m not in METHOD_ORDER]
+    return [m for m in METHODS if m in present] + [m for m in present if m not in METHODS]
 
 
 # ---------------------------------------------------------------------------------------------- Fig. 2
@@ -204,7 +208,7 @@ def fig_dice_over_epochs(a: Analysis, t1: Table1, out_dir: Path, notes: list[str
 # ---------------------------------------------------------------------------------------------- sensitivity
 def fig_sensitivity(a: Analysis, out_dir: Path, notes: list[str]) -> Figure | None:
     c = a.conditions
-    pen = c.loc[c["method"].isin(PENALTY_METHODS)] if len(c) else c
+    pen = c.loc[c["method"].isin(SEG_METHODS_WITH_PENALTY)] if len(c) else c
     if pen.empty or (pen["gamma"].nunique() < 2 and pen["lam"].nunique() < 2):
         return None  # the experiment did not vary γ, λ: nothing to show (not an omission)
     plt, sns = _plt()
@@ -287,9 +291,9 @@ def fig_per_volume(a: Analysis, t1: Table1, out_dir: Path, notes: list[str]) -> 
     m = m.assign(dice_pct=m["dice"] * a.scale, label=_label(m, t1.extra))
     order = list(
         dict.fromkeys(
-            m.sort_values(
-                "method", key=lambda s: s.map(lambda x: METHOD_ORDER.index(x) if x in METHOD_ORDER else 99)
-            )["label"]
+            m.sort_values("method", key=lambda s: s.map(lambda x: METHODS.index(x) if x in METHODS else 99))[
+                "label"
+            ]
         )
     )
     fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * m["n_labeled"].nunique() * len(order) / 2), 4.0))
@@ -408,7 +412,7 @@ def fig_qualitative(a: Analysis, t1: Table1, out_dir: Path, notes: list[str]) ->
     # the example slice: the one with the largest ground-truth LV among the fixed set (same for every run)
     k = int(np.argmax([(lab == lvc).sum() for lab in first["label"]]))
     ns = sorted({n for n, _ in chosen})
-    methods = [m for m in METHOD_ORDER if any(mm == m for _, mm in chosen)]
+    methods = [m for m in METHODS if any(mm == m for _, mm in chosen)]
     methods += sorted({m for _, m in chosen} - set(methods))
     ncol = 2 + len(methods)
     fig, axes = plt.subplots(len(ns), ncol, figsize=(2.0 * ncol, 2.1 * len(ns)), squeeze=False)
@@ -449,8 +453,8 @@ def fig_qualitative(a: Analysis, t1: Table1, out_dir: Path, notes: list[str]) ->
     vol = str(first["volume"][k]) if "volume" in first else "?"
     sl = int(first["slice_index"][k]) if "slice_index" in first else -1
     cap = (
-        f"One validation slice ({vol}, slice {sl}) per method and n (paper Fig. 4): LV of the ground truth and "
-        "of each method's final model, from the lowest seed of each condition."
+        f"One validation slice ({vol}, slice {sl}) per method and n (paper Fig. 4): LV of the ground truth "
+        "and of each method's final model, from the lowest seed of each condition."
     )
     return _save(fig, out_dir, "fig4_qualitative", cap)
 
@@ -472,16 +476,3 @@ def make_figures(a: Analysis, t1: Table1, out_dir: Path) -> tuple[list[Figure], 
         if f is not None:
             figs.append(f)
     return figs, notes
-
-
-__all__ = [
-    "Figure",
-    "make_figures",
-    "fig_dice_vs_n",
-    "fig_dice_over_epochs",
-    "fig_sensitivity",
-    "fig_regressor",
-    "fig_per_volume",
-    "fig_in_bounds",
-    "fig_qualitative",
-]

@@ -1,9 +1,10 @@
 """Load an experiment's run directories into tidy pandas tables.
 
-Reads only the on-disk contract (DESIGN.md section 3, ``suite/paths.py``), whatever launched the runs:
+Reads only the on-disk contract (``suite/paths.py``, ARCHITECTURE.md), whatever launched the runs:
 
 * ``experiment.json`` (optional): what was asked; its ``cohort`` field says whether the data are real ACDC;
-* per run ``config.json`` (required keys: stage, method, n_labeled, seed, split_seed, gamma, lam, epochs),
+* per run ``config.json`` (required keys: stage, method, n_labeled, seed, split_seed, gamma, lam, epochs;
+  ``identity_keys``, the fields that make up the run's identity, derived from the config when absent),
   ``metrics.csv`` (columns ``epoch,split,volume,metric,value``; extra columns ignored), ``summary.json``
   (presence = finished), ``failed.json`` (the run raised), ``env.json`` (provenance).
 
@@ -12,9 +13,8 @@ Two tables come out (:class:`Experiment`):
 * ``runs``: one row per run directory: ``run_id``, ``status`` (finished | partial | failed | absent), the
   config flattened into columns (lists as ``"3,4,23,3"``), ``summary_*`` and ``env_*`` fields, ``n_epochs``
   (distinct epochs logged) and ``unit`` (the statistical unit: seed and split seed);
-* ``metrics``: the tidy metrics, one row per run x epoch x split x volume x metric, with ``run_id``, ``split``,
-  ``volume`` and ``metric`` as categoricals (``volume`` is ``""`` for run-level rows).
-  :meth:`Experiment.table` joins config columns onto a selection of it (the "one tidy table").
+* ``metrics``: the tidy metrics, one row per run x epoch x split x volume x metric, with ``run_id``,
+  ``split``, ``volume`` and ``metric`` as categoricals (``volume`` is ``""`` for run-level rows).
 
 Speed: every ``metrics.csv`` is parsed by pandas' C parser with fixed dtypes straight into categoricals,
 handed back as plain arrays, and the per-run category codes are re-mapped into one vocabulary with a lookup
@@ -61,6 +61,8 @@ class Experiment:
     metrics: pd.DataFrame
     warnings: list[str] = field(default_factory=list)
     config_columns: list[str] = field(default_factory=list)
+    # run_id -> the config fields that make up that run's identity (see identity_keys)
+    identity_keys: dict[str, frozenset[str]] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -70,46 +72,6 @@ class Experiment:
     def cohort(self) -> str:
         """``acdc``, ``phantom`` or ``unknown`` (see :func:`detect_cohort`)."""
         return detect_cohort(self.info, self.runs)
-
-    def table(
-        self,
-        *,
-        split: str | None = None,
-        metric: str | tuple[str, ...] | None = None,
-        statuses: tuple[str, ...] = ("finished",),
-        columns: tuple[str, ...] | None = None,
-    ) -> pd.DataFrame:
-        """The tidy metrics of the selected rows with config columns joined on (one row per run x epoch x
-        split x volume x metric). ``columns``: which run columns to join (default: the experiment axes)."""
-        m = self.metrics
-        mask = np.ones(len(m), dtype=bool)
-        if split is not None:
-            mask &= (m["split"] == split).to_numpy()
-        if metric is not None:
-            metrics = (metric,) if isinstance(metric, str) else tuple(metric)
-            mask &= m["metric"].isin(metrics).to_numpy()
-        keep_runs = self.runs.loc[self.runs["status"].isin(statuses), "run_id"]
-        mask &= m["run_id"].isin(keep_runs).to_numpy()
-        sel = m.loc[mask]
-        if columns is None:
-            columns = tuple(
-                c
-                for c in (
-                    "stage",
-                    "method",
-                    "n_labeled",
-                    "gamma",
-                    "lam",
-                    "seed",
-                    "split_seed",
-                    "unit",
-                    "status",
-                )
-                if c in self.runs.columns
-            )
-        right = self.runs[["run_id", *columns]].copy()
-        right["run_id"] = pd.Categorical(right["run_id"], categories=m["run_id"].cat.categories)
-        return sel.merge(right, on="run_id", how="left", sort=False)
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -164,6 +126,24 @@ def _check_config(cfg: dict[str, Any], path: Path) -> None:
             raise InputError(f"{path}: key {k}={cfg[k]!r} must be a number; fix the config")
     if "stat_window" in cfg and (not isinstance(cfg["stat_window"], int) or cfg["stat_window"] < 1):
         raise InputError(f"{path}: key stat_window={cfg['stat_window']!r} must be an integer >= 1")
+
+
+def identity_keys(cfg: dict[str, Any], path: Path) -> frozenset[str]:
+    """The config fields that change this run's results: ``config.json``'s ``identity_keys``, or for a run
+    directory written before the suite recorded them, the keys of ``RunConfig.identity()`` of its config."""
+    keys = cfg.get("identity_keys")
+    if keys is not None:
+        if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+            raise InputError(
+                f"{path}: identity_keys={keys!r} is not a list of config field names; "
+                "delete the key to derive it from the config"
+            )
+        return frozenset(keys)
+    from suite.config import RunConfig
+
+    known = set(RunConfig.field_names())
+    run = RunConfig.from_dict({k: v for k, v in cfg.items() if k in known}, source=str(path))
+    return frozenset(run.identity())
 
 
 def read_metrics(path: Path, *, in_progress: bool = False) -> pd.DataFrame:
@@ -231,8 +211,10 @@ def _load_run(rp: RunPaths) -> tuple[dict[str, Any], dict[str, Any] | None]:
     _check_config(cfg, rp.config)
     flat = _flatten(cfg)
     flat.pop("run_id", None)
+    flat.pop("identity_keys", None)
     row.update(flat)
     row["_config_keys"] = tuple(flat)
+    row["_identity_keys"] = identity_keys(cfg, rp.config)
     summary = _read_json(rp.summary, required=False)
     if summary:
         for k in ("wall_time_s", "device", "world_size", "best_epoch", "best_value", "finished_at", "epochs"):
@@ -267,7 +249,8 @@ def detect_cohort(info: dict[str, Any], runs: pd.DataFrame | None = None) -> str
     3. the prepared data named by the run configs' ``data``: its ``manifest.json`` ``source`` folder holds
        ``phantom.json`` -> ``phantom``; it exists and holds ACDC patient folders without it -> ``acdc``.
 
-    Only ``acdc`` is compared with the paper's Table 1; ``unknown`` is not (say ``--cohort acdc`` to force it).
+    Only ``acdc`` is compared with the paper's Table 1; ``unknown`` is not (say ``--cohort acdc`` to force
+    it).
     """
     for key in ("cohort", "data_source"):
         v = info.get(key)
@@ -363,6 +346,7 @@ def load_experiment(
     rows: list[dict[str, Any]] = []
     packs: list[tuple[int, dict[str, Any]]] = []
     config_cols: dict[str, None] = {}
+    identity: dict[str, frozenset[str]] = {}
     for rp, (row, packed) in zip(run_paths, loaded, strict=True):
         if row["status"] == "absent":
             warnings.append(f"run directory {rp.root.name}: no config.json (absent run), ignored")
@@ -377,6 +361,7 @@ def load_experiment(
             row["last_epoch"] = -1
         config_cols.update(dict.fromkeys(row.get("_config_keys", ())))
         row.pop("_config_keys", None)
+        identity[row["run_id"]] = row.pop("_identity_keys")
         rows.append(row)
     if not rows:
         raise InputError(f"{ep.runs_dir}: no run has a config.json; nothing to analyse")
@@ -398,7 +383,13 @@ def load_experiment(
         len(metrics),
     )
     return Experiment(
-        root=root, info=info, runs=runs, metrics=metrics, warnings=warnings, config_columns=list(config_cols)
+        root=root,
+        info=info,
+        runs=runs,
+        metrics=metrics,
+        warnings=warnings,
+        config_columns=list(config_cols),
+        identity_keys=identity,
     )
 
 
@@ -435,13 +426,3 @@ def _assemble(run_ids: list[str], packs: list[tuple[int, dict[str, Any]]]) -> pd
         )
     cols["value"] = value
     return pd.DataFrame(cols)
-
-
-__all__ = [
-    "Experiment",
-    "load_experiment",
-    "read_metrics",
-    "detect_cohort",
-    "unit_label",
-    "REQUIRED_CONFIG_KEYS",
-]

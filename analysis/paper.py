@@ -10,9 +10,6 @@ import pandas as pd
 
 PAPER_GAMMA = 0.1
 PAPER_LAM = 1e-2
-PAPER_WINDOW = 50
-PAPER_EPOCHS = 100
-COLUMNS = ("fs", "proposals", "proposed", "oracle")
 METHOD_LABELS = {"fs": "FS", "proposals": "Proposals", "proposed": "Proposed", "oracle": "Oracle"}
 
 # n labeled patients -> method -> (mean %, std over the last 50 epochs %)
@@ -39,15 +36,3 @@ def paper_frame() -> pd.DataFrame:
         for m, v in cells.items()
     ]
     return pd.DataFrame(rows)
-
-
-__all__ = [
-    "TABLE1",
-    "paper_value",
-    "paper_frame",
-    "PAPER_GAMMA",
-    "PAPER_LAM",
-    "PAPER_WINDOW",
-    "COLUMNS",
-    "METHOD_LABELS",
-]

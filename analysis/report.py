@@ -27,8 +27,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analysis.comparisons import MIN_SEEDS
 from analysis.load import Experiment, load_experiment
-from analysis.stats import MIN_SEEDS, Analysis, analyse
+from analysis.stats import Analysis, analyse
 from analysis.tables import (
     Table1,
     df_markdown,
@@ -71,18 +72,20 @@ def _definition(a: Analysis) -> str:
         [
             "## How the numbers are made",
             "",
-            f"- **Per run (the paper's Table 1 value).** For every epoch, the mean 3-D Dice over the validation "
-            f"volumes (metric `dice`, split `val`; one volume = one patient × one frame). The run's value is the mean "
-            f"of those per-epoch means over its last W epochs, and its ± is their standard deviation (ddof 0): a "
-            f"spread over epochs, not over patients or seeds. {wtxt}.",
-            "- **Short runs are never averaged over fewer epochs:** a run with fewer than W complete epochs is "
-            "flagged and excluded. Runs in progress are excluded unless `--include-partial`; failed runs always are.",
-            f"- **Across seeds (the suite's addition).** A condition is (method, n, γ, λ and any other varied config "
-            f"field; γ, λ only for Proposed/Oracle). The unit is a run's (seed, split seed). Per condition: mean, "
-            f"sd (ddof 1) and the {conf}% t-interval mean ± t·sd/√k over the k units; fewer than {MIN_SEEDS} units "
-            f"is flagged; one unit has no interval.",
-            "- **Paired comparisons.** Two methods at the same n (same γ, λ when both use them) paired by unit; "
-            f"the {conf}% t-interval of the paired differences and Cohen's d_z = mean/sd of the differences.",
+            "- **Per run (the paper's Table 1 value).** For every epoch, the mean 3-D Dice over the "
+            "validation volumes (metric `dice`, split `val`; one volume = one patient × one frame). The "
+            "run's value is the mean of those per-epoch means over its last W epochs, and its ± is their "
+            f"standard deviation (ddof 0): a spread over epochs, not over patients or seeds. {wtxt}.",
+            "- **Short runs are never averaged over fewer epochs:** a run with fewer than W complete "
+            "epochs is flagged and excluded. Runs in progress are excluded unless `--include-partial`; "
+            "failed runs always are.",
+            "- **Across seeds (the suite's addition).** A condition is (method, n, γ, λ and any other "
+            "varied config field; γ, λ only for Proposed/Oracle). The unit is a run's (seed, split seed). "
+            f"Per condition: mean, sd (ddof 1) and the {conf}% t-interval mean ± t·sd/√k over the k units; "
+            f"fewer than {MIN_SEEDS} units is flagged; one unit has no interval.",
+            "- **Paired comparisons.** Two methods at the same n (same γ, λ when both use them) paired by "
+            f"unit; the {conf}% t-interval of the paired differences and Cohen's d_z = mean/sd of the "
+            "differences.",
             f"- Dice is shown in % (logged values × {a.scale:g}).",
             "",
         ]
@@ -245,7 +248,7 @@ def _regressor_table(a: Analysis) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _constraint_final(a: Analysis, t1: Table1) -> pd.DataFrame:
+def _constraint_final(a: Analysis) -> pd.DataFrame:
     c = a.constraint
     if c.empty:
         return c
@@ -343,7 +346,7 @@ def render_markdown(
             "",
             df_markdown(_regressor_table(a), nd=3),
         ]
-    cf = _constraint_final(a, t1)
+    cf = _constraint_final(a)
     if len(cf):
         parts += [
             "## Constraint satisfaction",
@@ -375,8 +378,8 @@ def _inline(s: str) -> str:
 
 
 def markdown_to_html(md: str, base: Path, title: str) -> str:
-    """Convert the report's Markdown subset (headings, lists, pipe tables, images, paragraphs) to one HTML page,
-    embedding every ``![caption](path.png)`` image as base64."""
+    """Convert the report's Markdown subset (headings, lists, pipe tables, images, paragraphs) to one HTML
+    page, embedding every ``![caption](path.png)`` image as base64."""
     out = [
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
         f"<style>{_CSS}</style></head><body>"
@@ -533,6 +536,3 @@ def _json_default(o: Any) -> Any:
     if isinstance(o, np.integer | np.floating):
         return o.item()
     return str(o)
-
-
-__all__ = ["build_report", "ReportResult", "render_markdown", "markdown_to_html"]

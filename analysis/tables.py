@@ -23,8 +23,10 @@ import numpy as np
 import pandas as pd
 
 from analysis.paper import METHOD_LABELS, PAPER_GAMMA, PAPER_LAM, paper_value
-from analysis.stats import BASE_CONDITION, METHOD_ORDER, PENALTY_METHODS, Analysis
+from analysis.run_stats import BASE_CONDITION
+from analysis.stats import Analysis
 from suite.atomic import write_text_atomic
+from suite.config import METHODS, SEG_METHODS_WITH_PENALTY
 
 
 @dataclass
@@ -45,10 +47,6 @@ def _fmt(x: Any, nd: int = 1, signed: bool = False) -> str:
     return f"{x:+.{nd}f}" if signed else f"{x:.{nd}f}"
 
 
-def _setting_label(row: pd.Series | dict[str, Any], extra: list[str]) -> str:
-    return ", ".join(f"{c}={row[c]}" for c in extra)
-
-
 def table1(a: Analysis, cohort: str) -> Table1:
     """Build Table 1 from the across-seed conditions of the segmenter runs."""
     c = a.conditions
@@ -57,7 +55,7 @@ def table1(a: Analysis, cohort: str) -> Table1:
     seg = c.loc[c["stage"] == "segmenter"] if len(c) else c
     gamma = lam = None
     if len(seg):
-        pen = seg.loc[seg["method"].isin(PENALTY_METHODS)]
+        pen = seg.loc[seg["method"].isin(SEG_METHODS_WITH_PENALTY)]
         if len(pen):
             combos = (
                 pen.groupby(["gamma", "lam"])["n_units"].sum().sort_values(ascending=False, kind="stable")
@@ -72,7 +70,7 @@ def table1(a: Analysis, cohort: str) -> Table1:
                     f"λ={lam:g} for proposed/oracle (all combinations: sensitivity table)"
                 )
             seg = seg.loc[
-                ~seg["method"].isin(PENALTY_METHODS)
+                ~seg["method"].isin(SEG_METHODS_WITH_PENALTY)
                 | (np.isclose(seg["gamma"].astype(float), gamma) & np.isclose(seg["lam"].astype(float), lam))
             ]
     compare = cohort == "acdc"
@@ -121,7 +119,7 @@ def table1(a: Analysis, cohort: str) -> Table1:
         ],
     )
     if len(long):
-        order = {m: i for i, m in enumerate(METHOD_ORDER)}
+        order = {m: i for i, m in enumerate(METHODS)}
         long = (
             long.assign(_m=long["method"].map(lambda m: order.get(m, 99)))
             .sort_values([*extra, "n_labeled", "_m"], kind="stable")
@@ -142,13 +140,14 @@ def _cell(r: pd.Series, with_paper: bool, show_k: bool) -> str:
     if show_k:
         s += f" k={r['n_seeds']}"
     if with_paper and math.isfinite(r["paper_dice"]):
-        s += f" · paper {_fmt(r['paper_dice'])} ({_fmt(r['paper_std'])}) · Δ {_fmt(r['diff_vs_paper'], signed=True)}"
+        s += f" · paper {_fmt(r['paper_dice'])} ({_fmt(r['paper_std'])})"
+        s += f" · Δ {_fmt(r['diff_vs_paper'], signed=True)}"
     return s
 
 
 def _methods(long: pd.DataFrame) -> list[str]:
     present = list(dict.fromkeys(long["method"]))
-    return [m for m in METHOD_ORDER if m in present] + [m for m in present if m not in METHOD_ORDER]
+    return [m for m in METHODS if m in present] + [m for m in present if m not in METHODS]
 
 
 def _settings(t: Table1) -> list[tuple[str, pd.DataFrame]]:
@@ -199,7 +198,7 @@ def table1_latex(t: Table1, *, caption: str | None = None) -> str:
     across-seed CI below it; with ACDC a ``paper`` row under each n."""
     lines = []
     for label, g in _settings(t) if len(t.long) else [("", t.long)]:
-        methods = _methods(g) if len(g) else list(METHOD_ORDER)
+        methods = _methods(g) if len(g) else list(METHODS)
         lines += [r"\begin{table}[t]", r"\centering"]
         cap = caption or (
             "Dice (\\%) over the last W epochs: across-seed mean (mean epoch std) and 95\\% "
@@ -265,7 +264,7 @@ def sensitivity_table(a: Analysis) -> pd.DataFrame:
     c = a.conditions
     if c.empty:
         return pd.DataFrame()
-    pen = c.loc[c["method"].isin(PENALTY_METHODS)]
+    pen = c.loc[c["method"].isin(SEG_METHODS_WITH_PENALTY)]
     out = pen[["method", "n_labeled", "gamma", "lam", "n_units"]].copy()
     out["dice"] = pen["mean"] * a.scale
     out["ci_low"] = pen["ci_low"] * a.scale
@@ -322,15 +321,3 @@ def write_tables(a: Analysis, t: Table1, out_dir: Path) -> dict[str, Path]:
         os.chmod(p, 0o644)
         paths[name] = p
     return paths
-
-
-__all__ = [
-    "Table1",
-    "table1",
-    "table1_markdown",
-    "table1_latex",
-    "df_markdown",
-    "sensitivity_table",
-    "per_volume_summary",
-    "write_tables",
-]

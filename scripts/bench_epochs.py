@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from suite.config import RunConfig
+    from suite.data.acdc import LV_LABEL
     from suite.paths import RunPaths
     from suite.stages.base import RunContext, configure_torch
     from suite.stages.checkpoint import seed_epoch
@@ -136,8 +137,8 @@ def main(argv: list[str] | None = None) -> int:
             ctx.cfg = ctx.cfg.replace(method=method)
         if method == "proposals":
             lab = sd.labels.index_select(0, torch.as_tensor(sd.unl_idx))
-            sd.pseudo_target = (lab == 3).to(torch.uint8)
-            sd.pseudo_mask = lab == 3
+            sd.pseudo_target = (lab == LV_LABEL).to(torch.uint8)
+            sd.pseudo_mask = lab == LV_LABEL
         n_lab, n_unl, n_val = len(sd.lab_idx), len(sd.unl_idx), len(sd.val_idx)
         used = np.concatenate([sd.lab_idx, sd.unl_idx, sd.val_idx])
         per_vol = len(used) / max(1, len(set(np.asarray(ctx.data.volume)[used].tolist())))

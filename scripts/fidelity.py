@@ -48,6 +48,7 @@ def _stat(series: dict[int, float], window: int) -> float:
 
 def analyse(exp_root: Path) -> dict[str, Any]:
     """Per-seed numbers, orderings and diagnostics from the run directories of a fidelity experiment."""
+    from suite.config import SEG_METHODS_WITH_PENALTY
     from suite.paths import ExperimentPaths
 
     rows: dict[int, dict[str, Any]] = {}
@@ -70,7 +71,7 @@ def analyse(exp_root: Path) -> dict[str, Any]:
             "best": max(dice.values()) if dice else float("nan"),
             "run_id": rp.run_id,
         }
-        if cfg["method"] in ("proposed", "oracle"):
+        if cfg["method"] in SEG_METHODS_WITH_PENALTY:
             ib = m.get("train/in_bounds", {})
             pen = m.get("train/loss_penalty", {})
             if ib:

@@ -221,9 +221,9 @@ def _dispatch(
 ) -> dict[str, Any]:
     """Run ``todo`` as one Tune experiment dispatched by dependency, then (rarely) more rounds for runs
     another launcher was holding (the driver waits for its lock outside Ray, holding no resources)."""
-    from suite.ray_glue.locks import wait_for_lock
     from suite.ray_glue.resources import default_concurrency
     from suite.ray_glue.trials import run_trials
+    from suite.run_lock import wait_for_lock
 
     outcomes: dict[str, Any] = {}
     pending = list(todo)
@@ -316,7 +316,7 @@ def _restore_unfinished(
                 progress=progress,
                 restore=True,
             )
-        except Exception as e:  # an unrestorable Tune state: the run directories still hold the truth
+        except Exception as e:  # noqa: BLE001 - an unrestorable Tune state: the run directories hold the truth
             log.warning(
                 "could not restore the Tune experiment %s (%s: %s); planning from the run directories",
                 name,

@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from search_spaces import Axes, Space, segmenter_grid
+from suite.config import METHODS
 
-METHODS = ("fs", "proposals", "proposed", "oracle")
 LABELED = (5, 10, 20, 30, 40)
 FULL = 75  # FS with every training patient labeled
 

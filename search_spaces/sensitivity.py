@@ -14,8 +14,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from search_spaces import Axes, RandomSearch, Space, segmenter_grid
+from suite.config import SEG_METHODS_WITH_PENALTY
 
-METHODS = ("proposed", "oracle")
+METHODS = SEG_METHODS_WITH_PENALTY
 LABELED = (5, 10, 20)
 GAMMAS = (0.0, 0.05, 0.1, 0.2, 0.3)
 LAMBDAS = (1e-3, 1e-2, 1e-1)

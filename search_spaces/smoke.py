@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from search_spaces import Axes, Space, segmenter_grid
+from suite.config import METHODS
 
-METHODS = ("fs", "proposals", "proposed", "oracle")
 LABELED = (5, 10)
 
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from search_spaces import Axes, Space, segmenter_grid
+from suite.config import METHODS
 
-METHODS = ("fs", "proposals", "proposed", "oracle")
 LABELED = (5, 10)
 TRAINING_SEED = 0
 

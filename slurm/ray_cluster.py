@@ -193,14 +193,14 @@ class RayNodes:
 
     def _launch(self, i: int) -> subprocess.Popen:
         cmd = self.command(i)
-        logf = open(self.log_dir / f"{self.job_tag}-node{i}.log", "ab")  # kept open by Popen
+        logf = open(self.log_dir / f"{self.job_tag}-node{i}.log", "ab")  # the node's stdout while it runs
         log.info("ray node %d on %s: %s", i, self.hosts[i], shlex.join(cmd))
         return subprocess.Popen(
             cmd, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True, env=cluster_env()
         )
 
     def _wait_nodes(self, n: int) -> None:
-        import ray
+        from suite.ray_glue.cluster import count_alive_nodes, stop_ray
 
         deadline = time.time() + self.wait_s
         last = -1
@@ -230,16 +230,13 @@ class RayNodes:
                     self.procs[i] = self._launch(i)
                     deadline = max(deadline, time.time() + 60.0)
             try:
-                if not ray.is_initialized():
-                    ray.init(address=self.address, log_to_driver=False, logging_level=logging.WARNING)
-                last = sum(1 for nd in ray.nodes() if nd.get("Alive"))
+                last = count_alive_nodes(self.address)
                 if last >= n:
-                    ray.shutdown()
+                    stop_ray()
                     return
             except (ConnectionError, RuntimeError, ValueError) as e:
                 log.debug("waiting for the ray head: %s", e)
-                if ray.is_initialized():
-                    ray.shutdown()
+                stop_ray()
             time.sleep(1.0)
         raise RuntimeError(
             f"only {max(last, 0)} of {n} ray node(s) joined {self.address} in {self.wait_s:.0f}s; "
@@ -249,11 +246,10 @@ class RayNodes:
     def stop(self, timeout: float = 30.0) -> None:
         """End the ``srun`` steps (SIGTERM: ``ray start --block`` stops its node), workers first."""
         try:
-            import ray
+            from suite.ray_glue.cluster import stop_ray
 
-            if ray.is_initialized():
-                ray.shutdown()
-        except Exception:  # best effort
+            stop_ray()
+        except Exception:  # noqa: BLE001 - best effort
             pass
         for p in reversed(self.procs):
             if p.poll() is None:

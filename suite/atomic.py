@@ -20,7 +20,8 @@ def current_umask() -> int:
 
 def _readable_like_open(path: str | os.PathLike, directory: bool = False) -> None:
     """mkstemp/mkdtemp create 0600 files and 0700 folders; give a result the mode a plain ``open``/``mkdir``
-    would (0666/0777 minus the umask), so lab-mates in the user's group can read results as the umask allows."""
+    would (0666/0777 minus the umask), so lab-mates in the user's group can read results as the umask
+    allows."""
     os.chmod(path, (0o777 if directory else 0o666) & ~current_umask())
 
 
@@ -102,7 +103,7 @@ def suite_outputs(folder: str | os.PathLike, option: str = "--out") -> Iterator[
     if folder.exists() and not folder.is_dir():
         raise InputError(f"{option} {folder}: exists and is not a folder; give a folder path")
     manifest = folder / OUTPUTS_MANIFEST
-    previous = _read_outputs_manifest(manifest, option)
+    previous = _read_outputs_manifest(manifest)
     parent = folder.resolve().parent
     parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{folder.resolve().name}.", suffix=".tmp", dir=parent))
@@ -128,7 +129,7 @@ def suite_outputs(folder: str | os.PathLike, option: str = "--out") -> Iterator[
         shutil.rmtree(stage, ignore_errors=True)
 
 
-def _read_outputs_manifest(manifest: Path, option: str) -> set[str]:
+def _read_outputs_manifest(manifest: Path) -> set[str]:
     from suite.errors import InputError
 
     if not manifest.exists():

@@ -26,20 +26,6 @@ from torch import Tensor
 REF_SIDE = 256
 REF_PIXELS = REF_SIDE * REF_SIDE  # the paper's 256×256 resolution
 
-__all__ = [
-    "partial_ce",
-    "size_bounds",
-    "size_penalty",
-    "size_penalty_fraction",
-    "soft_sizes",
-    "in_bounds",
-    "in_bounds_fraction",
-    "fg_probs_from_logits",
-    "penalty_for_config",
-    "penalty_from_logits",
-    "REF_PIXELS",
-]
-
 
 def partial_ce(logits: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
     """Cross-entropy averaged over the supervised pixels.
@@ -128,12 +114,6 @@ def in_bounds(fg_probs: Tensor, lower: Tensor, upper: Tensor) -> Tensor:
     lower, upper = _check_bounds(fg_probs, lower, upper, "in_bounds")
     s = soft_sizes(fg_probs.detach())
     return (s >= lower) & (s <= upper)
-
-
-def in_bounds_fraction(fg_probs: Tensor, lower: Tensor, upper: Tensor) -> float:
-    """Fraction of the batch whose soft size lies inside its bounds (pixels)."""
-    inside = in_bounds(fg_probs, lower, upper)
-    return float(inside.float().mean()) if inside.numel() else float("nan")
 
 
 def fg_probs_from_logits(logits: Tensor, num_classes: int | None = None) -> Tensor:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import random
 
 import numpy as np
 
@@ -16,15 +15,6 @@ def derive_seed(base: int, *axes: object) -> int:
     """
     key = "|".join([str(int(base))] + [repr(a) for a in axes]).encode()
     return int.from_bytes(hashlib.sha256(key).digest()[:4], "little") & 0x7FFFFFFF
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch (CPU and CUDA) global generators."""
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)
 
 
 def numpy_rng(base: int, *axes: object) -> np.random.Generator:

@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from synthetic_runs import write_experiment, write_run  # noqa: E402
+from suite.cli import main
+from suite.config import METHODS
+from suite.testing.synthetic_runs import write_experiment, write_run
 
-from suite.cli import main  # noqa: E402
-
-METHODS = ("fs", "proposals", "proposed", "oracle")
 DICE = {"fs": 0.40, "proposals": 0.30, "proposed": 0.60, "oracle": 0.75}
 
 

@@ -1,28 +1,21 @@
-"""analysis.load + analysis.stats against hand-computed answers on synthetic run directories."""
+"""analysis.load and the statistics modules against hand-computed answers on synthetic run directories."""
 
 from __future__ import annotations
 
 import json
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from synthetic_runs import default_volumes, write_experiment, write_run  # noqa: E402
-
-from analysis.load import load_experiment  # noqa: E402
-from analysis.stats import (  # noqa: E402
-    across_seeds,
-    analyse,
-    cohens_dz,
-    condition_columns,
-    run_statistics,
-    t_interval,
-)
-from suite.errors import InputError  # noqa: E402
+from analysis.comparisons import across_seeds
+from analysis.intervals import cohens_dz, t_interval
+from analysis.load import load_experiment
+from analysis.run_stats import condition_columns, run_statistics
+from analysis.stats import analyse
+from suite.errors import InputError
+from suite.testing.synthetic_runs import default_volumes, write_experiment, write_run
 
 
 @pytest.fixture
@@ -67,7 +60,8 @@ def test_linear_trend_last_window_by_hand(exp_dir: Path) -> None:
     r = rs.iloc[0]
     n_vol = len(default_volumes())  # 8 volumes: mean of 0.01 * v = 0.035
     expected_mean = 0.2 + 0.05 * 7.5 + 0.01 * (n_vol - 1) / 2  # 0.61
-    # per-epoch means differ by 0.05 per epoch: deviations -1.5, -0.5, 0.5, 1.5 (x 0.05) -> var = 1.25 * 0.05^2
+    # per-epoch means differ by 0.05 per epoch: deviations -1.5, -0.5, 0.5, 1.5 (x 0.05)
+    # -> var = 1.25 * 0.05^2
     expected_std = 0.05 * math.sqrt(1.25)
     assert math.isclose(r["stat"], expected_mean, rel_tol=1e-12) and math.isclose(expected_mean, 0.61)
     assert math.isclose(r["stat_std"], expected_std, rel_tol=1e-9)  # ddof 0, not ddof 1 (0.0645)
@@ -154,6 +148,34 @@ def test_fs_not_split_by_gamma_and_sensitivity_columns(exp_dir: Path) -> None:
     assert len(a.conditions) == 3
     assert len(a.paired) == 2  # proposed(γ=0.1) − fs and proposed(γ=0.2) − fs
     assert sorted(np.round(a.paired["mean_diff"], 6)) == [0.1, 0.2]
+
+
+def test_conditions_follow_the_identity_keys_recorded_in_config_json(exp_dir: Path) -> None:
+    """config.json's identity_keys decide which fields can split a condition; without them the keys of
+    RunConfig.identity() are used (the test above)."""
+    from suite.config import RunConfig
+
+    # FS runs of four seeds, two of them recorded with another γ (a field FS runs do not use)
+    paths = [
+        write_run(exp_dir, method="fs", seed=s, gamma=0.1 * (1 + s % 2), epochs=4, stat_window=2)
+        for s in range(4)
+    ]
+    exp = load_experiment(exp_dir)
+    cfg0 = json.loads(paths[0].config.read_text())
+    assert exp.identity_keys[paths[0].run_id] == set(RunConfig.from_dict(cfg0).identity())
+    assert "gamma" not in exp.identity_keys[paths[0].run_id]
+    assert len(analyse(exp).conditions) == 1  # the FS runs' γ is not part of their identity
+    for rp in paths:  # a suite whose FS identity included γ: the recorded keys win
+        cfg = json.loads(rp.config.read_text())
+        cfg["identity_keys"] = sorted(RunConfig.from_dict(cfg).identity()) + ["gamma"]
+        rp.config.write_text(json.dumps(cfg))
+    exp = load_experiment(exp_dir)
+    assert "identity_keys" not in exp.runs.columns
+    assert sorted(analyse(exp).conditions["gamma"]) == [0.1, 0.2]
+    cfg["identity_keys"] = "gamma"
+    paths[-1].config.write_text(json.dumps(cfg))
+    with pytest.raises(InputError, match=r"config\.json: identity_keys='gamma' is not a list"):
+        load_experiment(exp_dir)
 
 
 def test_partial_and_failed_runs(exp_dir: Path) -> None:

@@ -102,7 +102,8 @@ def _ed(phantom_dir: Path, k: int):
 
 
 def test_groups_change_size_and_wall(phantom_dir):
-    """DCM: large cavity, thin wall; HCM: small cavity, thick wall (6 patients each in the 30-patient cohort)."""
+    """DCM: large cavity, thin wall; HCM: small cavity, thick wall (6 patients each in the 30-patient
+    cohort)."""
     cav: dict[str, list[float]] = {}
     ratio: dict[str, list[float]] = {}
     for k in range(1, 31):
@@ -144,8 +145,8 @@ def test_deterministic_and_patient_k_independent_of_cohort_size(phantom_dir, tmp
 
 
 def test_group_orders():
-    assert [patient_group(k, 30) for k in range(1, 7)] == ["NOR", "DCM", "HCM", "MINF", "RV", "NOR"]
-    assert [patient_group(k, 100, "acdc") for k in (1, 20, 21, 41, 61, 81, 100)] == [
+    assert [patient_group(k) for k in range(1, 7)] == ["NOR", "DCM", "HCM", "MINF", "RV", "NOR"]
+    assert [patient_group(k, "acdc") for k in (1, 20, 21, 41, 61, 81, 100)] == [
         "DCM",
         "DCM",
         "HCM",

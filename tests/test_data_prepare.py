@@ -39,7 +39,7 @@ def test_round_trip_arrays_and_manifest(prepared_small):
     assert len(d.data_hash) == 16
     # volumes are contiguous, slice indices 0..Z-1, names consistent
     for v in d.manifest["volumes"]:
-        sl = d.volume_slices(v["volume"])
+        sl = slice(v["start"], v["stop"])
         assert list(d.slice_index[sl]) == list(range(v["shape"][2]))
         assert set(d.volume[sl]) == {v["volume"]} and set(d.patient[sl]) == {v["patient"]}
         assert v["volume"] == f"{v['patient']}_{v['frame']}"
@@ -64,7 +64,7 @@ def test_one_volume_recomputed_independently(prepared_small, phantom_dir):
     exp_img = np.clip(np.rint(exp_img * 255), 0, 255)
     tl = torch.from_numpy(np.moveaxis(lab, 2, 0)[:, None].astype(np.float32))
     exp_lab = F.interpolate(tl, size=(64, 64), mode="nearest-exact")[:, 0].numpy().astype(np.uint8)
-    sl = d.volume_slices("patient007_ES")
+    sl = next(slice(v["start"], v["stop"]) for v in d.manifest["volumes"] if v["volume"] == "patient007_ES")
     assert np.abs(np.asarray(d.images[sl]).astype(int) - exp_img.astype(int)).max() <= 1
     assert np.array_equal(np.asarray(d.labels[sl]), exp_lab)
     sx, sy, sz = (float(z) for z in img_nii.header.get_zooms())
@@ -182,12 +182,10 @@ def test_resized_is_cached_and_consistent(prepared_small):
     assert d.resized(32)[0] is imgs
     assert d.resized(64)[0] is d.images
     assert np.array_equal(labs, resize_stack(np.asarray(d.labels), 32, "nearest"))
-    area = d.lv_area_at(32)
-    assert np.array_equal(area, (labs == 3).sum(axis=(1, 2)))
-    # a quarter of the pixels: the area roughly scales by 1/4 on non-tiny slices
+    # a quarter of the pixels: the LV area roughly scales by 1/4 on non-tiny slices
+    area = (labs == 3).sum(axis=(1, 2))
     big = d.lv_area_px > 200
     assert np.allclose(area[big] / d.lv_area_px[big], 0.25, atol=0.06)
-    assert np.allclose(d.spacing_at(32)[:, :2], d.spacing[:, :2] * 2)
 
 
 def test_indices(prepared_small):
@@ -234,3 +232,33 @@ def test_full_cohort_of_100(tmp_path):
         "patient098",
     ]
     assert d.splits["labeled_effective"] == {"5": 5, "10": 10, "20": 20, "30": 30, "40": 40, "75": 75}
+
+
+@pytest.mark.parametrize("damage", ["truncate", "edit", "splits", "old-manifest"])
+def test_damaged_prepared_data_is_rebuilt_not_reported_up_to_date(phantom_dir, tmp_path, capsys, damage):
+    src = tmp_path / "src"
+    for k in (1, 2):
+        shutil.copytree(phantom_dir / f"patient{k:03d}", src / f"patient{k:03d}")
+    out = tmp_path / "out"
+    assert main(["prepare", str(src), str(out), "--size", "16"]) == 0
+    good = (out / "images.npy").read_bytes()
+    key = json.loads((out / "manifest.json").read_text())["data_hash"]
+    if damage == "truncate":
+        (out / "images.npy").write_bytes(good[: len(good) // 2])
+    elif damage == "edit":  # same size, one byte changed in place
+        with open(out / "images.npy", "r+b") as f:
+            f.seek(len(good) - 1)
+            f.write(bytes([good[-1] ^ 0xFF]))
+    elif damage == "splits":
+        (out / "splits.json").write_text('{"n_patients": 2}\n')
+    else:  # a manifest from before checksums were recorded
+        m = json.loads((out / "manifest.json").read_text())
+        del m["files"]
+        (out / "manifest.json").write_text(json.dumps(m))
+    capsys.readouterr()
+    assert main(["prepare", str(src), str(out), "--size", "16"]) == 0
+    assert "skipped" not in capsys.readouterr().out
+    assert (out / "images.npy").read_bytes() == good
+    assert json.loads((out / "manifest.json").read_text())["data_hash"] == key  # the run ids stay valid
+    assert main(["prepare", str(src), str(out), "--size", "16"]) == 0  # and now it is up to date
+    assert "skipped" in capsys.readouterr().out

@@ -4,8 +4,6 @@ refuses). Fast: no Ray, no SLURM."""
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -14,9 +12,7 @@ from suite.errors import InputError
 from suite.experiment import SCHEMA_VERSION, ExperimentRecord, read_record, record_launch, run_entry
 from suite.experiment_spec import ExperimentSpec
 from suite.paths import ExperimentPaths
-
-sys.path.insert(0, str(Path(__file__).parent))
-from synthetic_runs import write_run
+from suite.testing.synthetic_runs import write_run
 
 
 def _record(**changes) -> ExperimentRecord:

@@ -12,7 +12,6 @@ from suite.losses import (
     REF_PIXELS,
     fg_probs_from_logits,
     in_bounds,
-    in_bounds_fraction,
     partial_ce,
     penalty_for_config,
     penalty_from_logits,
@@ -116,11 +115,10 @@ def test_shape_errors():
         size_penalty(torch.rand(2, 4, 4), torch.zeros(3), torch.zeros(3))
 
 
-def test_in_bounds_fraction():
+def test_in_bounds():
     fg = const_probs([0.5, 0.5, 0.5, 0.5])  # s = 8 each
     lows, ups = torch.tensor([6.0, 10.0, 2.0, 8.0]), torch.tensor([10.0, 12.0, 5.0, 8.0])
     assert in_bounds(fg, lows, ups).tolist() == [True, False, False, True]
-    assert in_bounds_fraction(fg, lows, ups) == pytest.approx(0.5)
 
 
 def test_fraction_units_equal_pixels_at_reference_and_resolution_free():

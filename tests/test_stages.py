@@ -221,7 +221,8 @@ def test_unlabeled_and_validation_data_reach_only_the_losses_they_should(prepare
 
 def test_penalty_warmup_epochs_train_exactly_as_fs(prepared_small, tmp_path):
     """``penalty_warmup=1``: epoch 0 of an Oracle run skips the unlabeled pass (weights bit-identical to FS's,
-    no ``in_bounds`` reported); epoch 1 applies the penalty (weights differ from FS's); it is part of the run id."""
+    no ``in_bounds`` reported); epoch 1 applies the penalty (weights differ from FS's); it is part of the run
+    id."""
     from suite.stages.segmenter import SegmenterStage, load_seg_data
 
     def two_epochs(method: str, **kw):
@@ -266,6 +267,33 @@ def test_oracle_bounds_are_the_exact_sizes(prepared_small, tmp_path):
     sd = load_seg_data(ctx)
     true = (sd.labels[torch.as_tensor(sd.unl_idx)] == 3).sum(dim=(1, 2)).float()
     assert torch.equal(sd.unl_sizes, true) and true.sum() > 0
+
+
+def test_logged_validation_metrics_are_the_hand_checked_ones(prepared_small, tmp_path):
+    """What validate() logs equals suite.metrics' scalar Dice / per-slice Dice on the stage's own predictions
+    (the functions tests/test_metrics.py checks by hand), and the LV volume is pixels × ml per voxel."""
+    from suite.metrics import dice, dice_per_slice
+    from suite.stages.segmenter import SegmenterStage
+
+    ctx = _ctx(smoke_cfg(prepared_small, method="fs"), tmp_path)
+    st = SegmenterStage(ctx)
+    _train_once(ctx, st.sd)  # some foreground in the predictions
+    rows, run = st.validate(0)
+    logged = {(vol, m): v for _, split, vol, m, v in rows}
+    all_d2 = []
+    for v, (name, idx) in enumerate(st.sd.volumes):
+        pred = st.predict(idx) == st.lv
+        true = st.sd.labels[torch.as_tensor(idx)] == 3
+        d2 = dice_per_slice(pred, true)
+        all_d2 += d2.tolist()
+        assert logged[(name, "dice")] == pytest.approx(dice(pred, true), abs=1e-12)
+        assert logged[(name, "dice2d")] == pytest.approx(float(d2.mean()), abs=1e-12)
+        assert logged[(name, "lv_volume_pred_ml")] == pytest.approx(int(pred.sum()) * st.sd.voxel_ml[v])
+        assert logged[(name, "lv_volume_true_ml")] == pytest.approx(int(true.sum()) * st.sd.voxel_ml[v])
+    assert run["dice2d_slices"] == pytest.approx(float(np.mean(all_d2)), abs=1e-12)
+    vols = [logged[(name, "dice")] for name, _ in st.sd.volumes]
+    assert run["dice_mean"] == pytest.approx(float(np.mean(vols)), abs=1e-12)
+    assert logged[("", "dice2d_slices")] == run["dice2d_slices"]
 
 
 def test_loss_spy_counts_images_per_loss(prepared_small, tmp_path, monkeypatch):

@@ -12,7 +12,6 @@ A finished run is skipped, a partial one resumed.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
@@ -35,6 +34,8 @@ _FIELDS = {
 
 
 def register(subparsers: Any) -> None:
+    from suite.config import METHODS
+
     p = subparsers.add_parser(
         "run",
         help="train one run (regressor or segmenter) on this machine",
@@ -44,7 +45,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--data", help="prepared dataset folder (made by suite prepare)")
     p.add_argument("--out", help="experiment folder (required); the run goes to OUT/runs/<run_id>/")
     p.add_argument("--stage", choices=["regressor", "segmenter"], help="default: segmenter")
-    p.add_argument("--method", choices=["fs", "proposals", "proposed", "oracle"], help="segmenter method")
+    p.add_argument("--method", choices=METHODS, help="segmenter method")
     p.add_argument("--labeled", type=int, metavar="N", help="number of labeled patients (paper scale)")
     p.add_argument("--seed", type=int, help="training seed")
     p.add_argument("--gamma", type=float, help="bound tightness gamma")
@@ -163,7 +164,7 @@ def handle(args: argparse.Namespace) -> int:
     paths = execute(cfg, out, stop_after_epoch=args.stop_after_epoch)
     print(paths.root)
     if paths.summary.exists():
-        summary = json.loads(paths.summary.read_text())
+        summary = paths.read_json(paths.summary)
         print(
             f"finished {summary['run_id']}: best epoch {summary['best_epoch']} "
             f"({summary.get('selection_metric', 'selection')}={summary['best_value']:.4f})"

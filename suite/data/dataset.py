@@ -21,8 +21,6 @@ from suite.data import splits as _splits
 from suite.data.splits import Split
 from suite.errors import InputError
 
-__all__ = ["PreparedData", "Split"]
-
 
 @dataclass
 class PreparedData:
@@ -139,13 +137,6 @@ class PreparedData:
         mask = np.isin(self.patient, list(patients)) & np.isin(self.frame, list(frames))
         return np.flatnonzero(mask)
 
-    def volume_slices(self, volume: str) -> slice:
-        """The contiguous slice range of one volume (e.g. ``patient001_ED``)."""
-        for v in self.manifest["volumes"]:
-            if v["volume"] == volume:
-                return slice(v["start"], v["stop"])
-        raise KeyError(volume)
-
     # ------------------------------------------------------------------ resolution
     def resized(self, size: int) -> tuple[np.ndarray, np.ndarray]:
         """``(images, labels)`` at ``size x size`` (bilinear image / nearest labels), cached in memory."""
@@ -164,16 +155,3 @@ class PreparedData:
                 labs[i : i + step] = resize_stack(np.asarray(self.labels[i : i + step]), size, "nearest")
             self._resized[size] = (imgs, labs)
         return self._resized[size]
-
-    def lv_area_at(self, size: int) -> np.ndarray:
-        """LV pixel count per slice at resolution ``size`` (counted on the resized labels)."""
-        if size == self.size:
-            return self.lv_area_px
-        _, labs = self.resized(size)
-        return (labs == 3).sum(axis=(1, 2)).astype(np.int64)
-
-    def spacing_at(self, size: int) -> np.ndarray:
-        """Per-slice spacing (N, 3) of the grid at resolution ``size``."""
-        out = self.spacing.copy()
-        out[:, :2] *= self.size / size
-        return out

@@ -192,7 +192,8 @@ def run_trials(
         )
     grid = tuner.fit()
     outcomes: dict[str, TrialOutcome] = {}
-    for result in grid:
+    for i in range(len(grid)):  # ResultGrid is indexed (its type declares no __iter__)
+        result = grid[i]
         run_id = trial_run_id(result.config) or "?"
         metrics = result.metrics or {}
         path = str(result.path) if getattr(result, "path", None) else None

@@ -13,10 +13,8 @@ every rank to run the same number of forward/backward passes.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -67,14 +65,15 @@ def maybe_init_from_env(expected_world_size: int) -> None:
 
 
 def check_world_size(cfg_world_size: int) -> None:
-    """The process group's size must equal the config's ``world_size`` (it changes results: it is identity)."""
+    """The process group's size must equal the config's ``world_size`` (it changes results: it is
+    identity)."""
     ws = world_size()
     if ws != cfg_world_size:
         if not is_distributed():
             raise InputError(
-                f"config field world_size={cfg_world_size} needs {cfg_world_size} processes in an initialised "
-                "torch.distributed process group, but none is initialised; launch through Ray Train "
-                "(suite tune) or torchrun, or set world_size=1"
+                f"config field world_size={cfg_world_size} needs {cfg_world_size} processes in an "
+                "initialised torch.distributed process group, but none is initialised; launch through Ray "
+                "Train (suite tune) or torchrun, or set world_size=1"
             )
         raise InputError(
             f"config field world_size={cfg_world_size} but the torch.distributed process group has {ws} "
@@ -151,16 +150,6 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
-@contextlib.contextmanager
-def no_sync_if(model: torch.nn.Module, flag: bool) -> Iterator[None]:
-    """``model.no_sync()`` when ``flag`` and the model is DDP, else nothing."""
-    if flag and hasattr(model, "no_sync"):
-        with model.no_sync():
-            yield
-    else:
-        yield
-
-
 def epoch_permutation(n_items: int, seed: int, *axes: object) -> np.ndarray:
     """The global order of ``n_items`` items for one epoch: a pure function of the seed and the axes.
 
@@ -200,31 +189,3 @@ def epoch_batches(
     """
     order = epoch_permutation(n_items, seed, *axes)
     return [(b, shard(b, rank_, world)) for b in global_batches(order, global_batch, world)]
-
-
-def rank_seed(seed: int, *axes: object) -> int:
-    """A per-rank seed (rank offset through the hash axes, nanoGPT-style ``seed + rank``)."""
-    return derive_seed(seed, *axes, "rank", rank())
-
-
-__all__ = [
-    "is_distributed",
-    "rank",
-    "world_size",
-    "is_main",
-    "local_rank",
-    "maybe_init_from_env",
-    "check_world_size",
-    "barrier",
-    "all_reduce_sum",
-    "broadcast_object",
-    "sync_buffers",
-    "wrap_ddp",
-    "unwrap",
-    "no_sync_if",
-    "epoch_permutation",
-    "global_batches",
-    "shard",
-    "epoch_batches",
-    "rank_seed",
-]

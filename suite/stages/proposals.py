@@ -23,6 +23,7 @@ from suite.atomic import atomic_path
 from suite.errors import InputError
 from suite.models import build_segmenter, lv_channel, prepare_input
 from suite.paths import ExperimentPaths, RunPaths
+from suite.run_lock import holding
 from suite.stages import process_group as pg
 from suite.stages.base import RunContext, autocast, resized_arrays
 from suite.stages.checkpoint import load_checkpoint
@@ -62,12 +63,11 @@ def make_pseudo_labels(
 
 
 def ensure_pseudo_labels(ctx: RunContext, unl_idx: np.ndarray) -> RunPaths:
-    """Make ``pseudo_labels.npz`` in the FS run (rank 0, under the FS run's lock) unless it already matches."""
+    """Make ``pseudo_labels.npz`` in the FS run (rank 0, under the FS run's lock) unless it already
+    matches."""
     fs_paths = fs_run(ctx)
     if ctx.is_main:
-        from filelock import FileLock
-
-        with FileLock(str(fs_paths.lock)):
+        with holding(fs_paths):
             if not _matches(fs_paths, ctx.cfg.image_size, unl_idx):
                 images, _ = resized_arrays(ctx.data, ctx.cfg.image_size)
                 labels, best_epoch = make_pseudo_labels(ctx.cfg, fs_paths, images, unl_idx, ctx.device)

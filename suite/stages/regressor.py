@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from suite.atomic import atomic_path
+from suite.data.acdc import LV_LABEL
 from suite.data.augment import AugmentedSet
 from suite.errors import InputError
 from suite.models import build_regressor, prepare_input, prepare_model
@@ -61,7 +62,7 @@ class RegressorStage(OptimisedStage):
             )
         images, labels = resized_arrays(data, cfg.image_size)
         self.all_images = images
-        self.true_all = (labels == 3).sum(axis=(1, 2)).astype(np.float32)
+        self.true_all = (labels == LV_LABEL).sum(axis=(1, 2)).astype(np.float32)
         dev = ctx.device
         # the fixed offline-augmented set (copy 0 = the original), produced batch by batch on the device
         self.aug = AugmentedSet(

@@ -22,7 +22,7 @@ This module imports the stage modules; none of them imports it.
 
 from __future__ import annotations
 
-import json
+import contextlib
 import logging
 import math
 import os
@@ -42,6 +42,7 @@ from suite.data.dataset import PreparedData
 from suite.errors import InputError
 from suite.paths import ExperimentPaths, RunPaths
 from suite.provenance import environment
+from suite.run_lock import holding
 from suite.stages import process_group as pg
 from suite.stages.base import Hooks, RunContext, Stage, configure_torch, select_device
 from suite.stages.checkpoint import load_checkpoint, rng_state, save_checkpoint, seed_epoch, set_rng_state
@@ -85,25 +86,12 @@ def execute(
     if stop_after_epoch is None:
         stop_after_epoch = _stop_after_env()
 
-    lock = None
-    if pg.is_main():
-        from filelock import FileLock
-
-        lock = FileLock(str(paths.lock))
-        try:
-            lock.acquire(timeout=0.5)
-        except Exception:  # noqa: BLE001 - filelock.Timeout: another launcher is training this run
-            log.info("%s: another process holds %s; waiting for it", cfg.run_id, paths.lock)
-            lock.acquire()
-    try:
+    with holding(paths) if pg.is_main() else contextlib.nullcontext():
         finished = bool(pg.broadcast_object(paths.is_finished()))
         if finished:
             log.info("%s: already finished, skipping (%s)", cfg.run_id, paths.root)
             return paths
         return _execute_locked(cfg, paths, Path(experiment_root), data, hooks, stop_after_epoch)
-    finally:
-        if lock is not None:
-            lock.release()
 
 
 def _execute_locked(
@@ -131,7 +119,7 @@ def _execute_locked(
     if ctx.is_main:
         paths.root.mkdir(parents=True, exist_ok=True)
         if paths.config.exists():
-            old = json.loads(paths.config.read_text())
+            old = paths.read_json(paths.config)
             if old.get("run_id") != cfg.run_id:
                 raise InputError(
                     f"{paths.config}: belongs to run {old.get('run_id')!r}, not {cfg.run_id!r}; "
@@ -362,7 +350,8 @@ def _stop_requested(ctx: RunContext, epoch: int, stop_flag: _StopFlag | None) ->
 
 
 class _StopFlag:
-    """Set by SIGTERM/SIGUSR1 (main thread only): the run stops cleanly after the current epoch's checkpoint."""
+    """Set by SIGTERM/SIGUSR1 (main thread only): the run stops cleanly after the current epoch's
+    checkpoint."""
 
     def __init__(self) -> None:
         self.requested = False

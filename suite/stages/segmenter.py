@@ -40,13 +40,14 @@ import torch
 
 from suite.atomic import atomic_path
 from suite.config import RunConfig
+from suite.data.acdc import LV_LABEL
 from suite.errors import InputError
 from suite.losses import partial_ce, penalty_from_logits
+from suite.metrics import VOLUME_STATS, run_metrics, volume_metrics, volume_stats
 from suite.models import build_segmenter, lv_channel, prepare_input, prepare_model
 from suite.seeding import derive_seed
 from suite.stages import process_group as pg
 from suite.stages.base import EpochResult, OptimisedStage, RunContext, autocast, resized_arrays
-from suite.stages.checkpoint import load_checkpoint
 from suite.stages.lr_rules import CodeRule, LrRule, PlateauRule
 from suite.stages.metrics_log import metric_dict
 
@@ -107,7 +108,7 @@ def voxel_ml_per_volume(data: Any, volumes: list[tuple[str, np.ndarray]], size: 
 def class_target(cfg: RunConfig, labels: torch.Tensor) -> torch.Tensor:
     """Training target from the full label map: {0, 1} (LV vs rest) for ``lv``, 0..3 for ``multi``."""
     if cfg.classes == "lv":
-        return (labels == 3).long()
+        return (labels == LV_LABEL).long()
     return labels.long()
 
 
@@ -143,7 +144,7 @@ def load_seg_data(ctx: RunContext) -> SegData:
         voxel_ml=voxel_ml_per_volume(data, volumes, cfg.image_size),
     )
     if cfg.method == "oracle":
-        true = (sd.labels.index_select(0, torch.as_tensor(unl_idx, device=dev)) == 3).sum(dim=(1, 2))
+        true = (sd.labels.index_select(0, torch.as_tensor(unl_idx, device=dev)) == LV_LABEL).sum(dim=(1, 2))
         sd.unl_sizes = true.float()
     elif cfg.method == "proposed":
         sd.unl_sizes = regressor_sizes(ctx, unl_idx).to(dev)
@@ -197,7 +198,10 @@ class SegmenterStage(OptimisedStage):
         self.net = net
         self.model = pg.wrap_ddp(net, ctx.device, cfg.world_size)
         self.opt = torch.optim.Adam(
-            net.parameters(), lr=cfg.seg_lr, betas=tuple(cfg.seg_betas), weight_decay=cfg.seg_weight_decay
+            net.parameters(),
+            lr=cfg.seg_lr,
+            betas=(cfg.seg_betas[0], cfg.seg_betas[1]),
+            weight_decay=cfg.seg_weight_decay,
         )
         self.rule = make_lr_rule(cfg)
         self.lv = lv_channel(cfg)
@@ -244,6 +248,8 @@ class SegmenterStage(OptimisedStage):
                 pos = torch.as_tensor(local, device=dev)
                 logits = self._forward(idx)
                 if cfg.method == "proposals":
+                    # load_seg_data made the pseudo-labels of a proposals run
+                    assert sd.pseudo_target is not None and sd.pseudo_mask is not None
                     target = sd.pseudo_target.index_select(0, pos).long()
                     mask = sd.pseudo_mask.index_select(0, pos)
                     term = partial_ce(logits, target, mask)
@@ -254,6 +260,7 @@ class SegmenterStage(OptimisedStage):
                     loss = term
                     unl_acc += term.detach().double() / world
                 else:
+                    assert sd.unl_sizes is not None  # load_seg_data made them for the penalty methods
                     term, inside = penalty_from_logits(cfg, logits, sd.unl_sizes.index_select(0, pos))
                     # the penalty is a sum over the batch: DDP averages gradients, so scale by the world size
                     loss = cfg.lam * term * world if world > 1 else cfg.lam * term
@@ -307,40 +314,18 @@ class SegmenterStage(OptimisedStage):
         sd, dev = self.sd, self.ctx.device
         pg.sync_buffers(pg.unwrap(self.net))
         nv = len(sd.volumes)
-        # columns: intersection, predicted px, true px, sum of per-slice 2-D Dice, number of slices
-        acc = torch.zeros((nv, 5), dtype=torch.float64)
+        acc = torch.zeros((nv, len(VOLUME_STATS)), dtype=torch.float64)
         for v in range(self.ctx.rank, nv, self.ctx.world):
             _, idx = sd.volumes[v]
             pred = self.predict(idx) == self.lv
-            true = sd.labels.index_select(0, torch.as_tensor(idx, device=dev)) == 3
-            inter = (pred & true).sum(dim=(1, 2)).double()
-            ps, ts = pred.sum(dim=(1, 2)).double(), true.sum(dim=(1, 2)).double()
-            denom = ps + ts
-            d2 = torch.where(denom > 0, 2 * inter / denom.clamp_min(1), torch.ones_like(denom))
-            acc[v] = torch.stack(
-                [
-                    inter.sum(),
-                    ps.sum(),
-                    ts.sum(),
-                    d2.sum(),
-                    torch.tensor(float(len(idx)), dtype=torch.float64, device=dev),
-                ]
-            ).cpu()
+            true = sd.labels.index_select(0, torch.as_tensor(idx, device=dev)) == LV_LABEL
+            acc[v] = volume_stats(pred, true).cpu()
         pg.all_reduce_sum(acc)
+        by_volume = volume_metrics(acc.numpy(), sd.voxel_ml)
         rows: list[tuple[int, str, str, str, float]] = []
-        a = acc.numpy()
-        dice3 = np.where(a[:, 1] + a[:, 2] > 0, 2 * a[:, 0] / np.maximum(a[:, 1] + a[:, 2], 1), 1.0)
         for v, (name, _) in enumerate(sd.volumes):
-            rows += [
-                (epoch, "val", name, "dice", float(dice3[v])),
-                (epoch, "val", name, "dice2d", float(a[v, 3] / max(a[v, 4], 1))),
-                (epoch, "val", name, "lv_volume_pred_ml", float(a[v, 1] * sd.voxel_ml[v])),
-                (epoch, "val", name, "lv_volume_true_ml", float(a[v, 2] * sd.voxel_ml[v])),
-            ]
-        run = {
-            "dice2d_slices": float(a[:, 3].sum() / max(a[:, 4].sum(), 1)),
-            "dice_mean": float(dice3.mean()),
-        }
+            rows += [(epoch, "val", name, k, float(values[v])) for k, values in by_volume.items()]
+        run = run_metrics(acc.numpy())
         rows += [(epoch, "val", "", k, v) for k, v in run.items()]
         return rows, run
 
@@ -391,11 +376,3 @@ class SegmenterStage(OptimisedStage):
                     slice_index=np.asarray(data.slice_index)[idx].astype(np.int64),
                     index=idx,
                 )
-
-
-def load_best_model(ctx: RunContext, checkpoint: Path) -> torch.nn.Module:
-    """A bare segmenter with the weights of a ``checkpoint_best.pt`` (eval mode, on the context's device)."""
-    net = build_segmenter(ctx.cfg).to(ctx.device)
-    net.load_state_dict(load_checkpoint(checkpoint, map_location=ctx.device)["model"])
-    net.eval()
-    return net

@@ -1,0 +1,104 @@
+"""Diagnostics beside the paper statistic: the regressor's size error, how often the size constraint holds
+during training, and the validation Dice curves (Fig. 3)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analysis.intervals import t_interval
+from analysis.load import Experiment
+from analysis.run_stats import cat_mask
+
+REG_METRICS = ("size_abs_err", "size_abs_err_pct", "bounds_ok")
+
+
+def regressor_summary(
+    exp: Experiment, *, include_partial: bool = False, confidence: float = 0.95
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Regressor size error: per run (last logged epoch of split ``regval``) and per n across seeds.
+
+    Returns ``(per_run, per_n)``; per_n has ``<metric>_mean, <metric>_ci_low, <metric>_ci_high`` for
+    ``size_abs_err`` (pixels), ``size_abs_err_pct`` and ``bounds_ok`` plus ``n_units``.
+    """
+    statuses = ("finished", "partial") if include_partial else ("finished",)
+    regs = exp.runs.loc[(exp.runs["stage"] == "regressor") & exp.runs["status"].isin(statuses)]
+    if regs.empty:
+        return pd.DataFrame(), pd.DataFrame()
+    m = exp.metrics
+    sel = (
+        cat_mask(m["split"], ["regval"])
+        & cat_mask(m["metric"], REG_METRICS)
+        & cat_mask(m["run_id"], regs["run_id"])
+    )
+    sub = m.loc[sel]
+    if sub.empty:
+        return pd.DataFrame(), pd.DataFrame()
+    sub = sub.assign(run=sub["run_id"].astype(str), met=sub["metric"].astype(str))
+    last_ep = sub.groupby("run")["epoch"].transform("max")
+    last = sub.loc[sub["epoch"] == last_ep].drop_duplicates(["run", "met"], keep="last")
+    wide = last.pivot(index="run", columns="met", values="value")
+    wide["last_epoch"] = last.groupby("run")["epoch"].max()
+    per_run = regs.set_index("run_id")[["n_labeled", "seed", "split_seed", "unit", "status"]].join(
+        wide, how="inner"
+    )
+    per_run = per_run.reset_index().rename(columns={"index": "run_id"})
+    rows = []
+    for n, g in per_run.groupby("n_labeled"):
+        rec: dict[str, Any] = {"n_labeled": n, "n_units": len(g)}
+        for met in REG_METRICS:
+            if met in g.columns:
+                ti = t_interval(g[met].to_numpy(), confidence)
+                rec.update(
+                    {
+                        f"{met}_mean": ti.mean,
+                        f"{met}_sd": ti.sd,
+                        f"{met}_ci_low": ti.low,
+                        f"{met}_ci_high": ti.high,
+                    }
+                )
+        rows.append(rec)
+    return per_run, pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------------------------- constraints
+def constraint_satisfaction(exp: Experiment, run_stats: pd.DataFrame, cond: list[str]) -> pd.DataFrame:
+    """``in_bounds`` (train, fraction of unlabeled slices inside their size bounds) per epoch, across the
+    included runs of each condition: columns ``<cond>, epoch, mean, sd, n_units``."""
+    inc = run_stats.loc[run_stats["included"]] if len(run_stats) else run_stats
+    if inc.empty:
+        return pd.DataFrame()
+    m = exp.metrics
+    sel = (
+        cat_mask(m["split"], ["train"])
+        & cat_mask(m["metric"], ["in_bounds"])
+        & cat_mask(m["run_id"], inc["run_id"])
+    )
+    sub = m.loc[sel, ["run_id", "epoch", "value"]]
+    if sub.empty:
+        return pd.DataFrame()
+    sub = sub.assign(run_id=sub["run_id"].astype(str)).drop_duplicates(["run_id", "epoch"], keep="last")
+    sub = sub.merge(inc[["run_id", *cond]], on="run_id")
+    g = sub.groupby([*cond, "epoch"], dropna=False)["value"]
+    out = g.agg(
+        mean="mean",
+        sd=lambda x: float(np.std(x.to_numpy(), ddof=1)) if len(x) > 1 else math.nan,
+        n_units="size",
+    ).reset_index()
+    return out
+
+
+def epoch_curves(per_epoch: pd.DataFrame, run_stats: pd.DataFrame, cond: list[str]) -> pd.DataFrame:
+    """Validation Dice per epoch across the included runs of each condition (Fig. 3): ``<cond>, epoch, mean,
+    sd, n_units``."""
+    inc = run_stats.loc[run_stats["included"]] if len(run_stats) else run_stats
+    if inc.empty or per_epoch.empty:
+        return pd.DataFrame()
+    pe = per_epoch.loc[per_epoch["complete"], ["run_id", "epoch", "value"]]
+    pe = pe.assign(run_id=pe["run_id"].astype(str))
+    pe = pe.loc[pe["run_id"].isin(inc["run_id"])].merge(inc[["run_id", *cond]], on="run_id")
+    g = pe.groupby([*cond, "epoch"], dropna=False)["value"]
+    return g.agg(mean="mean", sd="std", n_units="size").reset_index()
