@@ -132,8 +132,10 @@ class ExperimentRecord:
                         f"{source}: this experiment folder was made with {key}={was!r}, now {now!r}; "
                         "use --experiment NAME for a new experiment (or the same options)"
                     )
-            both = old.methods is not None and self.methods is not None
-            asked = {"methods": _union(old.methods, self.methods) if both else None}
+            methods = None
+            if old.methods is not None and self.methods is not None:
+                methods = _union(old.methods, self.methods)
+            asked = {"methods": methods}
         runs = {**old.runs}
         for rid, entry in self.runs.items():
             requested = bool(entry.get("requested")) or bool(runs.get(rid, {}).get("requested"))

@@ -74,13 +74,14 @@ class DependencySearcher(Searcher):
         self.max_concurrent = max_concurrent
         return True  # the slot count is ours: each free slot gets the longest ready run at that moment
 
-    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
         if len(self.live) >= self.max_concurrent:
             return None
         ready = self.plan.ready(self.done, exclude=set(self.started.values()))
         if not ready:
             # a running trial may release more; with none running, nothing ever will
-            return None if self.live else Searcher.FINISHED
+            # (Tune's annotation of suggest leaves out FINISHED, the string it documents)
+            return None if self.live else Searcher.FINISHED  # type: ignore[return-value]
         run_id = ready[0]
         self.started[trial_id] = run_id
         self.live.add(trial_id)
