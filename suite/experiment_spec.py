@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from suite.errors import InputError
+from suite.paths import output_folder
 
 SEARCH_MODES = ("grid", "random")
 LAUNCHERS = ("ray", "slurm-ray", "slurm-array")
@@ -71,7 +72,7 @@ class ExperimentSpec:
         set_("data", str(Path(self.data).resolve()))
         if not isinstance(self.out, str | Path) or not str(self.out):
             raise InputError(f"--out {self.out!r}: give a results folder")
-        set_("out", str(Path(self.out).resolve()))
+        set_("out", str(output_folder(Path(self.out).resolve(), "--out")))
         for key in ("seeds", "labeled"):
             value = getattr(self, key)
             if value is not None:

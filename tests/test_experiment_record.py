@@ -201,6 +201,12 @@ def test_spec_refuses_what_the_cli_refuses(tmp_path, changes, match):
     assert "\n" not in str(e.value)
 
 
+def test_spec_out_must_be_a_folder(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(InputError, match=r"--out .*file: exists and is not a folder"):
+        ExperimentSpec(data=str(tmp_path), out=str(tmp_path / "file"))
+
+
 def test_spec_paths_absolute_and_round_trip(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     spec = ExperimentSpec(
