@@ -35,6 +35,7 @@ from suite.config import RunConfig
 from suite.experiment import now_iso
 from suite.experiment_spec import ExperimentSpec
 from suite.paths import ExperimentPaths
+from suite.ray_glue.cluster import auth_token_env
 
 log = logging.getLogger("slurm.jobs")
 
@@ -129,6 +130,9 @@ class RayAllocationJob(submitit.helpers.Checkpointable):
         n_nodes = simulate_nodes or len(hosts)
         if n_nodes > 1:
             drop_local_ray_settings(os.environ)  # the driver joins a multi-node cluster (before Ray's import)
+            # token authentication for every node and the driver: one token per job in a 0600 file under
+            # the experiment (a filesystem every node reads), handed to the `ray start` steps by environment
+            os.environ.update(auth_token_env(ExperimentPaths(spec.root).ray_dir / "auth"))
             if simulate_nodes:
                 hosts = [hosts[0]] * simulate_nodes
             cluster = RayNodes(

@@ -24,8 +24,7 @@ log = logging.getLogger("slurm.ray_cluster")
 
 
 def ray_env() -> dict[str, str]:
-    """Environment of every Ray process (token auth off: Ray 2.60 turns it on when ~/.ray/auth_token
-    exists)."""
+    """Environment of every Ray process (token auth on: the token's path comes from the job)."""
     from suite.ray_glue.cluster import RAY_ENV
 
     return dict(RAY_ENV)
