@@ -27,11 +27,14 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/suite demo --out $(DEMO_OUT)
 
+# the four linters: style, formatting, types, and the import rules of ARCHITECTURE.md
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 
-test: $(STAMP)
-	$(BIN)/ruff check .
+test: lint
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 test-slow: $(STAMP)
@@ -45,4 +48,4 @@ bench-gpu:
 	$(shell test -x $(BIN)/python && echo $(BIN)/python || echo $(PYTHON)) scripts/bench_gpu.py
 
 clean:
-	rm -rf $(DEMO_OUT) .pytest_cache .ruff_cache
+	rm -rf $(DEMO_OUT) .pytest_cache .ruff_cache .mypy_cache .import_linter_cache .grimp_cache

@@ -218,7 +218,8 @@ def bootstrap_patients(
 ) -> pd.DataFrame:
     """Cluster bootstrap over validation patients of each condition's across-seed mean (see module doc).
 
-    Deterministic: the draws of a condition derive from ``derive_seed(seed, "bootstrap", condition, volume set)``.
+    Deterministic: the draws of a condition derive from
+    ``derive_seed(seed, "bootstrap", condition, volume set)``.
     Columns: the condition columns, ``n_boot, boot_mean, boot_low, boot_high, n_patients``.
     """
     inc = run_stats.loc[run_stats["included"]]

@@ -4,8 +4,10 @@
   (paper Fig. 2); the published values dashed when the cohort is ACDC.
 * ``fig3_dice_over_epochs``: validation Dice (mean over volumes) per epoch, one panel per n, a line per
   method with a 95% t-band over seeds (paper Fig. 3); the statistic's window shaded.
-* ``sensitivity_gamma_lambda``: γ x λ heatmap of the across-seed mean Dice (only when the experiment varied them).
-* ``regressor_error_vs_n``: the size regressor's validation error (% of the true size) and bound coverage vs n.
+* ``sensitivity_gamma_lambda``: γ x λ heatmap of the across-seed mean Dice (only when the experiment varied
+  them).
+* ``regressor_error_vs_n``: the size regressor's validation error (% of the true size) and bound coverage vs
+  n.
 * ``per_volume_dice``: distribution of per-volume Dice (window means) per n and method.
 * ``constraint_in_bounds``: fraction of unlabeled slices inside their size bounds over epochs.
 * ``fig4_qualitative``: one validation slice per method and n (image, ground truth, predictions) from each
@@ -96,7 +98,7 @@ def _palette(methods: list[str]) -> dict[str, tuple]:
 
 def _main_setting(df: pd.DataFrame, t1: Table1) -> pd.DataFrame:
     """Rows of Table 1's setting: proposed/oracle only at Table 1's γ, λ."""
-    if df.empty or t1.gamma is None or "gamma" not in df.columns:
+    if df.empty or t1.gamma is None or t1.lam is None or "gamma" not in df.columns:
         return df
     pen = df["method"].isin(SEG_METHODS_WITH_PENALTY)
     ok = np.isclose(df["gamma"].astype(float), t1.gamma) & np.isclose(df["lam"].astype(float), t1.lam)
@@ -451,8 +453,8 @@ def fig_qualitative(a: Analysis, t1: Table1, out_dir: Path, notes: list[str]) ->
     vol = str(first["volume"][k]) if "volume" in first else "?"
     sl = int(first["slice_index"][k]) if "slice_index" in first else -1
     cap = (
-        f"One validation slice ({vol}, slice {sl}) per method and n (paper Fig. 4): LV of the ground truth and "
-        "of each method's final model, from the lowest seed of each condition."
+        f"One validation slice ({vol}, slice {sl}) per method and n (paper Fig. 4): LV of the ground truth "
+        "and of each method's final model, from the lowest seed of each condition."
     )
     return _save(fig, out_dir, "fig4_qualitative", cap)
 

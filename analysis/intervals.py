@@ -48,7 +48,8 @@ def t_interval(values: Any, confidence: float = 0.95) -> TInterval:
 
 
 def cohens_dz(diffs: Any) -> float:
-    """Cohen's d_z of paired differences: mean / sd (ddof 1); ±inf when all differences are equal and non-zero."""
+    """Cohen's d_z of paired differences: mean / sd (ddof 1); ±inf when all differences are equal and
+    non-zero."""
     d = np.asarray(diffs, dtype=np.float64)
     d = d[~np.isnan(d)]
     if d.size < 2:

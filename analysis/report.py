@@ -72,18 +72,20 @@ def _definition(a: Analysis) -> str:
         [
             "## How the numbers are made",
             "",
-            f"- **Per run (the paper's Table 1 value).** For every epoch, the mean 3-D Dice over the validation "
-            f"volumes (metric `dice`, split `val`; one volume = one patient × one frame). The run's value is the mean "
-            f"of those per-epoch means over its last W epochs, and its ± is their standard deviation (ddof 0): a "
-            f"spread over epochs, not over patients or seeds. {wtxt}.",
-            "- **Short runs are never averaged over fewer epochs:** a run with fewer than W complete epochs is "
-            "flagged and excluded. Runs in progress are excluded unless `--include-partial`; failed runs always are.",
-            f"- **Across seeds (the suite's addition).** A condition is (method, n, γ, λ and any other varied config "
-            f"field; γ, λ only for Proposed/Oracle). The unit is a run's (seed, split seed). Per condition: mean, "
-            f"sd (ddof 1) and the {conf}% t-interval mean ± t·sd/√k over the k units; fewer than {MIN_SEEDS} units "
-            f"is flagged; one unit has no interval.",
-            "- **Paired comparisons.** Two methods at the same n (same γ, λ when both use them) paired by unit; "
-            f"the {conf}% t-interval of the paired differences and Cohen's d_z = mean/sd of the differences.",
+            "- **Per run (the paper's Table 1 value).** For every epoch, the mean 3-D Dice over the "
+            "validation volumes (metric `dice`, split `val`; one volume = one patient × one frame). The "
+            "run's value is the mean of those per-epoch means over its last W epochs, and its ± is their "
+            f"standard deviation (ddof 0): a spread over epochs, not over patients or seeds. {wtxt}.",
+            "- **Short runs are never averaged over fewer epochs:** a run with fewer than W complete "
+            "epochs is flagged and excluded. Runs in progress are excluded unless `--include-partial`; "
+            "failed runs always are.",
+            "- **Across seeds (the suite's addition).** A condition is (method, n, γ, λ and any other "
+            "varied config field; γ, λ only for Proposed/Oracle). The unit is a run's (seed, split seed). "
+            f"Per condition: mean, sd (ddof 1) and the {conf}% t-interval mean ± t·sd/√k over the k units; "
+            f"fewer than {MIN_SEEDS} units is flagged; one unit has no interval.",
+            "- **Paired comparisons.** Two methods at the same n (same γ, λ when both use them) paired by "
+            f"unit; the {conf}% t-interval of the paired differences and Cohen's d_z = mean/sd of the "
+            "differences.",
             f"- Dice is shown in % (logged values × {a.scale:g}).",
             "",
         ]
@@ -376,8 +378,8 @@ def _inline(s: str) -> str:
 
 
 def markdown_to_html(md: str, base: Path, title: str) -> str:
-    """Convert the report's Markdown subset (headings, lists, pipe tables, images, paragraphs) to one HTML page,
-    embedding every ``![caption](path.png)`` image as base64."""
+    """Convert the report's Markdown subset (headings, lists, pipe tables, images, paragraphs) to one HTML
+    page, embedding every ``![caption](path.png)`` image as base64."""
     out = [
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
         f"<style>{_CSS}</style></head><body>"

@@ -6,14 +6,14 @@ Definitions (stated in the report exactly like this):
   volumes (metric ``dice``, split ``val``: one value per patient x frame). The run's value is the mean of
   those per-epoch means over its last ``W`` epochs; its ``±`` is their standard deviation with ddof 0
   (spread over epochs, not over patients or seeds). ``W`` is the run config's ``stat_window`` unless
-  overridden. A run that logged fewer than ``W`` complete epochs is flagged ``short`` and excluded: it is never
-  averaged over fewer epochs. Runs in progress are excluded unless ``include_partial`` (then flagged
+  overridden. A run that logged fewer than ``W`` complete epochs is flagged ``short`` and excluded: it is
+  never averaged over fewer epochs. Runs in progress are excluded unless ``include_partial`` (then flagged
   ``partial``); failed runs are always excluded.
 * **Across seeds (the suite's addition).** Runs are grouped by condition (stage, method, n_labeled, γ, λ and
   any other config field the experiment varied; γ, λ only count for proposed/oracle). The unit is the run's
   seed and split seed. Per condition: mean, standard deviation (ddof 1) and a t-interval
-  ``mean ± t_{1-α/2, k-1} · sd/√k`` of the k per-run statistics (Student t quantile, ``scipy.special.stdtrit`` = ``scipy.stats.t.ppf``). Fewer than 5 units
-  get a visible warning; one unit gets no interval.
+  ``mean ± t_{1-α/2, k-1} · sd/√k`` of the k per-run statistics (Student t quantile, ``scipy.special.stdtrit``
+  = ``scipy.stats.t.ppf``). Fewer than 5 units get a visible warning; one unit gets no interval.
 * **Paired comparisons.** Methods A and B at the same n (and the same γ, λ when both use them) are paired by
   unit; the paired differences A−B get the same t-interval and the effect size Cohen's
   ``d_z = mean(diff) / sd(diff, ddof 1)``.

@@ -140,7 +140,8 @@ def _cell(r: pd.Series, with_paper: bool, show_k: bool) -> str:
     if show_k:
         s += f" k={r['n_seeds']}"
     if with_paper and math.isfinite(r["paper_dice"]):
-        s += f" · paper {_fmt(r['paper_dice'])} ({_fmt(r['paper_std'])}) · Δ {_fmt(r['diff_vs_paper'], signed=True)}"
+        s += f" · paper {_fmt(r['paper_dice'])} ({_fmt(r['paper_std'])})"
+        s += f" · Δ {_fmt(r['diff_vs_paper'], signed=True)}"
     return s
 
 

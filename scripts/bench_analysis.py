@@ -1,10 +1,11 @@
 """Benchmark of ``suite report`` at scale: 1,000 segmenter runs x 100 epochs x 40 validation volumes.
 
-Generates synthetic, contract-conformant run directories once (``tests/synthetic_runs.py``: the full
+Generates synthetic, contract-conformant run directories once (``suite.testing.synthetic_runs``: the full
 metrics.csv vocabulary, ~17k rows per segmenter run; plus one regressor run per (n, seed)), then times
 
   1. load (every config.json, summary.json, metrics.csv -> tidy tables),
-  2. statistics (per-run paper statistic, across seeds, paired comparisons, per-volume, regressor, constraint),
+  2. statistics (per-run paper statistic, across seeds, paired comparisons, per-volume, regressor,
+     constraint),
   3. tables (Table 1 md/csv/tex + CSVs),
   -- the target: 1 + 2 + 3 under 60 s on 2 cores --
   4. figures (PNG + SVG) and the report (Markdown + HTML), separately.
@@ -32,7 +33,6 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
 
 from suite.config import METHODS  # noqa: E402
 
@@ -41,9 +41,8 @@ BASE = {"fs": 0.55, "proposals": 0.45, "proposed": 0.68, "oracle": 0.76}
 
 
 def _write_chunk(args: tuple[str, list[tuple[str, int, int]], int, int]) -> int:
-    from synthetic_runs import default_volumes, write_run
-
     from suite.seeding import derive_seed
+    from suite.testing.synthetic_runs import default_volumes, write_run
 
     root, jobs, epochs, n_vol = args
     vols = default_volumes(n_vol // 2)
@@ -85,7 +84,7 @@ def _write_chunk(args: tuple[str, list[tuple[str, int, int]], int, int]) -> int:
 
 
 def generate(root: Path, runs: int, epochs: int, n_vol: int, workers: int) -> float:
-    from synthetic_runs import write_experiment
+    from suite.testing.synthetic_runs import write_experiment
 
     t = time.perf_counter()
     write_experiment(root, cohort="phantom", space="bench", preset="paper")
@@ -159,11 +158,18 @@ def main() -> int:
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     n_seg = int((exp.runs["stage"] == "segmenter").sum())
     core = t3 - t0
+    load = (
+        f"load ({len(exp.runs)} run dirs: {n_seg} segmenter + {len(exp.runs) - n_seg} regressor; "
+        f"{len(exp.metrics):,} metric rows; {size_mb:.0f} MiB of metrics.csv)"
+    )
+    stats = (
+        "statistics (per-run statistic, across seeds, paired, per-volume, regressor, constraint) + Table 1"
+    )
     print(f"""
 | step | wall s | CPU s |
 |---|---|---|
-| load ({len(exp.runs)} run dirs: {n_seg} segmenter + {len(exp.runs) - n_seg} regressor; {len(exp.metrics):,} metric rows; {size_mb:.0f} MiB of metrics.csv) | {t1 - t0:.1f} | {c1 - c0:.1f} |
-| statistics (per-run statistic, across seeds, paired, per-volume, regressor, constraint) + Table 1 | {t2 - t1:.1f} | {c2 - c1:.1f} |
+| {load} | {t1 - t0:.1f} | {c1 - c0:.1f} |
+| {stats} | {t2 - t1:.1f} | {c2 - c1:.1f} |
 | tables (md, csv, tex + CSVs) | {t3 - t2:.1f} | {c3 - c2:.1f} |
 | **load + statistics + tables** (target < 60 s) | **{core:.1f}** | **{c3 - c0:.1f}** |
 | figures ({len(figs)}, PNG + SVG) | {t4 - t3:.1f} | {c4 - c3:.1f} |

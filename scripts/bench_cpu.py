@@ -12,13 +12,15 @@ Each step is timed as the median of ``--steps`` (≥ 20) steps after ``--warmup`
 are timed *interleaved* (blocks of a few steps each, round-robin), so that a change of machine load affects
 all of them alike. Wall time and process CPU time are both recorded; ``uptime`` load is printed and stored.
 
-A variant "keeps the numbers" when, from the same weights and inputs (dropout off), its logits and gradient are
-as close to a float64 reference as fp32 default's are (within ``--tol``×), and (fused Adam) its updates agree
-within 1% of the learning rate: float re-association noise passes, bf16 does not (see ``check_numbers``).
+A variant "keeps the numbers" when, from the same weights and inputs (dropout off), its logits and gradient
+are as close to a float64 reference as fp32 default's are (within ``--tol``×), and (fused Adam) its updates
+agree within 1% of the learning rate: float re-association noise passes, bf16 does not (see
+``check_numbers``).
 
 OpenMP threads spin while they wait by default; on a machine whose cores are shared with other busy processes
 that makes a 2-thread step 10-50x slower. ``--omp-wait-policy passive`` (the default here; it sets
-``OMP_WAIT_POLICY`` before torch loads) lets them sleep instead; ``--omp-wait-policy active`` restores spinning.
+``OMP_WAIT_POLICY`` before torch loads) lets them sleep instead; ``--omp-wait-policy active`` restores
+spinning.
 
 Usage::
 
@@ -187,8 +189,8 @@ def check_numbers(variants: list[Variant], size: int, tol: float = 2.0, lam: flo
     (max |Δ| / max |logit|) and of the gradient of CE + λ·penalty (‖Δg‖ / ‖g‖). fp32 itself is not exact
     (ENet at initialisation amplifies rounding: ~2 % gradient error at 64×64), so a variant keeps the numbers
     when its errors are at most ``tol`` × those of fp32 default (plus a small floor), and, for fused Adam,
-    5 updates on identical gradients agree within 1 % of the learning rate. Whole training trajectories are not
-    compared: Adam's first update is ±lr·sign(g), so rounding noise in near-zero gradient entries already
+    5 updates on identical gradients agree within 1 % of the learning rate. Whole training trajectories are
+    not compared: Adam's first update is ±lr·sign(g), so rounding noise in near-zero gradient entries already
     flips some updates by 2·lr.
     """
     ref_logits, ref_grads = _loss_and_grads(Variant("default"), size, lam, torch.float64)
@@ -424,7 +426,8 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"{r['variant']:28s} {r['ce_step_s']:7.3f} {r['penalty_step_s']:7.3f} {r['ce_step_cpu_s']:7.3f} "
             f"{r['penalty_step_cpu_s']:7.3f} {base['penalty_step_s'] / r['penalty_step_s']:6.2f}x "
-            f"{r['forward_err_vs_fp64']:8.1e} {r['grad_err_vs_fp64']:9.1e} {'yes' if r['keeps_numbers'] else 'NO':>5s}"
+            f"{r['forward_err_vs_fp64']:8.1e} {r['grad_err_vs_fp64']:9.1e} "
+            f"{'yes' if r['keeps_numbers'] else 'NO':>5s}"
         )
     print(
         f"regressor forward, 1 image: {reg['default']:.3f} s, cpu {reg['default_cpu']:.3f} s "
@@ -436,8 +439,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         f"per Proposed unlabeled step: authors {summary['proposed_step_authors_s']:.2f} s, ours "
-        f"{best['penalty_step_s']:.3f} s ({best['variant']}): {summary['speedup_vs_authors_figures_best']:.2f}x "
-        f"(same-load estimate {summary['speedup_same_load_best']:.2f}x)"
+        f"{best['penalty_step_s']:.3f} s ({best['variant']}): "
+        f"{summary['speedup_vs_authors_figures_best']:.2f}x (same-load estimate "
+        f"{summary['speedup_same_load_best']:.2f}x)"
     )
     for n, e in epochs.items():
         print(

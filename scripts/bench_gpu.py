@@ -34,8 +34,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from suite.models.enet import ENet  # noqa: E402  (torch only)
-from suite.models.resnext import SizeRegressor  # noqa: E402  (torch + torchvision only)
+from suite.models.enet import ENet  # torch only
+from suite.models.resnext import SizeRegressor  # torch + torchvision only
 
 
 # --------------------------------------------------------------------------- one training set-up
@@ -336,7 +336,8 @@ def main(argv: list[str] | None = None) -> int:
         worlds = [1, args.ddp_cpu_world]
     if worlds:
         print(
-            f"\nDDP regressor, per-device batch {args.ddp_batch} ({'gloo' if device.type == 'cpu' else 'nccl'})"
+            f"\nDDP regressor, per-device batch {args.ddp_batch} "
+            f"({'gloo' if device.type == 'cpu' else 'nccl'})"
         )
         print(f"{'world':>5s} {'images/s':>9s} {'efficiency':>10s}")
         base = None

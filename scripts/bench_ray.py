@@ -2,8 +2,8 @@
 
     .venv/bin/python scripts/bench_ray.py [--out /tmp/bench-ray] [--skip-grid] [--json FILE]
 
-1. ``ray.init`` of the suite's local Ray (``suite.ray_glue.cluster.start_ray``: dashboard on 127.0.0.1, own temp
-   dir) and its shutdown, twice;
+1. ``ray.init`` of the suite's local Ray (``suite.ray_glue.cluster.start_ray``: dashboard on 127.0.0.1, own
+   temp dir) and its shutdown, twice;
 2. per-trial overhead of a plain Tune function trial (reports once, does nothing) over 12 trials, and of the
    suite's own trainable on 12 runs that are already finished (imports torch + the suite, checks the run
    directory, reports): Tune wall time / trials with 2 trials at once;

@@ -72,12 +72,13 @@ def main(src: str, prepared: str) -> int:
     print(f"| slices per volume | {min(nslices)}–{max(nslices)}, mean {np.mean(nslices):.1f} |")
     print(f"| slices without LV (label 3) | {100 * (~nz).mean():.1f} % |")
     print(
-        f"| LV area per non-empty slice, px at {d.size}² | mean {px[nz].mean():.0f}, median {np.median(px[nz]):.0f}, "
-        f"5–95 % {np.percentile(px[nz], 5):.0f}–{np.percentile(px[nz], 95):.0f}, max {px.max()} |"
+        f"| LV area per non-empty slice, px at {d.size}² | mean {px[nz].mean():.0f}, median "
+        f"{np.median(px[nz]):.0f}, 5–95 % {np.percentile(px[nz], 5):.0f}–{np.percentile(px[nz], 95):.0f}, "
+        f"max {px.max()} |"
     )
     print(
-        f"| LV area per non-empty slice, mm² | mean {mm2[nz].mean():.0f}, 5–95 % {np.percentile(mm2[nz], 5):.0f}–"
-        f"{np.percentile(mm2[nz], 95):.0f} |"
+        f"| LV area per non-empty slice, mm² | mean {mm2[nz].mean():.0f}, 5–95 % "
+        f"{np.percentile(mm2[nz], 5):.0f}–{np.percentile(mm2[nz], 95):.0f} |"
     )
     ed, es = d.frame == "ED", d.frame == "ES"
     print(f"| mean LV area ES / ED (all slices) | {px[es].mean() / px[ed].mean():.2f} |")
@@ -95,9 +96,9 @@ def main(src: str, prepared: str) -> int:
     for gname in sorted(per_group):
         g = per_group[gname]
         print(
-            f"| {gname or '?'} | {len(g['n'])} | {ms(g['lv_edv'])} | {ms(g['lv_edv_index'])} | {ms(g['lv_esv'])} | "
-            f"{ms(g['lv_ef'])} | {np.nanmean(g['wall_mm']):.1f} | {ms(g['myo_mass_g'])} | {ms(g['rv_edv'])} | "
-            f"{ms(g['rv_ef'])} |"
+            f"| {gname or '?'} | {len(g['n'])} | {ms(g['lv_edv'])} | {ms(g['lv_edv_index'])} | "
+            f"{ms(g['lv_esv'])} | {ms(g['lv_ef'])} | {np.nanmean(g['wall_mm']):.1f} | {ms(g['myo_mass_g'])} "
+            f"| {ms(g['rv_edv'])} | {ms(g['rv_ef'])} |"
         )
     return 0
 

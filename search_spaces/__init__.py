@@ -152,8 +152,8 @@ class Space:
     ) -> list[RunConfig]:
         """Full, validated run configs of the space (deduplicated by ``run_id``, order kept).
 
-        ``overrides`` are the user's ``key=value`` strings; ``base`` holds fields set by the launcher (``data``,
-        ``data_hash``, ``world_size``), applied after them. Prerequisites are not included.
+        ``overrides`` are the user's ``key=value`` strings; ``base`` holds fields set by the launcher
+        (``data``, ``data_hash``, ``world_size``), applied after them. Prerequisites are not included.
         """
         preset = preset or self.default_preset
         overrides = list(overrides)

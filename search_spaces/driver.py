@@ -116,7 +116,7 @@ def run_status(exp: ExperimentPaths, run_ids: Iterable[str]) -> dict[str, str]:
     return {rid: exp.run(rid).status() for rid in run_ids}
 
 
-# ---------------------------------------------------------------------------------------------- experiment.json
+# -------------------------------------------------------------------------------------------- experiment.json
 def _data_info(data: str | Path) -> tuple[str, dict[str, Any]]:
     """(data hash, cohort description) of a prepared dataset (raises InputError when it is not one)."""
     from suite.data.dataset import PreparedData
@@ -375,8 +375,8 @@ def run_experiment(
             if interrupted["flag"]:
                 summary.interrupted = True
 
-        # after restoring a previous launch's phase k, this launch's phases go on from k + 1 (the label and the
-        # Tune experiment's name: a restored experiment is never overwritten by the next phase)
+        # after restoring a previous launch's phase k, this launch's phases go on from k + 1 (the label and
+        # the Tune experiment's name: a restored experiment is never overwritten by the next phase)
         restored_upto = max((k for k, _, _ in map(_phase_key, summary.restored) if k < 10**6), default=0)
         while not summary.interrupted:
             status = run_status(exp, plan.runs)

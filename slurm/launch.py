@@ -206,7 +206,8 @@ class RayAllocationJob(submitit.helpers.Checkpointable):
 
     def __call__(self, req_dict: dict[str, Any]) -> dict[str, Any]:
         _job_setup("slurm-ray")
-        req = Request(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in req_dict.items()})
+        fields: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in req_dict.items()}
+        req = Request(**fields)
         for k, v in _ray_env().items():
             os.environ.setdefault(k, v)
         hosts = _allocation_hosts()
@@ -261,7 +262,8 @@ def _jsonable(x: Any) -> Any:
 
 def run_driver(req: Request, address: str | None) -> dict[str, Any]:
     """Run the Tune driver of ``suite tune`` (:func:`search_spaces.driver.run_experiment`) for this request,
-    against ``address`` (a Ray cluster started here) or, with ``None``, a local Ray sized to the job's CPUs."""
+    against ``address`` (a Ray cluster started here) or, with ``None``, a local Ray sized to the job's
+    CPUs."""
     from search_spaces.driver import run_experiment
 
     root = Path(req.experiment)
@@ -292,7 +294,8 @@ def run_driver(req: Request, address: str | None) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------------------------- Ray nodes
 def _ray_env() -> dict[str, str]:
-    """Environment of every Ray process (token auth off: Ray 2.60 turns it on when ~/.ray/auth_token exists)."""
+    """Environment of every Ray process (token auth off: Ray 2.60 turns it on when ~/.ray/auth_token
+    exists)."""
     from suite.ray_glue.cluster import RAY_ENV
 
     return dict(RAY_ENV)
@@ -302,7 +305,8 @@ def _drop_local_ray_settings(env: MutableMapping[str, str]) -> MutableMapping[st
     """Remove the local-mode-only Ray settings from ``env`` (in place; returned). With
     ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` (what a local Ray sets) ``ray start --address`` refuses to join
     ("Multi-node Ray clusters are not supported") and a driver resolves its own address to loopback; a job
-    submitted from a process that had run a local Ray used to inherit it through sbatch's environment export."""
+    submitted from a process that had run a local Ray used to inherit it through sbatch's environment
+    export."""
     from suite.ray_glue.cluster import RAY_LOCAL_ENV
 
     for k in RAY_LOCAL_ENV:
@@ -311,7 +315,8 @@ def _drop_local_ray_settings(env: MutableMapping[str, str]) -> MutableMapping[st
 
 
 def _cluster_env() -> dict[str, str]:
-    """Environment of a ``ray start`` of a multi-node cluster: the suite's Ray settings, no local-mode ones."""
+    """Environment of a ``ray start`` of a multi-node cluster: the suite's Ray settings, no local-mode
+    ones."""
     return dict(_drop_local_ray_settings({**os.environ, **_ray_env()}))
 
 
@@ -458,21 +463,21 @@ class RayNodes:
 
     def _launch(self, i: int) -> subprocess.Popen:
         cmd = self.command(i)
-        logf = open(self.log_dir / f"{self.job_tag}-node{i}.log", "ab")  # noqa: SIM115 - kept by Popen
+        logf = open(self.log_dir / f"{self.job_tag}-node{i}.log", "ab")  # the node's stdout while it runs
         log.info("ray node %d on %s: %s", i, self.hosts[i], shlex.join(cmd))
         return subprocess.Popen(
             cmd, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True, env=_cluster_env()
         )
 
     def _wait_nodes(self, n: int) -> None:
-        import ray
+        from suite.ray_glue.cluster import count_alive_nodes, stop_ray
 
         deadline = time.time() + self.wait_s
         last = -1
         while time.time() < deadline:
             for i, p in enumerate(self.procs):
                 if p.poll() is not None:
-                    # `ray start` gives a raylet 30 s (hard-coded) to register: on a busy node it can miss that
+                    # `ray start` gives a raylet 30 s (hard-coded) to register: a busy node can miss that
                     self._retries[i] = self._retries.get(i, 0) + 1
                     node_log = self.log_dir / f"{self.job_tag}-node{i}.log"
                     if self._retries[i] >= START_TRIES:
@@ -495,16 +500,13 @@ class RayNodes:
                     self.procs[i] = self._launch(i)
                     deadline = max(deadline, time.time() + 60.0)
             try:
-                if not ray.is_initialized():
-                    ray.init(address=self.address, log_to_driver=False, logging_level=logging.WARNING)
-                last = sum(1 for nd in ray.nodes() if nd.get("Alive"))
+                last = count_alive_nodes(self.address)
                 if last >= n:
-                    ray.shutdown()
+                    stop_ray()
                     return
             except (ConnectionError, RuntimeError, ValueError) as e:
                 log.debug("waiting for the ray head: %s", e)
-                if ray.is_initialized():
-                    ray.shutdown()
+                stop_ray()
             time.sleep(1.0)
         raise RuntimeError(
             f"only {max(last, 0)} of {n} ray node(s) joined {self.address} in {self.wait_s:.0f}s; "
@@ -514,10 +516,9 @@ class RayNodes:
     def stop(self, timeout: float = 30.0) -> None:
         """End the ``srun`` steps (SIGTERM: ``ray start --block`` stops its node), workers first."""
         try:
-            import ray
+            from suite.ray_glue.cluster import stop_ray
 
-            if ray.is_initialized():
-                ray.shutdown()
+            stop_ray()
         except Exception:  # noqa: BLE001 - best effort
             pass
         for p in reversed(self.procs):
@@ -713,8 +714,8 @@ def _record(
 def _write_experiment(
     exp: ExperimentPaths, req: Request, mode: str, profile: Profile, configs: Sequence[RunConfig], pl: Plan
 ) -> None:
-    """``experiment.json`` in the Tune driver's format (array mode; the driver writes it in ray mode): create it,
-    or check that an existing one asked for the same thing, and log this launch."""
+    """``experiment.json`` in the Tune driver's format (array mode; the driver writes it in ray mode): create
+    it, or check that an existing one asked for the same thing, and log this launch."""
     from search_spaces import get_space
     from suite.data.dataset import PreparedData
     from suite.provenance import git_sha, versions
@@ -724,7 +725,7 @@ def _write_experiment(
     seeds = list(sp.default_seeds if req.seeds is None else req.seeds)
     data_hash = PreparedData.open(req.data).data_hash
     requested = {c.run_id for c in configs}
-    record = {
+    record: dict[str, Any] = {
         "experiment": exp.root.name,
         "space": req.space,
         "space_description": sp.description,
@@ -785,8 +786,8 @@ def submit(
     check_cluster: bool = True,
     configs: Sequence[RunConfig] | None = None,
 ) -> Submitted:
-    """Submit ``req`` in ``mode`` (``ray`` | ``array``) with ``profile``; with ``dry_run`` only render the sbatch
-    script(s) and the job layout into ``Submitted.dry_run_text`` (nothing written, nothing submitted).
+    """Submit ``req`` in ``mode`` (``ray`` | ``array``) with ``profile``; with ``dry_run`` only render the
+    sbatch script(s) and the job layout into ``Submitted.dry_run_text`` (nothing written, nothing submitted).
 
     ``configs`` (array mode) submits these run configs instead of the space's grid (their prerequisites are
     added as usual)."""
@@ -909,7 +910,8 @@ def _layout_text(
             + (
                 "local to the job"
                 if n == 1
-                else f"head on the first host, {n - 1} worker(s) via srun --overlap --mem=0 -N1 -n1 -w HOST ray start"
+                else f"head on the first host, {n - 1} worker(s) via srun --overlap --mem=0 -N1 -n1 -w HOST "
+                "ray start"
             ),
             f"# the job runs the suite tune driver for {len(pl.phase1) + len(pl.phase2)} run(s):",
         ]
@@ -1004,7 +1006,13 @@ def _settled_state(job_id: str, state: str, timeout_s: float = 15.0) -> str:
         time.sleep(0.5)
 
 
-def _outcome(job: Any, sub: Submitted, exp: ExperimentPaths, failed_t: type, uncompleted_t: type) -> Outcome:
+def _outcome(
+    job: Any,
+    sub: Submitted,
+    exp: ExperimentPaths,
+    failed_t: type[Exception],
+    uncompleted_t: type[Exception],
+) -> Outcome:
     run_id = sub.run_of_job.get(job.job_id, "")
     try:
         res = job.result()

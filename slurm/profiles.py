@@ -120,7 +120,8 @@ class Profile:
         unknown = sorted(set(data) - set(cls.field_names()))
         if unknown:
             raise InputError(
-                f"{source}: unknown profile key(s) {', '.join(unknown)}; valid keys: {', '.join(cls.field_names())}"
+                f"{source}: unknown profile key(s) {', '.join(unknown)}; valid keys: "
+                f"{', '.join(cls.field_names())}"
             )
         kwargs = {k: _coerce(k, v, source) for k, v in data.items()}
         prof = cls(**kwargs)
@@ -158,8 +159,8 @@ class Profile:
             opt = _sbatch_option_name(line)
             if opt is None:
                 raise InputError(
-                    f"{source}: extra_sbatch entry {line!r} is not an sbatch option; write it like '--exclusive' "
-                    "or '--mail-type=END'"
+                    f"{source}: extra_sbatch entry {line!r} is not an sbatch option; write it like "
+                    "'--exclusive' or '--mail-type=END'"
                 )
             if opt in _RESERVED_SBATCH:
                 if opt in _FIELD_OF_RESERVED:
@@ -472,7 +473,8 @@ def check_against_cluster(profile: Profile, source: str | None = None) -> None:
         if profile.gpus_per_node > best:
             raise InputError(
                 f"{source}: gpus_per_node={profile.gpus_per_node} but the nodes of {want!r} have "
-                f"{best or 'no'} GPU(s) (GRES {sorted({r[4] for r in nodes})}); lower gpus_per_node or pick a GPU partition"
+                f"{best or 'no'} GPU(s) (GRES {sorted({r[4] for r in nodes})}); lower gpus_per_node or pick "
+                "a GPU partition"
             )
 
 

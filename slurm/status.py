@@ -3,8 +3,8 @@
 A run is *finished* when its directory has ``summary.json`` (whoever ran it), *failed* when it has
 ``failed.json`` or when the job that was to run it ended (any final SLURM state) without finishing it,
 *running* while its job runs, *queued* while its job is pending, and *partial* when it was started and no job
-of this experiment is working on it now (re-submitting resumes it). Failed runs are listed with their logs: the
-run's own ``run.log`` and the SLURM job's log.
+of this experiment is working on it now (re-submitting resumes it). Failed runs are listed with their logs:
+the run's own ``run.log`` and the SLURM job's log.
 """
 
 from __future__ import annotations

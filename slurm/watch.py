@@ -86,8 +86,8 @@ def _jobcomp_location() -> Path | None:
 def read_squeue(job_ids: tp.Iterable[str] | None = None) -> dict[str, dict[str, str]]:
     """States of the jobs slurmctld still knows: ``{job_id: {"State", "NodeList", "Reason"}}``.
 
-    Array tasks appear as ``<array id>_<task>`` (pending ones expanded with ``--array``); the plain job id of an
-    array task is also keyed so that either spelling answers.
+    Array tasks appear as ``<array id>_<task>`` (pending ones expanded with ``--array``); the plain job id of
+    an array task is also keyed so that either spelling answers.
     """
     cmd = ["squeue", "--states=all", "--array", "--noheader", "--format=%i|%A|%T|%N|%r"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=True).stdout
@@ -216,9 +216,9 @@ class WatchedSlurmJob(submitit_slurm.SlurmJob[core.R]):
             while time.time() < deadline and not self.paths.result_pickle.exists():
                 time.sleep(0.2)
             if not self.paths.result_pickle.exists():
+                raw_state = self.watcher.get_info(self.job_id, mode="cache").get("RawState", state)
                 raise utils.UncompletedJobError(
-                    f"Job {self.job_id} ended {self.watcher.get_info(self.job_id, mode='cache').get('RawState', state)}"
-                    f" without a result; log: {self.paths.stderr}"
+                    f"Job {self.job_id} ended {raw_state} without a result; log: {self.paths.stderr}"
                 )
         return super()._get_outcome_and_result()
 
@@ -228,7 +228,7 @@ class WatchedSlurmExecutor(submitit_slurm.SlurmExecutor):
 
     job_class = WatchedSlurmJob
 
-    def _internal_process_submissions(self, delayed_submissions):  # type: ignore[no-untyped-def]
+    def _internal_process_submissions(self, delayed_submissions):
         jobs = super()._internal_process_submissions(delayed_submissions)
         out = []
         for job in jobs:
@@ -242,7 +242,7 @@ class WatchedSlurmExecutor(submitit_slurm.SlurmExecutor):
 
 
 def executor(folder: str | os.PathLike, **kwargs: tp.Any) -> WatchedSlurmExecutor:
-    return WatchedSlurmExecutor(folder=folder, **kwargs)
+    return WatchedSlurmExecutor(folder=Path(folder), **kwargs)
 
 
 def poll_interval_s() -> float:

@@ -20,7 +20,8 @@ def current_umask() -> int:
 
 def _readable_like_open(path: str | os.PathLike, directory: bool = False) -> None:
     """mkstemp/mkdtemp create 0600 files and 0700 folders; give a result the mode a plain ``open``/``mkdir``
-    would (0666/0777 minus the umask), so lab-mates in the user's group can read results as the umask allows."""
+    would (0666/0777 minus the umask), so lab-mates in the user's group can read results as the umask
+    allows."""
     os.chmod(path, (0o777 if directory else 0o666) & ~current_umask())
 
 

@@ -13,9 +13,10 @@ import logging
 import os
 import pkgutil
 import sys
+from typing import Any
 
 from suite import __version__
-from suite.errors import InputError
+from suite.errors import InputError, missing_dependency
 from suite.log import log_level, setup_logging
 
 # display order; any other module in suite/commands is listed after these
@@ -56,7 +57,7 @@ def _add_global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
     """``--debug`` and ``-q`` on the top parser and again on every sub-command, so they work on either side
     of it (``suite -q run ...`` and ``suite run ... -q``). On sub-commands the default is SUPPRESS, so an
     option given before the sub-command is not reset by the sub-parser's default."""
-    default = {} if top else {"default": argparse.SUPPRESS}
+    default: dict[str, Any] = {} if top else {"default": argparse.SUPPRESS}
     parser.add_argument("--debug", action="store_true", help="show full tracebacks and debug logs", **default)
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors", **default)
 
@@ -64,7 +65,9 @@ def _add_global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="suite",
-        description="Benchmark suite for curriculum semi-supervised segmentation (Kervadec et al., MICCAI 2019).",
+        description=(
+            "Benchmark suite for curriculum semi-supervised segmentation (Kervadec et al., MICCAI 2019)."
+        ),
         epilog=EPILOG,
         formatter_class=HelpFormatter,
     )
@@ -125,9 +128,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except Exception as e:  # noqa: BLE001 - last resort: one line unless --debug
+    except Exception as e:  # last resort: one line unless --debug
         if args.debug:
             raise
+        missing = missing_dependency(e) if isinstance(e, ModuleNotFoundError) else None
+        if missing is not None:  # a third-party package absent from a partial install: name the fix
+            print(f"error: suite {args.command}: {missing}", file=sys.stderr)
+            return missing.exit_code
         logging.getLogger("suite").debug("unhandled", exc_info=True)
         print(f"error: {type(e).__name__}: {e} (rerun with --debug for the traceback)", file=sys.stderr)
         return 1

@@ -16,8 +16,10 @@ RESULTS/<experiment>/
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 METRICS_COLUMNS = ("epoch", "split", "volume", "metric", "value")
 
@@ -97,6 +99,25 @@ class RunPaths:
 
     def is_finished(self) -> bool:
         return self.summary.exists()
+
+    def read_json(self, path: Path) -> dict[str, Any]:
+        """One of this run's JSON files as a dict; a damaged one is an :class:`InputError` with a fix that
+        works (deleting the file alone may not: a finished run with a damaged checkpoint is not retrained)."""
+        from suite.errors import InputError
+
+        try:
+            doc = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, ValueError) as e:
+            raise InputError(
+                f"{path}: unreadable ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+                f"delete the run directory {self.root} to train that run again"
+            ) from e
+        if not isinstance(doc, dict):
+            raise InputError(
+                f"{path}: expected a JSON object, found {type(doc).__name__}; "
+                f"delete the run directory {self.root} to train that run again"
+            )
+        return doc
 
     def status(self) -> str:
         """finished | failed | partial | absent"""

@@ -13,6 +13,9 @@
     Read-only as well.
 
 Both take a few seconds on 2 cores (the phantom is written with 2 processes).
+
+Synthetic run directories for the analysis tests come from :mod:`suite.testing.synthetic_runs` (an
+importable module, so no test puts ``tests/`` on ``sys.path``).
 """
 
 from __future__ import annotations

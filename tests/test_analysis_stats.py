@@ -4,21 +4,18 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from synthetic_runs import default_volumes, write_experiment, write_run  # noqa: E402
-
-from analysis.comparisons import across_seeds  # noqa: E402
-from analysis.intervals import cohens_dz, t_interval  # noqa: E402
-from analysis.load import load_experiment  # noqa: E402
-from analysis.run_stats import condition_columns, run_statistics  # noqa: E402
-from analysis.stats import analyse  # noqa: E402
-from suite.errors import InputError  # noqa: E402
+from analysis.comparisons import across_seeds
+from analysis.intervals import cohens_dz, t_interval
+from analysis.load import load_experiment
+from analysis.run_stats import condition_columns, run_statistics
+from analysis.stats import analyse
+from suite.errors import InputError
+from suite.testing.synthetic_runs import default_volumes, write_experiment, write_run
 
 
 @pytest.fixture
@@ -63,7 +60,8 @@ def test_linear_trend_last_window_by_hand(exp_dir: Path) -> None:
     r = rs.iloc[0]
     n_vol = len(default_volumes())  # 8 volumes: mean of 0.01 * v = 0.035
     expected_mean = 0.2 + 0.05 * 7.5 + 0.01 * (n_vol - 1) / 2  # 0.61
-    # per-epoch means differ by 0.05 per epoch: deviations -1.5, -0.5, 0.5, 1.5 (x 0.05) -> var = 1.25 * 0.05^2
+    # per-epoch means differ by 0.05 per epoch: deviations -1.5, -0.5, 0.5, 1.5 (x 0.05)
+    # -> var = 1.25 * 0.05^2
     expected_std = 0.05 * math.sqrt(1.25)
     assert math.isclose(r["stat"], expected_mean, rel_tol=1e-12) and math.isclose(expected_mean, 0.61)
     assert math.isclose(r["stat_std"], expected_std, rel_tol=1e-9)  # ddof 0, not ddof 1 (0.0645)
@@ -176,8 +174,10 @@ def test_conditions_follow_the_identity_keys_recorded_in_config_json(exp_dir: Pa
     assert sorted(analyse(exp).conditions["gamma"]) == [0.1, 0.2]
     cfg["identity_keys"] = "gamma"
     paths[-1].config.write_text(json.dumps(cfg))
-    with pytest.raises(InputError, match=r"config\.json: identity_keys='gamma' is not a list"):
-        load_experiment(exp_dir)
+    # a damaged run is excluded and named, the others are still analysed
+    exp = load_experiment(exp_dir)
+    assert paths[-1].run_id not in set(exp.runs["run_id"])
+    assert any("config.json: identity_keys='gamma' is not a list" in w for w in exp.warnings)
 
 
 def test_partial_and_failed_runs(exp_dir: Path) -> None:

@@ -132,3 +132,40 @@ def test_results_respect_the_umask(tmp_path: Path, umask: int) -> None:
         assert (tmp_path / f).stat().st_mode & 0o777 == 0o666 & ~umask, f
     for d in ("d", "report", "report/sub"):
         assert (tmp_path / d).stat().st_mode & 0o777 == 0o777 & ~umask, d
+
+
+FAST_RUN = ["--preset", "smoke", "--device", "cpu", "--set", "image_size=32", "--set", "threads=1"]
+FAST_RUN += ["--set", "seg_batch=4", "--set", "unl_batch=32"]
+
+
+@pytest.mark.parametrize(
+    "damaged, method, partial",
+    [
+        ("config.json", "fs", True),
+        ("summary.json", "fs", False),
+        ("metrics.csv", "fs", True),
+        ("checkpoint_last.pt", "fs", True),
+        ("checkpoint_best.pt", "proposals", False),  # the FS prerequisite's, read by Proposals
+    ],
+)
+def test_damaged_run_file_is_one_line_with_a_fix_that_works(
+    prepared_small, tmp_path, capsys, damaged, method, partial
+) -> None:
+    out = tmp_path / "exp"
+    base = ["run", "-q", "--data", str(prepared_small), "--out", str(out), *FAST_RUN]
+    fs = [*base, "--method", "fs", "--set", "seg_epochs=2"]
+    if partial:
+        assert main([*fs, "--stop-after-epoch", "0"]) == 75
+    else:
+        assert main(fs) == 0
+    (fs_dir,) = [p.parent for p in out.glob("runs/*/config.json")]
+    (fs_dir / damaged).write_bytes(b"\x00garbage,not,what,it,should,be\n{[")
+    capsys.readouterr()
+    again = fs if method == "fs" else [*base, "--method", "proposals", "--set", "seg_epochs=2"]
+    assert main(again) == 2
+    err = _one_line_error(capsys)
+    assert str(fs_dir / damaged) in err and f"delete the run directory {fs_dir}" in err
+    import shutil
+
+    shutil.rmtree(fs_dir)  # the fix the line gives
+    assert main(again) == 0

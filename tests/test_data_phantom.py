@@ -102,7 +102,8 @@ def _ed(phantom_dir: Path, k: int):
 
 
 def test_groups_change_size_and_wall(phantom_dir):
-    """DCM: large cavity, thin wall; HCM: small cavity, thick wall (6 patients each in the 30-patient cohort)."""
+    """DCM: large cavity, thin wall; HCM: small cavity, thick wall (6 patients each in the 30-patient
+    cohort)."""
     cav: dict[str, list[float]] = {}
     ratio: dict[str, list[float]] = {}
     for k in range(1, 31):

@@ -232,3 +232,33 @@ def test_full_cohort_of_100(tmp_path):
         "patient098",
     ]
     assert d.splits["labeled_effective"] == {"5": 5, "10": 10, "20": 20, "30": 30, "40": 40, "75": 75}
+
+
+@pytest.mark.parametrize("damage", ["truncate", "edit", "splits", "old-manifest"])
+def test_damaged_prepared_data_is_rebuilt_not_reported_up_to_date(phantom_dir, tmp_path, capsys, damage):
+    src = tmp_path / "src"
+    for k in (1, 2):
+        shutil.copytree(phantom_dir / f"patient{k:03d}", src / f"patient{k:03d}")
+    out = tmp_path / "out"
+    assert main(["prepare", str(src), str(out), "--size", "16"]) == 0
+    good = (out / "images.npy").read_bytes()
+    key = json.loads((out / "manifest.json").read_text())["data_hash"]
+    if damage == "truncate":
+        (out / "images.npy").write_bytes(good[: len(good) // 2])
+    elif damage == "edit":  # same size, one byte changed in place
+        with open(out / "images.npy", "r+b") as f:
+            f.seek(len(good) - 1)
+            f.write(bytes([good[-1] ^ 0xFF]))
+    elif damage == "splits":
+        (out / "splits.json").write_text('{"n_patients": 2}\n')
+    else:  # a manifest from before checksums were recorded
+        m = json.loads((out / "manifest.json").read_text())
+        del m["files"]
+        (out / "manifest.json").write_text(json.dumps(m))
+    capsys.readouterr()
+    assert main(["prepare", str(src), str(out), "--size", "16"]) == 0
+    assert "skipped" not in capsys.readouterr().out
+    assert (out / "images.npy").read_bytes() == good
+    assert json.loads((out / "manifest.json").read_text())["data_hash"] == key  # the run ids stay valid
+    assert main(["prepare", str(src), str(out), "--size", "16"]) == 0  # and now it is up to date
+    assert "skipped" in capsys.readouterr().out

@@ -21,7 +21,8 @@ from suite.errors import InputError
 
 IDS = [f"patient{i:03d}" for i in range(1, 101)]
 
-# random.seed(1); random.sample(IDS, 25), sorted: computed once with CPython's `random` (stable across versions)
+# random.seed(1); random.sample(IDS, 25), sorted: computed once with CPython's `random` (stable across
+# versions)
 GOLDEN_VAL_SEED1 = [
     "patient001",
     "patient004",

@@ -167,7 +167,7 @@ def test_driver_killed_midway_relaunch_repeats_nothing(prepared: Path, tmp_path:
         assert eps == ({0} if rid.startswith("reg-") else {0, 1}), (rid, eps)
 
 
-# ---------------------------------------------------------------------------------------------- grid == standalone
+# ----------------------------------------------------------------------------------------- grid == standalone
 @pytest.mark.timeout(900)
 def test_smoke_grid_equals_standalone_runs(
     prepared: Path, standalone: Path, ray_local, tmp_path: Path
@@ -331,6 +331,53 @@ def test_local_ray_listens_only_on_loopback(ray_local) -> None:
     assert listening, "no listening socket found for the Ray processes"
     public = [x for x in listening if x[1] not in ("127.0.0.1", "::ffff:127.0.0.1", "::1")]
     assert not public, f"Ray listens beyond loopback: {public}"
+
+
+def test_local_ray_requires_its_token_and_keeps_its_files_private(ray_local) -> None:
+    """The dashboard's job API (which runs code as the user) refuses a request without the token and accepts
+    one with it; the token file is 0600 inside a 0700 folder that also holds Ray's sockets and logs."""
+    import stat
+    import urllib.error
+    import urllib.request
+
+    from suite.ray_glue.cluster import read_auth_token
+
+    info, _ = ray_local
+    url = f"http://{info.dashboard_url}/api/jobs/"
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(url, timeout=30)
+    assert refused.value.code in (401, 403)
+    token = read_auth_token()
+    assert token and len(token) >= 32
+    ok = urllib.request.urlopen(
+        urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"}), timeout=30
+    )
+    assert ok.status == 200
+    token_path = Path(os.environ["RAY_AUTH_TOKEN_PATH"])
+    assert stat.S_IMODE(token_path.stat().st_mode) == 0o600
+    assert (
+        token_path.parent == Path(info.temp_dir) and stat.S_IMODE(Path(info.temp_dir).stat().st_mode) == 0o700
+    )
+
+
+def test_stopped_local_ray_leaves_no_temp_dir(tmp_path: Path) -> None:
+    """A local Ray's temp dir (sockets, logs, token) is removed when it stops, and the token path is not
+    inherited by what the process starts later (a fresh process: this one already holds a Ray)."""
+    script = (
+        "import os, pathlib\n"
+        "from suite.ray_glue.cluster import short_temp_dir, start_ray, stop_ray\n"
+        "info = start_ray(num_cpus=1, temp_dir=short_temp_dir(f'pytest-stop-{os.getpid()}'))\n"
+        "assert pathlib.Path(info.temp_dir).is_dir()\n"
+        "stop_ray()\n"
+        "print(pathlib.Path(info.temp_dir).exists(), 'RAY_AUTH_TOKEN_PATH' in os.environ)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env.pop("RAY_AUTH_TOKEN_PATH", None)
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[-2:] == ["False", "False"], out.stdout
 
 
 def test_local_ray_survives_the_preemption_signal(ray_local) -> None:

@@ -151,8 +151,9 @@ def test_unknown_key_in_yaml_and_missing_data_exit_2(tmp_path, capsys):
 
 
 def test_log_handler_follows_stderr_after_it_is_swapped(monkeypatch):
-    """The suite's handler writes to the current sys.stderr: a stream swapped in and closed since set-up (pytest's
-    capture between tests, a job wrapper) must not turn every later record into "I/O operation on closed file"."""
+    """The suite's handler writes to the current sys.stderr: a stream swapped in and closed since set-up
+    (pytest's capture between tests, a job wrapper) must not turn every later record into "I/O operation on
+    closed file"."""
     import io
     import logging
 

@@ -212,8 +212,8 @@ def test_ray_checkpoint_copied_back_only_when_newer(tmp_path):
 
 
 def test_progress_counts_runs_not_events():
-    """A restored Tune experiment re-reports a trial whose run finished before this launch, and a run can finish
-    in a later round: the progress line counts each run once (it once said "6/5 runs finished")."""
+    """A restored Tune experiment re-reports a trial whose run finished before this launch, and a run can
+    finish in a later round: the progress line counts each run once (it once said "6/5 runs finished")."""
     from suite.ray_glue.progress import Progress
 
     prog = Progress(label="x", total=5, already=frozenset({"a"}))

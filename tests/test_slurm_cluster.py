@@ -108,7 +108,7 @@ def _result(job):
     """``job.result()``; on failure the assertion carries the tail of the job's logs (CI keeps no files)."""
     try:
         return job.result()
-    except Exception as e:  # noqa: BLE001 - re-raised with the logs
+    except Exception as e:  # re-raised with the logs
         tails = []
         for path in (job.paths.stderr, job.paths.stdout):
             if Path(path).exists():

@@ -161,7 +161,7 @@ def test_profile_replace_validates():
         p.replace(nodes=0)
 
 
-# ---------------------------------------------------------------------------------------------- launcher logic
+# --------------------------------------------------------------------------------------------- launcher logic
 def test_plan_two_phases_and_skips_finished(tmp_path):
     from search_spaces import get_space
     from slurm.launch import plan
@@ -187,9 +187,10 @@ def test_jobcomp_and_states(tmp_path):
 
     log = tmp_path / "jobcomp.txt"
     log.write_text(
-        "JobId=7 UserId=root(0) Name=a JobState=CANCELLED StartTime=2026-01-01T00:00:01 EndTime=2026-01-01T00:00:09"
-        " NodeList=vm ExitCode=0:15 \n"
-        "JobId=21 Name=b JobState=COMPLETED StartTime=x EndTime=y NodeList=vm ArrayJobId=19 ArrayTaskId=0 ExitCode=0:0 \n"
+        "JobId=7 UserId=root(0) Name=a JobState=CANCELLED StartTime=2026-01-01T00:00:01 "
+        "EndTime=2026-01-01T00:00:09 NodeList=vm ExitCode=0:15 \n"
+        "JobId=21 Name=b JobState=COMPLETED StartTime=x EndTime=y NodeList=vm ArrayJobId=19 "
+        "ArrayTaskId=0 ExitCode=0:0 \n"
         "JobId=30 Name=c JobState=REQUEUED NodeList=vm ExitCode=0:0 \n"
         "JobId=30 Name=c JobState=COMPLETED NodeList=vm ExitCode=0:0 \n"
     )

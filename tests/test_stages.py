@@ -221,7 +221,8 @@ def test_unlabeled_and_validation_data_reach_only_the_losses_they_should(prepare
 
 def test_penalty_warmup_epochs_train_exactly_as_fs(prepared_small, tmp_path):
     """``penalty_warmup=1``: epoch 0 of an Oracle run skips the unlabeled pass (weights bit-identical to FS's,
-    no ``in_bounds`` reported); epoch 1 applies the penalty (weights differ from FS's); it is part of the run id."""
+    no ``in_bounds`` reported); epoch 1 applies the penalty (weights differ from FS's); it is part of the run
+    id."""
     from suite.stages.segmenter import SegmenterStage, load_seg_data
 
     def two_epochs(method: str, **kw):

@@ -1,9 +1,9 @@
-"""``suite demo``: the main job end to end on the built-in synthetic ACDC-format data (what ``make demo`` runs).
+"""``suite demo``: the main job end to end on built-in synthetic ACDC-format data (what ``make demo`` runs).
 
 1. ``suite phantom``  a synthetic cohort in the ACDC release layout (default 30 patients, seed 0);
 2. ``suite prepare``  slices, normalises, resizes (64×64 for the demo), writes the splits;
-3. ``suite tune``     the ``smoke`` space through Ray Tune: FS, Proposals, Proposed and Oracle at two n, one seed
-                      (regressors and FS models first, then the runs that need them);
+3. ``suite tune``     the ``smoke`` space through Ray Tune: FS, Proposals, Proposed and Oracle at two n,
+                      one seed (regressors and FS models first, then the runs that need them);
 4. the last-epoch validation Dice of every segmenter run;
 5. ``suite report``   Table 1, statistics, figures and the report of the demo experiment.
 

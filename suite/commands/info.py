@@ -93,8 +93,8 @@ def run(args: argparse.Namespace) -> int:
     )
     print("  groups   " + ", ".join(f"{g} {n}" for g, n in s["groups"].items()))
     print(
-        f"  LV area  mean {lv['mean_nonzero']:.0f} px ({s['lv_area_mm2_mean_nonzero']:.0f} mm2) on non-empty slices,"
-        f" 5-95% {lv['p5']:.0f}-{lv['p95']:.0f} px, max {lv['max']}, empty slices {lv['empty_slices']}"
+        f"  LV area  mean {lv['mean_nonzero']:.0f} px ({s['lv_area_mm2_mean_nonzero']:.0f} mm2) on non-empty "
+        f"slices, 5-95% {lv['p5']:.0f}-{lv['p95']:.0f} px, max {lv['max']}, empty slices {lv['empty_slices']}"
     )
     v = s["lv_volume_ml"]
     print(

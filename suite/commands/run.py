@@ -12,7 +12,6 @@ A finished run is skipped, a partial one resumed.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from datetime import datetime, timezone
@@ -168,7 +167,7 @@ def handle(args: argparse.Namespace) -> int:
     paths = execute(cfg, out, stop_after_epoch=args.stop_after_epoch)
     print(paths.root)
     if paths.summary.exists():
-        summary = json.loads(paths.summary.read_text())
+        summary = paths.read_json(paths.summary)
         print(
             f"finished {summary['run_id']}: best epoch {summary['best_epoch']} "
             f"({summary.get('selection_metric', 'selection')}={summary['best_value']:.4f})"

@@ -1,4 +1,4 @@
-"""``suite slurm submit|status|cancel``: run an experiment on a SLURM cluster with submitit (code in ``slurm/``)."""
+"""``suite slurm submit|status|cancel``: run an experiment on a SLURM cluster with submitit (``slurm/``)."""
 
 from __future__ import annotations
 

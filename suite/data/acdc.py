@@ -14,7 +14,8 @@ The release (Bernard et al., IEEE TMI 2018) has one folder per patient::
 :func:`scan` checks the layout (cheap: folder names, ``Info.cfg``, the frame files exist) and
 :func:`load_frame` checks one frame's content. Every problem raises :class:`~suite.errors.InputError` with
 one line naming the file, the problem and the fix. Other files in the root (``MANDATORY_CITATION.md``, the
-``testing`` folder, a ``phantom.json``) are ignored; anything *named* like a patient must be a well-formed one.
+``testing`` folder, a ``phantom.json``) are ignored; anything *named* like a patient must be a well-formed
+one.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import re
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -180,7 +182,8 @@ def scan(src: str | os.PathLike) -> list[PatientRef]:
         resolved = entry.resolve()
         if resolved in real:
             raise InputError(
-                f"{entry}: duplicate patient folder (links to the same data as {real[resolved]}); keep only one"
+                f"{entry}: duplicate patient folder (links to the same data as {real[resolved]}); keep only "
+                "one"
             )
         seen[key], real[resolved] = entry, entry
         candidates.append(entry)
@@ -217,8 +220,8 @@ def _scan_patient(folder: Path) -> PatientRef:
         for p, what in ((image, "image"), (label, "label")):
             if not p.exists():
                 raise InputError(
-                    f"{p}: {name} {what} file is missing (Info.cfg names frame {number}); restore it from the "
-                    "release or fix 'ED'/'ES' in Info.cfg"
+                    f"{p}: {name} {what} file is missing (Info.cfg names frame {number}); restore it from "
+                    "the release or fix 'ED'/'ES' in Info.cfg"
                 )
             if not p.is_file():
                 raise InputError(
@@ -246,7 +249,7 @@ def _read_nifti(path: Path, what: str) -> tuple[np.ndarray, tuple[float, ...]]:
     import nibabel as nib
 
     try:
-        img = nib.load(str(path))
+        img = cast("nib.spatialimages.SpatialImage", nib.load(str(path)))
         data = np.asarray(img.dataobj)
         zooms = tuple(float(z) for z in img.header.get_zooms())
     except (EOFError, zlib.error, gzip.BadGzipFile) as e:
@@ -328,10 +331,11 @@ def frame_shape(ref: FrameRef) -> tuple[int, ...]:
     import nibabel as nib
 
     try:
-        return tuple(int(s) for s in nib.load(str(ref.image)).shape)
+        return tuple(int(s) for s in cast("nib.spatialimages.SpatialImage", nib.load(str(ref.image))).shape)
     except (EOFError, zlib.error, gzip.BadGzipFile) as e:
         raise InputError(
-            f"{ref.image}: truncated or corrupt gzip ({type(e).__name__}); re-extract the file from the release"
+            f"{ref.image}: truncated or corrupt gzip ({type(e).__name__}); re-extract the file from the "
+            "release"
         ) from None
     except Exception as e:  # noqa: BLE001
         msg = _short(e, ref.image)
@@ -349,7 +353,8 @@ def frame_shape(ref: FrameRef) -> tuple[int, ...]:
 
 
 def _truncated_gzip(path: Path) -> bool:
-    """True when ``path`` starts like gzip but its stream ends early or is corrupt (only on the error path)."""
+    """True when ``path`` starts like gzip but its stream ends early or is corrupt (only on the error
+    path)."""
     try:
         with open(path, "rb") as fh:
             if fh.read(2) != b"\x1f\x8b":

@@ -3,9 +3,10 @@
 As in the authors' ``utils.augment`` (``ImageOps.flip``, ``ImageOps.mirror``, ``rotate(uniform(-45, 45))``),
 each augmented copy independently gets a vertical flip (p = 0.5), a mirror (p = 0.5) and a rotation about the
 image centre by an angle uniform in [-45°, 45°] (p = 0.5); the LV area is recomputed from the transformed
-label. Copy 0 of every slice is the original, so ``copies = 10`` makes the training set 10 times larger, as the
-paper says (the authors' ``--n_aug 10`` writes the original plus 10). The image is resampled bilinearly and the
-label with nearest neighbour (the authors use PIL's default, nearest, for both); outside the rotated field is 0.
+label. Copy 0 of every slice is the original, so ``copies = 10`` makes the training set 10 times larger, as
+the paper says (the authors' ``--n_aug 10`` writes the original plus 10). The image is resampled bilinearly
+and the label with nearest neighbour (the authors use PIL's default, nearest, for both); outside the rotated
+field is 0.
 
 Deterministic: the parameters of every (slice, copy) are drawn once from ``derive_seed(seed, "reg-augment")``,
 so the augmented set is a fixed, "offline" set like the authors' — whether it is materialised at once
@@ -116,7 +117,8 @@ def apply_augment(images, labels, flip: np.ndarray, mirror: np.ndarray, angle: n
 
 
 class AugmentedSet:
-    """The fixed augmented set of ``n`` labeled slices × ``copies``, produced batch by batch (no ×copies memory).
+    """The fixed augmented set of ``n`` labeled slices × ``copies``, produced batch by batch (no ×copies
+    memory).
 
     Sample ``k`` is copy ``k % copies`` of slice ``k // copies``. ``batch(ks)`` returns ``(images, labels,
     lv_area)`` for those samples; the same ``ks`` always give the same arrays.

@@ -24,8 +24,9 @@ Patient ``k`` is a pure function of ``(seed, k)`` (``derive_seed``), so a cohort
 30 of the cohort of 100. Groups are interleaved (NOR, DCM, HCM, MINF, RV, NOR, …) by default so that every
 prefix is balanced; ``group_order="acdc"`` assigns them in blocks of 20 as the real release does (001–020
 DCM, 021–040 HCM, 041–060 MINF, 061–080 NOR, 081–100 RV), which matters for the paper's "first n training
-patients" labeled subsets (with the authors' seed, the n = 5 labeled patients of real ACDC are all DCM). The ``_4d.nii.gz`` cine files are not written (the reader
-ignores them). See ``docs/phantom.md`` for how its statistics compare with real ACDC.
+patients" labeled subsets (with the authors' seed, the n = 5 labeled patients of real ACDC are all DCM). The
+``_4d.nii.gz`` cine files are not written (the reader ignores them). See ``docs/phantom.md`` for how its
+statistics compare with real ACDC.
 """
 
 from __future__ import annotations
@@ -432,9 +433,10 @@ def _render_slice(
         # RV: a crescent on the septal side, shorter than the LV
         rv_len = length * 0.85
         if t < rv_len:
-            # the RV is sized from ED geometry and contracts by rv_f (its own ejection fraction), independently
-            # of the LV: an ellipse on the anterior (-u) side reaching ``thick`` mm beyond the LV's outer wall
-            # (+ septum gap), long axis tangential; minus the LV it is a crescent wrapping the septum
+            # the RV is sized from ED geometry and contracts by rv_f (its own ejection fraction),
+            # independently of the LV: an ellipse on the anterior (-u) side reaching ``thick`` mm beyond the
+            # LV's outer wall (+ septum gap), long axis tangential; minus the LV it is a crescent wrapping the
+            # septum
             rvp = float(_prof(np.array(max(t, 0.0) / rv_len))) * rv_scale
             outer_ed, outer_now = radius + wall, radius * fr + wall
             thick_ed = outer_ed * 0.4 * rvp

@@ -19,6 +19,7 @@ second ``prepare`` with the same inputs and options finds the key in ``OUT/manif
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import hashlib
 import json
 import logging
@@ -26,6 +27,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -70,8 +72,8 @@ def resize_stack(arr: np.ndarray, size: int | tuple[int, int], kind: str) -> np.
     """Resize a stack of 2-D slices ``(N, H, W)`` to ``(N, size, size)`` (pure NumPy, no torch needed).
 
     ``kind="linear"``: bilinear, half-pixel centres, edges clamped, no anti-aliasing (as
-    ``F.interpolate(mode="bilinear", align_corners=False)``), float32 out. ``kind="nearest"``: nearest neighbour
-    with half-pixel centres (``nearest-exact``), same dtype out. Separable gathers, no BLAS.
+    ``F.interpolate(mode="bilinear", align_corners=False)``), float32 out. ``kind="nearest"``: nearest
+    neighbour with half-pixel centres (``nearest-exact``), same dtype out. Separable gathers, no BLAS.
     """
     oh, ow = (size, size) if isinstance(size, int) else tuple(size)
     n, h, w = arr.shape
@@ -99,7 +101,7 @@ def to_uint8(x: np.ndarray) -> np.ndarray:
 def input_key(patients: list[acdc.PatientRef], size: int, split_seed: int, crop: float = 1.0) -> str:
     """Content key of a preparation: bytes of Info.cfg and the four frame files of every patient + options."""
     h = hashlib.sha256()
-    opts = {"format": FORMAT_VERSION, "size": size, "split_seed": split_seed}
+    opts: dict[str, float] = {"format": FORMAT_VERSION, "size": size, "split_seed": split_seed}
     if crop != 1.0:  # keys of uncropped preparations stay as they were
         opts["crop"] = crop
     h.update(json.dumps(opts, sort_keys=True).encode())
@@ -109,7 +111,7 @@ def input_key(patients: list[acdc.PatientRef], size: int, split_seed: int, crop:
             h.update(f.name.encode())
             try:
                 with open(f, "rb") as fh:
-                    for chunk in iter(lambda fh=fh: fh.read(1 << 20), b""):
+                    for chunk in iter(functools.partial(fh.read, 1 << 20), b""):
                         h.update(chunk)
             except OSError as e:
                 raise InputError(
@@ -146,8 +148,9 @@ def prepare(
     """Prepare ``src`` (ACDC-format folder) into ``out``; a no-op when ``out`` already holds the same key.
 
     ``crop`` < 1 keeps only the central fraction of the field of view along each in-plane axis before resizing
-    (a heart-centred crop, common in ACDC pipelines: the LV covers more pixels at a given ``size``). Slices whose
-    LV the crop cuts are counted and logged; the LV areas in the manifest are those of the cropped slices.
+    (a heart-centred crop, common in ACDC pipelines: the LV covers more pixels at a given ``size``). Slices
+    whose LV the crop cuts are counted and logged; the LV areas in the manifest are those of the cropped
+    slices.
 
     Any bad input raises :class:`InputError` before ``out`` is touched (the work happens in a temporary
     folder that is removed on error). ``force`` rebuilds even when the key matches, and replaces an ``out``
@@ -170,13 +173,16 @@ def prepare(
     patients = acdc.scan(src)
     key = input_key(patients, size, split_seed, crop)
     if out.exists():
-        if old == key and not force and all((out / f).exists() for f in FILES):
+        damage = _damage(out) if old == key and not force else None
+        if old == key and not force and damage is None:
             log.info("prepared dataset %s is up to date (data_hash %s): skipped", out, key)
             return PrepareResult(out, key, True, time.perf_counter() - t0, _n_slices(out))
+        if damage:
+            log.warning("prepared dataset %s: %s; rebuilding it from the inputs", out, damage)
         if old is not None and old != key and not force:
             raise InputError(
-                f"{out}: holds a prepared dataset of other inputs or options (data_hash {old}, this one {key}); "
-                "use --force to replace it or choose another folder"
+                f"{out}: holds a prepared dataset of other inputs or options (data_hash {old}, this one "
+                f"{key}); use --force to replace it or choose another folder"
             )
 
     # headers first: total slice count to pre-allocate the arrays
@@ -198,7 +204,11 @@ def prepare(
         labels = np.lib.format.open_memmap(
             tmp / "labels.npy", mode="w+", dtype=np.uint8, shape=(n_slices, size, size)
         )
-        volumes, slice_vol, slice_idx, area_px, area_mm2 = [], [], [], [], []
+        volumes: list[dict[str, Any]] = []
+        slice_vol: list[int] = []
+        slice_idx: list[int] = []
+        area_px: list[int] = []
+        area_mm2: list[float] = []
         start, lv_cut = 0, 0
         from suite.log import progress
 
@@ -308,6 +318,7 @@ def prepare(
             },
         }
         write_json_atomic(tmp / "splits.json", splits)
+        manifest["files"] = {f: file_digest(tmp / f) for f in CHECKED_FILES}
         (tmp / "manifest.json").write_text(json.dumps(manifest, separators=(",", ":")) + "\n")
     dt = time.perf_counter() - t0
     log.info(
@@ -322,6 +333,41 @@ def prepare(
         key,
     )
     return PrepareResult(out, key, False, dt, n_slices)
+
+
+# what "up to date" verifies besides the input key: the data_hash names the inputs and options, not the bytes
+# written, so a truncated or edited array would otherwise pass as prepared (sha256 of 272 MB: ~1 s)
+CHECKED_FILES = ("images.npy", "labels.npy", "splits.json")
+
+
+def file_digest(path: Path) -> dict[str, int | str]:
+    """Size and sha256 of one file (read in 4 MiB blocks)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 22):
+            h.update(block)
+    return {"bytes": path.stat().st_size, "sha256": h.hexdigest()}
+
+
+def _damage(out: Path) -> str | None:
+    """Why the prepared files in ``out`` do not match its manifest (None when they all do)."""
+    missing = [f for f in FILES if not (out / f).exists()]
+    if missing:
+        return f"{missing[0]} is missing"
+    try:
+        recorded = json.loads((out / "manifest.json").read_text()).get("files")
+    except (OSError, ValueError):
+        return "manifest.json is unreadable"
+    if not isinstance(recorded, dict):
+        return "manifest.json records no file checksums (written by an older version)"
+    for name in CHECKED_FILES:
+        want = recorded.get(name) or {}
+        size = (out / name).stat().st_size
+        if size != want.get("bytes"):
+            return f"{name} has {size} bytes, the manifest says {want.get('bytes')} (truncated or replaced)"
+        if file_digest(out / name)["sha256"] != want.get("sha256"):
+            return f"{name} differs from the checksum in the manifest (edited in place)"
+    return None
 
 
 def _n_slices(out: Path) -> int:

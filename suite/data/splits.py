@@ -105,7 +105,8 @@ def counts(n_patients: int, labeled: Sequence[int] = PAPER_LABELED, warn: bool =
             kept[n] = eff
     if dropped and warn:
         log.warning(
-            "cohort of %d patients (%d training): labeled n %s scale to %s and leave no unlabeled patient; dropped",
+            "cohort of %d patients (%d training): labeled n %s scale to %s and leave no unlabeled patient; "
+            "dropped",
             n_patients,
             n_train,
             sorted(dropped),
@@ -129,8 +130,9 @@ def paper_validation(
     """The authors' validation draw: ``random.seed(seed); random.sample(sorted_ids, n_val)``.
 
     Returns ``(val_seg, val_reg)``: the first ``n_val - n_val_reg`` of the sample in sorted order validate the
-    segmenter, the last ``n_val_reg`` the regressor. Uses a private ``random.Random(seed)``, which draws exactly
-    what the module-level ``random.seed(seed); random.sample`` draws, without touching the global state.
+    segmenter, the last ``n_val_reg`` the regressor. Uses a private ``random.Random(seed)``, which draws
+    exactly what the module-level ``random.seed(seed); random.sample`` draws, without touching the global
+    state.
     """
     sorted_ids = sorted(ids)
     sample = random.Random(seed).sample(sorted_ids, n_val)
@@ -175,8 +177,8 @@ def make_split(
     eff = effective_labeled(n_labeled, len(ids), len(train))
     if n_labeled != PAPER_N_TRAIN and eff >= len(train):
         raise InputError(
-            f"n_labeled={n_labeled}: scales to {eff} of the {len(train)} training patients of this {len(ids)}-patient "
-            "cohort and leaves none unlabeled; use a smaller n or a larger cohort"
+            f"n_labeled={n_labeled}: scales to {eff} of the {len(train)} training patients of this "
+            f"{len(ids)}-patient cohort and leaves none unlabeled; use a smaller n or a larger cohort"
         )
     order = labeled_order(train, mode, split_seed)
     labeled = sorted(order[:eff])
@@ -225,7 +227,8 @@ def splits_document(
             "val_seg = v[:val_seg]; val_reg = v[val_seg:]; labeled(n) = train[:n_effective]",
             "random": "validation as paper (paper_seed); labeled(n) = sorted(first n_effective of "
             "random.Random(derive_seed(split_seed, 'labeled')).sample(train, len(train)))",
-            "scaling": "validation = round(N/4), val_reg = max(1, round(5N/100)), labeled n -> max(1, round(n N/100)) "
+            "scaling": "validation = round(N/4), val_reg = max(1, round(5N/100)), "
+            "labeled n -> max(1, round(n N/100)) "
             "(round half up; n=75 = all training patients); n leaving no unlabeled patient dropped",
         },
     }

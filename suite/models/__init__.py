@@ -38,7 +38,8 @@ def build_segmenter(cfg: Any) -> nn.Module:
 
 
 def build_regressor(cfg: Any) -> nn.Module:
-    """ResNeXt(``cfg.reg_layers``, ``cfg.reg_groups`` × ``cfg.reg_width_per_group``d), 1 channel → (B,) pixels."""
+    """ResNeXt(``cfg.reg_layers``, ``cfg.reg_groups`` × ``cfg.reg_width_per_group``d), 1 channel → (B,)
+    pixels."""
     if getattr(cfg, "reg_arch", "resnext") != "resnext":
         raise ValueError(f"reg_arch={cfg.reg_arch!r} is not supported; use reg_arch=resnext")
     return SizeRegressor(

@@ -146,7 +146,8 @@ class DownsamplingBottleneck(nn.Module):
 
 
 class UpsamplingBottleneck(nn.Module):
-    """Doubles the resolution: 1×1 conv + max-unpooling on the main path, 3×3/2 transposed conv in the branch."""
+    """Doubles the resolution: 1×1 conv + max-unpooling on the main path, 3×3/2 transposed conv in the
+    branch."""
 
     def __init__(self, in_channels: int, out_channels: int, internal: int, relu: bool = True) -> None:
         super().__init__()
@@ -170,7 +171,7 @@ class UpsamplingBottleneck(nn.Module):
         main = self.main(x)
         # max_unpool2d needs contiguous (NCHW) input; the indices index into the NCHW plane
         main = F.max_unpool2d(
-            main.contiguous(), indices, 2, stride=2, output_size=(x.shape[-2] * 2, x.shape[-1] * 2)
+            main.contiguous(), indices, (2, 2), stride=(2, 2), output_size=(x.shape[-2] * 2, x.shape[-1] * 2)
         )
         return self.out_act(main + self.branch(x))
 

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib
 import json
 import logging
 import os
+import secrets
+import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,7 +32,10 @@ TRIAL_DRIVER_UNITS = 1000
 
 # Set before Ray starts (inherited by the raylet and every worker).
 RAY_ENV = {
-    "RAY_AUTH_MODE": "disabled",  # 2.60 turns token auth on and writes ~/.ray/auth_token
+    # token authentication on for every Ray the suite starts: without it anyone who can reach the dashboard
+    # (any user on a shared node; anyone on the network for a multi-node head) can submit jobs that run as
+    # the user. The token itself comes from RAY_AUTH_TOKEN_PATH (see auth_token_env).
+    "RAY_AUTH_MODE": "token",
     "RAY_USAGE_STATS_ENABLED": "0",
     "RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS": "0",
     "RAY_CHDIR_TO_TRIAL_DIR": "0",
@@ -59,10 +65,50 @@ class RayInfo:
     start_s: float
 
 
+AUTH_TOKEN_FILE = "ray_auth_token"
+
+
 def short_temp_dir(key: str) -> str:
     """A short per-experiment temp dir (Ray's unix sockets must fit in 107 characters)."""
     digest = hashlib.sha256(key.encode()).hexdigest()[:8]
     return f"/tmp/sray-{os.getuid()}-{digest}"
+
+
+def private_dir(path: str | os.PathLike) -> Path:
+    """``path`` created (or re-moded) 0700: Ray makes its own session folders 0777, so the folder above them
+    is what keeps other users on the node out of the sockets, logs and the auth token."""
+    p = Path(path)
+    p.mkdir(parents=True, exist_ok=True)
+    os.chmod(p, 0o700)
+    return p
+
+
+def auth_token_env(folder: str | os.PathLike) -> dict[str, str]:
+    """The environment that hands every Ray process (GCS, raylet, dashboard, workers, and the ``ray start``
+    nodes of a multi-node job) one token: ``folder/ray_auth_token``, mode 0600 (read by the user alone;
+    ``folder`` is made private too).
+
+    The token is one random value per process, written into each such file: Ray's client caches the token
+    it first loaded for the life of the process, so a second Ray started by the same process (a test
+    session, a requeued driver) must be given the same token or its own GCS refuses the driver."""
+    global _process_token
+    if _process_token is None:
+        _process_token = secrets.token_hex(32)
+    path = private_dir(folder) / AUTH_TOKEN_FILE
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # an older file keeps its mode through O_CREAT
+    with os.fdopen(fd, "w") as f:
+        f.write(_process_token)
+    return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(path)}
+
+
+_process_token: str | None = None
+
+
+def read_auth_token() -> str | None:
+    """The token of the Ray this process started (None when token auth is off here)."""
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH")
+    return Path(path).read_text().strip() if path and Path(path).exists() else None
 
 
 def start_ray(
@@ -79,9 +125,11 @@ def start_ray(
     A joined cluster should be started with ``ray start ... --resources='{"trial_driver": 1000}'``
     (:func:`ray_start_resources_arg`); without it Train trials fall back to a 0.01-CPU driver.
     """
-    for k, v in RAY_ENV.items():
-        os.environ.setdefault(k, v)
     local = address in (None, "", "local")
+    for k, v in RAY_ENV.items():
+        if k == "RAY_AUTH_MODE" and not local:
+            continue  # a cluster the suite did not start keeps its own auth settings (its admin's choice)
+        os.environ.setdefault(k, v)
     saved_env = {k: os.environ.get(k) for k in RAY_LOCAL_ENV}
     if local:
         for k, v in RAY_LOCAL_ENV.items():
@@ -91,11 +139,11 @@ def start_ray(
     finally:
         # the Ray processes started above have read it; a process this one starts later (sbatch, srun) must
         # not inherit it: `ray start --address` on a worker node refuses to join with it set to 0
-        for k, v in saved_env.items():
-            if v is None:
+        for k, saved in saved_env.items():
+            if saved is None:
                 os.environ.pop(k, None)
             else:
-                os.environ[k] = v
+                os.environ[k] = saved
 
 
 def _start_ray(
@@ -128,10 +176,14 @@ def _start_ray(
                     f"ray temp dir {tmp!r} is {len(tmp)} characters; Ray's socket paths need a "
                     "short one (<= 60): pass a shorter path"
                 )
-            Path(tmp).mkdir(parents=True, exist_ok=True)
+            # Ray makes its temp dir 0777: it goes one level down, inside a private (0700) folder that also
+            # holds a fresh auth token; stop_ray removes the folder
+            private_dir(tmp)
+            os.environ.update(auth_token_env(tmp))
+            _started_temp_dirs.append(tmp)
             kwargs.update(
                 address="local",
-                _temp_dir=tmp,
+                _temp_dir=os.path.join(tmp, "ray"),
                 include_dashboard=True,
                 dashboard_host="127.0.0.1",
                 _node_ip_address="127.0.0.1",
@@ -146,6 +198,7 @@ def _start_ray(
             if num_cpus is not None or num_gpus is not None:
                 log.warning("--address given: the cluster's own CPU/GPU counts are used")
             kwargs.update(address=address, runtime_env={"env_vars": {k: os.environ[k] for k in RAY_ENV}})
+        _reload_auth_settings()
         attempts = 3 if local else 1
         for attempt in range(1, attempts + 1):
             try:
@@ -157,7 +210,7 @@ def _start_ray(
                     f"--address {address}: cannot connect to a Ray cluster ({e}); start one "
                     "with `ray start --head` or drop --address to start a local Ray"
                 ) from e
-            except Exception as e:  # noqa: BLE001 - Ray's fixed 30 s raylet wait fails on an overloaded host
+            except Exception as e:  # Ray's fixed 30 s raylet wait fails on an overloaded host
                 if "timed out during startup" not in str(e) or attempt == attempts:
                     raise
                 log.warning(
@@ -166,8 +219,10 @@ def _start_ray(
                 with contextlib.suppress(Exception):
                     ray.shutdown()
                 _kill_children_using(str(kwargs["_temp_dir"]))
-                kwargs["_temp_dir"] = tmp = f"{temp_dir or short_temp_dir(str(os.getpid()))}-{attempt + 1}"
-                Path(tmp).mkdir(parents=True, exist_ok=True)
+                tmp = f"{temp_dir or short_temp_dir(str(os.getpid()))}-{attempt + 1}"
+                private_dir(tmp)
+                _started_temp_dirs.append(tmp)
+                kwargs["_temp_dir"] = os.path.join(tmp, "ray")
         dashboard = getattr(ctx, "dashboard_url", None) or None
     res = ray.cluster_resources()
     info = RayInfo(
@@ -192,6 +247,23 @@ def _start_ray(
     return info
 
 
+def _reload_auth_settings() -> None:
+    """Make this process's Ray client read RAY_AUTH_MODE / RAY_AUTH_TOKEN_PATH as they are now.
+
+    Ray's C++ config reads them once, when ``ray`` is first imported, and caches the token it loads: a process
+    that imported ray before the suite set them (a test session, a notebook) would start a token-protected GCS
+    and then connect to it without the token ("InvalidAuthToken"). These are the two calls Ray's own test
+    utilities use for this (``ray._private.authentication_test_utils.reset_auth_token_state``)."""
+    # looked up at run time: Ray's type stub of its compiled ``_raylet`` module does not declare them
+    raylet = importlib.import_module("ray._raylet")
+    config = getattr(raylet, "Config", None)
+    loader = getattr(raylet, "AuthenticationTokenLoader", None)
+    if config is None or loader is None:  # pragma: no cover - an older Ray without token authentication
+        return
+    config.initialize("")
+    loader.instance().reset_cache()
+
+
 def _kill_children_using(path: str) -> None:
     """End this process's own children whose command line names ``path`` (the Ray processes a failed
     ``ray.init`` left behind: GCS, dashboard, monitors), by pid."""
@@ -213,12 +285,33 @@ def ray_running() -> bool:
     return bool(ray is not None and ray.is_initialized())
 
 
+# temp dirs of the local Rays this process started: removed when it stops them (sockets, logs, the token)
+_started_temp_dirs: list[str] = []
+
+
 def stop_ray() -> None:
-    """Shut down (local) or disconnect from (joined) Ray."""
+    """Shut down (local) or disconnect from (joined) Ray; a local Ray's private temp dir is removed."""
     import ray
 
     if ray.is_initialized():
         ray.shutdown()
+    while _started_temp_dirs:
+        folder = _started_temp_dirs.pop()
+        shutil.rmtree(folder, ignore_errors=True)
+        # a process started later (sbatch, srun, another Ray) must not inherit a path to a removed token
+        if os.environ.get("RAY_AUTH_TOKEN_PATH", "").startswith(folder + os.sep):
+            del os.environ["RAY_AUTH_TOKEN_PATH"]
+
+
+def count_alive_nodes(address: str) -> int:
+    """Connect to the Ray cluster at ``address`` (once per process; :func:`stop_ray` disconnects) and count
+    its live nodes. Raises ``ConnectionError``, ``RuntimeError`` or ``ValueError`` while its head is not
+    up."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+    return sum(1 for node in ray.nodes() if node.get("Alive"))
 
 
 def ray_start_resources_arg() -> str:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ray.tune import Callback
+from ray.tune.experiment import Trial
 
 from suite.log import progress_enabled
 
@@ -107,7 +108,7 @@ class ProgressCallback(Callback):
         self.running = set()
         self.last = {}
 
-    def _update(self, trial: Any, finished: bool = False, failed: bool = False) -> None:
+    def _update(self, trial: Trial, finished: bool = False, failed: bool = False) -> None:
         prog = _active_progress
         if prog is None:
             return
@@ -115,18 +116,20 @@ class ProgressCallback(Callback):
         prog.mark(trial_run_id(trial.config) or trial.trial_id, finished=finished, failed=failed)
         prog.emit()
 
-    def on_trial_start(self, iteration, trials, trial, **info):  # noqa: ANN001
+    def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         self.running.add(trial.trial_id)
         self._update(trial)
 
-    def on_trial_result(self, iteration, trials, trial, result, **info):  # noqa: ANN001
+    def on_trial_result(
+        self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any
+    ) -> None:
         self.last[trial.trial_id] = result
 
-    def on_trial_complete(self, iteration, trials, trial, **info):  # noqa: ANN001
+    def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         self.running.discard(trial.trial_id)
         res = self.last.get(trial.trial_id, {})
         self._update(trial, finished=bool(res.get("done")) and not res.get("busy"))
 
-    def on_trial_error(self, iteration, trials, trial, **info):  # noqa: ANN001
+    def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         self.running.discard(trial.trial_id)
         self._update(trial, failed=True)

@@ -1,8 +1,8 @@
 """What one trial and its workers ask Ray for, and how many trials fit at once.
 
 On a small machine: a direct trial asks for ``{"CPU": cpus_per_trial, "GPU": gpus_per_trial}`` (fractions
-allowed, several small trials per GPU); a Train trial asks only for ``{"trial_driver": 1}`` and its workers for
-the CPUs/GPUs, so that the trial driver never takes a CPU away from its own workers (which deadlocks on 2
+allowed, several small trials per GPU); a Train trial asks only for ``{"trial_driver": 1}`` and its workers
+for the CPUs/GPUs, so that the trial driver never takes a CPU away from its own workers (which deadlocks on 2
 CPUs).
 """
 

@@ -147,10 +147,20 @@ def fit_with_train(cfg: RunConfig, opts: TrialOptions, *, in_tune: bool = True) 
     The Train run name is the run id and its storage ``<experiment>/ray/train``: a retried trial finds its
     Train checkpoints again.
     """
-    import ray.train
-    from ray.train.torch import TorchTrainer
+    # Ray Train V2's classes (what ``ray.train.RunConfig``, ``ray.train.torch.TorchTrainer`` etc. are at run
+    # time with V2 on, which LoggingConfig needs), imported from where they live so that type checking sees
+    # the classes that run
+    from ray.train.v2.api.callback import UserCallback
+    from ray.train.v2.api.config import (
+        CheckpointConfig,
+        FailureConfig,
+        LoggingConfig,
+        ScalingConfig,
+    )
+    from ray.train.v2.api.config import RunConfig as TrainRunConfig
+    from ray.train.v2.torch.torch_trainer import TorchTrainer
 
-    callbacks = []
+    callbacks: list[UserCallback] = []
     if in_tune:
         from ray.tune.integration.ray_train import TuneReportCallback
 
@@ -160,16 +170,16 @@ def fit_with_train(cfg: RunConfig, opts: TrialOptions, *, in_tune: bool = True) 
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config={"run": cfg.to_dict(include_derived=False), "root": opts.experiment_root},
-        scaling_config=ray.train.ScalingConfig(
+        scaling_config=ScalingConfig(
             num_workers=cfg.world_size, use_gpu=opts.gpus > 0, resources_per_worker=worker_resources(opts)
         ),
-        run_config=ray.train.RunConfig(
+        run_config=TrainRunConfig(
             name=cfg.run_id,
             storage_path=str(storage.resolve()),
             callbacks=callbacks,
-            failure_config=ray.train.FailureConfig(max_failures=opts.train_max_failures),
-            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
-            logging_config=ray.train.v2.api.config.LoggingConfig(log_level="WARNING"),
+            failure_config=FailureConfig(max_failures=opts.train_max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=1),
+            logging_config=LoggingConfig(log_level="WARNING"),
         ),
     )
     return trainer.fit()

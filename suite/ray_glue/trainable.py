@@ -12,7 +12,6 @@ holds reports ``busy=1`` at once, giving its resources back.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +68,7 @@ def tune_trial(config: dict[str, Any]) -> None:
     done = paths.is_finished()
     final: dict[str, Any] = {**base, "done": int(done), "skipped": 0, "busy": 0}
     if done:
-        summary = json.loads(paths.summary.read_text())
+        summary = paths.read_json(paths.summary)
         final["best_value"] = float(summary.get("best_value", float("nan")))
         final["best_epoch"] = int(summary.get("best_epoch", -1))
     tune.report(final)
@@ -81,7 +80,8 @@ def trial_name(trial: Any) -> str:
 
 
 def trial_placement(config: dict[str, Any]) -> Any:
-    """The placement group of one trial, from its config (:func:`~suite.ray_glue.resources.trial_resources`)."""
+    """The placement group of one trial, from its config
+    (:func:`~suite.ray_glue.resources.trial_resources`)."""
     from ray import tune
 
     opts = TrialOptions(**config["opts"])

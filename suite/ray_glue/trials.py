@@ -1,7 +1,7 @@
 """One Tune experiment over a list of run configs (one phase of the driver in ``search_spaces.driver``).
 
-Per-trial resources (:mod:`suite.ray_glue.resources`), fault tolerance (``tune.FailureConfig``) and the suite's
-own one-line progress (:mod:`suite.ray_glue.progress`; Tune itself is silenced with ``verbose=0``).
+Per-trial resources (:mod:`suite.ray_glue.resources`), fault tolerance (``tune.FailureConfig``) and the
+suite's own one-line progress (:mod:`suite.ray_glue.progress`; Tune itself is silenced with ``verbose=0``).
 """
 
 from __future__ import annotations
@@ -84,7 +84,8 @@ def run_trials(
         )
     grid = tuner.fit()
     outcomes: dict[str, TrialOutcome] = {}
-    for result in grid:
+    for i in range(len(grid)):  # ResultGrid is indexed (its type declares no __iter__)
+        result = grid[i]
         run_id = trial_run_id(result.config) or "?"
         metrics = result.metrics or {}
         path = str(result.path) if getattr(result, "path", None) else None

@@ -64,7 +64,8 @@ class EpochResult:
 
 
 class Stage(Protocol):
-    """What :func:`suite.stages.runner.run_epochs` drives (``suite.stages.regressor.RegressorStage``, ``segmenter.SegmenterStage``)."""
+    """What :func:`suite.stages.runner.run_epochs` drives (``suite.stages.regressor.RegressorStage``,
+    ``segmenter.SegmenterStage``)."""
 
     higher_is_better: bool
 

@@ -62,7 +62,8 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def seed_epoch(cfg: RunConfig, epoch: int) -> None:
-    """Reseed the global RNGs for one epoch of one rank (dropout etc.): a pure function of (seed, epoch, rank)."""
+    """Reseed the global RNGs for one epoch of one rank (dropout etc.): a pure function of (seed, epoch,
+    rank)."""
     s = derive_seed(cfg.seed, cfg.stage, "epoch", epoch, "rank", pg.rank())
     random.seed(s)
     np.random.seed(s)
@@ -79,8 +80,10 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     """Load a checkpoint with ``weights_only=True`` (tensors and plain types only)."""
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # noqa: BLE001 - corrupt/truncated file: one clear line
+    except Exception as e:  # corrupt/truncated file: one clear line
+        # the whole run directory: deleting only a finished run's checkpoint_best.pt would leave a run that
+        # counts as finished (summary.json) and is never retrained
         raise InputError(
             f"{path}: cannot load checkpoint ({type(e).__name__}: {str(e).splitlines()[0]}); "
-            "delete it to restart the run from scratch"
+            f"delete the run directory {path.parent} to train that run again"
         ) from e

@@ -47,8 +47,14 @@ class MetricsWriter:
         if not rows or tuple(rows[0]) != METRICS_COLUMNS:
             raise InputError(
                 f"{self.path}: not a metrics.csv with columns {','.join(METRICS_COLUMNS)}; "
-                "delete the run directory to start the run again"
+                f"delete the run directory {self.path.parent} to train that run again"
             )
+        for line, r in enumerate(rows[1:], start=2):
+            if r and not (len(r) == len(METRICS_COLUMNS) and r[0].isdigit() and _is_float(r[4])):
+                raise InputError(
+                    f"{self.path}: line {line} is not an (epoch, split, volume, metric, value) row; "
+                    f"delete the run directory {self.path.parent} to train that run again"
+                )
         keep = [r for r in rows[1:] if r and int(r[0]) <= last_epoch]
         dropped = len(rows) - 1 - len(keep)
         buf = io.StringIO()
@@ -57,6 +63,14 @@ class MetricsWriter:
         w.writerows(keep)
         write_text_atomic(self.path, buf.getvalue())
         return dropped
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:

@@ -65,14 +65,15 @@ def maybe_init_from_env(expected_world_size: int) -> None:
 
 
 def check_world_size(cfg_world_size: int) -> None:
-    """The process group's size must equal the config's ``world_size`` (it changes results: it is identity)."""
+    """The process group's size must equal the config's ``world_size`` (it changes results: it is
+    identity)."""
     ws = world_size()
     if ws != cfg_world_size:
         if not is_distributed():
             raise InputError(
-                f"config field world_size={cfg_world_size} needs {cfg_world_size} processes in an initialised "
-                "torch.distributed process group, but none is initialised; launch through Ray Train "
-                "(suite tune) or torchrun, or set world_size=1"
+                f"config field world_size={cfg_world_size} needs {cfg_world_size} processes in an "
+                "initialised torch.distributed process group, but none is initialised; launch through Ray "
+                "Train (suite tune) or torchrun, or set world_size=1"
             )
         raise InputError(
             f"config field world_size={cfg_world_size} but the torch.distributed process group has {ws} "

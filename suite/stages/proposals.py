@@ -63,7 +63,8 @@ def make_pseudo_labels(
 
 
 def ensure_pseudo_labels(ctx: RunContext, unl_idx: np.ndarray) -> RunPaths:
-    """Make ``pseudo_labels.npz`` in the FS run (rank 0, under the FS run's lock) unless it already matches."""
+    """Make ``pseudo_labels.npz`` in the FS run (rank 0, under the FS run's lock) unless it already
+    matches."""
     fs_paths = fs_run(ctx)
     if ctx.is_main:
         with holding(fs_paths):

@@ -23,7 +23,6 @@ This module imports the stage modules; none of them imports it.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import os
@@ -120,7 +119,7 @@ def _execute_locked(
     if ctx.is_main:
         paths.root.mkdir(parents=True, exist_ok=True)
         if paths.config.exists():
-            old = json.loads(paths.config.read_text())
+            old = paths.read_json(paths.config)
             if old.get("run_id") != cfg.run_id:
                 raise InputError(
                     f"{paths.config}: belongs to run {old.get('run_id')!r}, not {cfg.run_id!r}; "
@@ -351,7 +350,8 @@ def _stop_requested(ctx: RunContext, epoch: int, stop_flag: _StopFlag | None) ->
 
 
 class _StopFlag:
-    """Set by SIGTERM/SIGUSR1 (main thread only): the run stops cleanly after the current epoch's checkpoint."""
+    """Set by SIGTERM/SIGUSR1 (main thread only): the run stops cleanly after the current epoch's
+    checkpoint."""
 
     def __init__(self) -> None:
         self.requested = False

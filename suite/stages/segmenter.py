@@ -198,7 +198,10 @@ class SegmenterStage(OptimisedStage):
         self.net = net
         self.model = pg.wrap_ddp(net, ctx.device, cfg.world_size)
         self.opt = torch.optim.Adam(
-            net.parameters(), lr=cfg.seg_lr, betas=tuple(cfg.seg_betas), weight_decay=cfg.seg_weight_decay
+            net.parameters(),
+            lr=cfg.seg_lr,
+            betas=(cfg.seg_betas[0], cfg.seg_betas[1]),
+            weight_decay=cfg.seg_weight_decay,
         )
         self.rule = make_lr_rule(cfg)
         self.lv = lv_channel(cfg)
@@ -245,6 +248,8 @@ class SegmenterStage(OptimisedStage):
                 pos = torch.as_tensor(local, device=dev)
                 logits = self._forward(idx)
                 if cfg.method == "proposals":
+                    # load_seg_data made the pseudo-labels of a proposals run
+                    assert sd.pseudo_target is not None and sd.pseudo_mask is not None
                     target = sd.pseudo_target.index_select(0, pos).long()
                     mask = sd.pseudo_mask.index_select(0, pos)
                     term = partial_ce(logits, target, mask)
@@ -255,6 +260,7 @@ class SegmenterStage(OptimisedStage):
                     loss = term
                     unl_acc += term.detach().double() / world
                 else:
+                    assert sd.unl_sizes is not None  # load_seg_data made them for the penalty methods
                     term, inside = penalty_from_logits(cfg, logits, sd.unl_sizes.index_select(0, pos))
                     # the penalty is a sum over the batch: DDP averages gradients, so scale by the world size
                     loss = cfg.lam * term * world if world > 1 else cfg.lam * term

@@ -5,7 +5,7 @@ columns ``epoch,split,volume,metric,value`` and the ARCHITECTURE.md vocabulary, 
 ``status``, ``summary.json`` (finished) or ``failed.json`` (failed); nothing of the two for a run in progress.
 The validation Dice is exactly what the caller asks for, so statistics can be checked by hand.
 
-    from synthetic_runs import write_experiment, write_run   # tests/ on sys.path
+    from suite.testing.synthetic_runs import write_experiment, write_run
     write_experiment(root, cohort="phantom")
     write_run(root, method="proposed", n_labeled=5, seed=0, epochs=10, stat_window=4, dice=lambda e, v: 0.5)
 """
@@ -176,7 +176,8 @@ def write_run(
 
     ``dice``: a constant, ``f(epoch, volume_index)`` or an (epochs, n_volumes) array (segmenters);
     ``logged_epochs``: epochs actually in metrics.csv (default ``epochs``: a short or partial run logs fewer);
-    ``status``: finished | partial | failed; ``unterminated_tail``: append half a line (a run caught mid-write).
+    ``status``: finished | partial | failed; ``unterminated_tail``: append half a line (a run caught
+    mid-write).
     """
     if stage == "regressor":
         method = "regressor"
@@ -252,7 +253,8 @@ def write_run(
 def write_val_examples(
     rp: RunPaths, *, k: int = 3, size: int = 32, seed: int = 0, method: str = "fs"
 ) -> None:
-    """``predictions/val_examples.npz``: K fixed validation slices (a disc of LV) and a method-dependent guess."""
+    """``predictions/val_examples.npz``: K fixed validation slices (a disc of LV) and a method-dependent
+    guess."""
     yy, xx = np.mgrid[:size, :size]
     image = np.zeros((k, size, size), np.uint8)
     label = np.zeros((k, size, size), np.uint8)
