@@ -112,7 +112,7 @@ def _check_config(cfg: dict[str, Any], path: Path) -> None:
     if missing:
         raise InputError(
             f"{path}: missing key(s) {', '.join(missing)}; a run config needs "
-            f"{', '.join(REQUIRED_CONFIG_KEYS)} (DESIGN.md section 3)"
+            f"{', '.join(REQUIRED_CONFIG_KEYS)}; write it with suite run / suite tune or add the keys"
         )
     for k in ("n_labeled", "seed", "split_seed", "epochs"):
         v = cfg[k]
