@@ -214,7 +214,7 @@ def test_info_command(prepared_small, capsys):
 @pytest.mark.slow
 def test_full_cohort_of_100(tmp_path):
     """The paper-size cohort: phantom + prepare at 256, the authors' split, opening in well under a second."""
-    from suite.data.phantom import write_cohort
+    from suite.data.phantom.cohort import write_cohort
     from suite.data.prepare import prepare
 
     src = write_cohort(tmp_path / "acdc", patients=100, seed=0)
