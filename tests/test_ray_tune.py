@@ -53,7 +53,7 @@ def _assert_no_duplicates(run_dir: Path) -> None:
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from suite.data.phantom import write_cohort
+    from suite.data.phantom.cohort import write_cohort
     from suite.data.prepare import prepare
 
     root = tmp_path_factory.mktemp("raydata")
