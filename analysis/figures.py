@@ -361,7 +361,7 @@ def _load_examples(path: Path) -> dict[str, np.ndarray] | None:
     try:
         with np.load(path, allow_pickle=False) as z:
             d = {k: z[k] for k in ("image", "label", "pred") if k in z.files}
-            for k in ("volume", "slice_index"):
+            for k in ("volume", "slice_index", "lv_channel"):
                 if k in z.files:
                     d[k] = z[k]
     except (OSError, ValueError):
@@ -393,11 +393,10 @@ def fig_qualitative(a: Analysis, t1: Table1, out_dir: Path, notes: list[str]) ->
                 if d is None:
                     bad += 1
                     continue
-                d["lv"] = (
-                    np.array(3 if str(runs.at[rid, "classes"]) == "multi" else 1)
-                    if "classes" in runs.columns
-                    else np.array(1)
-                )
+                # the run records which output channel is the LV (4-channel heads: 3); older runs: classes
+                recorded = d.pop("lv_channel", None)
+                multi = "classes" in runs.columns and str(runs.at[rid, "classes"]) == "multi"
+                d["lv"] = recorded if recorded is not None else np.array(3 if multi else 1)
                 d["seed"] = np.array(int(runs.at[rid, "seed"]))
                 chosen[(int(n), str(m))] = d
                 break

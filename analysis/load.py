@@ -20,7 +20,8 @@ Speed: every ``metrics.csv`` is parsed by pandas' C parser with fixed dtypes str
 handed back as plain arrays, and the per-run category codes are re-mapped into one vocabulary with a lookup
 table, so 1,000 runs x 100 epochs x 40 volumes load in seconds per core (``scripts/bench_analysis.py``;
 BENCHMARKS.md). A partially written last line of a run still in progress (no trailing
-newline) is dropped; any other malformed file raises :class:`~suite.errors.InputError` naming it.
+newline) is dropped; any other malformed file of a run excludes that run, named with the file, the line and
+why in the experiment's warnings (the report shows them): one damaged run never costs the whole report.
 """
 
 from __future__ import annotations
@@ -111,7 +112,7 @@ def _check_config(cfg: dict[str, Any], path: Path) -> None:
     if missing:
         raise InputError(
             f"{path}: missing key(s) {', '.join(missing)}; a run config needs "
-            f"{', '.join(REQUIRED_CONFIG_KEYS)} (DESIGN.md section 3)"
+            f"{', '.join(REQUIRED_CONFIG_KEYS)}; write it with suite run / suite tune or add the keys"
         )
     for k in ("n_labeled", "seed", "split_seed", "epochs"):
         v = cfg[k]
@@ -163,15 +164,14 @@ def read_metrics(path: Path, *, in_progress: bool = False) -> pd.DataFrame:
         )
     except FileNotFoundError:
         raise
-    except ValueError as e:
-        msg = str(e).splitlines()[0][:160]
+    except (ValueError, UnicodeDecodeError) as e:  # pd.errors.ParserError is a ValueError
+        msg = _first_bad_line(path) or str(e).splitlines()[0][:160]
         raise InputError(
             f"{path}: malformed metrics.csv ({msg}); expected columns "
             f"{','.join(METRICS_COLUMNS)} with an integer epoch and a float value"
         ) from e
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError) as e:
-        msg = str(e).splitlines()[0][:160]
-        raise InputError(f"{path}: cannot parse metrics.csv ({msg}); fix or remove the file") from e
+    except OSError as e:
+        raise InputError(f"{path}: cannot read metrics.csv ({e}); check permissions") from e
     if in_progress and len(df):
         with open(path, "rb") as f:
             f.seek(-1, os.SEEK_END)
@@ -187,6 +187,39 @@ def read_metrics(path: Path, *, in_progress: bool = False) -> pd.DataFrame:
     if (df["epoch"] < 0).any():
         raise InputError(f"{path}: malformed metrics.csv: negative epoch; epochs are 0-based integers")
     return df
+
+
+def _first_bad_line(path: Path) -> str | None:
+    """Where a metrics.csv stops being (epoch, split, volume, metric, value) rows: "line N: why" (the slow
+    path, only taken once pandas' fast parser has refused the file)."""
+    import csv
+
+    try:
+        with open(path, newline="", encoding="utf-8", errors="replace") as f:
+            for line, row in enumerate(csv.reader(f), start=1):
+                if line == 1:
+                    if tuple(row) != METRICS_COLUMNS:
+                        return f"line 1: header {','.join(row)[:60]!r} is not {','.join(METRICS_COLUMNS)}"
+                    continue
+                if len(row) != len(METRICS_COLUMNS):
+                    return f"line {line}: {len(row)} fields, expected {len(METRICS_COLUMNS)}"
+                try:
+                    int(row[0])
+                    float(row[4])
+                except ValueError:
+                    return f"line {line}: epoch {row[0][:20]!r} or value {row[4][:20]!r} is not a number"
+    except (OSError, csv.Error) as e:
+        return f"unreadable: {e}"
+    return None
+
+
+def _load_run_or_exclude(rp: RunPaths) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """:func:`_load_run`, with a damaged run (unreadable config, summary or metrics) marked ``excluded``
+    instead of aborting the whole experiment: one bad file must not cost the report of every other run."""
+    try:
+        return _load_run(rp)
+    except InputError as e:
+        return {"run_id": rp.run_id, "status": "damaged", "path": str(rp.root), "excluded": str(e)}, None
 
 
 def _pack(df: pd.DataFrame) -> dict[str, Any]:
@@ -336,13 +369,14 @@ def load_experiment(
         import multiprocessing as mp
 
         with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("fork")) as pool:
-            loaded = list(pool.map(_load_run, run_paths, chunksize=16))
+            loaded = list(pool.map(_load_run_or_exclude, run_paths, chunksize=16))
     elif workers > 1:
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            loaded = list(pool.map(_load_run, run_paths))
+            loaded = list(pool.map(_load_run_or_exclude, run_paths))
     else:
-        loaded = [_load_run(rp) for rp in run_paths]
+        loaded = [_load_run_or_exclude(rp) for rp in run_paths]
     warnings: list[str] = []
+    excluded: list[str] = []
     rows: list[dict[str, Any]] = []
     packs: list[tuple[int, dict[str, Any]]] = []
     config_cols: dict[str, None] = {}
@@ -350,6 +384,10 @@ def load_experiment(
     for rp, (row, packed) in zip(run_paths, loaded, strict=True):
         if row["status"] == "absent":
             warnings.append(f"run directory {rp.root.name}: no config.json (absent run), ignored")
+            continue
+        if "excluded" in row:
+            excluded.append(row["excluded"])
+            warnings.append(f"run {rp.run_id} excluded (damaged): {row['excluded']}")
             continue
         if packed is not None and len(packed["epoch"]):
             epochs = packed["epoch"]
@@ -363,6 +401,10 @@ def load_experiment(
         row.pop("_config_keys", None)
         identity[row["run_id"]] = row.pop("_identity_keys")
         rows.append(row)
+    if not rows and excluded:
+        raise InputError(
+            f"{ep.runs_dir}: no readable run ({len(excluded)} damaged), the first: {excluded[0]}"
+        )
     if not rows:
         raise InputError(f"{ep.runs_dir}: no run has a config.json; nothing to analyse")
     runs = pd.DataFrame(rows)

@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging("WARNING")
     root = Path(args.out).resolve()
     root.mkdir(parents=True, exist_ok=True)
-    from suite.data.phantom import write_cohort
+    from suite.data.phantom.cohort import write_cohort
     from suite.data.prepare import prepare
 
     write_cohort(root / "acdc", patients=args.patients, seed=0)

@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
 
     setup_logging("INFO")
     from suite.data.dataset import PreparedData
-    from suite.data.phantom import write_cohort
+    from suite.data.phantom.cohort import write_cohort
     from suite.data.prepare import prepare
 
     out = Path(args.out).resolve()

@@ -4,6 +4,9 @@ or a Ray trial dict. Unknown keys are rejected with the valid ones listed.
 A run's identity (``run_id``) is a readable tag plus a short hash of the canonical JSON of the fields
 that change its results *for its stage and method* (paths, device and analysis-only fields excluded), so
 that e.g. one regressor of (n, split, seed) is shared by every gamma, lambda and method that needs it.
+Each field declares its identity scope in its metadata (``_f(default, scope)``); ``identity_keys()`` is
+computed from those declarations and written to ``config.json`` as ``identity_keys``, so readers of run
+directories need not re-derive it.
 """
 
 from __future__ import annotations
@@ -24,74 +27,105 @@ STAGES = ("regressor", "segmenter")
 METHODS = ("fs", "proposals", "proposed", "oracle")
 SEG_METHODS_WITH_PENALTY = ("proposed", "oracle")
 PRESETS = ("paper", "code", "smoke", "fidelity")
+DERIVED_KEYS = ("epochs", "run_id", "identity_keys")  # keys ``to_dict`` adds to the fields
+SEG_ARCHS = ("enet", "enet-authors")
+REG_ARCHS = ("resnext", "resnext-authors")
+SEG_OUT_CHANNELS = (2, 4)
+
+# Identity scopes: which runs a field changes. ``identity()`` takes the fields whose scope applies to the run
+# (``identity_scopes``); a field without a scope (paths, device, analysis-only) never enters a run id.
+ALL = "all"  # every run
+SEG = "segmenter"  # every segmenter run
+UNLABELED = "unlabeled"  # segmenter runs that use the unlabeled images (proposals, proposed, oracle)
+PENALTY = "penalty"  # segmenter runs with the size penalty (proposed, oracle)
+REG = "regressor"  # the regressor run and the proposed runs that read its predictions
+
+
+def _f(default: Any, scope: str | None = None, *, when_set: bool = False) -> Any:
+    """A config field with its identity scope; ``when_set``: part of the identity only when it differs from
+    its default (fields added later: the runs that leave them at the default keep their run ids)."""
+    return field(default=default, metadata={"identity": scope, "when_set": when_set})
 
 
 @dataclass(frozen=True)
 class RunConfig:
     # --- what is run (experiment axes) ---
-    stage: str = "segmenter"  # regressor | segmenter
-    method: str = "fs"  # fs | proposals | proposed | oracle ("regressor" for the regressor stage)
-    n_labeled: int = 5  # paper-scale count; the effective count for the cohort comes from splits.json
-    seed: int = 0  # training seed (init, data order, augmentation)
-    split_mode: str = "paper"  # paper | random
-    split_seed: int = 1  # paper mode: the authors' random.seed(1); random mode: the labeled draw
-    gamma: float = 0.1  # bound tightness: [(1-gamma) R, (1+gamma) R]
-    lam: float = 1e-2  # penalty weight lambda
-    penalty_warmup: int = 0  # first epochs without the unlabeled term (train as FS first); 0 = the paper
-    preset: str = "paper"  # name of the preset this config was built from (recorded, not identity)
+    stage: str = _f("segmenter", ALL)  # regressor | segmenter
+    method: str = _f("fs", SEG)  # fs | proposals | proposed | oracle ("regressor" for the regressor stage)
+    n_labeled: int = _f(5, ALL)  # paper-scale count; the effective count for the cohort is in splits.json
+    seed: int = _f(0, ALL)  # training seed (init, data order, augmentation)
+    split_mode: str = _f("paper", ALL)  # paper | random
+    split_seed: int = _f(1, ALL)  # paper mode: the authors' random.seed(1); random mode: the labeled draw
+    gamma: float = _f(0.1, PENALTY)  # bound tightness: [(1-gamma) R, (1+gamma) R]
+    lam: float = _f(1e-2, PENALTY)  # penalty weight lambda
+    # first epochs without the unlabeled term (train as FS first); 0 = the paper
+    penalty_warmup: int = _f(0, UNLABELED, when_set=True)
+    preset: str = _f("paper")  # name of the preset this config was built from (recorded, not identity)
 
     # --- data ---
-    data: str = ""  # prepared dataset folder (path: not part of identity)
-    data_hash: str = ""  # content key of the prepared dataset (identity)
-    image_size: int = 256  # training resolution; resized in memory when the prepared data differ
-    classes: str = "lv"  # lv (background vs LV cavity) | multi (background, RV, myocardium, LV)
-    size_units: str = (
-        "pixels"  # pixels (the paper) | fraction (sizes / (H*W): lambda independent of resolution)
-    )
+    data: str = _f("")  # prepared dataset folder (a path: not identity)
+    data_hash: str = _f("", ALL)  # content key of the prepared dataset
+    image_size: int = _f(256, ALL)  # training resolution; resized in memory when the prepared data differ
+    # which classes are supervised: lv (background vs LV cavity) | multi (background, RV, myocardium, LV)
+    classes: str = _f("lv", ALL)
+    # pixels (the paper) | fraction (sizes / (H*W): lambda independent of resolution)
+    size_units: str = _f("pixels", PENALTY)
 
     # --- segmenter (ENet) ---
-    seg_arch: str = "enet"
-    seg_width: float = 1.0  # channel multiplier (1.0 = the published ENet)
-    seg_epochs: int = 100
-    seg_lr: float = 5e-4
-    seg_betas: tuple[float, float] = (0.9, 0.99)
-    seg_weight_decay: float = 0.0
-    seg_batch: int = 1  # global labeled batch
-    unl_batch: int = 1  # global unlabeled batch
-    lr_rule: str = (
-        "plateau"  # plateau (paper: halve after lr_patience epochs w/o improvement) | code (authors')
-    )
-    lr_patience: int = 20
-    lr_factor: float = 0.5
-    best_metric: str = (
-        "dice2d"  # dice2d (authors: per-slice) | dice3d (per volume) drives best epoch & lr rule
-    )
+    # enet (Paszke et al.'s ENet, suite/models/enet.py) | enet-authors (the authors' variant, their init)
+    seg_arch: str = _f("enet", SEG)
+    # network output channels, apart from which classes are supervised: 2 (background, LV) or 4 (channel =
+    # ACDC label: background 0, RV 1, myocardium 2, LV 3; the authors' head; classes=multi needs it)
+    seg_out_channels: int = _f(2, SEG, when_set=True)
+    seg_width: float = _f(1.0, SEG)  # channel multiplier (1.0 = the published ENet; enet-authors: 1.0 only)
+    seg_epochs: int = _f(100, SEG)
+    seg_lr: float = _f(5e-4, SEG)
+    seg_betas: tuple[float, float] = _f((0.9, 0.99), SEG)
+    seg_weight_decay: float = _f(0.0, SEG)
+    seg_batch: int = _f(1, SEG)  # global labeled batch
+    unl_batch: int = _f(1, UNLABELED)  # global unlabeled batch
+    # plateau (paper: halve after lr_patience epochs w/o improvement) | code (the authors')
+    lr_rule: str = _f("plateau", SEG)
+    lr_patience: int = _f(20, SEG)
+    lr_factor: float = _f(0.5, SEG)
+    # dice2d (authors: per-slice) | dice3d (per volume): drives the best epoch and the lr rule
+    best_metric: str = _f("dice2d", SEG)
 
     # --- size regressor (ResNeXt) ---
-    reg_arch: str = "resnext"
-    reg_layers: tuple[int, ...] = (3, 4, 23, 3)  # ResNeXt-101
-    reg_groups: int = 32  # cardinality
-    reg_width_per_group: int = 4  # base width (32x4d)
-    reg_epochs: int = 200
-    reg_lr: float = 5e-6
-    reg_momentum: float = 0.9
-    reg_weight_decay: float = 1e-4
-    reg_milestones: tuple[int, ...] = (100, 150)
-    reg_lr_factor: float = 0.5
-    reg_batch: int = 10  # global batch
-    reg_aug_copies: int = 10  # offline augmentation: copies of each labeled slice
+    # resnext (torchvision's ResNeXt: global average pooling, one output) | resnext-authors (their ResNeXt:
+    # dropout 0.5 on every residual branch, AvgPool2d(7), 4 outputs of which index 3 is the LV size)
+    reg_arch: str = _f("resnext", REG)
+    reg_layers: tuple[int, ...] = _f((3, 4, 23, 3), REG)  # ResNeXt-101
+    reg_groups: int = _f(32, REG)  # cardinality
+    reg_width_per_group: int = _f(4, REG)  # base width (32x4d)
+    reg_epochs: int = _f(200, REG)
+    reg_lr: float = _f(5e-6, REG)
+    reg_momentum: float = _f(0.9, REG)
+    reg_weight_decay: float = _f(1e-4, REG)
+    reg_milestones: tuple[int, ...] = _f((100, 150), REG)  # lr x reg_lr_factor from these epochs on
+    reg_lr_factor: float = _f(0.5, REG)
+    reg_batch: int = _f(10, REG)  # global batch
+    # squared error over the batch: mean (per sample) | sum (the authors' MSELoss(reduction="sum"); under DDP
+    # the sum over the global batch)
+    reg_loss_reduction: str = _f("mean", REG, when_set=True)
+    # offline augmentation: samples per labeled slice, the original included (copy 0): 10 = the original and
+    # 9 transformed copies ("10 times larger", the paper); the authors' --n_aug 10 is 11 (original + 10)
+    reg_aug_copies: int = _f(10, REG)
+    # image resampling of the rotated copies: bilinear | nearest (the authors: PIL's default, nearest);
+    # labels are always nearest
+    reg_aug_interp: str = _f("bilinear", REG, when_set=True)
 
     # --- runtime (identity: these change the numbers) ---
-    threads: int = 2  # torch intra-op threads (Ray sets its own defaults: we always set this)
-    world_size: int = 1  # DDP ranks
-    amp: str = "none"  # none | bf16
-    channels_last: bool = False
-    compile: bool = False
+    threads: int = _f(2, ALL)  # torch intra-op threads (Ray sets its own defaults: we always set this)
+    world_size: int = _f(1, ALL)  # DDP ranks
+    amp: str = _f("none", ALL)  # none | bf16
+    channels_last: bool = _f(False, ALL)
+    compile: bool = _f(False, ALL)
 
     # --- runtime (not identity) ---
-    device: str = "auto"  # auto | cpu | cuda
-    stat_window: int = 50  # epochs averaged by the paper statistic (analysis)
-    checkpoint_every: int = 1
+    device: str = _f("auto")  # auto | cpu | cuda
+    stat_window: int = _f(50)  # epochs averaged by the paper statistic (analysis)
+    checkpoint_every: int = _f(1)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -102,8 +136,8 @@ class RunConfig:
     def from_dict(cls, d: dict[str, Any], *, source: str = "config") -> RunConfig:
         """Build from a (possibly partial) dict over the defaults; unknown keys rejected."""
         d = dict(d)
-        d.pop("epochs", None)  # derived key written to config.json
-        d.pop("run_id", None)
+        for derived in DERIVED_KEYS:  # written to config.json, recomputed here
+            d.pop(derived, None)
         unknown = sorted(set(d) - set(cls.field_names()))
         if unknown:
             raise ConfigError(
@@ -214,50 +248,66 @@ class RunConfig:
             raise bad("penalty_warmup", "must be >= 0 (epochs)")
         if self.seg_width <= 0:
             raise bad("seg_width", "must be > 0")
+        self._validate_architecture(bad)
+
+    def _validate_architecture(self, bad: Any) -> None:
+        if self.seg_arch not in SEG_ARCHS:
+            raise bad("seg_arch", f"is not one of {', '.join(SEG_ARCHS)}")
+        if self.reg_arch not in REG_ARCHS:
+            raise bad("reg_arch", f"is not one of {', '.join(REG_ARCHS)}")
+        if self.seg_out_channels not in SEG_OUT_CHANNELS:
+            raise bad("seg_out_channels", "is not one of 2, 4")
+        if self.classes == "multi" and self.seg_out_channels != 4:
+            raise bad("seg_out_channels", "cannot hold classes=multi (4 classes); set seg_out_channels=4")
+        if self.reg_loss_reduction not in ("mean", "sum"):
+            raise bad("reg_loss_reduction", "is not one of mean, sum")
+        if self.reg_aug_interp not in ("bilinear", "nearest"):
+            raise bad("reg_aug_interp", "is not one of bilinear, nearest")
+        if self.seg_arch == "enet-authors" and self.seg_width != 1.0:
+            raise bad("seg_width", "must be 1.0 with seg_arch=enet-authors (the authors' widths are fixed)")
+        if self.reg_arch == "resnext-authors":
+            # five stride-2 steps make a ceil(S/32) map; AvgPool2d(7) must see 7..13 pixels for one output
+            side = -(-self.image_size // 32)
+            if not 7 <= side <= 13:
+                raise bad(
+                    "image_size",
+                    "does not fit reg_arch=resnext-authors (its AvgPool2d(7) needs image_size 200 to 416, "
+                    "e.g. 256); use reg_arch=resnext at this size",
+                )
 
     # ------------------------------------------------------------------ identity
     @property
     def epochs(self) -> int:
         return self.reg_epochs if self.stage == "regressor" else self.seg_epochs
 
-    @property
-    def num_classes(self) -> int:
-        return 2 if self.classes == "lv" else 4
+    def identity_scopes(self) -> set[str]:
+        """The identity scopes that apply to this run (see ``ALL`` … ``REG``)."""
+        if self.stage == "regressor":
+            return {ALL, REG}
+        scopes = {ALL, SEG}
+        if self.method != "fs":
+            scopes.add(UNLABELED)
+        if self.method in SEG_METHODS_WITH_PENALTY:
+            scopes.add(PENALTY)
+        if self.method == "proposed":
+            scopes.add(REG)
+        return scopes
+
+    def identity_keys(self) -> list[str]:
+        """Sorted names of the fields that change this run's results (its identity), from their scopes."""
+        scopes = self.identity_scopes()
+        keys = []
+        for f in fields(self):
+            if f.metadata.get("identity") not in scopes:
+                continue
+            if f.metadata.get("when_set") and getattr(self, f.name) == f.default:
+                continue
+            keys.append(f.name)
+        return sorted(keys)
 
     def identity(self) -> dict[str, Any]:
         """The fields that change this run's results (canonical: irrelevant fields dropped)."""
-        common = [
-            "stage",
-            "n_labeled",
-            "seed",
-            "split_mode",
-            "split_seed",
-            "data_hash",
-            "image_size",
-            "classes",
-            "threads",
-            "world_size",
-            "amp",
-            "channels_last",
-            "compile",
-        ]
-        seg = [f.name for f in fields(self) if f.name.startswith(("seg_", "lr_")) or f.name == "best_metric"]
-        reg = [f.name for f in fields(self) if f.name.startswith("reg_")]
-        keys = list(common)
-        if self.stage == "regressor":
-            keys += reg
-        else:
-            keys += ["method"] + seg
-            if self.method != "fs":
-                keys += ["unl_batch"]
-                if self.penalty_warmup:  # only when set: the run ids of paper-setting runs stay as they were
-                    keys += ["penalty_warmup"]
-            if self.method in SEG_METHODS_WITH_PENALTY:
-                keys += ["gamma", "lam", "size_units"]
-            if self.method == "proposed":
-                keys += reg
-        d = dataclasses.asdict(self)
-        return {k: _jsonable(d[k]) for k in sorted(set(keys))}
+        return {k: _jsonable(getattr(self, k)) for k in self.identity_keys()}
 
     def config_hash(self) -> str:
         canon = json.dumps(self.identity(), sort_keys=True, separators=(",", ":"))
@@ -297,6 +347,7 @@ class RunConfig:
         if include_derived:
             d["epochs"] = self.epochs
             d["run_id"] = self.run_id
+            d["identity_keys"] = self.identity_keys()
         return d
 
     def to_json(self) -> str:
@@ -379,5 +430,7 @@ __all__ = [
     "STAGES",
     "METHODS",
     "PRESETS",
+    "SEG_ARCHS",
+    "REG_ARCHS",
     "field",
 ]

@@ -7,10 +7,12 @@
 - :func:`size_penalty`: s = Σ_p softmax_LV; C(s) = (s − lower)² below, (s − upper)² above, 0 inside;
   divided by H·W and summed over the batch (the authors' normalisation), vectorised over the batch.
   Gradient: dC/ds = 2(s − bound)/(H·W) outside the bounds, 0 inside.
+- :func:`size_regression_loss`: the regressor's squared L2 on the LV size, the batch's mean (the suite) or
+  sum (the authors' ``MSELoss(reduction="sum")``; the sum over the global batch under DDP).
 - ``size_units="fraction"`` (:func:`size_penalty_fraction`, :func:`penalty_for_config`): sizes as fractions
   of H·W and the penalty multiplied by the 256×256 reference pixel count, REF_PIXELS. At H·W = REF_PIXELS it
   equals the pixel penalty exactly; at any other resolution it is the penalty the same area fractions
-  would give at 256×256, so λ keeps the paper's meaning (``shared/notes/fidelity-study.md``).
+  would give at 256×256, so λ keeps the paper's meaning at any resolution.
 
 The caller applies λ (``loss = ce + cfg.lam * penalty``).
 """
@@ -22,6 +24,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from suite.models import lv_channel
 
 REF_SIDE = 256
 REF_PIXELS = REF_SIDE * REF_SIDE  # the paper's 256×256 resolution
@@ -116,12 +120,12 @@ def in_bounds(fg_probs: Tensor, lower: Tensor, upper: Tensor) -> Tensor:
     return (s >= lower) & (s <= upper)
 
 
-def fg_probs_from_logits(logits: Tensor, num_classes: int | None = None) -> Tensor:
-    """Softmax probability of the LV channel (the last channel: 1 for ``lv``, 3 for ``multi``), float32."""
+def fg_probs_from_logits(logits: Tensor, channel: int | None = None) -> Tensor:
+    """Softmax probability (float32) of the LV ``channel`` (``suite.models.lv_channel``; default the last)."""
     if logits.dim() != 4:
         raise ValueError(f"logits must be (B, C, H, W), got shape {tuple(logits.shape)}")
-    c = logits.shape[1] if num_classes is None else num_classes
-    return torch.softmax(logits.float(), dim=1)[:, c - 1]
+    c = logits.shape[1] - 1 if channel is None else channel
+    return torch.softmax(logits.float(), dim=1)[:, c]
 
 
 def penalty_for_config(cfg: Any, fg_probs: Tensor, sizes_px: Tensor) -> Tensor:
@@ -145,8 +149,26 @@ def penalty_for_config(cfg: Any, fg_probs: Tensor, sizes_px: Tensor) -> Tensor:
 
 def penalty_from_logits(cfg: Any, logits: Tensor, sizes_px: Tensor) -> tuple[Tensor, Tensor]:
     """(penalty, inside) for a batch of unlabeled logits: the unweighted penalty (scalar) and the (B,) bool
-    in-bounds flags (for the ``in_bounds`` metric). Multiply the penalty by ``cfg.lam``."""
-    fg = fg_probs_from_logits(logits)
+    in-bounds flags (for the ``in_bounds`` metric). Multiply the penalty by ``cfg.lam``. The penalty is on the
+    LV channel only (``suite.models.lv_channel``: 3 with the authors' 4-channel head)."""
+    fg = fg_probs_from_logits(logits, lv_channel(cfg))
     sizes = torch.as_tensor(sizes_px, dtype=torch.float32, device=fg.device)
     lower, upper = size_bounds(sizes, cfg.gamma)
     return penalty_for_config(cfg, fg, sizes), in_bounds(fg, lower, upper)
+
+
+def size_regression_loss(pred: Tensor, target: Tensor, reduction: str = "mean", world: int = 1) -> Tensor:
+    """Squared error between predicted and true sizes (B,), float32: ``mean`` or ``sum`` over the batch.
+
+    Under DDP (``world`` > 1 ranks, each with its shard of the global batch; DDP averages gradients) the
+    ``sum`` is multiplied by ``world``, so the averaged gradient is that of the sum over the global batch.
+    The ``mean`` is the shard's mean (the global mean when the shards are equal).
+    """
+    if pred.shape != target.shape or pred.dim() != 1:
+        raise ValueError(f"size_regression_loss: pred {tuple(pred.shape)} and target {tuple(target.shape)}")
+    sq = (pred.float() - target.float()).square()
+    if reduction == "mean":
+        return sq.mean()
+    if reduction == "sum":
+        return sq.sum() * world
+    raise ValueError(f"reduction={reduction!r} is not one of mean, sum")

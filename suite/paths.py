@@ -1,4 +1,4 @@
-"""Every file name of a run and of an experiment, in one place (the on-disk contract, DESIGN.md section 3).
+"""Every file name of a run and of an experiment, in one place (the on-disk contract, ARCHITECTURE.md).
 
 RESULTS/<experiment>/
   experiment.json              what was asked: space, preset, data hash, git sha, versions, launcher

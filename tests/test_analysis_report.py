@@ -214,3 +214,35 @@ def test_cli_bad_input_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert main(["report", str(root)]) == 2
     assert str(rp.config) in _err(capsys)
     assert not (root / "report").exists()  # nothing half-written
+
+
+@pytest.mark.parametrize("damage", ["metrics-line", "metrics-truncated-field", "config", "summary"])
+def test_one_damaged_run_is_excluded_and_named_and_the_report_still_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], damage: str
+) -> None:
+    root = _grid(tmp_path / "exp", cohort="phantom", seeds=(0, 1, 2), ns=(5,), examples=False)
+    victim = next(p for p in (root / "runs").iterdir() if p.name.startswith("seg-proposed"))
+    metrics = victim / "metrics.csv"
+    if damage == "metrics-line":
+        lines = metrics.read_text().splitlines(keepends=True)
+        lines[3] = lines[3].rsplit(",", 1)[0] + ",zero\n"
+        metrics.write_text("".join(lines))
+        why = [str(metrics), "line 4"]
+    elif damage == "metrics-truncated-field":
+        lines = metrics.read_text().splitlines(keepends=True)
+        lines[5] = "3,val\n"  # a line cut short in the middle of the file
+        metrics.write_text("".join(lines))
+        why = [str(metrics), "line 6"]
+    elif damage == "config":
+        (victim / "config.json").write_text("{not json")
+        why = [str(victim / "config.json")]
+    else:
+        (victim / "summary.json").write_text("\x00\x01")
+        why = [str(victim / "summary.json")]
+    assert main(["report", str(root), "--no-figures"]) == 0
+    md = (root / "report" / "report.md").read_text()
+    assert f"run {victim.name} excluded (damaged)" in md
+    line = next(x for x in md.splitlines() if victim.name in x and "excluded" in x)
+    assert all(w in line for w in why), line
+    t1 = pd.read_csv(root / "report" / "tables" / "table1.csv")
+    assert len(t1)  # the other runs still make Table 1

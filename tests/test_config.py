@@ -61,3 +61,101 @@ def test_to_dict_has_contract_keys():
     for key in ("stage", "method", "n_labeled", "seed", "split_seed", "gamma", "lam", "epochs", "run_id"):
         assert key in d
     assert RunConfig.from_dict(d) == RunConfig.from_preset("smoke")
+
+
+# run ids computed at commit edac201 (before identity was declared on the fields): configs that leave the
+# fields added since at their defaults must keep them
+PINNED_RUN_IDS = {
+    ("default", "regressor"): "reg-n10-s2-b2e7dc20aa",
+    ("default", "fs"): "seg-fs-n10-s2-2e9996a230",
+    ("default", "proposed"): "seg-proposed-n10-s2-g0.1-l0.01-92278e625c",
+    ("default", "oracle"): "seg-oracle-n10-s2-g0.1-l0.01-373e0253bf",
+    ("default", "proposals"): "seg-proposals-n10-s2-bb4420dd22",
+    ("smoke", "regressor"): "reg-n10-s2-bd6287cb27",
+    ("smoke", "fs"): "seg-fs-n10-s2-83900db2af",
+    ("smoke", "proposed"): "seg-proposed-n10-s2-g0.1-l0.01-92b264328c",
+    ("smoke", "oracle"): "seg-oracle-n10-s2-g0.1-l0.01-b3c0c6156b",
+    ("smoke", "proposals"): "seg-proposals-n10-s2-78e385b814",
+    ("fidelity", "regressor"): "reg-n10-s2-e4ef78368e",
+    ("fidelity", "fs"): "seg-fs-n10-s2-b276a99d11",
+    ("fidelity", "proposed"): "seg-proposed-n10-s2-g0.1-l0.0001-9f197123f6",
+    ("fidelity", "oracle"): "seg-oracle-n10-s2-g0.1-l0.0001-04461285fd",
+    ("fidelity", "proposals"): "seg-proposals-n10-s2-398ddd3d44",
+}
+
+
+@pytest.mark.parametrize("preset, method", sorted(PINNED_RUN_IDS))
+def test_run_ids_of_configs_without_the_new_fields_are_unchanged(preset, method):
+    kw = dict(
+        stage="regressor" if method == "regressor" else "segmenter",
+        method=method,
+        n_labeled=10,
+        seed=2,
+        data_hash="abc123",
+    )
+    cfg = RunConfig.from_dict(kw) if preset == "default" else RunConfig.from_preset(preset, **kw)
+    assert cfg.run_id == PINNED_RUN_IDS[(preset, method)]
+
+
+def test_pinned_warmup_and_random_split_run_id():
+    cfg = RunConfig.from_preset(
+        "smoke", method="proposed", penalty_warmup=2, split_mode="random", split_seed=3, data_hash="abc123"
+    )
+    assert cfg.run_id == "seg-proposed-n5-s0-g0.1-l0.01-r3-a085505c6c"
+
+
+def test_identity_keys_come_from_the_fields_and_reach_config_json():
+    fs = RunConfig.from_preset("smoke", method="fs")
+    keys = fs.identity_keys()
+    assert keys == sorted(keys) and "method" in keys and "seg_lr" in keys
+    assert not {"gamma", "lam", "unl_batch", "reg_lr", "data", "device", "preset", "stat_window"} & set(keys)
+    assert "seg_out_channels" not in keys  # a later field at its default: old run ids kept
+    assert "seg_out_channels" in fs.replace(seg_out_channels=4).identity_keys()
+    prop = fs.replace(method="proposed")
+    assert {"gamma", "lam", "unl_batch", "reg_lr", "reg_arch"} <= set(prop.identity_keys())
+    assert "reg_loss_reduction" in prop.replace(reg_loss_reduction="sum").identity_keys()
+    reg = prop.regressor_config()
+    assert "method" not in reg.identity_keys() and "seg_lr" not in reg.identity_keys()
+    assert set(fs.identity()) == set(keys)
+    d = fs.to_dict()
+    assert d["identity_keys"] == keys
+    assert RunConfig.from_dict(d) == fs  # derived keys are dropped on the way back
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(seg_arch="unet"), "seg_arch='unet' is not one of enet, enet-authors"),
+        (dict(reg_arch="resnet"), "reg_arch='resnet' is not one of resnext, resnext-authors"),
+        (dict(seg_out_channels=3), "seg_out_channels=3 is not one of 2, 4"),
+        (dict(classes="multi"), "seg_out_channels=2 cannot hold classes=multi.*seg_out_channels=4"),
+        (dict(reg_loss_reduction="max"), "reg_loss_reduction='max' is not one of mean, sum"),
+        (dict(reg_aug_interp="cubic"), "reg_aug_interp='cubic' is not one of bilinear, nearest"),
+        (
+            dict(seg_arch="enet-authors", seg_width=0.5),
+            "seg_width=0.5 must be 1.0 with seg_arch=enet-authors",
+        ),
+        (
+            dict(reg_arch="resnext-authors", image_size=192),
+            "image_size=192 does not fit reg_arch=resnext-auth",
+        ),
+        (dict(reg_arch="resnext-authors", image_size=448), "image_size=448 does not fit.*200 to 416"),
+    ],
+)
+def test_new_fields_are_validated_in_one_line(change, message):
+    with pytest.raises(ConfigError, match=message) as e:
+        RunConfig.from_dict(change)
+    assert "\n" not in str(e.value)
+
+
+def test_code_and_paper_presets_use_the_authors_networks():
+    code = RunConfig.from_preset("code")
+    assert (code.seg_arch, code.seg_out_channels, code.reg_arch) == ("enet-authors", 4, "resnext-authors")
+    assert code.reg_loss_reduction == "sum" and code.reg_lr == 5e-7 and code.reg_milestones == (101, 151)
+    assert code.reg_aug_copies == 11 and code.reg_aug_interp == "nearest" and code.lr_rule == "code"
+    paper = RunConfig.from_preset("paper")
+    assert (paper.seg_arch, paper.seg_out_channels, paper.reg_arch) == ("enet-authors", 4, "resnext")
+    assert paper.reg_loss_reduction == "mean" and paper.reg_lr == 5e-6 and paper.reg_aug_copies == 10
+    for name in ("smoke", "fidelity"):
+        assert RunConfig.from_preset(name).seg_arch == "enet"
+    assert RunConfig.from_preset("code", reg_arch="resnext", image_size=64).image_size == 64

@@ -100,3 +100,19 @@ def test_on_prepared_labeled_slices(prepared_small):
     # flips keep areas exactly, rotations nearly: every copy is within 15% (+5 px) of its original
     orig = np.repeat(d.lv_area_px[idx], 10)
     assert np.all(np.abs(area - orig) <= 0.15 * orig + 5)
+
+
+def test_nearest_interpolation_resamples_the_image_like_the_label():
+    """interp="nearest" (the authors: PIL's default) only copies pixel values; bilinear blends them."""
+    _, labs = _toy(3, 32, seed=1)
+    imgs = (labs * 60 + 10).astype(np.uint8)  # four grey levels
+    flip, mirror, angle = np.zeros(3, bool), np.zeros(3, bool), np.array([17.0, -33.0, 41.0])
+    near, lab_n, area_n = apply_augment(imgs, labs, flip, mirror, angle, interp="nearest")
+    bil, lab_b, area_b = apply_augment(imgs, labs, flip, mirror, angle)
+    assert np.array_equal(lab_n, lab_b) and np.array_equal(area_n, area_b)  # labels: nearest either way
+    assert set(np.unique(near)) <= {0, 10, 70, 130, 190}
+    assert not set(np.unique(bil)) <= {0, 10, 70, 130, 190}
+    assert np.array_equal(near, (lab_n * 60 + 10) * (near > 0))  # the label's source pixel, or the zero fill
+    aug = AugmentedSet(imgs, labs, copies=11, seed=0, interp="nearest")
+    assert len(aug) == 33  # 11 samples per slice: the original (copy 0) and 10 transformed copies
+    assert np.array_equal(aug.batch([0, 11, 22])[0], imgs)

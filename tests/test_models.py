@@ -95,10 +95,13 @@ def test_build_segmenter_from_presets():
     assert net.widths == (4, 16, 32)
     out = net(torch.zeros(2, 1, smoke.image_size, smoke.image_size))
     assert out.shape == (2, 2, 64, 64)
-    multi = build_segmenter(smoke.replace(classes="multi"))
+    multi = build_segmenter(smoke.replace(classes="multi", seg_out_channels=4))
     assert multi(torch.zeros(1, 1, 64, 64)).shape == (1, 4, 64, 64)
-    assert lv_channel(smoke) == 1 and lv_channel(smoke.replace(classes="multi")) == 3
-    assert count_parameters(build_segmenter(RunConfig.from_preset("paper"))) == ENET_PARAMS
+    assert lv_channel(smoke) == 1 and lv_channel(smoke.replace(classes="multi", seg_out_channels=4)) == 3
+    assert (
+        count_parameters(build_segmenter(RunConfig.from_preset("paper", seg_arch="enet", seg_out_channels=2)))
+        == ENET_PARAMS
+    )
 
 
 def test_resnext101_32x4d_parameter_count():

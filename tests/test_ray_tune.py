@@ -1,6 +1,6 @@
 """Ray Tune / Ray Train end to end on a 30-patient phantom at 32x32 (2 CPUs; marked ``ray``).
 
-What is checked (issue 4; the two marked ``slow`` start extra Ray instances / Train worker groups):
+What is checked (the two marked ``slow`` start extra Ray instances / Train worker groups):
 - the smoke grid under Tune writes the same run directories (same run ids, same metric values bit for bit)
   as standalone ``execute``; a relaunch repeats nothing;
 - a regressor is trained once and shared by every Proposed run of its n (random search over gamma, lambda);
@@ -60,7 +60,7 @@ def _assert_no_duplicates(run_dir: Path) -> None:
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from suite.data.phantom import write_cohort
+    from suite.data.phantom.cohort import write_cohort
     from suite.data.prepare import prepare
 
     root = tmp_path_factory.mktemp("raydata")

@@ -1,4 +1,4 @@
-"""Checkpoint / resume (issue 3): an interrupted run resumes to exactly the uninterrupted numbers (CPU).
+"""Checkpoint / resume: an interrupted run resumes to exactly the uninterrupted numbers (CPU).
 
 Short Oracle runs (penalty, in_bounds and the lr rule all in play) at 32×32, one thread, three epochs, on the
 small prepared phantom. ``epoch_time_s`` is the only metric allowed to differ.

@@ -1,4 +1,4 @@
-"""``suite run`` (issue 3): options, ``--set``, YAML ``--config``, bad input → one line and exit code 2."""
+"""``suite run``: options, ``--set``, YAML ``--config``, bad input → one line and exit code 2."""
 
 from __future__ import annotations
 

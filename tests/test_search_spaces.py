@@ -18,7 +18,7 @@ def _axes(cfgs):
 
 
 def test_registry_lists_every_space_with_a_docstring():
-    assert available_spaces() == ["paper", "sensitivity", "splits", "smoke", "fidelity"]
+    assert available_spaces() == ["paper", "sensitivity", "splits", "smoke", "fidelity", "arch"]
     for name in available_spaces():
         sp = get_space(name)
         assert sp.name == name
@@ -71,6 +71,26 @@ def test_smoke_and_fidelity_spaces():
     assert {c.method for c in fid} == {"fs", "proposed", "oracle"} and {c.n_labeled for c in fid} == {5}
     assert {c.preset for c in fid} == {"fidelity"} and {c.image_size for c in fid} == {64}
     assert len(fid) == 9
+
+
+def test_arch_space_runs_each_method_with_each_segmenter():
+    sp = get_space("arch")
+    cfgs = sp.configs(seeds=[0, 1, 2])
+    assert len(cfgs) == 3 * 2 * 3 and {c.preset for c in cfgs} == {"fidelity"}
+    seg = {(c.seg_arch, c.seg_out_channels, c.seg_width) for c in cfgs}
+    assert seg == {("enet", 2, 1.0), ("enet-authors", 4, 1.0)}
+    for arch in ("enet", "enet-authors"):
+        assert sorted((c.method, c.seed) for c in cfgs if c.seg_arch == arch) == sorted(
+            (m, s) for m in ("fs", "proposed", "oracle") for s in (0, 1, 2)
+        )
+    # the regressor does not depend on the segmenter: both Proposed runs of a seed share it
+    regs = {c.seed: set() for c in cfgs}
+    for c in cfgs:
+        if c.method == "proposed":
+            regs[c.seed].add(c.regressor_config().run_id)
+    assert all(len(r) == 1 for r in regs.values())
+    with pytest.raises(ConfigError, match="sweeps seg_arch"):
+        sp.configs(seeds=[0], overrides=["seg_arch=enet"])
 
 
 def test_overrides_and_swept_axes():

@@ -1,4 +1,4 @@
-"""Training runs (issue 3): run machinery units, which images reach which loss, and end-to-end smoke runs.
+"""Training runs: run machinery units, which images reach which loss, and end-to-end smoke runs.
 
 The end-to-end tests use the ``smoke`` preset at 32×32 (``image_size=32``), one thread, two segmenter epochs,
 one regressor epoch and large batches on the small prepared phantom (``prepared_small``) so the default suite

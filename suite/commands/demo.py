@@ -51,7 +51,7 @@ def _banner(text: str) -> None:
 def run(args: argparse.Namespace) -> int:
     from suite.commands.info import summary
     from suite.data.dataset import PreparedData
-    from suite.data.phantom import write_cohort
+    from suite.data.phantom.cohort import write_cohort
     from suite.data.prepare import prepare
 
     t_start = time.perf_counter()

@@ -3,10 +3,11 @@
 As in the authors' ``utils.augment`` (``ImageOps.flip``, ``ImageOps.mirror``, ``rotate(uniform(-45, 45))``),
 each augmented copy independently gets a vertical flip (p = 0.5), a mirror (p = 0.5) and a rotation about the
 image centre by an angle uniform in [-45°, 45°] (p = 0.5); the LV area is recomputed from the transformed
-label. Copy 0 of every slice is the original, so ``copies = 10`` makes the training set 10 times larger, as
-the paper says (the authors' ``--n_aug 10`` writes the original plus 10). The image is resampled bilinearly
-and the label with nearest neighbour (the authors use PIL's default, nearest, for both); outside the rotated
-field is 0.
+label. Copy 0 of every slice is the original and counts as one of the ``copies``: ``copies = 10`` makes the
+training set 10 times larger, as the paper says (the original and 9 transformed copies); the authors'
+``--n_aug 10`` writes the original plus 10, i.e. ``copies = 11``. The label is resampled with nearest
+neighbour, the image bilinearly (``interp="bilinear"``, the default) or with nearest neighbour
+(``interp="nearest"``: the authors, PIL's default for both); outside the rotated field is 0.
 
 Deterministic: the parameters of every (slice, copy) are drawn once from ``derive_seed(seed, "reg-augment")``,
 so the augmented set is a fixed, "offline" set like the authors' — whether it is materialised at once
@@ -24,6 +25,7 @@ from suite.data.acdc import LV_LABEL
 from suite.seeding import numpy_rng
 
 MAX_ANGLE = 45.0
+INTERPOLATIONS = ("bilinear", "nearest")
 
 
 @dataclass(frozen=True)
@@ -80,8 +82,12 @@ def _affine_grid(theta, h: int, w: int):
     return torch.stack([gx, gy], dim=-1)  # (B, h, w, 2)
 
 
-def apply_augment(images, labels, flip: np.ndarray, mirror: np.ndarray, angle: np.ndarray):
+def apply_augment(
+    images, labels, flip: np.ndarray, mirror: np.ndarray, angle: np.ndarray, interp: str = "bilinear"
+):
     """Transform a batch ``(B, H, W)`` (NumPy uint8 or torch tensors) with per-sample parameters (B,).
+
+    ``interp`` resamples the image (``bilinear`` or ``nearest``); the label is always nearest.
 
     Returns ``(images, labels, lv_area)`` of the input kind (NumPy in -> NumPy uint8 out; torch in -> torch
     out on the input's device, images float if they were float) and the LV pixel count of each new label.
@@ -89,6 +95,8 @@ def apply_augment(images, labels, flip: np.ndarray, mirror: np.ndarray, angle: n
     import torch
     import torch.nn.functional as F
 
+    if interp not in INTERPOLATIONS:
+        raise ValueError(f"interp={interp!r}: must be one of {', '.join(INTERPOLATIONS)}")
     is_np = isinstance(images, np.ndarray)
     img_t = torch.from_numpy(np.array(images, copy=True)) if is_np else images
     lab_t = torch.from_numpy(np.array(labels, copy=True)) if is_np else labels
@@ -104,7 +112,7 @@ def apply_augment(images, labels, flip: np.ndarray, mirror: np.ndarray, angle: n
         grid = _affine_grid(theta, h, w)
         src_i = img_t.index_select(0, idx).unsqueeze(1).float()
         src_l = lab_t.index_select(0, idx).unsqueeze(1).float()
-        new_i = F.grid_sample(src_i, grid, mode="bilinear", padding_mode="zeros", align_corners=False)[:, 0]
+        new_i = F.grid_sample(src_i, grid, mode=interp, padding_mode="zeros", align_corners=False)[:, 0]
         new_l = F.grid_sample(src_l, grid, mode="nearest", padding_mode="zeros", align_corners=False)[:, 0]
         if img_dtype == torch.uint8:
             new_i = new_i.round().clamp_(0, 255)
@@ -120,12 +128,14 @@ class AugmentedSet:
     """The fixed augmented set of ``n`` labeled slices × ``copies``, produced batch by batch (no ×copies
     memory).
 
-    Sample ``k`` is copy ``k % copies`` of slice ``k // copies``. ``batch(ks)`` returns ``(images, labels,
-    lv_area)`` for those samples; the same ``ks`` always give the same arrays.
+    Sample ``k`` is copy ``k % copies`` of slice ``k // copies`` (copy 0 = the original). ``batch(ks)``
+    returns ``(images, labels, lv_area)`` for those samples; the same ``ks`` always give the same arrays.
+    ``interp`` resamples the images (see :func:`apply_augment`).
     """
 
-    def __init__(self, images, labels, copies: int, seed: int):
+    def __init__(self, images, labels, copies: int, seed: int, interp: str = "bilinear"):
         self.images, self.labels, self.copies, self.seed = images, labels, int(copies), int(seed)
+        self.interp = interp
         self.params = augment_params(len(images), self.copies, self.seed)
 
     def __len__(self) -> int:
@@ -142,16 +152,16 @@ class AugmentedSet:
             t = torch.from_numpy(si).to(self.images.device)
             imgs, labs = self.images.index_select(0, t), self.labels.index_select(0, t)
         p = self.params
-        return apply_augment(imgs, labs, p.flip[si, ci], p.mirror[si, ci], p.angle[si, ci])
+        return apply_augment(imgs, labs, p.flip[si, ci], p.mirror[si, ci], p.angle[si, ci], self.interp)
 
 
-def augment_labeled(images, labels, copies: int, seed: int, chunk: int = 256):
+def augment_labeled(images, labels, copies: int, seed: int, chunk: int = 256, interp: str = "bilinear"):
     """Materialise the whole augmented set: ``(images, labels, lv_area)`` with ``len(images) * copies`` rows.
 
     Row ``i * copies + c`` is copy ``c`` of slice ``i`` (copy 0 = the original). Works on NumPy uint8 arrays
     or torch tensors (returns the same kind).
     """
-    aug = AugmentedSet(images, labels, copies, seed)
+    aug = AugmentedSet(images, labels, copies, seed, interp)
     parts = [aug.batch(np.arange(k, min(k + chunk, len(aug)))) for k in range(0, len(aug), chunk)]
     if isinstance(images, np.ndarray):
         return tuple(np.concatenate([p[j] for p in parts]) for j in range(3))

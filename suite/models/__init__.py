@@ -1,10 +1,15 @@
 """Networks: the ENet segmenter and the ResNeXt size regressor, built from a ``RunConfig``.
 
-Only torch and torchvision are imported here (``scripts/bench_gpu.py`` relies on it).
+Only torch and torchvision are imported here (``scripts/bench_gpu.py`` relies on it; ``suite.errors`` and
+``suite.data.acdc``, for the LV label, import no more at module level).
 
-- :func:`build_segmenter` → ENet, logits (B, C, H, W), C = ``cfg.num_classes`` (2 for ``classes=lv``,
-  4 for ``classes=multi``); the LV channel is :func:`lv_channel` (the last one in both cases).
-- :func:`build_regressor` → ResNeXt, (B,) LV size in pixels at ``cfg.image_size``.
+- :func:`build_segmenter` → logits (B, C, H, W), C = ``cfg.seg_out_channels``: ``seg_arch=enet`` is Paszke et
+  al.'s ENet (``enet.py``), ``enet-authors`` the authors' variant (``enet_authors.py``) with their init.
+  With 4 channels the channel index is the ACDC label (LV = 3), with 2 it is background 0, LV 1:
+  :func:`lv_channel` and :func:`channel_target` are the one place that says so.
+- :func:`build_regressor` → (B,) LV size in pixels at ``cfg.image_size``: ``reg_arch=resnext`` is
+  torchvision's ResNeXt (``resnext.py``), ``resnext-authors`` theirs (``resnext_authors.py``).
+- :func:`load_authors_state_dict` loads a state_dict of the authors' networks into a replica.
 - :func:`prepare_model` applies the runtime options ``channels_last`` and ``compile`` in place.
 """
 
@@ -15,14 +20,22 @@ from typing import Any
 import torch
 from torch import nn
 
+from suite.data.acdc import LV_LABEL
+from suite.models.authors_weights import load_authors_state_dict
 from suite.models.enet import ENet
+from suite.models.enet_authors import ENetAuthors, init_authors_
 from suite.models.resnext import SizeRegressor
+from suite.models.resnext_authors import ResNeXtAuthors
 
 __all__ = [
     "ENet",
+    "ENetAuthors",
     "SizeRegressor",
+    "ResNeXtAuthors",
     "build_segmenter",
     "build_regressor",
+    "load_authors_state_dict",
+    "channel_target",
     "count_parameters",
     "prepare_model",
     "prepare_input",
@@ -31,20 +44,24 @@ __all__ = [
 
 
 def build_segmenter(cfg: Any) -> nn.Module:
-    """ENet for 1-channel slices, ``cfg.num_classes`` outputs, channel widths × ``cfg.seg_width``."""
-    if getattr(cfg, "seg_arch", "enet") != "enet":
-        raise ValueError(f"seg_arch={cfg.seg_arch!r} is not supported; use seg_arch=enet")
-    return ENet(num_classes=cfg.num_classes, in_channels=1, width=float(cfg.seg_width))
+    """The segmenter of ``cfg.seg_arch`` for 1-channel slices with ``cfg.seg_out_channels`` outputs,
+    initialised as that architecture is (``enet-authors``: the authors' ``weights_init``)."""
+    if cfg.seg_arch == "enet":
+        return ENet(num_classes=cfg.seg_out_channels, in_channels=1, width=float(cfg.seg_width))
+    if cfg.seg_arch == "enet-authors":
+        return init_authors_(ENetAuthors(in_channels=1, out_channels=cfg.seg_out_channels))
+    raise ValueError(f"seg_arch={cfg.seg_arch!r} is not one of enet, enet-authors")
 
 
 def build_regressor(cfg: Any) -> nn.Module:
-    """ResNeXt(``cfg.reg_layers``, ``cfg.reg_groups`` × ``cfg.reg_width_per_group``d), 1 channel → (B,)
-    pixels."""
-    if getattr(cfg, "reg_arch", "resnext") != "resnext":
-        raise ValueError(f"reg_arch={cfg.reg_arch!r} is not supported; use reg_arch=resnext")
-    return SizeRegressor(
-        layers=tuple(cfg.reg_layers), groups=int(cfg.reg_groups), width_per_group=int(cfg.reg_width_per_group)
-    )
+    """ResNeXt(``cfg.reg_layers``, ``cfg.reg_groups`` × ``cfg.reg_width_per_group``d) of ``cfg.reg_arch``:
+    1 channel → (B,) pixels."""
+    layers, groups, width = tuple(cfg.reg_layers), int(cfg.reg_groups), int(cfg.reg_width_per_group)
+    if cfg.reg_arch == "resnext":
+        return SizeRegressor(layers=layers, groups=groups, width_per_group=width)
+    if cfg.reg_arch == "resnext-authors":
+        return ResNeXtAuthors(layers=layers, groups=groups, width_per_group=width)
+    raise ValueError(f"reg_arch={cfg.reg_arch!r} is not one of resnext, resnext-authors")
 
 
 def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
@@ -53,8 +70,21 @@ def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
 
 
 def lv_channel(cfg: Any) -> int:
-    """Index of the LV-cavity channel in the segmenter's output (1 for ``lv``, 3 for ``multi``)."""
-    return int(cfg.num_classes) - 1
+    """Index of the LV-cavity channel in the segmenter's output: 3 (its ACDC label) with 4 output channels,
+    1 with 2."""
+    return LV_LABEL if int(cfg.seg_out_channels) == 4 else 1
+
+
+def channel_target(cfg: Any, labels: torch.Tensor) -> torch.Tensor:
+    """The training target (class indices into the output channels) from the full ACDC label map.
+
+    ``classes=lv``: LV → :func:`lv_channel`, everything else → 0 (with 4 channels the authors' {0, 3}: the
+    cross-entropy over a 4-channel softmax then supervises channels 0 and 3 only). ``classes=multi``: the
+    labels themselves (4 channels).
+    """
+    if cfg.classes == "multi":
+        return labels.long()
+    return (labels == LV_LABEL).long() * lv_channel(cfg)
 
 
 def prepare_model(model: nn.Module, cfg: Any) -> nn.Module:

@@ -1,12 +1,14 @@
 """The regressor stage: ResNeXt predicting the LV area (pixels at ``cfg.image_size``) of a slice.
 
-Paper (section 4.1): squared L2 on the LV area, SGD (lr ``cfg.reg_lr``, momentum ``cfg.reg_momentum``, weight
-decay ``cfg.reg_weight_decay``), ``cfg.reg_epochs`` epochs, lr × ``cfg.reg_lr_factor`` at each of
-``cfg.reg_milestones``, global batch ``cfg.reg_batch``; trained only on the labeled slices of (n, split),
-augmented offline ``cfg.reg_aug_copies`` times (``suite.data.augment.AugmentedSet``: copy 0 is the
-original; a fixed set produced batch by batch); the target is recomputed on the
-augmented (and resized) label. The network's output *is* the size in pixels: no target normalisation, so the
-``paper`` preset runs the paper's lr on raw pixel counts.
+Paper (section 4.1): squared L2 on the LV area (the batch's mean, or with ``reg_loss_reduction=sum`` the
+authors' sum over the global batch: ``suite.losses.size_regression_loss``), SGD (lr ``cfg.reg_lr``, momentum
+``cfg.reg_momentum``, weight decay ``cfg.reg_weight_decay``: :func:`regressor_optimizer`), ``cfg.reg_epochs``
+epochs, lr × ``cfg.reg_lr_factor`` at each of ``cfg.reg_milestones``, global batch ``cfg.reg_batch``; trained
+only on the labeled slices of (n, split), augmented offline to ``cfg.reg_aug_copies`` samples per slice
+(``suite.data.augment.AugmentedSet``: copy 0 is the original; a fixed set produced batch by batch; images
+resampled as ``cfg.reg_aug_interp``); the target is recomputed on the augmented (and resized) label. The
+network's output *is* the size in pixels: no target normalisation, so the ``paper`` preset runs the paper's
+lr on raw pixel counts.
 
 Every epoch logs on the 5 regressor-validation patients (split ``regval``): ``size_abs_err`` (mean absolute
 error, pixels), ``size_abs_err_pct`` (mean of |error| / true size over slices with an LV, %), ``bounds_ok``
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,6 +33,7 @@ from suite.atomic import atomic_path
 from suite.data.acdc import LV_LABEL
 from suite.data.augment import AugmentedSet
 from suite.errors import InputError
+from suite.losses import size_regression_loss
 from suite.models import build_regressor, prepare_input, prepare_model
 from suite.seeding import derive_seed
 from suite.stages import process_group as pg
@@ -70,6 +74,7 @@ class RegressorStage(OptimisedStage):
             torch.from_numpy(np.ascontiguousarray(labels[lab_idx])).to(dev),
             cfg.reg_aug_copies,
             derive_seed(cfg.seed, "regressor", "augment"),
+            interp=cfg.reg_aug_interp,
         )
         self.val_idx = val_idx
         self.val_x = torch.from_numpy(np.ascontiguousarray(images[val_idx])).to(dev)
@@ -78,9 +83,7 @@ class RegressorStage(OptimisedStage):
         net = prepare_model(build_regressor(cfg).to(dev), cfg)
         self.net = net
         self.model = pg.wrap_ddp(net, dev, cfg.world_size)
-        self.opt = torch.optim.SGD(
-            net.parameters(), lr=cfg.reg_lr, momentum=cfg.reg_momentum, weight_decay=cfg.reg_weight_decay
-        )
+        self.opt = regressor_optimizer(cfg, net)
         self.rule = MultiStepRule(cfg.reg_lr, cfg.reg_milestones, cfg.reg_lr_factor)
         log.info(
             "%s: %d augmented training slices (%d labeled x %d), %d validation slices",
@@ -107,11 +110,11 @@ class RegressorStage(OptimisedStage):
             y = area.float()
             with autocast(cfg, ctx.device):
                 pred = self.model(x)
-            loss = (pred.float() - y).square().mean()
+            loss = size_regression_loss(pred, y, cfg.reg_loss_reduction, cfg.world_size)
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             self.opt.step()
-            acc += loss.detach().double()
+            acc += (pred.detach().float() - y).square().mean().double()  # logged: per-sample mean
             n += 1
         stats = torch.stack([acc.cpu(), torch.tensor(float(n), dtype=torch.float64)])
         pg.all_reduce_sum(stats)
@@ -193,6 +196,13 @@ class RegressorStage(OptimisedStage):
                         run_id=np.str_(self.cfg.run_id),
                     )
         pg.barrier()
+
+
+def regressor_optimizer(cfg: Any, net: torch.nn.Module) -> torch.optim.SGD:
+    """SGD with the config's lr, momentum and weight decay (the paper's and the authors' optimiser)."""
+    return torch.optim.SGD(
+        net.parameters(), lr=cfg.reg_lr, momentum=cfg.reg_momentum, weight_decay=cfg.reg_weight_decay
+    )
 
 
 def regression_metrics(pred: np.ndarray, true: np.ndarray, gamma: float) -> dict[str, float]:

@@ -39,12 +39,11 @@ import numpy as np
 import torch
 
 from suite.atomic import atomic_path
-from suite.config import RunConfig
 from suite.data.acdc import LV_LABEL
 from suite.errors import InputError
 from suite.losses import partial_ce, penalty_from_logits
 from suite.metrics import VOLUME_STATS, run_metrics, volume_metrics, volume_stats
-from suite.models import build_segmenter, lv_channel, prepare_input, prepare_model
+from suite.models import build_segmenter, channel_target, lv_channel, prepare_input, prepare_model
 from suite.seeding import derive_seed
 from suite.stages import process_group as pg
 from suite.stages.base import EpochResult, OptimisedStage, RunContext, autocast, resized_arrays
@@ -103,13 +102,6 @@ def voxel_ml_per_volume(data: Any, volumes: list[tuple[str, np.ndarray]], size: 
             px_mm2 = float(spacing[idx[0], 0] * spacing[idx[0], 1])
         out[i] = px_mm2 * scale * float(spacing[idx[0], 2]) / 1000.0
     return out
-
-
-def class_target(cfg: RunConfig, labels: torch.Tensor) -> torch.Tensor:
-    """Training target from the full label map: {0, 1} (LV vs rest) for ``lv``, 0..3 for ``multi``."""
-    if cfg.classes == "lv":
-        return (labels == LV_LABEL).long()
-    return labels.long()
 
 
 def load_seg_data(ctx: RunContext) -> SegData:
@@ -227,7 +219,7 @@ class SegmenterStage(OptimisedStage):
         ):
             idx = sd.lab_idx[local]
             logits = self._forward(idx)
-            target = class_target(cfg, sd.labels.index_select(0, torch.as_tensor(idx, device=dev)))
+            target = channel_target(cfg, sd.labels.index_select(0, torch.as_tensor(idx, device=dev)))
             loss = partial_ce(logits, target)
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -357,7 +349,7 @@ class SegmenterStage(OptimisedStage):
             return
         idx = self.example_slices()
         pred = self.predict(idx).to(torch.uint8).cpu().numpy()
-        label = class_target(
+        label = channel_target(
             self.cfg, self.sd.labels.index_select(0, torch.as_tensor(idx, device=self.ctx.device))
         )
         data = self.ctx.data
@@ -375,4 +367,5 @@ class SegmenterStage(OptimisedStage):
                     volume=np.asarray(data.volume)[idx].astype(str),
                     slice_index=np.asarray(data.slice_index)[idx].astype(np.int64),
                     index=idx,
+                    lv_channel=np.int64(self.lv),
                 )
