@@ -14,9 +14,10 @@
    levels; the dependants of a run that failed are never started (reported as blocked);
 5. a trial that finds its lock held by another launcher returns at once; the driver waits for the lock
    outside Ray (holding no resources) and requeues what is left in another round;
-6. ``resume=True`` first restores the Tune experiments a killed driver left unfinished
-   (``Tuner.restore(..., resume_errored=True)``), then plans again from the run directories, so re-running
-   the same command finishes the rest without repeating a finished run either way;
+6. resuming reads only the run directories: re-running the same command (``resume=True`` is the same
+   thing) plans again from them and finishes the rest without repeating a finished run. Tune's own saved
+   experiment state is never restored: it is pickled, and a results folder someone sent could carry a
+   pickle that runs code when loaded;
 7. returns a summary (also written to ``ray/last_launch.json``).
 """
 
@@ -58,7 +59,6 @@ class Summary:
     failed: list[dict[str, Any]] = field(default_factory=list)
     blocked: list[str] = field(default_factory=list)
     incomplete: list[str] = field(default_factory=list)
-    restored: list[str] = field(default_factory=list)
     rounds: list[int] = field(default_factory=list)  # runs given to each Tune experiment of this launch
     wall_time_s: float = 0.0
     ray_start_s: float = 0.0
@@ -102,7 +102,7 @@ def run_experiment(spec: ExperimentSpec) -> dict[str, Any]:
         },
     )
     name = spec.name
-    max_concurrent, max_failures = spec.max_concurrent, spec.max_failures
+    max_failures = spec.max_failures
 
     status = run_status(exp, plan.runs)
     done0 = {rid for rid, s in status.items() if s == "finished"}
@@ -162,11 +162,6 @@ def run_experiment(spec: ExperimentSpec) -> dict[str, Any]:
             has_trial_driver=info.has_trial_driver,
         )
         errors: dict[str, dict[str, Any]] = {}
-
-        if spec.resume:
-            _restore_unfinished(exp, plan, opts, progress, max_concurrent, max_failures, info, summary)
-            if interrupted["flag"]:
-                summary.interrupted = True
 
         status = run_status(exp, plan.runs)
         todo = [rid for rid, st in status.items() if st != "finished"]
@@ -268,63 +263,11 @@ def _dispatch(
 
 
 def _next_launch_name(exp: ExperimentPaths) -> str:
-    """``launch<k>``, k one more than any Tune experiment in ``ray/tune`` (a restored one is never
-    replaced)."""
+    """``launch<k>``, k one more than any Tune experiment in ``ray/tune`` (earlier launches' folders are
+    kept as a record, never read back)."""
     tune_dir = exp.ray_dir / "tune"
     names = [p.name for p in tune_dir.iterdir() if p.is_dir()] if tune_dir.is_dir() else []
     return f"launch{1 + max((k for k, _, _ in map(_launch_key, names) if k < 10**6), default=0)}"
-
-
-def _restore_unfinished(
-    exp: ExperimentPaths,
-    plan: Plan,
-    opts: Any,
-    progress: Any,
-    max_concurrent: int | None,
-    max_failures: int,
-    info: Any,
-    summary: Summary,
-) -> None:
-    """Restore (in order) the Tune experiments of a previous launch that still hold unfinished runs."""
-    from suite.ray_glue.trials import can_restore, run_trials
-
-    tune_dir = exp.ray_dir / "tune"
-    if not tune_dir.is_dir():
-        return
-    names = sorted((p.name for p in tune_dir.iterdir() if p.is_dir()), key=_launch_key)
-    for name in names:
-        if not can_restore(exp.root, name):
-            continue
-        ids = _experiment_run_ids(tune_dir / name)
-        if ids and all(exp.run(r).status() == "finished" for r in ids):
-            continue
-        log.info(
-            "restoring the Tune experiment %s (%d runs, %d unfinished)",
-            name,
-            len(ids),
-            sum(1 for r in ids if exp.run(r).status() != "finished"),
-        )
-        progress.phase = f"restoring {name}"
-        progress.emit(force=True)
-        try:
-            run_trials(
-                [],
-                opts,
-                name=name,
-                max_concurrent=max_concurrent or 1,
-                max_failures=max_failures,
-                progress=progress,
-                restore=True,
-            )
-        except Exception as e:  # noqa: BLE001 - an unrestorable Tune state: the run directories hold the truth
-            log.warning(
-                "could not restore the Tune experiment %s (%s: %s); planning from the run directories",
-                name,
-                type(e).__name__,
-                str(e).splitlines()[0] if str(e) else "",
-            )
-            continue
-        summary.restored.append(name)
 
 
 def _launch_key(name: str) -> tuple[int, int, str]:
@@ -334,11 +277,6 @@ def _launch_key(name: str) -> tuple[int, int, str]:
 
     m = re.match(r"(?:launch|phase)(\d+)(?:-round(\d+))?$", name)
     return (int(m.group(1)), int(m.group(2) or 1), name) if m else (10**6, 0, name)
-
-
-def _experiment_run_ids(path: Path) -> list[str]:
-    """Run ids of a Tune experiment folder (its trial folders are named by run id)."""
-    return sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
 def _error_record(exp: ExperimentPaths, rid: str, oc: Any) -> dict[str, Any]:

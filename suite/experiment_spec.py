@@ -62,7 +62,7 @@ class ExperimentSpec:
     max_failures: int = 1  # retries of a crashed trial from its checkpoint
     use_train: bool | None = None  # single-worker trials through Ray Train too
     num_cpus: int | None = None  # a local Ray's CPUs
-    resume: bool = True  # also restore the Tune experiments of a killed launch
+    resume: bool = True  # recorded; every launch resumes from the run directories alone
     launcher: str = "ray"  # recorded in experiment.json
 
     def __post_init__(self) -> None:

@@ -334,6 +334,35 @@ def test_two_ddp_workers_close_to_one_and_survive_a_killed_worker(
         assert abs(a - b) <= 0.25, (ep, a, b)
 
 
+def test_resume_never_unpickles_anything_from_the_results_folder(
+    prepared: Path, ray_local, tmp_path: Path
+) -> None:
+    """A results folder can come from someone else. A pickle planted where Tune keeps its experiment state
+    (``ray/tune/<launch>/``, beside an unfinished run's trial folder, exactly what Tune's restore would load)
+    is never loaded by ``--resume``: the run directories alone say what is left to do."""
+    import pickle
+
+    from search_spaces.driver import run_experiment
+
+    out = tmp_path / "res"
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):  # what a malicious pickle does: run a command when loaded
+            return (os.system, (f"touch {marker}",))
+
+    spec = _spec(prepared, out, seeds=[0], labeled=[5], methods=["fs"], overrides=OVR, resume=True)
+    planted = out / "smoke-smoke" / "ray" / "tune" / "launch1"
+    (planted / "seg-fs-n5-s0-unfinished").mkdir(parents=True)
+    for name in ("tuner.pkl", "trainable.pkl", "search_gen_state.pkl", "experiment_state.pkl"):
+        (planted / name).write_bytes(pickle.dumps(Payload()))
+    (planted / "experiment_state-2026-01-01_00-00-00.json").write_text("{}")
+    s = run_experiment(spec)
+    assert s["ok"] and s["finished_now"] == 1, s
+    assert not marker.exists(), "resume loaded a pickle from the results folder"
+    assert (planted / "tuner.pkl").exists()  # left as it was, not read, not deleted
+
+
 def test_local_ray_listens_only_on_loopback(ray_local) -> None:
     """Every socket the local Ray's processes (children of this process) listen on is bound to 127.0.0.1."""
     psutil = pytest.importorskip("psutil")

@@ -7,7 +7,8 @@ each) lands in RESULTS/<experiment>/runs/<run_id>/, the same directories a stand
 <experiment> defaults to <space>-<preset>. A run starts as soon as its prerequisites (the regressor of a
 Proposed run, the FS model of a Proposals run) have finished and a slot is free, the longest ready run
 first. Launching the same command again skips finished runs and resumes partial
-ones from their last checkpoint; --resume also restores the Tune experiments a killed driver left behind.
+ones from their last checkpoint (--resume says the same explicitly). Only the run directories are read:
+Tune's pickled experiment state is never restored.
 A failed run is reported with its log path and does not stop the others (exit code 1 at the end).
 
 spaces:
@@ -126,8 +127,8 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--resume",
         action="store_true",
-        help="also restore the Tune experiments of a killed launch (finished runs are never "
-        "repeated either way)",
+        help="finish a killed launch: the same as launching again (finished runs are skipped, partial ones "
+        "resume from their run directory's checkpoint; Tune's pickled state is never read)",
     )
     p.add_argument(
         "--search",

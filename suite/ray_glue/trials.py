@@ -14,8 +14,6 @@ trial is retried before the searcher hears of it) and the suite's own one-line p
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -25,7 +23,6 @@ from typing import Any
 from ray import tune
 from ray.tune.search import Searcher
 
-from suite.atomic import write_json_atomic
 from suite.config import RunConfig
 from suite.paths import ExperimentPaths
 from suite.planner import Plan
@@ -58,8 +55,8 @@ class DependencySearcher(Searcher):
     ``plan``: the runs of this experiment and their prerequisites; ``done``: runs already finished (their
     dependants are ready). A trial that reports ``done`` finishes its run; one that errors (after Tune's
     retries) or ends otherwise (``busy``: another launcher holds the lock; stopped) does not, and its
-    dependants are left for the driver to block or requeue. The state is saved as JSON, so a restored Tune
-    experiment goes on suggesting where it stopped."""
+    dependants are left for the driver to block or requeue. It saves no state: a relaunch plans again from
+    the run directories (Tune's experiment state is never restored)."""
 
     def __init__(self, plan: Plan, done: Collection[str], opts: TrialOptions, max_concurrent: int) -> None:
         super().__init__()
@@ -111,35 +108,6 @@ class DependencySearcher(Searcher):
             n = self.waiting()
             progress.phase = f"{n} waiting for prerequisites or a slot" if n else ""
 
-    def save(self, checkpoint_path: str) -> None:
-        write_json_atomic(
-            checkpoint_path,
-            {
-                "runs": [c.to_dict(include_derived=False) for c in self.plan.runs.values()],
-                "deps": self.plan.deps,
-                "done": sorted(self.done),
-                "opts": asdict(self.opts),
-                "max_concurrent": self.max_concurrent,
-                "started": self.started,
-                "live": sorted(self.live),
-            },
-        )
-
-    def restore(self, checkpoint_path: str) -> None:
-        state = json.loads(Path(checkpoint_path).read_text())
-        runs = {}
-        for d in state["runs"]:
-            cfg = RunConfig.from_dict(d, source=checkpoint_path)
-            runs[cfg.run_id] = cfg
-        self.plan = Plan(runs=runs, requested=list(runs), deps=state["deps"])
-        self.opts = TrialOptions(**state["opts"])
-        self.max_concurrent = int(state["max_concurrent"])
-        self.started = dict(state["started"])
-        self.live = set(state["live"])
-        exp = ExperimentPaths(Path(self.opts.experiment_root))
-        # runs the killed launch finished after its last save count as done (the run directory says so)
-        self.done = set(state["done"]) | {r for r in runs if exp.run(r).is_finished()}
-
 
 def run_trials(
     cfgs: Sequence[RunConfig],
@@ -149,7 +117,6 @@ def run_trials(
     max_concurrent: int,
     max_failures: int,
     progress: Progress,
-    restore: bool = False,
     deps: Mapping[str, Sequence[str]] | None = None,
     done: Collection[str] = (),
 ) -> dict[str, TrialOutcome]:
@@ -157,8 +124,11 @@ def run_trials(
     was started (a run whose prerequisites never finished has none).
 
     ``deps`` (run id -> prerequisite run ids) and ``done`` (runs finished before): a run starts once each
-    of its prerequisites is in ``done`` or finished in this experiment. ``restore=True`` restores that
-    experiment (``Tuner.restore(..., resume_errored=True)``) instead of starting it; ``cfgs`` is then unused.
+    of its prerequisites is in ``done`` or finished in this experiment.
+
+    Never restored from Tune's saved experiment state: that state is pickled (cloudpickle), and a results
+    folder received from someone else could carry a pickle that runs code when loaded. The run directories
+    (weights-only checkpoints, JSON, CSV) already say what is finished and where each partial run resumes.
     """
     set_active_progress(progress)
     storage = ExperimentPaths(Path(opts.experiment_root)).ray_dir / "tune"
@@ -172,25 +142,22 @@ def run_trials(
         failure_config=tune.FailureConfig(max_failures=max_failures),
         callbacks=[ProgressCallback()],
     )
-    if restore:
-        tuner = tune.Tuner.restore(str(exp_path.resolve()), trainable=trainable, resume_errored=True)
-    else:
-        if exp_path.exists():
-            shutil.rmtree(exp_path)
-        runs = {c.run_id: c for c in cfgs}
-        plan = Plan(runs=runs, requested=list(runs), deps={r: list((deps or {}).get(r, ())) for r in runs})
-        tuner = tune.Tuner(
-            trainable,
-            run_config=run_config,
-            tune_config=tune.TuneConfig(
-                search_alg=DependencySearcher(plan, done, opts, max_concurrent),
-                num_samples=-1,  # the searcher says when the experiment is over
-                max_concurrent_trials=max_concurrent,
-                reuse_actors=False,
-                trial_name_creator=trial_name,
-                trial_dirname_creator=trial_name,
-            ),
-        )
+    if exp_path.exists():
+        shutil.rmtree(exp_path)
+    runs = {c.run_id: c for c in cfgs}
+    plan = Plan(runs=runs, requested=list(runs), deps={r: list((deps or {}).get(r, ())) for r in runs})
+    tuner = tune.Tuner(
+        trainable,
+        run_config=run_config,
+        tune_config=tune.TuneConfig(
+            search_alg=DependencySearcher(plan, done, opts, max_concurrent),
+            num_samples=-1,  # the searcher says when the experiment is over
+            max_concurrent_trials=max_concurrent,
+            reuse_actors=False,
+            trial_name_creator=trial_name,
+            trial_dirname_creator=trial_name,
+        ),
+    )
     grid = tuner.fit()
     outcomes: dict[str, TrialOutcome] = {}
     for i in range(len(grid)):  # ResultGrid is indexed (its type declares no __iter__)
@@ -219,9 +186,3 @@ def _short_error(lines: list[str]) -> str:
         if s and not s.startswith(("File ", "^", "~")) and ":" in s:
             return s[:400]
     return (lines[-1] if lines else "unknown error")[:400]
-
-
-def can_restore(experiment_root: str | os.PathLike, name: str) -> bool:
-    """Whether ``<experiment>/ray/tune/<name>`` holds a Tune experiment that ``restore=True`` can resume."""
-    path = ExperimentPaths(Path(experiment_root)).ray_dir / "tune" / name
-    return path.is_dir() and tune.Tuner.can_restore(str(path.resolve()))
