@@ -31,6 +31,8 @@ channels and 12 classes, as for CamVid); the ENet paper's Table 3 gives 0.37 M (
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -56,7 +58,7 @@ def _act(channels: int, relu: bool) -> nn.Module:
 
 def _branch(
     projection: nn.Module,
-    main: list[nn.Module],
+    main: Sequence[nn.Module],
     internal: int,
     out_channels: int,
     relu: bool,
