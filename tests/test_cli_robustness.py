@@ -3,6 +3,7 @@ that is a file, non-text config files, defaults in ``--help``, ``--list-keys``, 
 
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import subprocess
@@ -169,3 +170,18 @@ def test_damaged_run_file_is_one_line_with_a_fix_that_works(
 
     shutil.rmtree(fs_dir)  # the fix the line gives
     assert main(again) == 0
+
+
+def test_slurm_submit_takes_every_experiment_option_of_tune() -> None:
+    """`suite slurm submit` runs the same experiments as `suite tune`: every option that says what to run
+    and how its trials run is accepted by both (only the local-Ray and output options are tune's own)."""
+    choices = build_parser()._subparsers._group_actions[0].choices
+    tune = {o for a in choices["tune"]._actions for o in a.option_strings}
+    slurm_sub = next(a for a in choices["slurm"]._actions if isinstance(a, argparse._SubParsersAction))
+    submit = {o for a in slurm_sub.choices["submit"]._actions for o in a.option_strings}
+    tune_only = {"--address", "--num-cpus", "--resume", "--json"}
+    assert tune - tune_only <= submit, sorted(tune - tune_only - submit)
+    args = build_parser().parse_args(
+        ["slurm", "submit", "--data", "d", "--out", "o", "--methods", "fs", "--search", "random"]
+    )
+    assert args.methods == ["fs"] and args.search == "random"

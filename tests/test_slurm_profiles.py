@@ -119,27 +119,18 @@ def _check_golden(name: str, text: str) -> None:
     assert text == path.read_text(), f"sbatch script differs from {path}"
 
 
-def test_golden_sbatch_ray_1node():
+@pytest.mark.parametrize("profile", ["gpu-1node", "gpu-2node"])
+def test_golden_sbatch_ray(profile: str):
     text = render_sbatch(
-        load_profile("gpu-1node"),
+        load_profile(profile),
         "ray",
         folder=FOLDER,
         python="/opt/venv/bin/python",
         job_name="suite-exp-ray",
     )
-    _check_golden("sbatch_ray_gpu-1node.sh", text)
-
-
-def test_golden_sbatch_ray_2node():
-    text = render_sbatch(
-        load_profile("gpu-2node"),
-        "ray",
-        folder=FOLDER,
-        python="/opt/venv/bin/python",
-        job_name="suite-exp-ray",
-    )
-    _check_golden("sbatch_ray_gpu-2node.sh", text)
-    assert "#SBATCH --nodes=2\n" in text and "--nodes=1 --ntasks=1" in text
+    _check_golden(f"sbatch_ray_{profile}.sh", text)
+    if profile == "gpu-2node":
+        assert "#SBATCH --nodes=2\n" in text and "--nodes=1 --ntasks=1" in text
 
 
 def test_golden_sbatch_array_local():

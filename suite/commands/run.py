@@ -17,6 +17,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from suite.commands._experiment_args import add_overrides_arg
+
 log = logging.getLogger("suite.commands.run")
 
 # CLI option → config field
@@ -54,14 +56,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--split-seed", dest="split_seed", type=int)
     p.add_argument("--preset", help="named preset (paper, code, smoke, fidelity); default paper")
     p.add_argument("--config", help="YAML file of config keys (may name a preset)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key (repeatable), e.g. --set seg_epochs=10; --list-keys lists the keys",
-    )
+    add_overrides_arg(p, "override a config key")
     p.add_argument(
         "--list-keys",
         dest="list_keys",

@@ -6,6 +6,8 @@ import argparse
 import sys
 from typing import Any
 
+from suite.commands._experiment_args import add_experiment_args, add_ray_args, spec_from_args
+
 DESCRIPTION = """\
 Run an experiment (the same options as `suite tune`) on a SLURM cluster.
 
@@ -81,37 +83,14 @@ def register(subparsers: Any) -> None:
         metavar="NAME|FILE.yaml",
         help=f"resource profile: {', '.join(available_profiles())} or a YAML file (default: local)",
     )
-    s.add_argument("--data", required=True, help="prepared dataset (suite prepare), on a shared filesystem")
-    s.add_argument("--space", default="smoke", help="search space (default: smoke)")
-    s.add_argument("--preset", default=None, help="config preset (default: the space's)")
-    s.add_argument("--seeds", type=int, nargs="+", default=None, help="training seeds (default: the space's)")
-    s.add_argument(
-        "--labeled", type=int, nargs="+", default=None, help="labeled counts n (default: the space's)"
-    )
-    s.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="config override (repeatable), e.g. --set seg_epochs=10",
-    )
-    s.add_argument("--out", required=True, help="results folder; the experiment goes to OUT/<experiment>/")
-    s.add_argument("--experiment", default=None, help="experiment folder name (default: <space>-<preset>)")
+    add_experiment_args(s)
     s.add_argument(
         "--max-parallel",
         type=int,
         default=None,
         help="array mode: at most this many array tasks at once (default: the profile's)",
     )
-    s.add_argument("--max-concurrent", type=int, default=None, help="ray mode: concurrent trials")
-    s.add_argument(
-        "--gpus-per-trial",
-        type=float,
-        default=None,
-        help="ray mode: GPUs per trial, fractions pack trials on a GPU (e.g. 0.25)",
-    )
-    s.add_argument("--workers-per-trial", type=int, default=None, help="ray mode: DDP workers per trial")
+    add_ray_args(s, prefix="ray mode: ")
     s.add_argument(
         "--dry-run", action="store_true", help="print the sbatch script(s) and the job layout; submit nothing"
     )
@@ -127,29 +106,6 @@ def register(subparsers: Any) -> None:
     c.add_argument("experiment", help="RESULTS/<experiment>")
     c.set_defaults(func=handle_cancel)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
-
-
-def spec_from_args(args: argparse.Namespace) -> Any:
-    """The :class:`~suite.experiment_spec.ExperimentSpec` of the parsed ``suite slurm submit`` options (the
-    Ray options only when given: array mode refuses them)."""
-    from suite.experiment_spec import ExperimentSpec
-
-    ray = {
-        k: getattr(args, k)
-        for k in ("max_concurrent", "gpus_per_trial", "workers_per_trial")
-        if getattr(args, k) is not None
-    }
-    return ExperimentSpec(
-        data=args.data,
-        space=args.space,
-        preset=args.preset,
-        seeds=args.seeds,
-        out=args.out,
-        experiment=args.experiment,
-        labeled=args.labeled,
-        overrides=args.overrides,
-        **ray,
-    )
 
 
 def handle_submit(args: argparse.Namespace) -> int:

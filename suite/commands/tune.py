@@ -42,7 +42,7 @@ import logging
 import sys
 from typing import Any
 
-from suite.experiment_spec import SEARCH_MODES
+from suite.commands._experiment_args import add_experiment_args, add_ray_args, spec_from_args
 
 log = logging.getLogger("suite.commands.tune")
 
@@ -54,141 +54,19 @@ def register(subparsers: Any) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--data", required=True, help="prepared dataset folder (made by suite prepare)")
-    p.add_argument(
-        "--space",
-        default="smoke",
-        help="search space: paper, sensitivity, splits, smoke, fidelity (default smoke)",
-    )
-    p.add_argument("--preset", help="config preset (default: the space's own: paper, or smoke/fidelity)")
-    p.add_argument("--seeds", type=int, nargs="+", metavar="S", help="training seeds (default: the space's)")
-    p.add_argument(
-        "--labeled",
-        type=int,
-        nargs="+",
-        metavar="N",
-        help="replace the space's n-labeled values (paper scale, e.g. --labeled 5 10)",
-    )
-    p.add_argument(
-        "--methods",
-        nargs="+",
-        metavar="M",
-        help="keep only these segmenter methods of the space (fs proposals proposed oracle)",
-    )
-    p.add_argument("--out", required=True, help="results folder; the experiment goes to OUT/<experiment>/")
-    p.add_argument("--experiment", help="experiment folder name (default <space>-<preset>)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key for every run (repeatable), e.g. --set seg_epochs=10",
-    )
+    add_experiment_args(p)
     p.add_argument("--address", help="join a running Ray cluster (host:port or auto) instead of starting one")
-    p.add_argument(
-        "--gpus-per-trial",
-        dest="gpus_per_trial",
-        type=float,
-        default=0.0,
-        metavar="G",
-        help="GPUs per trial (fractions share a GPU), per worker with --workers-per-trial",
-    )
-    p.add_argument(
-        "--workers-per-trial",
-        dest="workers_per_trial",
-        type=int,
-        default=1,
-        metavar="K",
-        help="DDP workers per run through Ray Train (default 1: no Train start-up)",
-    )
-    p.add_argument(
-        "--cpus-per-trial",
-        dest="cpus_per_trial",
-        type=float,
-        metavar="C",
-        help="CPUs reserved per trial (per worker with DDP); default the config's threads",
-    )
-    p.add_argument(
-        "--max-concurrent",
-        dest="max_concurrent",
-        type=int,
-        metavar="K",
-        help="at most K trials at once (default: as many as the CPUs/GPUs fit)",
-    )
-    p.add_argument(
-        "--max-failures",
-        dest="max_failures",
-        type=int,
-        default=1,
-        metavar="M",
-        help="retries of a crashed trial / worker group from its last checkpoint (default 1)",
-    )
+    add_ray_args(p)
     p.add_argument(
         "--resume",
         action="store_true",
+        default=None,
         help="finish a killed launch: the same as launching again (finished runs are skipped, partial ones "
         "resume from their run directory's checkpoint; Tune's pickled state is never read)",
-    )
-    p.add_argument(
-        "--search",
-        choices=SEARCH_MODES,
-        default="grid",
-        help="random: sample gamma and lambda with Ray Tune's samplers (space sensitivity)",
-    )
-    p.add_argument(
-        "--num-samples",
-        dest="num_samples",
-        type=int,
-        metavar="K",
-        help="random search: number of (gamma, lambda) draws (default 10)",
-    )
-    p.add_argument(
-        "--search-seed",
-        dest="search_seed",
-        type=int,
-        default=0,
-        help="random search: seed of the draws (recorded in experiment.json)",
-    )
-    p.add_argument(
-        "--use-train",
-        dest="use_train",
-        action="store_true",
-        default=None,
-        help="run single-worker trials through Ray Train too (slower start-up; same numbers)",
     )
     p.add_argument("--num-cpus", dest="num_cpus", type=int, help="local Ray only: use at most this many CPUs")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=handle)
-
-
-def spec_from_args(args: argparse.Namespace) -> Any:
-    """The :class:`~suite.experiment_spec.ExperimentSpec` of the parsed ``suite tune`` options."""
-    from suite.experiment_spec import ExperimentSpec
-
-    return ExperimentSpec(
-        data=args.data,
-        space=args.space,
-        preset=args.preset,
-        seeds=args.seeds,
-        out=args.out,
-        experiment=args.experiment,
-        labeled=args.labeled,
-        methods=args.methods,
-        overrides=args.overrides,
-        search=args.search,
-        num_samples=args.num_samples,
-        search_seed=args.search_seed,
-        address=args.address,
-        gpus_per_trial=args.gpus_per_trial,
-        workers_per_trial=args.workers_per_trial,
-        cpus_per_trial=args.cpus_per_trial,
-        max_concurrent=args.max_concurrent,
-        max_failures=args.max_failures,
-        use_train=args.use_train,
-        num_cpus=args.num_cpus,
-        resume=args.resume,
-    )
 
 
 def handle(args: argparse.Namespace) -> int:
