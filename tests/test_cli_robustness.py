@@ -185,3 +185,15 @@ def test_slurm_submit_takes_every_experiment_option_of_tune() -> None:
         ["slurm", "submit", "--data", "d", "--out", "o", "--methods", "fs", "--search", "random"]
     )
     assert args.methods == ["fs"] and args.search == "random"
+
+
+def test_recorded_versions_do_not_depend_on_what_is_imported() -> None:
+    """env.json and experiment.json record one installation one way: a module's ``__version__`` may carry a
+    build tag (torchvision ``0.29.1+cu130``) that the package metadata lacks."""
+    code = (
+        "from suite.provenance import versions; a = versions(); "
+        "import torch, torchvision, numpy; print(a == versions())"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.stdout.strip() == "True", out.stderr[-2000:]
