@@ -151,6 +151,8 @@ def fig_dice_vs_n(a: Analysis, t1: Table1, out_dir: Path, notes: list[str]) -> F
                 )
     ax.set_xlabel("labeled patients n")
     ax.set_ylabel("Dice (%)")
+    # the Dice axis starts at 0: a zoomed axis makes a 2-point difference look like a large one
+    ax.set_ylim(bottom=0)
     ax.set_xticks(sorted(df["n_labeled"].unique()))
     ax.legend(fontsize=8, ncol=2)
     ax.set_title("Mean Dice per method and n (error bars: 95% CI over seeds)")

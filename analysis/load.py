@@ -250,7 +250,16 @@ def _load_run(rp: RunPaths) -> tuple[dict[str, Any], dict[str, Any] | None]:
     row["_identity_keys"] = identity_keys(cfg, rp.config)
     summary = _read_json(rp.summary, required=False)
     if summary:
-        for k in ("wall_time_s", "device", "world_size", "best_epoch", "best_value", "finished_at", "epochs"):
+        for k in (
+            "wall_time_s",
+            "device",
+            "world_size",
+            "best_epoch",
+            "best_value",
+            "finished_at",
+            "epochs",
+            "n_labeled_effective",
+        ):
             if k in summary and not isinstance(summary[k], dict | list):
                 row[f"summary_{k}"] = summary[k]
     failed = _read_json(rp.failed, required=False) if status == "failed" else None
