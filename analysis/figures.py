@@ -22,8 +22,10 @@ from __future__ import annotations
 import logging
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -149,6 +151,8 @@ def fig_dice_vs_n(a: Analysis, t1: Table1, out_dir: Path, notes: list[str]) -> F
                 )
     ax.set_xlabel("labeled patients n")
     ax.set_ylabel("Dice (%)")
+    # the Dice axis starts at 0: a zoomed axis makes a 2-point difference look like a large one
+    ax.set_ylim(bottom=0)
     ax.set_xticks(sorted(df["n_labeled"].unique()))
     ax.legend(fontsize=8, ncol=2)
     ax.set_title("Mean Dice per method and n (error bars: 95% CI over seeds)")
@@ -169,6 +173,37 @@ def _t_band(mean: pd.Series, sd: pd.Series, n: pd.Series, confidence: float) -> 
     return mean.to_numpy() - half, mean.to_numpy() + half
 
 
+def _banded_curves_by_n(
+    plt,
+    df: pd.DataFrame,
+    height: float,
+    scale: float,
+    confidence: float,
+    ylabel: str,
+    decorate: Callable[[Any, int], object],
+):
+    """One panel per n (:func:`_facets_by_n`), a line per label over epochs: ``mean`` × ``scale`` with its
+    t-band over seeds (``sd``, ``n_units``); ``decorate(ax, n)`` adds what one figure shows besides."""
+    ns, fig, axes = _facets_by_n(plt, df, height)
+    pal = _palette(_methods_in(df))
+    for ax, n in zip(axes.flat, ns, strict=False):
+        for lab, gl in df.loc[df["n_labeled"] == n].groupby("label", sort=False):
+            gl = gl.sort_values("epoch")
+            color = pal.get(gl["method"].iloc[0])
+            y = gl["mean"] * scale
+            lo, hi = _t_band(y, gl["sd"] * scale, gl["n_units"], confidence)
+            ax.plot(gl["epoch"], y, color=color, label=lab, lw=1.4)
+            ax.fill_between(gl["epoch"], lo, hi, color=color, alpha=0.2, lw=0)
+        decorate(ax, n)
+        ax.set_title(f"n = {n}")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel)
+    for ax in list(axes.flat)[len(ns) :]:
+        ax.set_visible(False)
+    axes.flat[0].legend(fontsize=8)
+    return fig
+
+
 def fig_dice_over_epochs(a: Analysis, t1: Table1, out_dir: Path, notes: list[str]) -> Figure | None:
     cur = _main_setting(a.curves, t1)
     if cur.empty:
@@ -176,28 +211,15 @@ def fig_dice_over_epochs(a: Analysis, t1: Table1, out_dir: Path, notes: list[str
         return None
     plt, sns = _plt()
     cur = cur.assign(label=_label(cur, t1.extra))
-    ns, fig, axes = _facets_by_n(plt, cur, 3.4)
-    pal = _palette(_methods_in(cur))
     rs = a.run_stats.loc[a.run_stats["included"]]
-    for ax, n in zip(axes.flat, ns, strict=False):
-        g = cur.loc[cur["n_labeled"] == n]
-        for lab, gl in g.groupby("label", sort=False):
-            gl = gl.sort_values("epoch")
-            m = gl["method"].iloc[0]
-            y = gl["mean"] * a.scale
-            lo, hi = _t_band(y, gl["sd"] * a.scale, gl["n_units"], a.confidence)
-            ax.plot(gl["epoch"], y, color=pal.get(m), label=lab, lw=1.4)
-            ax.fill_between(gl["epoch"], lo, hi, color=pal.get(m), alpha=0.2, lw=0)
+
+    def shade_window(ax, n: int) -> None:
         w = rs.loc[rs["n_labeled"] == n]
         if len(w):
             first, last = int(w["window_first_epoch"].min()), int(w["window_last_epoch"].max())
             ax.axvspan(first, last, color="0.85", alpha=0.4, zorder=0)
-        ax.set_title(f"n = {n}")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("validation Dice (%)")
-    for ax in list(axes.flat)[len(ns) :]:
-        ax.set_visible(False)
-    axes.flat[0].legend(fontsize=8)
+
+    fig = _banded_curves_by_n(plt, cur, 3.4, a.scale, a.confidence, "validation Dice (%)", shade_window)
     cap = (
         "Validation Dice over epochs (paper Fig. 3): mean over volumes per epoch, line = mean over seeds, "
         "band = 95% t-interval over seeds; grey = the statistic's window."
@@ -332,23 +354,9 @@ def fig_in_bounds(a: Analysis, t1: Table1, out_dir: Path, notes: list[str]) -> F
         return None
     plt, sns = _plt()
     c = c.assign(label=_label(c, t1.extra))
-    ns, fig, axes = _facets_by_n(plt, c, 3.2)
-    pal = _palette(_methods_in(c))
-    for ax, n in zip(axes.flat, ns, strict=False):
-        g = c.loc[c["n_labeled"] == n]
-        for lab, gl in g.groupby("label", sort=False):
-            gl = gl.sort_values("epoch")
-            meth = gl["method"].iloc[0]
-            lo, hi = _t_band(gl["mean"], gl["sd"], gl["n_units"], a.confidence)
-            ax.plot(gl["epoch"], gl["mean"], color=pal.get(meth), label=lab, lw=1.4)
-            ax.fill_between(gl["epoch"], lo, hi, color=pal.get(meth), alpha=0.2, lw=0)
-        ax.set_ylim(-0.02, 1.02)
-        ax.set_title(f"n = {n}")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("unlabeled slices in bounds")
-    for ax in list(axes.flat)[len(ns) :]:
-        ax.set_visible(False)
-    axes.flat[0].legend(fontsize=8)
+    fig = _banded_curves_by_n(
+        plt, c, 3.2, 1.0, a.confidence, "unlabeled slices in bounds", lambda ax, n: ax.set_ylim(-0.02, 1.02)
+    )
     cap = (
         "Constraint satisfaction: fraction of unlabeled training slices whose soft LV size lies inside its "
         "bounds, per epoch (mean over seeds, 95% t-band)."

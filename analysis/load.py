@@ -112,7 +112,7 @@ def _check_config(cfg: dict[str, Any], path: Path) -> None:
     if missing:
         raise InputError(
             f"{path}: missing key(s) {', '.join(missing)}; a run config needs "
-            f"{', '.join(REQUIRED_CONFIG_KEYS)} (DESIGN.md section 3)"
+            f"{', '.join(REQUIRED_CONFIG_KEYS)}; write it with suite run / suite tune or add the keys"
         )
     for k in ("n_labeled", "seed", "split_seed", "epochs"):
         v = cfg[k]
@@ -250,7 +250,16 @@ def _load_run(rp: RunPaths) -> tuple[dict[str, Any], dict[str, Any] | None]:
     row["_identity_keys"] = identity_keys(cfg, rp.config)
     summary = _read_json(rp.summary, required=False)
     if summary:
-        for k in ("wall_time_s", "device", "world_size", "best_epoch", "best_value", "finished_at", "epochs"):
+        for k in (
+            "wall_time_s",
+            "device",
+            "world_size",
+            "best_epoch",
+            "best_value",
+            "finished_at",
+            "epochs",
+            "n_labeled_effective",
+        ):
             if k in summary and not isinstance(summary[k], dict | list):
                 row[f"summary_{k}"] = summary[k]
     failed = _read_json(rp.failed, required=False) if status == "failed" else None

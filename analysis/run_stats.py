@@ -92,7 +92,7 @@ def epoch_means(
     m = exp.metrics
     seg_ids = exp.runs.loc[exp.runs["stage"] == "segmenter", "run_id"]
     base = cat_mask(m["split"], [split]) & cat_mask(m["run_id"], seg_ids)
-    parts = []
+    parts: list[pd.DataFrame] = []
     for name, src in ((metric, "per-volume"), (fallback_metric, "run-level")):
         if name is None:
             continue

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.paper import METHOD_LABELS, PAPER_GAMMA, PAPER_LAM, paper_value
+from analysis.paper import METHOD_LABELS, PAPER_GAMMA, PAPER_LAM, TABLE1, paper_value
 from analysis.run_stats import BASE_CONDITION
 from analysis.stats import Analysis
 from suite.atomic import write_text_atomic
@@ -39,6 +39,8 @@ class Table1:
     compare_paper: bool
     extra: list[str]
     notes: list[str] = field(default_factory=list)
+    # paper-scale n -> labeled patients it meant in this cohort (from the runs' summary.json), where known
+    effective: dict[int, int] = field(default_factory=dict)
 
 
 def _fmt(x: Any, nd: int = 1, signed: bool = False) -> str:
@@ -126,12 +128,82 @@ def table1(a: Analysis, cohort: str) -> Table1:
             .drop(columns="_m")
             .reset_index(drop=True)
         )
+    runs = a.experiment.runs
+    seg_runs = runs.loc[runs["stage"] == "segmenter"] if len(runs) else runs
+    effective = _effective_counts(seg_runs)
+    scaled = {n: k for n, k in effective.items() if n != k}
+    if scaled:
+        notes.append(
+            "n is the paper's count of labeled patients; in this cohort it meant "
+            + ", ".join(f"n={n} -> {k} patients" for n, k in sorted(scaled.items()))
+            + " (the split scales n by cohort size / 100)"
+        )
     if not compare:
         notes.append(
             f"cohort is {cohort!r}, not the real ACDC release: the paper's values are not shown beside "
             "these (they are not comparable)"
         )
-    return Table1(long=long, gamma=gamma, lam=lam, compare_paper=compare, extra=extra, notes=notes)
+    else:
+        notes += _paper_caveats(seg_runs, long)
+    return Table1(
+        long=long, gamma=gamma, lam=lam, compare_paper=compare, extra=extra, notes=notes, effective=effective
+    )
+
+
+def _effective_counts(seg_runs: pd.DataFrame) -> dict[int, int]:
+    col = "summary_n_labeled_effective"
+    if col not in seg_runs.columns:
+        return {}
+    out = {}
+    for n, g in seg_runs.groupby("n_labeled"):
+        vals = set(pd.to_numeric(g[col], errors="coerce").dropna().astype(int))
+        if len(vals) == 1:
+            out[int(n)] = vals.pop()
+    return out
+
+
+def _paper_caveats(seg_runs: pd.DataFrame, long: pd.DataFrame) -> list[str]:
+    """What keeps these numbers from standing beside the paper's: settings that differ from its scale, and
+    the cells of its Table 1 that this experiment does not fill (with why)."""
+    out = []
+    settings = []
+    if "preset" in seg_runs.columns:
+        small = sorted(set(seg_runs["preset"].astype(str)) - {"paper", "code"})
+        if small:
+            settings.append(f"preset {', '.join(small)}")
+    if "image_size" in seg_runs.columns:
+        sizes = sorted(int(x) for x in set(pd.to_numeric(seg_runs["image_size"], errors="coerce").dropna()))
+        if sizes and min(sizes) < 256:
+            settings.append(f"{min(sizes)}x{min(sizes)} images (the paper: 256x256)")
+    if "epochs" in seg_runs.columns:
+        eps = pd.to_numeric(seg_runs["epochs"], errors="coerce").dropna()
+        if len(eps) and eps.min() < 100:
+            settings.append(f"{int(eps.min())} epochs (the paper: 100)")
+    if settings:
+        out.append(
+            "CAVEAT: these runs use "
+            + "; ".join(settings)
+            + ": placed beside the paper's numbers for orientation only, not as a reproduction"
+        )
+    have = {(int(n), str(m)) for n, m in zip(long["n_labeled"], long["method"], strict=True)}
+    ran = (
+        {(int(n), str(m)) for n, m in zip(seg_runs["n_labeled"], seg_runs["method"], strict=True)}
+        if len(seg_runs)
+        else set()
+    )
+    missing = [(n, m) for n, cells in TABLE1.items() for m in cells if (n, m) not in have]
+    if missing:
+        why = {
+            cell: "runs exist but none passed the checks (see the warnings)"
+            if cell in ran
+            else "not run in this experiment"
+            for cell in missing
+        }
+        out.append(
+            "paper cells without a value here: "
+            + "; ".join(f"{METHOD_LABELS.get(m, m)} n={n} ({why[(n, m)]})" for n, m in missing)
+        )
+    return out
 
 
 def _cell(r: pd.Series, with_paper: bool, show_k: bool) -> str:
@@ -180,7 +252,9 @@ def table1_markdown(t: Table1, *, with_paper: bool | None = None) -> str:
             for m in methods:
                 r = gn.loc[gn["method"] == m]
                 cells.append(_cell(r.iloc[0], with_paper, show_k) if len(r) else "NA")
-            parts.append(f"| {n} | " + " | ".join(cells) + " |")
+            k = t.effective.get(int(n), int(n))
+            label = f"{n}" if k == int(n) else f"{n} ({k} patients)"
+            parts.append(f"| {label} | " + " | ".join(cells) + " |")
         if not show_k:
             parts.append(f"\nEach cell: {ks.pop()} seed(s).")
         parts.append("")

@@ -130,7 +130,8 @@ def main() -> int:
 
     from analysis.figures import make_figures
     from analysis.load import load_experiment
-    from analysis.report import markdown_to_html, render_markdown
+    from analysis.report_html import markdown_to_html
+    from analysis.report_markdown import render_markdown
     from analysis.stats import analyse
     from analysis.tables import table1, write_tables
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""CPU speed of one training step, measured the way issue 3 states the authors' figures.
+"""CPU speed of one training step, measured the way the authors' reference figures are stated.
 
 (a) ENet training step, batch 1, 256×256, partial CE + Adam (the labeled step);
 (b) the same step with the size penalty on an unlabeled image (the Proposed/Oracle unlabeled step);
@@ -27,8 +27,8 @@ Usage::
     python scripts/bench_cpu.py --out bench_cpu.json            # the full table (~5-15 min on 2 cores)
     python scripts/bench_cpu.py --quick --out /tmp/b.json        # a 1-minute sanity run (64×64, few steps)
 
-Authors' figures (issue 3, 2-core machine): 0.21 s per CE step, 0.28 s with the penalty, +0.18 s regressor
-forward per unlabeled image.
+Reference figures (the authors' code, 2-core machine): 0.21 s per CE step, 0.28 s with the penalty,
++0.18 s regressor forward per unlabeled image.
 """
 
 from __future__ import annotations

@@ -61,7 +61,7 @@ def main() -> int:
 
     from suite.data.augment import AugmentedSet, augment_labeled
     from suite.data.dataset import PreparedData
-    from suite.data.phantom import write_cohort
+    from suite.data.phantom.cohort import write_cohort
     from suite.data.prepare import prepare
 
     work = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="bench-prepare-"))

@@ -138,12 +138,15 @@ def bench_grid(root: Path, prepared: Path, standalone: bool) -> dict:
     from search_spaces import get_space
     from search_spaces.driver import run_experiment
     from suite.data.dataset import PreparedData
+    from suite.experiment_spec import ExperimentSpec
     from suite.stages import execute
 
     out = root / "grid"
     shutil.rmtree(out, ignore_errors=True)
     t0 = time.perf_counter()
-    s = run_experiment(prepared, "smoke", "smoke", [0], out)
+    s = run_experiment(
+        ExperimentSpec(data=str(prepared), space="smoke", preset="smoke", seeds=[0], out=str(out))
+    )
     ray_wall = time.perf_counter() - t0
     res = {
         "runs": s["total"],
@@ -187,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging("WARNING")
     root = Path(args.out).resolve()
     root.mkdir(parents=True, exist_ok=True)
-    from suite.data.phantom import write_cohort
+    from suite.data.phantom.cohort import write_cohort
     from suite.data.prepare import prepare
 
     write_cohort(root / "acdc", patients=args.patients, seed=0)

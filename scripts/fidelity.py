@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
 
     setup_logging("INFO")
     from suite.data.dataset import PreparedData
-    from suite.data.phantom import write_cohort
+    from suite.data.phantom.cohort import write_cohort
     from suite.data.prepare import prepare
 
     out = Path(args.out).resolve()
@@ -169,10 +169,17 @@ def main(argv: list[str] | None = None) -> int:
             execute(cfg, exp_root)
     else:
         from search_spaces.driver import run_experiment
+        from suite.experiment_spec import ExperimentSpec
 
-        s = run_experiment(
-            out / "prepared", "fidelity", args.preset, args.seeds, out / "results", overrides=args.overrides
+        spec = ExperimentSpec(
+            data=str(out / "prepared"),
+            space="fidelity",
+            preset=args.preset,
+            seeds=args.seeds,
+            out=str(out / "results"),
+            overrides=args.overrides,
         )
+        s = run_experiment(spec)
         if not s["ok"]:
             print(
                 f"warning: not every run finished: {s['failed'] or s['blocked'] or s['incomplete']}",

@@ -196,6 +196,15 @@ def segmenter_grid(
     ]
 
 
+def methods_grid(methods: Sequence[str], default_labeled: Sequence[int]) -> Callable[..., list[Axes]]:
+    """The grid of a space that is methods x n x seeds and nothing else (``labeled`` replaces its n)."""
+
+    def grid(seeds: Sequence[int], labeled: Sequence[int] | None) -> list[Axes]:
+        return segmenter_grid(methods, labeled or default_labeled, seeds)
+
+    return grid
+
+
 def get_space(name: str) -> Space:
     """The space called ``name`` (a module ``search_spaces/<name>.py`` exposing ``SPACE``)."""
     if name not in SPACES:

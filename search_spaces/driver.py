@@ -1,164 +1,52 @@
-"""The Tune driver: one experiment = one space x preset x seeds, run in phases under Ray Tune.
+"""The Tune driver: one experiment (an :class:`~suite.experiment_spec.ExperimentSpec`) run under Ray Tune.
 
-``run_experiment`` (what ``suite tune``, ``make demo`` and the SLURM launcher call):
+``run_experiment(spec)`` (what ``suite tune``, ``suite demo`` and the SLURM allocation job call):
 
-1. expands the space into run configs (``search_spaces.get_space(...).configs``), fills the dataset path and
-   content hash, and adds every prerequisite (``RunConfig.prerequisites()``); runs are deduplicated by
-   ``run_id``, so a regressor of (n, split, seed) shared by 15 Proposed runs is one run;
-2. counts what the run directories already hold: finished runs are skipped (never relaunched), partial ones
+1. expands the spec (``search_spaces.expand``): the space's run configs with the dataset path and content
+   hash, every prerequisite added and runs deduplicated by ``run_id`` (``suite.planner``), so a regressor
+   of (n, split, seed) shared by 15 Proposed runs is one run;
+2. records the launch in ``RESULTS/<experiment>/experiment.json`` (``suite.experiment.record_launch``);
+3. counts what the run directories already hold: finished runs are skipped (never relaunched), partial ones
    resume inside their trial from ``checkpoint_last.pt``, failed ones are retried;
-3. orders the rest in phases: a run goes in the phase after its last unfinished prerequisite (phase 1:
-   regressors, FS, Oracle; phase 2: Proposed and Proposals), so a trial never waits on another trial's
-   lock; the dependants of a run that failed are not launched (reported as blocked);
-4. runs each phase as one Tune experiment (``suite.ray_glue.trials.run_trials``); a trial that finds its lock
-   held by another launcher returns at once, the driver waits for the lock outside Ray (holding no
-   resources) and requeues it;
-5. ``resume=True`` first restores the Tune experiments a killed driver left unfinished
-   (``Tuner.restore(..., resume_errored=True)``), then plans again from the run directories, so re-running
-   the same command finishes the rest without repeating a finished run either way;
-6. writes ``RESULTS/<experiment>/experiment.json`` (space, preset, seeds, overrides, data hash, cohort, git
-   sha, versions, launcher) and returns a summary (also written to ``ray/last_launch.json``).
+4. runs the rest as one Tune experiment dispatched by dependency (``suite.ray_glue.trials.run_trials``): a
+   run starts as soon as its prerequisites have finished and a slot is free, the longest ready run first,
+   so a trial never waits on another trial's lock and no slot idles at a barrier between dependency
+   levels; the dependants of a run that failed are never started (reported as blocked);
+5. a trial that finds its lock held by another launcher returns at once; the driver waits for the lock
+   outside Ray (holding no resources) and requeues what is left in another round;
+6. resuming reads only the run directories: re-running the same command (``resume=True`` is the same
+   thing) plans again from them and finishes the rest without repeating a finished run. Tune's own saved
+   experiment state is never restored: it is pickled, and a results folder someone sent could carry a
+   pickle that runs code when loaded;
+7. returns a summary (also written to ``ray/last_launch.json``).
 """
 
 from __future__ import annotations
 
 import collections
-import json
 import logging
 import signal
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from search_spaces import get_space
+from search_spaces.expand import expand
 from suite.atomic import write_json_atomic
-from suite.config import RunConfig
 from suite.errors import InputError
+from suite.experiment import now_iso, record_launch
+from suite.experiment_spec import ExperimentSpec
 from suite.paths import ExperimentPaths
+from suite.planner import Plan
 
 log = logging.getLogger("search_spaces.driver")
 
 MAX_ROUNDS = 20  # requeue rounds per phase for runs whose lock another launcher held
 
 
-# ---------------------------------------------------------------------------------------------- planning
-@dataclass
-class Plan:
-    """All runs of an experiment (requested + prerequisites), deduplicated, with their dependencies."""
-
-    runs: dict[str, RunConfig]  # run_id -> config, in a stable order
-    requested: list[str]
-    deps: dict[str, list[str]]  # run_id -> prerequisite run_ids
-
-    def closure(self, run_id: str) -> list[str]:
-        out: list[str] = []
-        for d in self.deps.get(run_id, []):
-            out.extend(self.closure(d))
-            out.append(d)
-        return out
-
-
-def build_plan(cfgs: Iterable[RunConfig]) -> Plan:
-    """Add prerequisites (recursively) and deduplicate by ``run_id`` (prerequisites placed first)."""
-    runs: dict[str, RunConfig] = {}
-    deps: dict[str, list[str]] = {}
-    requested: list[str] = []
-
-    def add(cfg: RunConfig) -> str:
-        rid = cfg.run_id
-        if rid in runs:
-            return rid
-        pre_ids = [add(p) for p in cfg.prerequisites()]
-        runs[rid] = cfg
-        deps[rid] = pre_ids
-        return rid
-
-    for cfg in cfgs:
-        rid = add(cfg)
-        if rid not in requested:
-            requested.append(rid)
-    return Plan(runs=runs, requested=requested, deps=deps)
-
-
-def cost_rank(cfg: RunConfig) -> tuple[int, int]:
-    """Sort key putting the runs expected to take longest first: those that pass over the unlabeled images
-    every epoch (Proposed, Oracle, Proposals), then regressors, then FS; more epochs first within each. Trials
-    start in this order, so a phase does not end with one long run alone on an otherwise idle machine
-    (longest-processing-time-first: on the fidelity grid it removed a ~4.5 min single-run tail of phase 1)."""
-    if cfg.stage == "regressor":
-        return (1, -cfg.reg_epochs)
-    if cfg.method == "fs":
-        return (2, -cfg.seg_epochs)
-    return (0, -(cfg.seg_epochs - cfg.penalty_warmup))
-
-
-def phases(plan: Plan, done: set[str]) -> list[list[str]]:
-    """Unfinished runs by level: level = 1 + the highest level of an unfinished prerequisite (0 if none);
-    within a level, longest expected runs first (:func:`cost_rank`, stable)."""
-    level: dict[str, int] = {}
-
-    def lv(rid: str) -> int:
-        if rid not in level:
-            level[rid] = max([lv(d) + 1 for d in plan.deps.get(rid, []) if d not in done], default=0)
-        return level[rid]
-
-    todo = [rid for rid in plan.runs if rid not in done]
-    out: dict[int, list[str]] = collections.defaultdict(list)
-    for rid in todo:
-        out[lv(rid)].append(rid)
-    return [sorted(out[k], key=lambda r: cost_rank(plan.runs[r])) for k in sorted(out)]
-
-
 def run_status(exp: ExperimentPaths, run_ids: Iterable[str]) -> dict[str, str]:
     return {rid: exp.run(rid).status() for rid in run_ids}
-
-
-# -------------------------------------------------------------------------------------------- experiment.json
-def _data_info(data: str | Path) -> tuple[str, dict[str, Any]]:
-    """(data hash, cohort description) of a prepared dataset (raises InputError when it is not one)."""
-    from suite.data.dataset import PreparedData
-
-    prepared = PreparedData.open(data)
-    cohort: dict[str, Any] = {}
-    manifest = getattr(prepared, "manifest", None)
-    if isinstance(manifest, dict):
-        for key in ("source", "n_patients", "n_volumes", "n_slices", "size", "format"):
-            if key in manifest:
-                cohort[key] = manifest[key]
-        groups = collections.Counter(
-            p.get("group") for p in manifest.get("patients", []) if isinstance(p, dict)
-        )
-        if groups:
-            cohort["groups"] = dict(sorted((str(k), v) for k, v in groups.items()))
-    return str(prepared.data_hash), cohort
-
-
-def _write_experiment_json(exp: ExperimentPaths, record: dict[str, Any]) -> None:
-    """Create experiment.json, or check that an existing one asked for the same thing, and log the launch."""
-    launch = record.pop("launch")
-    if exp.experiment.exists():
-        try:
-            old = json.loads(exp.experiment.read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise InputError(f"{exp.experiment}: unreadable ({e}); fix or delete it") from e
-        for key in ("space", "preset", "data_hash", "overrides", "search"):
-            if old.get(key) != record.get(key):
-                raise InputError(
-                    f"{exp.experiment}: this experiment folder was made with {key}={old.get(key)!r}, now "
-                    f"{record.get(key)!r}; use --experiment NAME for a new experiment (or the same options)"
-                )
-        merged = {**old, **{k: v for k, v in record.items() if k not in ("seeds", "labeled", "created")}}
-        merged["seeds"] = sorted(set(old.get("seeds", [])) | set(record["seeds"]))
-        launches = list(old.get("launches", []))
-    else:
-        merged = dict(record)
-        launches = []
-    launches.append(launch)
-    merged["launches"] = launches[-50:]
-    write_json_atomic(exp.experiment, merged)
 
 
 # ---------------------------------------------------------------------------------------------- driver
@@ -171,8 +59,7 @@ class Summary:
     failed: list[dict[str, Any]] = field(default_factory=list)
     blocked: list[str] = field(default_factory=list)
     incomplete: list[str] = field(default_factory=list)
-    restored: list[str] = field(default_factory=list)
-    phases: list[int] = field(default_factory=list)
+    rounds: list[int] = field(default_factory=list)  # runs given to each Tune experiment of this launch
     wall_time_s: float = 0.0
     ray_start_s: float = 0.0
     interrupted: bool = False
@@ -188,127 +75,34 @@ class Summary:
         return d
 
 
-def run_experiment(
-    data: str | Path,
-    space: str = "smoke",
-    preset: str | None = None,
-    seeds: Sequence[int] | None = None,
-    out: str | Path = "results",
-    *,
-    experiment: str | None = None,
-    address: str | None = None,
-    gpus_per_trial: float = 0.0,
-    workers_per_trial: int = 1,
-    cpus_per_trial: float | None = None,
-    max_concurrent: int | None = None,
-    resume: bool = True,
-    overrides: Sequence[str] = (),
-    labeled: Sequence[int] | None = None,
-    methods: Sequence[str] | None = None,
-    search: str = "grid",
-    num_samples: int | None = None,
-    search_seed: int = 0,
-    max_failures: int = 1,
-    use_train: bool | None = None,
-    num_cpus: int | None = None,
-    launcher: str = "ray",
-) -> dict[str, Any]:
+def run_experiment(spec: ExperimentSpec) -> dict[str, Any]:
     """Run (or finish) one experiment under Ray Tune; returns the summary dict (see the module docstring).
 
-    ``out/experiment`` is the experiment folder (``experiment`` defaults to ``<space>-<preset>``).
-    ``workers_per_trial > 1`` trains every run with DDP through Ray Train (``world_size`` is part of the run
-    identity; global batches must be divisible by it). ``gpus_per_trial`` may be a fraction (several small
-    trials per GPU; per worker for DDP). ``address`` joins a running Ray cluster instead of starting one.
-    ``num_cpus`` caps a local Ray's CPUs (tests, benchmarks). ``methods`` keeps only those segmenter methods.
-    When Ray is already initialised in this process (e.g. by ``suite.ray_glue.cluster.start_ray``), it is used
-    and left running; otherwise it is started and shut down here.
+    The experiment folder is ``spec.out/<experiment>``. ``workers_per_trial > 1`` trains every run with DDP
+    through Ray Train (``world_size`` is part of the run identity; global batches must be divisible by it).
+    ``gpus_per_trial`` may be a fraction (several small trials per GPU; per worker for DDP). ``address``
+    joins a running Ray cluster instead of starting one; ``num_cpus`` caps a local Ray's CPUs. When Ray is
+    already initialised in this process (e.g. by ``suite.ray_glue.cluster.start_ray``), it is used and left
+    running; otherwise it is started and shut down here.
     """
     t_start = time.monotonic()
-    sp = get_space(space)
-    preset = preset or sp.default_preset
-    seeds = list(sp.default_seeds if seeds is None else seeds)
-    if workers_per_trial < 1:
-        raise InputError(f"--workers-per-trial {workers_per_trial}: must be >= 1")
-    if gpus_per_trial < 0:
-        raise InputError(f"--gpus-per-trial {gpus_per_trial}: must be >= 0")
-    if workers_per_trial > 1 and 0 < gpus_per_trial < 1:
-        raise InputError(
-            f"--gpus-per-trial {gpus_per_trial} with --workers-per-trial {workers_per_trial}: "
-            "DDP ranks need a whole GPU each (fractions are for single-worker trials)"
-        )
-    if cpus_per_trial is not None and cpus_per_trial <= 0:
-        raise InputError(f"--cpus-per-trial {cpus_per_trial}: must be > 0")
-    if max_concurrent is not None and max_concurrent < 1:
-        raise InputError(f"--max-concurrent {max_concurrent}: must be >= 1")
-    if max_failures < 0:
-        raise InputError(f"--max-failures {max_failures}: must be >= 0")
-    for item in overrides:
-        if item.split("=", 1)[0].strip() in ("data", "data_hash", "world_size"):
-            raise InputError(f"--set {item}: set by the launcher; use --data / --workers-per-trial instead")
-    data = Path(data).resolve()
-    data_hash, cohort = _data_info(data)
-    base: dict[str, Any] = {"data": str(data), "data_hash": data_hash, "world_size": int(workers_per_trial)}
-    cfgs = sp.configs(
-        preset,
-        seeds,
-        labeled=labeled,
-        overrides=overrides,
-        base=base,
-        search=search,
-        num_samples=num_samples,
-        search_seed=search_seed,
-        methods=methods,
-    )
-    plan = build_plan(cfgs)
-    name = experiment or f"{space}-{preset}"
-    if "/" in name or name.startswith("."):
-        raise InputError(f"--experiment {name!r}: a folder name without '/' and not starting with '.'")
-    exp = ExperimentPaths(Path(out).resolve() / name)
-    exp.root.mkdir(parents=True, exist_ok=True)
-
-    from suite.provenance import git_sha, versions
-
-    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    _write_experiment_json(
+    planned = expand(spec)
+    spec, plan, exp = planned.spec, planned.plan, planned.exp
+    address = spec.address
+    record_launch(
         exp,
+        planned.record(),
         {
-            "experiment": name,
-            "space": space,
-            "space_description": sp.description,
-            "preset": preset,
-            "seeds": seeds,
-            "labeled": list(labeled) if labeled else list(sp.default_labeled),
-            "methods": list(methods) if methods else None,
-            "overrides": list(overrides),
-            "search": {"mode": search, "num_samples": num_samples, "search_seed": search_seed}
-            if search != "grid"
-            else "grid",
-            "data": str(data),
-            "data_hash": data_hash,
-            "cohort": cohort,
-            "git_sha": git_sha(),
-            "versions": versions(),
-            "launcher": launcher,
-            "created": now,
-            "runs": {
-                rid: {
-                    "stage": c.stage,
-                    "method": c.method if c.stage == "segmenter" else "regressor",
-                    "n_labeled": c.n_labeled,
-                    "seed": c.seed,
-                    "requested": rid in plan.requested,
-                }
-                for rid, c in plan.runs.items()
-            },
-            "launch": {
-                "at": now,
-                "address": address or "local",
-                "workers_per_trial": workers_per_trial,
-                "gpus_per_trial": gpus_per_trial,
-                "resume": resume,
-            },
+            "at": now_iso(),
+            "launcher": spec.launcher,
+            "address": address or "local",
+            "workers_per_trial": spec.workers_per_trial,
+            "gpus_per_trial": spec.gpus_per_trial,
+            "resume": spec.resume,
         },
     )
+    name = spec.name
+    max_failures = spec.max_failures
 
     status = run_status(exp, plan.runs)
     done0 = {rid for rid, s in status.items() if s == "finished"}
@@ -342,7 +136,7 @@ def run_experiment(
     owns_ray = not ray_running()  # a caller that started Ray (tests, SLURM launcher) keeps it
     info = start_ray(
         address,
-        num_cpus=num_cpus,
+        num_cpus=spec.num_cpus,
         temp_dir=short_temp_dir(str(exp.root)) if address in (None, "", "local") else None,
     )
     summary.ray_start_s = info.start_s
@@ -352,77 +146,38 @@ def run_experiment(
         pass
     try:
         ref = next(iter(plan.runs.values()))
-        cpus = cpus_per_trial if cpus_per_trial is not None else float(min(ref.threads, max(1.0, info.cpus)))
-        if workers_per_trial > 1 and cpus_per_trial is None:
-            cpus = float(max(1, min(ref.threads, int(info.cpus // workers_per_trial) or 1)))
-        if gpus_per_trial > 0 and info.gpus <= 0:
+        cpus = spec.cpus_per_trial or float(min(ref.threads, max(1.0, info.cpus)))
+        if spec.workers_per_trial > 1 and spec.cpus_per_trial is None:
+            cpus = float(max(1, min(ref.threads, int(info.cpus // spec.workers_per_trial) or 1)))
+        if spec.gpus_per_trial > 0 and info.gpus <= 0:
             raise InputError(
-                f"--gpus-per-trial {gpus_per_trial}: the Ray cluster has no GPU; drop the option"
+                f"--gpus-per-trial {spec.gpus_per_trial}: the Ray cluster has no GPU; drop the option"
             )
         opts = TrialOptions(
             experiment_root=str(exp.root),
             cpus=cpus,
-            gpus=float(gpus_per_trial),
-            use_train=use_train,
+            gpus=float(spec.gpus_per_trial),
+            use_train=spec.use_train,
             train_max_failures=max_failures,
             has_trial_driver=info.has_trial_driver,
         )
-        failed_ids: set[str] = set()
         errors: dict[str, dict[str, Any]] = {}
 
-        if resume:
-            _restore_unfinished(exp, plan, opts, progress, max_concurrent, max_failures, info, summary)
-            if interrupted["flag"]:
-                summary.interrupted = True
-
-        # after restoring a previous launch's phase k, this launch's phases go on from k + 1 (the label and
-        # the Tune experiment's name: a restored experiment is never overwritten by the next phase)
-        restored_upto = max((k for k, _, _ in map(_phase_key, summary.restored) if k < 10**6), default=0)
-        while not summary.interrupted:
-            status = run_status(exp, plan.runs)
-            done = {rid for rid, s in status.items() if s == "finished"}
-            levels = [
-                [r for r in lvl if r not in failed_ids and r not in summary.blocked]
-                for lvl in phases(plan, done)
-            ]
-            levels = [lvl for lvl in levels if lvl]
-            if not levels:
-                break
-            todo = levels[0]
-            blocked = [
-                r for r in todo if any(d in failed_ids or d in summary.blocked for d in plan.closure(r))
-            ]
-            for r in blocked:
-                summary.blocked.append(r)
-            todo = [r for r in todo if r not in blocked]
-            if not todo:
-                continue
-            phase_no = restored_upto + len(summary.phases) + 1
-            summary.phases.append(len(todo))
-            progress.phase = f"phase {phase_no} ({len(todo)} runs)"
-            progress.emit(force=True)
-            outcomes = _run_rounds(
-                exp,
-                plan,
-                todo,
-                opts,
-                progress,
-                max_concurrent,
-                max_failures,
-                info,
-                f"phase{phase_no}",
-                interrupted,
+        status = run_status(exp, plan.runs)
+        todo = [rid for rid, st in status.items() if st != "finished"]
+        if todo and not summary.interrupted:
+            outcomes = _dispatch(
+                exp, plan, todo, opts, progress, spec, info, _next_launch_name(exp), interrupted, summary
             )
-            if interrupted["flag"]:
-                summary.interrupted = True
-            if summary.interrupted:
-                break
-            for rid in todo:  # every run of the phase ends finished, failed or incomplete: no endless loop
-                if exp.run(rid).status() == "finished":
-                    continue
-                failed_ids.add(rid)  # its dependants are blocked
+            summary.interrupted = summary.interrupted or interrupted["flag"]
+            # an uninterrupted launch ends each run finished, failed, blocked or incomplete
+            for rid in todo if not summary.interrupted else ():
                 oc = outcomes.get(rid)
-                if oc is not None and oc.status == "error":
+                if exp.run(rid).is_finished():
+                    continue
+                if oc is None:  # never started: a prerequisite did not finish
+                    summary.blocked.append(rid)
+                elif oc.status == "error":
                     errors[rid] = _error_record(exp, rid, oc)
                 else:
                     summary.incomplete.append(rid)
@@ -447,19 +202,20 @@ def run_experiment(
     return summary.to_dict()
 
 
-def _run_rounds(
+def _dispatch(
     exp: ExperimentPaths,
     plan: Plan,
     todo: list[str],
     opts: Any,
     progress: Any,
-    max_concurrent: int | None,
-    max_failures: int,
+    spec: ExperimentSpec,
     info: Any,
     name: str,
     interrupted: dict[str, bool],
+    summary: Summary,
 ) -> dict[str, Any]:
-    """One phase: a Tune experiment, then (rarely) more rounds for runs another launcher was holding."""
+    """Run ``todo`` as one Tune experiment dispatched by dependency, then (rarely) more rounds for runs
+    another launcher was holding (the driver waits for its lock outside Ray, holding no resources)."""
     from suite.ray_glue.resources import default_concurrency
     from suite.ray_glue.trials import run_trials
     from suite.run_lock import wait_for_lock
@@ -467,100 +223,60 @@ def _run_rounds(
     outcomes: dict[str, Any] = {}
     pending = list(todo)
     for rnd in range(MAX_ROUNDS):
+        done = {r for r in plan.runs if exp.run(r).is_finished()}
         cfgs = [plan.runs[r] for r in pending]
-        conc = max_concurrent or default_concurrency(cfgs, opts, info.cpus, info.gpus)
+        conc = spec.max_concurrent or default_concurrency(cfgs, opts, info.cpus, info.gpus)
+        summary.rounds.append(len(pending))
+        progress.emit(force=True)
         res = run_trials(
             cfgs,
             opts,
             name=name if rnd == 0 else f"{name}-round{rnd + 1}",
             max_concurrent=conc,
-            max_failures=max_failures,
+            max_failures=spec.max_failures,
             progress=progress,
+            deps=plan.deps,
+            done=done,
         )
         outcomes.update(res)
-        busy = [r for r in pending if res.get(r) is not None and res[r].status == "busy"]
-        missing = [r for r in pending if r not in res]
-        if missing:  # an interrupted fit() returns a partial grid
-            interrupted["flag"] = True
+        known_done = done | {r for r, oc in res.items() if oc.status == "finished"}
+        settled = set(plan.runs) - set(pending) | set(res) | {r for r in pending if exp.run(r).is_finished()}
+        if interrupted["flag"] or plan.ready(known_done, exclude=settled):
+            interrupted["flag"] = True  # a run that could start never did: the experiment was stopped
             return outcomes
-        if not busy or interrupted["flag"]:
+        busy = [r for r in pending if r in res and res[r].status == "busy"]
+        if not busy:
             return outcomes
         for r in busy:
             lock = res[r].lock
             log.info("run %s is being trained by another launcher (%s); waiting outside Ray", r, lock)
             if lock:
                 wait_for_lock(Path(lock))
-        pending = [r for r in busy if exp.run(r).status() != "finished"]
-        for r in busy:
-            if r not in pending:
+            if exp.run(r).is_finished():
                 progress.mark(r, finished=True)
+        ended = {r for r in pending if r in res and res[r].status in ("error", "incomplete")}
+        blocked = set(plan.blocked(ended))
+        pending = [r for r in pending if not exp.run(r).is_finished() and r not in ended | blocked]
         if not pending:
             return outcomes
     return outcomes
 
 
-def _restore_unfinished(
-    exp: ExperimentPaths,
-    plan: Plan,
-    opts: Any,
-    progress: Any,
-    max_concurrent: int | None,
-    max_failures: int,
-    info: Any,
-    summary: Summary,
-) -> None:
-    """Restore (in order) the Tune experiments of a previous launch that still hold unfinished runs."""
-    from suite.ray_glue.trials import can_restore, run_trials
-
+def _next_launch_name(exp: ExperimentPaths) -> str:
+    """``launch<k>``, k one more than any Tune experiment in ``ray/tune`` (earlier launches' folders are
+    kept as a record, never read back)."""
     tune_dir = exp.ray_dir / "tune"
-    if not tune_dir.is_dir():
-        return
-    names = sorted((p.name for p in tune_dir.iterdir() if p.is_dir()), key=_phase_key)
-    for name in names:
-        if not can_restore(exp.root, name):
-            continue
-        ids = _experiment_run_ids(tune_dir / name)
-        if ids and all(exp.run(r).status() == "finished" for r in ids):
-            continue
-        log.info(
-            "restoring the Tune experiment %s (%d runs, %d unfinished)",
-            name,
-            len(ids),
-            sum(1 for r in ids if exp.run(r).status() != "finished"),
-        )
-        progress.phase = f"restoring {name}"
-        progress.emit(force=True)
-        try:
-            run_trials(
-                [],
-                opts,
-                name=name,
-                max_concurrent=max_concurrent or 1,
-                max_failures=max_failures,
-                progress=progress,
-                restore=True,
-            )
-        except Exception as e:  # noqa: BLE001 - an unrestorable Tune state: the run directories still hold the truth
-            log.warning(
-                "could not restore the Tune experiment %s (%s: %s); planning from the run directories",
-                name,
-                type(e).__name__,
-                str(e).splitlines()[0] if str(e) else "",
-            )
-            continue
-        summary.restored.append(name)
+    names = [p.name for p in tune_dir.iterdir() if p.is_dir()] if tune_dir.is_dir() else []
+    return f"launch{1 + max((k for k, _, _ in map(_launch_key, names) if k < 10**6), default=0)}"
 
 
-def _phase_key(name: str) -> tuple[int, int, str]:
+def _launch_key(name: str) -> tuple[int, int, str]:
+    """Sort key of the Tune experiments of earlier launches: ``launch<k>[-round<r>]`` (and ``phase<k>`` of the
+    versions that ran dependency levels one after the other)."""
     import re
 
-    m = re.match(r"phase(\d+)(?:-round(\d+))?$", name)
+    m = re.match(r"(?:launch|phase)(\d+)(?:-round(\d+))?$", name)
     return (int(m.group(1)), int(m.group(2) or 1), name) if m else (10**6, 0, name)
-
-
-def _experiment_run_ids(path: Path) -> list[str]:
-    """Run ids of a Tune experiment folder (its trial folders are named by run id)."""
-    return sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
 def _error_record(exp: ExperimentPaths, rid: str, oc: Any) -> dict[str, Any]:
@@ -580,10 +296,7 @@ def _error_record(exp: ExperimentPaths, rid: str, oc: Any) -> dict[str, Any]:
 
 def _finish(exp: ExperimentPaths, summary: Summary) -> None:
     exp.ray_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(
-        exp.ray_dir / "last_launch.json",
-        {**summary.to_dict(), "at": datetime.now(timezone.utc).isoformat(timespec="seconds")},
-    )
+    write_json_atomic(exp.ray_dir / "last_launch.json", {**summary.to_dict(), "at": now_iso()})
     counts = collections.Counter(summary.runs.values())
     log.info(
         "experiment %s: %d/%d runs finished (%d this launch, %d before), %d failed, %d blocked, %.0f s",
@@ -596,6 +309,3 @@ def _finish(exp: ExperimentPaths, summary: Summary) -> None:
         len(summary.blocked),
         summary.wall_time_s,
     )
-
-
-__all__ = ["run_experiment", "build_plan", "phases", "Plan", "Summary"]

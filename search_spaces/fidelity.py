@@ -9,16 +9,13 @@ means.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-from search_spaces import Axes, Space, segmenter_grid
+from search_spaces import Space, methods_grid
 
 METHODS = ("fs", "proposed", "oracle")
 LABELED = (5,)
 
 
-def grid(seeds: Sequence[int], labeled: Sequence[int] | None) -> list[Axes]:
-    return segmenter_grid(METHODS, labeled or LABELED, seeds)
+grid = methods_grid(METHODS, LABELED)
 
 
 SPACE = Space(

@@ -6,16 +6,13 @@ regressors) runs on the phantom in a few minutes on 2 CPU cores including Ray st
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-from search_spaces import Axes, Space, segmenter_grid
+from search_spaces import Space, methods_grid
 from suite.config import METHODS
 
 LABELED = (5, 10)
 
 
-def grid(seeds: Sequence[int], labeled: Sequence[int] | None) -> list[Axes]:
-    return segmenter_grid(METHODS, labeled or LABELED, seeds)
+grid = methods_grid(METHODS, LABELED)
 
 
 SPACE = Space(

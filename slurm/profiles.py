@@ -10,8 +10,7 @@ field, the problem and the fix) and, before a real submission, against the clust
 unsatisfiable request is one clear line instead of a job pending forever.
 
 :func:`submitit_parameters` turns a profile and a launch mode into the parameters of submitit's
-``SlurmExecutor``; :func:`render_sbatch` renders the exact script submitit submits for them (``--dry-run``
-prints it and the golden-file tests compare it).
+``SlurmExecutor`` (``slurm.sbatch.render_sbatch`` renders the script submitit submits for them).
 """
 
 from __future__ import annotations
@@ -19,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-import shlex
 import shutil
 import subprocess
 from dataclasses import dataclass, fields
@@ -376,36 +374,6 @@ def submitit_parameters(
     return params
 
 
-def render_sbatch(
-    profile: Profile,
-    mode: str,
-    *,
-    folder: str | Path,
-    python: str | None = None,
-    job_name: str = "suite",
-    array_size: int | None = None,
-    max_parallel: int | None = None,
-    dependency: str | None = None,
-) -> str:
-    """The sbatch script submitit writes for these parameters (the same function submitit calls)."""
-    from submitit.slurm.slurm import _make_sbatch_string
-
-    params = submitit_parameters(profile, mode, job_name=job_name, max_parallel=max_parallel)
-    if dependency:
-        params["dependency"] = dependency
-    py = python or profile.python or shlex.quote(_default_python())
-    command = " ".join([py, "-u -m submitit.core._submit", shlex.quote(str(folder))])
-    if array_size is not None and array_size > 1:
-        params["map_count"] = array_size
-    return _make_sbatch_string(command=command, folder=folder, **params)
-
-
-def _default_python() -> str:
-    import sys
-
-    return sys.executable
-
-
 # ---------------------------------------------------------------------- cluster checks
 def _run(cmd: list[str]) -> str | None:
     if shutil.which(cmd[0]) is None:
@@ -484,7 +452,6 @@ __all__ = [
     "load_profile",
     "available_profiles",
     "submitit_parameters",
-    "render_sbatch",
     "check_against_cluster",
     "cluster_reachable",
     "time_minutes",

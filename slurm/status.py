@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from slurm.launch import read_ledger
+from slurm.ledger import read_ledger
 from slurm.watch import FINAL_STATES, _jobcomp_location, normalise_state, read_jobcomp, read_squeue
 from suite.errors import InputError
 from suite.paths import ExperimentPaths

@@ -12,7 +12,7 @@
 - ``size_units="fraction"`` (:func:`size_penalty_fraction`, :func:`penalty_for_config`): sizes as fractions
   of H·W and the penalty multiplied by the 256×256 reference pixel count, REF_PIXELS. At H·W = REF_PIXELS it
   equals the pixel penalty exactly; at any other resolution it is the penalty the same area fractions
-  would give at 256×256, so λ keeps the paper's meaning (``shared/notes/fidelity-study.md``).
+  would give at 256×256, so λ keeps the paper's meaning at any resolution.
 
 The caller applies λ (``loss = ce + cfg.lam * penalty``).
 """

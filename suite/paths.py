@@ -1,4 +1,4 @@
-"""Every file name of a run and of an experiment, in one place (the on-disk contract, DESIGN.md section 3).
+"""Every file name of a run and of an experiment, in one place (the on-disk contract, ARCHITECTURE.md).
 
 RESULTS/<experiment>/
   experiment.json              what was asked: space, preset, data hash, git sha, versions, launcher
@@ -140,6 +140,11 @@ class ExperimentPaths:
     @property
     def experiment(self) -> Path:
         return self.root / "experiment.json"
+
+    @property
+    def experiment_lock(self) -> Path:
+        """Held while a launcher merges its launch into experiment.json."""
+        return self.root / ".experiment.json.lock"
 
     @property
     def runs_dir(self) -> Path:

@@ -30,18 +30,17 @@ def git_sha(cwd: str | Path | None = None) -> str:
 
 
 def versions() -> dict[str, str]:
-    out = {"python": sys.version.split()[0]}
-    for mod in ("torch", "torchvision", "numpy", "nibabel", "ray", "submitit", "pandas", "seaborn"):
-        m = sys.modules.get(mod)
-        if m is None:
-            try:
-                from importlib.metadata import version
+    """Installed versions, always from the package metadata: a module's ``__version__`` can carry a build
+    tag the metadata lacks (torchvision ``0.29.1+cu130`` against ``0.29.1``), so mixing the two sources made
+    one installation look like two."""
+    from importlib.metadata import PackageNotFoundError, version
 
-                out[mod] = version(mod)
-            except Exception:  # noqa: BLE001 - optional package
-                continue
-        else:
-            out[mod] = getattr(m, "__version__", "?")
+    out = {"python": sys.version.split()[0]}
+    for dist in ("torch", "torchvision", "numpy", "nibabel", "ray", "submitit", "pandas", "seaborn"):
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:  # optional package
+            continue
     return out
 
 

@@ -1,8 +1,9 @@
 """Shared fixtures (session-scoped, built once per test session).
 
 ``phantom_dir`` -> Path
-    A 30-patient synthetic cohort (``suite.data.phantom.write_cohort(patients=30, seed=0)``) in the ACDC
-    release layout: ``patient001`` … ``patient030``, each with ``Info.cfg`` and the ED/ES frames + ``_gt``.
+    A 30-patient synthetic cohort (``suite.data.phantom.cohort.write_cohort(patients=30, seed=0)``) in the
+    ACDC release layout: ``patient001`` … ``patient030``, each with ``Info.cfg`` and the ED/ES frames +
+    ``_gt``.
     30 is the smallest cohort the split rules accept (N >= 30: validation 8 = 6 segmenter + 2 regressor,
     training 22, labeled n=5,10,20,30,40,75 -> 2,3,6,9,12,22). Groups interleaved NOR, DCM, HCM, MINF, RV.
     Read-only: copy it (``shutil.copytree``) before changing anything.
@@ -31,7 +32,7 @@ SMALL_SIZE = 64
 
 @pytest.fixture(scope="session")
 def phantom_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from suite.data.phantom import write_cohort
+    from suite.data.phantom.cohort import write_cohort
 
     out = tmp_path_factory.mktemp("acdc-phantom") / "training"
     write_cohort(out, patients=PHANTOM_PATIENTS, seed=PHANTOM_SEED, workers=2)

@@ -246,3 +246,25 @@ def test_one_damaged_run_is_excluded_and_named_and_the_report_still_written(
     assert all(w in line for w in why), line
     t1 = pd.read_csv(root / "report" / "tables" / "table1.csv")
     assert len(t1)  # the other runs still make Table 1
+
+
+def test_report_states_effective_counts_missing_paper_cells_and_caveats(tmp_path: Path) -> None:
+    """n is a paper-scale count: the table says how many patients it meant in this cohort; beside the paper's
+    numbers a small-preset, low-resolution experiment carries a caveat and the cells it lacks are named."""
+    from analysis.load import load_experiment
+    from analysis.stats import analyse
+    from analysis.tables import table1, table1_markdown
+
+    root = _grid(tmp_path / "exp", cohort="acdc", seeds=(0, 1), ns=(5, 10), examples=False)
+    for cfg_path in (root / "runs").glob("seg-*/config.json"):
+        summary = cfg_path.parent / "summary.json"
+        doc = json.loads(summary.read_text())
+        n = json.loads(cfg_path.read_text())["n_labeled"]
+        summary.write_text(json.dumps({**doc, "n_labeled_effective": {5: 2, 10: 3}[n]}))
+    t1 = table1(analyse(load_experiment(root)), "acdc")
+    md = table1_markdown(t1)
+    assert "| 10 (3 patients) |" in md and "| 5 (2 patients) |" in md
+    notes = " ".join(t1.notes)
+    assert "n=10 -> 3 patients" in notes
+    assert "FS n=75 (not run in this experiment)" in notes and "Oracle n=40" in notes
+    assert "CAVEAT" in notes

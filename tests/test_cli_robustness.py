@@ -3,6 +3,7 @@ that is a file, non-text config files, defaults in ``--help``, ``--list-keys``, 
 
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import subprocess
@@ -169,3 +170,30 @@ def test_damaged_run_file_is_one_line_with_a_fix_that_works(
 
     shutil.rmtree(fs_dir)  # the fix the line gives
     assert main(again) == 0
+
+
+def test_slurm_submit_takes_every_experiment_option_of_tune() -> None:
+    """`suite slurm submit` runs the same experiments as `suite tune`: every option that says what to run
+    and how its trials run is accepted by both (only the local-Ray and output options are tune's own)."""
+    choices = build_parser()._subparsers._group_actions[0].choices
+    tune = {o for a in choices["tune"]._actions for o in a.option_strings}
+    slurm_sub = next(a for a in choices["slurm"]._actions if isinstance(a, argparse._SubParsersAction))
+    submit = {o for a in slurm_sub.choices["submit"]._actions for o in a.option_strings}
+    tune_only = {"--address", "--num-cpus", "--resume", "--json"}
+    assert tune - tune_only <= submit, sorted(tune - tune_only - submit)
+    args = build_parser().parse_args(
+        ["slurm", "submit", "--data", "d", "--out", "o", "--methods", "fs", "--search", "random"]
+    )
+    assert args.methods == ["fs"] and args.search == "random"
+
+
+def test_recorded_versions_do_not_depend_on_what_is_imported() -> None:
+    """env.json and experiment.json record one installation one way: a module's ``__version__`` may carry a
+    build tag (torchvision ``0.29.1+cu130``) that the package metadata lacks."""
+    code = (
+        "from suite.provenance import versions; a = versions(); "
+        "import torch, torchvision, numpy; print(a == versions())"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.stdout.strip() == "True", out.stderr[-2000:]

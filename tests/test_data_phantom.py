@@ -11,7 +11,9 @@ import pytest
 
 from suite.cli import main
 from suite.data import acdc
-from suite.data.phantom import GROUPS, make_patient, patient_group, write_cohort
+from suite.data.phantom.anatomy import GROUPS
+from suite.data.phantom.cohort import patient_group, write_cohort
+from suite.data.phantom.imaging import make_patient
 
 
 def _frames(folder: Path):

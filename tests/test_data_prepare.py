@@ -7,6 +7,7 @@ import json
 import logging
 import shutil
 import time
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -86,14 +87,20 @@ def test_resize_stack_matches_torch():
         assert np.array_equal(resize_stack(lab, s, "nearest"), ref[:, 0].numpy().astype(np.uint8))
 
 
-def test_second_prepare_is_a_noop_and_other_options_refused(phantom_dir, tmp_path, caplog, capsys):
+def _prepare_two_patients(phantom_dir: Path, tmp_path: Path, size: int) -> tuple[Path, Path, str]:
+    """Patients 1 and 2 of the phantom copied to ``tmp_path/src`` and prepared at ``size`` into
+    ``tmp_path/out``: (src, out, data_hash)."""
     src = tmp_path / "src"
     for k in (1, 2):
         shutil.copytree(phantom_dir / f"patient{k:03d}", src / f"patient{k:03d}")
     out = tmp_path / "out"
-    assert main(["prepare", str(src), str(out), "--size", "32"]) == 0
+    assert main(["prepare", str(src), str(out), "--size", str(size)]) == 0
+    return src, out, json.loads((out / "manifest.json").read_text())["data_hash"]
+
+
+def test_second_prepare_is_a_noop_and_other_options_refused(phantom_dir, tmp_path, caplog, capsys):
+    src, out, key = _prepare_two_patients(phantom_dir, tmp_path, 32)
     mtimes = {f: (out / f).stat().st_mtime_ns for f in ("images.npy", "manifest.json")}
-    key = json.loads((out / "manifest.json").read_text())["data_hash"]
     capsys.readouterr()
     lg = logging.getLogger("suite.data.prepare")  # the suite's loggers do not propagate to the root
     lg.addHandler(caplog.handler)
@@ -212,7 +219,7 @@ def test_info_command(prepared_small, capsys):
 @pytest.mark.slow
 def test_full_cohort_of_100(tmp_path):
     """The paper-size cohort: phantom + prepare at 256, the authors' split, opening in well under a second."""
-    from suite.data.phantom import write_cohort
+    from suite.data.phantom.cohort import write_cohort
     from suite.data.prepare import prepare
 
     src = write_cohort(tmp_path / "acdc", patients=100, seed=0)
@@ -236,13 +243,8 @@ def test_full_cohort_of_100(tmp_path):
 
 @pytest.mark.parametrize("damage", ["truncate", "edit", "splits", "old-manifest"])
 def test_damaged_prepared_data_is_rebuilt_not_reported_up_to_date(phantom_dir, tmp_path, capsys, damage):
-    src = tmp_path / "src"
-    for k in (1, 2):
-        shutil.copytree(phantom_dir / f"patient{k:03d}", src / f"patient{k:03d}")
-    out = tmp_path / "out"
-    assert main(["prepare", str(src), str(out), "--size", "16"]) == 0
+    src, out, key = _prepare_two_patients(phantom_dir, tmp_path, 16)
     good = (out / "images.npy").read_bytes()
-    key = json.loads((out / "manifest.json").read_text())["data_hash"]
     if damage == "truncate":
         (out / "images.npy").write_bytes(good[: len(good) // 2])
     elif damage == "edit":  # same size, one byte changed in place

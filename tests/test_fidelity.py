@@ -1,4 +1,4 @@
-"""The fidelity check (issue 4): ``scripts/fidelity.py`` reports whether Oracle >= Proposed > FS, per seed.
+"""The fidelity check: ``scripts/fidelity.py`` reports whether Oracle >= Proposed > FS, per seed.
 
 The analysis is tested here on hand-made run directories; the check itself (22-24 minutes on 2 cores) is
 the ``slow`` test, which runs the script end to end and asserts the ordering on the across-seed means.

@@ -1,6 +1,6 @@
 """Ray Tune / Ray Train end to end on a 30-patient phantom at 32x32 (2 CPUs; marked ``ray``).
 
-What is checked (issue 4; the two marked ``slow`` start extra Ray instances / Train worker groups):
+What is checked (the two marked ``slow`` start extra Ray instances / Train worker groups):
 - the smoke grid under Tune writes the same run directories (same run ids, same metric values bit for bit)
   as standalone ``execute``; a relaunch repeats nothing;
 - a regressor is trained once and shared by every Proposed run of its n (random search over gamma, lambda);
@@ -24,6 +24,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -45,6 +46,12 @@ def _numbers(run_dir: Path) -> list[tuple]:
     return [r for r in _rows(run_dir / "metrics.csv") if r[3] != "epoch_time_s"]
 
 
+def _spec(prepared: Path, out: Path, **kw: Any) -> Any:
+    from suite.experiment_spec import ExperimentSpec
+
+    return ExperimentSpec(data=str(prepared), out=str(out), **{"space": "smoke", "preset": "smoke", **kw})
+
+
 def _assert_no_duplicates(run_dir: Path) -> None:
     keys = Counter(r[:4] for r in _rows(run_dir / "metrics.csv"))
     dup = [k for k, n in keys.items() if n > 1]
@@ -53,7 +60,7 @@ def _assert_no_duplicates(run_dir: Path) -> None:
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from suite.data.phantom import write_cohort
+    from suite.data.phantom.cohort import write_cohort
     from suite.data.prepare import prepare
 
     root = tmp_path_factory.mktemp("raydata")
@@ -170,14 +177,20 @@ def test_driver_killed_midway_relaunch_repeats_nothing(prepared: Path, tmp_path:
 # ----------------------------------------------------------------------------------------- grid == standalone
 @pytest.mark.timeout(900)
 def test_smoke_grid_equals_standalone_runs(
-    prepared: Path, standalone: Path, ray_local, tmp_path: Path
+    prepared: Path, standalone: Path, ray_local, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     from search_spaces.driver import run_experiment
 
     out = tmp_path / "res"
-    s = run_experiment(prepared, "smoke", "smoke", [0], out, labeled=[5], overrides=OVR)
+    spec = _spec(prepared, out, seeds=[0], labeled=[5], overrides=OVR)
+    with caplog.at_level("INFO", logger="search_spaces.progress"):
+        s = run_experiment(spec)
     assert s["ok"], s
-    assert s["total"] == 5 and s["finished_now"] == 5 and s["phases"] == [3, 2]
+    assert s["total"] == 5 and s["finished_now"] == 5 and s["rounds"] == [5]
+    lines = [r.getMessage() for r in caplog.records if r.name == "search_spaces.progress"]
+    assert lines and lines[-1].startswith(
+        "smoke-smoke: 5/5 runs finished (0 already done), 0 running, 0 failed"
+    )
     exp = out / "smoke-smoke"
     doc = json.loads((exp / "experiment.json").read_text())
     assert doc["space"] == "smoke" and doc["launcher"] == "ray" and doc["seeds"] == [0]
@@ -195,7 +208,7 @@ def test_smoke_grid_equals_standalone_runs(
         assert json.loads((exp / "runs" / rid / "config.json").read_text())["run_id"] == rid
     # a second launch finds everything finished and does not even start Ray
     stamps = {rid: (exp / "runs" / rid / "summary.json").stat().st_mtime_ns for rid in ids}
-    s2 = run_experiment(prepared, "smoke", "smoke", [0], out, labeled=[5], overrides=OVR)
+    s2 = run_experiment(spec)
     assert s2["already_finished"] == 5 and s2["finished_now"] == 0 and s2["ok"]
     assert stamps == {rid: (exp / "runs" / rid / "summary.json").stat().st_mtime_ns for rid in ids}
 
@@ -206,23 +219,24 @@ def test_regressor_trained_once_for_all_proposed_runs(prepared: Path, ray_local,
 
     out = tmp_path / "res"
     s = run_experiment(
-        prepared,
-        "sensitivity",
-        "smoke",
-        [0],
-        out,
-        labeled=[5],
-        methods=["proposed"],
-        search="random",
-        num_samples=2,
-        search_seed=3,
-        overrides=OVR,
+        _spec(
+            prepared,
+            out,
+            space="sensitivity",
+            seeds=[0],
+            labeled=[5],
+            methods=["proposed"],
+            search="random",
+            num_samples=2,
+            search_seed=3,
+            overrides=OVR,
+        )
     )
     assert s["ok"], s
     runs = out / "sensitivity-smoke" / "runs"
     regs = sorted(p for p in runs.iterdir() if p.name.startswith("reg-"))
     props = sorted(p for p in runs.iterdir() if p.name.startswith("seg-proposed-"))
-    assert len(regs) == 1 and len(props) == 2 and s["total"] == 3 and s["phases"] == [1, 2]
+    assert len(regs) == 1 and len(props) == 2 and s["total"] == 3 and s["rounds"] == [3]
     reg = regs[0]
     _assert_no_duplicates(reg)
     assert (reg / "run.log").read_text().count("finishing") == 1  # one training, not one per Proposed run
@@ -231,7 +245,7 @@ def test_regressor_trained_once_for_all_proposed_runs(prepared: Path, ray_local,
     for p in props:
         cfg = json.loads((p / "config.json").read_text())
         gammas.add((cfg["gamma"], cfg["lam"]))
-        assert (p / "config.json").stat().st_mtime >= reg_done  # phase 2 started after the regressor
+        assert (p / "config.json").stat().st_mtime >= reg_done  # started only after the regressor finished
     assert len(gammas) == 2
 
 
@@ -245,7 +259,7 @@ def test_killed_trial_process_resumes_from_checkpoint(
     _, markers = ray_local
     out = tmp_path / "res"
     s = run_experiment(
-        prepared, "smoke", "smoke", [7], out, labeled=[5], methods=["fs"], overrides=OVR, max_failures=2
+        _spec(prepared, out, seeds=[7], labeled=[5], methods=["fs"], overrides=OVR, max_failures=2)
     )
     assert s["ok"], s
     (rid,) = s["runs"]
@@ -264,7 +278,7 @@ def test_one_train_worker_equals_standalone(
 
     out = tmp_path / "res"
     s = run_experiment(
-        prepared, "smoke", "smoke", [0], out, labeled=[5], methods=["fs"], overrides=OVR, use_train=True
+        _spec(prepared, out, seeds=[0], labeled=[5], methods=["fs"], overrides=OVR, use_train=True)
     )
     assert s["ok"], s
     (rid,) = s["runs"]
@@ -288,17 +302,17 @@ def test_two_ddp_workers_close_to_one_and_survive_a_killed_worker(
     ovr = OVR + ["seg_batch=2"]
     out = tmp_path / "res"
     s = run_experiment(
-        prepared,
-        "smoke",
-        "smoke",
-        [8],
-        out,
-        labeled=[5],
-        methods=["fs"],
-        overrides=ovr,
-        workers_per_trial=2,
-        cpus_per_trial=1,
-        max_failures=2,
+        _spec(
+            prepared,
+            out,
+            seeds=[8],
+            labeled=[5],
+            methods=["fs"],
+            overrides=ovr,
+            workers_per_trial=2,
+            cpus_per_trial=1,
+            max_failures=2,
+        )
     )
     assert s["ok"], s
     (rid,) = s["runs"]
@@ -320,6 +334,35 @@ def test_two_ddp_workers_close_to_one_and_survive_a_killed_worker(
         assert abs(a - b) <= 0.25 * max(abs(b), 1e-6), (ep, a, b)
         a, b = two_rows[(ep, "val", "", "dice_mean")], one_rows[(ep, "val", "", "dice_mean")]
         assert abs(a - b) <= 0.25, (ep, a, b)
+
+
+def test_resume_never_unpickles_anything_from_the_results_folder(
+    prepared: Path, ray_local, tmp_path: Path
+) -> None:
+    """A results folder can come from someone else. A pickle planted where Tune keeps its experiment state
+    (``ray/tune/<launch>/``, beside an unfinished run's trial folder, exactly what Tune's restore would load)
+    is never loaded by ``--resume``: the run directories alone say what is left to do."""
+    import pickle
+
+    from search_spaces.driver import run_experiment
+
+    out = tmp_path / "res"
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):  # what a malicious pickle does: run a command when loaded
+            return (os.system, (f"touch {marker}",))
+
+    spec = _spec(prepared, out, seeds=[0], labeled=[5], methods=["fs"], overrides=OVR, resume=True)
+    planted = out / "smoke-smoke" / "ray" / "tune" / "launch1"
+    (planted / "seg-fs-n5-s0-unfinished").mkdir(parents=True)
+    for name in ("tuner.pkl", "trainable.pkl", "search_gen_state.pkl", "experiment_state.pkl"):
+        (planted / name).write_bytes(pickle.dumps(Payload()))
+    (planted / "experiment_state-2026-01-01_00-00-00.json").write_text("{}")
+    s = run_experiment(spec)
+    assert s["ok"] and s["finished_now"] == 1, s
+    assert not marker.exists(), "resume loaded a pickle from the results folder"
+    assert (planted / "tuner.pkl").exists()  # left as it was, not read, not deleted
 
 
 def test_local_ray_listens_only_on_loopback(ray_local) -> None:

@@ -1,4 +1,4 @@
-"""Checkpoint / resume (issue 3): an interrupted run resumes to exactly the uninterrupted numbers (CPU).
+"""Checkpoint / resume: an interrupted run resumes to exactly the uninterrupted numbers (CPU).
 
 Short Oracle runs (penalty, in_bounds and the lr rule all in play) at 32×32, one thread, three epochs, on the
 small prepared phantom. ``epoch_time_s`` is the only metric allowed to differ.
@@ -17,23 +17,13 @@ from suite.paths import ExperimentPaths
 from suite.stages import execute, runner
 from suite.stages.checkpoint import load_checkpoint
 from suite.stages.metrics_log import MetricsWriter, read_metrics
+from suite.testing.small_runs import small_run_config
 
-CFG = dict(
-    image_size=32,
-    threads=1,
-    device="cpu",
-    seg_epochs=3,
-    n_labeled=5,
-    seed=1,
-    method="oracle",
-    lr_patience=1,
-    seg_batch=8,
-    unl_batch=64,
-)
+CFG = dict(seg_epochs=3, seed=1, method="oracle", lr_patience=1)
 
 
 def _cfg(data, **kw) -> RunConfig:
-    return RunConfig.from_preset("smoke", data=str(data), **{**CFG, **kw})
+    return small_run_config(data, **{**CFG, **kw})
 
 
 def _numbers(paths) -> list[tuple]:

@@ -1,4 +1,4 @@
-"""``suite run`` (issue 3): options, ``--set``, YAML ``--config``, bad input → one line and exit code 2."""
+"""``suite run``: options, ``--set``, YAML ``--config``, bad input → one line and exit code 2."""
 
 from __future__ import annotations
 
@@ -13,32 +13,15 @@ from suite.paths import ExperimentPaths
 FAST = ["--set", "image_size=32", "--set", "threads=1", "--set", "seg_epochs=1", "--set", "seg_batch=4"]
 
 
+def _fs_run_argv(data: Path, out: Path) -> list[str]:
+    """``suite run`` of one small FS segmenter run: n = 5, seed 3, preset smoke, CPU, seg_lr 0.001."""
+    fixed = "--method fs --labeled 5 --seed 3 --preset smoke --device cpu --set seg_lr=0.001".split()
+    return ["run", "--data", str(data), "--out", str(out), *fixed, *FAST]
+
+
 def test_run_fs_with_set_overrides(prepared_small, tmp_path, capsys):
     out = tmp_path / "exp"
-    rc = main(
-        [
-            "run",
-            "--data",
-            str(prepared_small),
-            "--stage",
-            "segmenter",
-            "--method",
-            "fs",
-            "--labeled",
-            "5",
-            "--seed",
-            "3",
-            "--preset",
-            "smoke",
-            "--out",
-            str(out),
-            "--device",
-            "cpu",
-            *FAST,
-            "--set",
-            "seg_lr=0.001",
-        ]
-    )
+    rc = main([*_fs_run_argv(prepared_small, out), "--stage", "segmenter"])
     assert rc == 0
     printed = capsys.readouterr().out.splitlines()
     run_dir = Path(printed[0])
@@ -56,32 +39,8 @@ def test_run_fs_with_set_overrides(prepared_small, tmp_path, capsys):
     exp = json.loads(ExperimentPaths(out).experiment.read_text())
     assert exp["launcher"] == "local" and exp["preset"] == "smoke" and exp["data_hash"] == cfg["data_hash"]
     assert "git_sha" in exp and "torch" in exp["versions"]
-    # same command again: the finished run is skipped and reported
-    assert (
-        main(
-            [
-                "run",
-                "--data",
-                str(prepared_small),
-                "--method",
-                "fs",
-                "--labeled",
-                "5",
-                "--seed",
-                "3",
-                "--preset",
-                "smoke",
-                "--out",
-                str(out),
-                "--device",
-                "cpu",
-                *FAST,
-                "--set",
-                "seg_lr=0.001",
-            ]
-        )
-        == 0
-    )
+    # same command again (segmenter being the default stage): the finished run is skipped and reported
+    assert main(_fs_run_argv(prepared_small, out)) == 0
     assert capsys.readouterr().out.splitlines()[0] == str(run_dir)
 
 

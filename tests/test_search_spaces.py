@@ -1,4 +1,4 @@
-"""Search spaces and the driver's planning (fast: no Ray is started)."""
+"""Search spaces and the planner (fast: no Ray is started)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import json
 import pytest
 
 from search_spaces import available_spaces, get_space
-from search_spaces.driver import build_plan, phases
 from suite.config import RunConfig
 from suite.errors import ConfigError, InputError
 from suite.paths import ExperimentPaths
+from suite.planner import Plan, build_plan
 
 
 def _axes(cfgs):
@@ -134,7 +134,7 @@ def test_random_search_is_deterministic_and_in_range():
     assert {(x.gamma, x.lam) for x in a if x.method == "oracle"} == pts
 
 
-def test_plan_dedupes_and_orders_phases(tmp_path):
+def test_plan_dedupes_and_orders_levels():
     cfgs = get_space("smoke").configs("smoke", [0], labeled=[5], base={"data_hash": "h"})
     extra = RunConfig.from_preset("smoke", method="proposed", n_labeled=5, gamma=0.2, data_hash="h")
     plan = build_plan(cfgs + cfgs + [extra])
@@ -149,41 +149,46 @@ def test_plan_dedupes_and_orders_phases(tmp_path):
         ("segmenter", "proposed"),
         ("segmenter", "proposed"),
     ]
-    levels = phases(plan, done=set())
+    levels = plan.levels(done=set())
     first = {by_id[r].method for r in levels[0]}
     second = {by_id[r].method for r in levels[1]}
     assert first == {"regressor", "fs", "oracle"} and second == {"proposed", "proposals"}
-    # longest expected runs first within a phase: Oracle, then the regressor, then FS
+    # longest expected runs first within a level: Oracle, then the regressor, then FS
     assert [by_id[r].method for r in levels[0]] == ["oracle", "regressor", "fs"]
     assert len(levels) == 2
-    # a finished prerequisite lets its dependants start in the first phase
+    # a finished prerequisite lets its dependants start in the first level
     reg = next(r for r, c in by_id.items() if c.stage == "regressor")
     fs = next(r for r, c in by_id.items() if c.method == "fs")
-    levels = phases(plan, done={reg, fs})
+    levels = plan.levels(done={reg, fs})
     assert len(levels) == 1 and set(levels[0]) == set(by_id) - {reg, fs}
 
 
-def test_experiment_json_rejects_a_different_space(tmp_path):
-    from search_spaces.driver import _write_experiment_json
-
-    exp = ExperimentPaths(tmp_path / "e")
-    rec = {
-        "space": "smoke",
-        "preset": "smoke",
-        "data_hash": "h",
-        "overrides": [],
-        "search": "grid",
-        "seeds": [0],
-        "launch": {"at": "t0"},
+def test_plan_ready_and_blocked():
+    """What the Tune driver releases: runs whose prerequisites all finished, longest first; a failed
+    prerequisite blocks its dependants (and theirs)."""
+    cfgs = get_space("smoke").configs("smoke", [0], labeled=[5], base={"data_hash": "h"})
+    plan = build_plan(cfgs)
+    method = {
+        rid: plan.runs[rid].method if plan.runs[rid].stage == "segmenter" else "reg" for rid in plan.runs
     }
-    _write_experiment_json(exp, dict(rec))
-    _write_experiment_json(exp, {**rec, "seeds": [1], "launch": {"at": "t1"}})
-    doc = json.loads(exp.experiment.read_text())
-    assert doc["seeds"] == [0, 1] and [x["at"] for x in doc["launches"]] == ["t0", "t1"]
-    with pytest.raises(
-        InputError, match=r"experiment.json: this experiment folder was made with space='smoke'"
-    ):
-        _write_experiment_json(exp, {**rec, "space": "paper", "launch": {}})
+    reg = next(r for r, m in method.items() if m == "reg")
+    fs = next(r for r, m in method.items() if m == "fs")
+    assert [method[r] for r in plan.ready(done=set())] == ["oracle", "reg", "fs"]
+    assert [method[r] for r in plan.ready(done={reg})] == ["proposed", "oracle", "fs"]
+    assert [method[r] for r in plan.ready(done={reg}, exclude={fs})] == ["proposed", "oracle"]
+    assert set(plan.ready(done=set(plan.runs))) == set()
+    assert [method[r] for r in plan.blocked({fs})] == ["proposals"]
+    assert plan.blocked(set()) == []
+
+
+def test_plan_levels_follow_chains_of_any_depth():
+    """Three chained runs make three levels (SLURM array mode then chains three arrays)."""
+    a, b, c = (RunConfig.from_preset("smoke", method="fs", seed=s, data_hash="h") for s in (1, 2, 3))
+    plan = Plan(runs={"a": a, "b": b, "c": c}, requested=["c"], deps={"a": [], "b": ["a"], "c": ["b"]})
+    assert plan.levels(set()) == [["a"], ["b"], ["c"]]
+    assert plan.levels({"a"}) == [["b"], ["c"]]
+    assert plan.closure("c") == ["a", "b"] and plan.blocked({"a"}) == ["b", "c"]
+    assert plan.ready({"a"}) == ["b"]
 
 
 def test_busy_lock_probe_never_blocks(tmp_path):
@@ -246,3 +251,40 @@ def test_progress_counts_runs_not_events():
     assert prog.finished == 2
     prog.mark("d", finished=True)  # retried and finished
     assert " 4/5 " in prog.line() and "0 failed" in prog.line()
+
+
+def test_dependency_searcher_releases_runs_as_prerequisites_finish(tmp_path):
+    """Tune's searcher: at most ``max_concurrent`` live trials; each free slot gets the longest run whose
+    prerequisites finished (a Proposed run starts while FS and Oracle are still queued or running: no barrier
+    between dependency levels); a failed prerequisite blocks its dependants; FINISHED once nothing runs and
+    nothing can start."""
+    from ray.tune.search import Searcher
+
+    from suite.ray_glue.progress import Progress, set_active_progress
+    from suite.ray_glue.resources import TrialOptions
+    from suite.ray_glue.trials import DependencySearcher
+
+    cfgs = get_space("smoke").configs("smoke", [0], labeled=[5], base={"data_hash": "h"})
+    plan = build_plan(cfgs)
+    kind = {r: c.method if c.stage == "segmenter" else "reg" for r, c in plan.runs.items()}
+    opts = TrialOptions(experiment_root=str(tmp_path))
+    s = DependencySearcher(plan, done=(), opts=opts, max_concurrent=2)
+
+    def run(trial: str) -> str | None:
+        out = s.suggest(trial)
+        return out if out in (None, Searcher.FINISHED) else kind[out["trial"]["run_id"]]
+
+    done = {"done": 1, "busy": 0}
+    progress = Progress(label="x", total=len(plan.runs))
+    set_active_progress(progress)
+    assert (run("t1"), run("t2"), run("t3")) == ("oracle", "reg", None)  # two slots
+    assert s.waiting() == 3 and progress.line().startswith("x: 0/5 runs finished (0 already done), 0 running")
+    assert "3 waiting for prerequisites or a slot" in progress.line()
+    s.on_trial_complete("t2", result=done)  # the regressor finished: its Proposed run is ready
+    assert run("t3") == "proposed"  # before FS, which has no prerequisite but is shorter
+    s.on_trial_complete("t1", result=done)
+    assert run("t4") == "fs" and run("t5") is None
+    s.on_trial_complete("t3", result=done)
+    s.on_trial_complete("t4", error=True)  # FS failed: Proposals can never start
+    assert s.waiting() == 0 and run("t5") == Searcher.FINISHED and "waiting" not in progress.line()
+    set_active_progress(None)

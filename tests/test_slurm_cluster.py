@@ -67,11 +67,19 @@ def _profile(**changes):
     return load_profile("local").replace(**{"cpus_per_task": 1, "time": "00:30:00", **changes})
 
 
-def _request(exp: Path, data: Path, **kw):
-    from slurm.launch import Request
+def _spec(exp: Path, data: Path, **kw):
+    from suite.experiment_spec import ExperimentSpec
 
     kw.setdefault("overrides", TINY)
-    return Request(experiment=str(exp), data=str(data), space="smoke", seeds=(0,), labeled=(5,), **kw)
+    return ExperimentSpec(
+        data=str(data),
+        out=str(exp.parent),
+        experiment=exp.name,
+        space="smoke",
+        seeds=(0,),
+        labeled=(5,),
+        **kw,
+    )
 
 
 def _config(data: Path, method: str = "fs", **changes):
@@ -126,18 +134,18 @@ def _job_state(job_id: str) -> str:
 @pytest.mark.timeout(240)
 def test_killed_job_reported_failed_within_seconds(data, tmp_path):
     """scancel (no checkpoint, no result file): the caller learns within seconds, status names the logs."""
-    from slurm.launch import submit, wait
     from slurm.status import collect, format_status
+    from slurm.submit import submit, wait
     from suite.paths import ExperimentPaths
 
     exp = ExperimentPaths(tmp_path / "killed")
     cfg = _config(data, "fs", seg_epochs=200)
-    sub = submit(_request(exp.root, data), _profile(), "array", configs=[cfg])
+    sub = submit(_spec(exp.root, data), _profile(), "array", configs=[cfg])
     (job,) = sub.jobs
     _wait_for(lambda: exp.run(cfg.run_id).config.exists(), 150, "the run to start in the job")
     t0 = time.time()
     subprocess.run(["scancel", job.job_id], check=True)
-    (out,) = wait(sub, exp, timeout_s=60)
+    (out,) = wait(sub, timeout_s=60)
     elapsed = time.time() - t0
     assert not out.ok and out.run_id == cfg.run_id
     assert "CANCELLED" in out.error, out.error
@@ -153,31 +161,32 @@ def test_killed_job_reported_failed_within_seconds(data, tmp_path):
 @pytest.fixture(scope="module")
 def array_experiment(data, tmp_path_factory):
     """The smoke grid (n=5: 4 methods + the regressor) through the job-array mode."""
-    from slurm.launch import submit, wait
+    from slurm.submit import submit, wait
     from suite.paths import ExperimentPaths
 
     exp = ExperimentPaths(tmp_path_factory.mktemp("array") / "smoke-smoke")
-    req = _request(exp.root, data)
+    spec = _spec(exp.root, data)
     t0 = time.time()
-    sub = submit(req, _profile(), "array", max_parallel=2)
-    outcomes = wait(sub, exp, timeout_s=900)
-    return {"exp": exp, "req": req, "sub": sub, "outcomes": outcomes, "wall_s": time.time() - t0}
+    sub = submit(spec, _profile(), "array", max_parallel=2)
+    outcomes = wait(sub, timeout_s=900)
+    return {"exp": exp, "spec": spec, "sub": sub, "outcomes": outcomes, "wall_s": time.time() - t0}
 
 
 @pytest.mark.timeout(1000)
 def test_array_mode_smoke_grid(array_experiment, tmp_path):
-    from search_spaces.driver import build_plan
-    from slurm.launch import expand, read_ledger, submit
+    from search_spaces.expand import expand
+    from slurm.ledger import read_ledger
+    from slurm.submit import submit
     from slurm.watch import read_jobcomp
     from suite.stages import execute
 
-    exp, req = array_experiment["exp"], array_experiment["req"]
+    exp, spec = array_experiment["exp"], array_experiment["spec"]
     assert all(o.ok for o in array_experiment["outcomes"]), array_experiment["outcomes"]
-    # the same run directories as `suite tune` (its driver's plan: requested runs + prerequisites), finished
-    expected = set(build_plan(expand(req)).runs)
+    # the same run directories as `suite tune` (the plan: requested runs + prerequisites), finished
+    expected = set(expand(spec).plan.runs)
     assert {p.run_id for p in exp.all_runs()} == expected and len(expected) == 5
     assert all(p.status() == "finished" for p in exp.all_runs())
-    # two arrays: independent runs first, dependants after with afterany
+    # one array per dependency level: independent runs first, dependants after with afterany
     ledger = read_ledger(exp)
     assert [s["phase"] for s in ledger] == ["1", "2"]
     first, second = ledger
@@ -202,8 +211,14 @@ def test_array_mode_smoke_grid(array_experiment, tmp_path):
     local = execute(_cfg_from_run(exp.run(fs_id).config), tmp_path / "local")
     assert _metrics_wo_time(local.metrics) == _metrics_wo_time(exp.run(fs_id).metrics)
     # re-submitting finds every run finished: nothing is submitted again
-    again = submit(req, _profile(), "array")
-    assert again.jobs == [] and len(again.plan.finished) == 5
+    again = submit(spec, _profile(), "array")
+    assert again.jobs == [] and len(again.finished) == 5
+    # experiment.json: the array mode's record, with the cohort
+    doc = json.loads(exp.experiment.read_text())
+    assert (
+        doc["schema_version"] == 2 and doc["launcher"] == "slurm-array" and doc["cohort"]["n_patients"] == 30
+    )
+    assert set(doc["runs"]) == expected and len(doc["launches"]) == 1  # the no-op resubmission is none
 
 
 def _cfg_from_run(config_path: Path):
@@ -221,7 +236,7 @@ def test_ray_mode_two_node_path(array_experiment, data, tmp_path):
     """The multi-node path on one host: the job starts a Ray head and a worker as two ``srun --overlap``
     steps (own ports and temp dirs), runs the Tune driver against them and stops them. The grid's other runs
     are copied in finished: the driver must train only the FS run, identical to the array's."""
-    from slurm.launch import submit, wait
+    from slurm.submit import submit, wait
     from suite.paths import ExperimentPaths
 
     src = array_experiment["exp"]
@@ -230,8 +245,8 @@ def test_ray_mode_two_node_path(array_experiment, data, tmp_path):
     fs_id = next(p.run_id for p in exp.all_runs() if p.run_id.startswith("seg-fs-"))
     shutil.rmtree(exp.run(fs_id).root)
     before = {p.run_id: p.summary.read_text() for p in exp.all_runs()}
-    sub = submit(_request(exp.root, data, simulate_nodes=2), _profile(cpus_per_task=2), "ray")
-    (out,) = wait(sub, exp, timeout_s=540)
+    sub = submit(_spec(exp.root, data), _profile(cpus_per_task=2), "ray", simulate_nodes=2)
+    (out,) = wait(sub, timeout_s=540)
     res = _result(sub.jobs[0])
     assert out.ok, (out, res)
     assert res["ray_nodes"] == 2 and res["address"].startswith("127.0.0.1:")
@@ -250,12 +265,12 @@ def test_ray_mode_two_node_path(array_experiment, data, tmp_path):
 def test_preemption_requeues_and_resumes(data, tmp_path):
     """USR2 (what SLURM sends before the time limit or on preemption): submitit checkpoints and requeues the
     task; the rerun resumes after the last finished epoch (epoch 0 is not recomputed) and finishes."""
-    from slurm.launch import submit, wait
+    from slurm.submit import submit, wait
     from suite.paths import ExperimentPaths
 
     exp = ExperimentPaths(tmp_path / "preempt")
     cfg = _config(data, "fs", seg_epochs=3)
-    sub = submit(_request(exp.root, data), _profile(), "array", configs=[cfg])
+    sub = submit(_spec(exp.root, data), _profile(), "array", configs=[cfg])
     (job,) = sub.jobs
     rp = exp.run(cfg.run_id)
     _wait_for(lambda: rp.checkpoint_last.exists(), 400, "the first epoch's checkpoint")
@@ -269,7 +284,7 @@ def test_preemption_requeues_and_resumes(data, tmp_path):
         60,
         "the job to requeue itself",
     )
-    (out,) = wait(sub, exp, timeout_s=500)
+    (out,) = wait(sub, timeout_s=500)
     res = _result(job)
     assert out.ok, out
     assert int(res["slurm_restart_count"]) >= 1  # it ran again after the requeue
@@ -288,16 +303,16 @@ def test_ray_mode_smoke_grid_with_preemption(array_experiment, data, tmp_path):
     """The main mode on one node (local Ray inside the job) over the whole smoke grid, preempted (USR2) once a
     run has finished: requeued, resumed, no finished run repeated, and the same run directories (metrics bit
     for bit) as the array mode."""
-    from slurm.launch import submit, wait
+    from slurm.submit import submit, wait
     from suite.paths import ExperimentPaths
 
     exp = ExperimentPaths(tmp_path / "smoke-smoke")
-    sub = submit(_request(exp.root, data), _profile(cpus_per_task=2), "ray")
+    sub = submit(_spec(exp.root, data), _profile(cpus_per_task=2), "ray")
     (job,) = sub.jobs
     _wait_for(lambda: any(p.is_finished() for p in exp.all_runs()), 900, "a first finished run")
     done_before = {p.run_id: p.summary.read_text() for p in exp.all_runs() if p.is_finished()}
     subprocess.run(["scancel", "--signal=USR2", job.job_id], check=True)
-    (out,) = wait(sub, exp, timeout_s=1000)
+    (out,) = wait(sub, timeout_s=1000)
     res = _result(job)
     assert out.ok, (out, res)
     assert int(res["slurm_restart_count"]) >= 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -12,10 +13,11 @@ from slurm.profiles import (
     available_profiles,
     load_profile,
     mem_mb,
-    render_sbatch,
     submitit_parameters,
     time_minutes,
 )
+from slurm.sbatch import render_sbatch, sbatch_script
+from suite.config import RunConfig
 from suite.errors import InputError
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -117,27 +119,18 @@ def _check_golden(name: str, text: str) -> None:
     assert text == path.read_text(), f"sbatch script differs from {path}"
 
 
-def test_golden_sbatch_ray_1node():
+@pytest.mark.parametrize("profile", ["gpu-1node", "gpu-2node"])
+def test_golden_sbatch_ray(profile: str):
     text = render_sbatch(
-        load_profile("gpu-1node"),
+        load_profile(profile),
         "ray",
         folder=FOLDER,
         python="/opt/venv/bin/python",
         job_name="suite-exp-ray",
     )
-    _check_golden("sbatch_ray_gpu-1node.sh", text)
-
-
-def test_golden_sbatch_ray_2node():
-    text = render_sbatch(
-        load_profile("gpu-2node"),
-        "ray",
-        folder=FOLDER,
-        python="/opt/venv/bin/python",
-        job_name="suite-exp-ray",
-    )
-    _check_golden("sbatch_ray_gpu-2node.sh", text)
-    assert "#SBATCH --nodes=2\n" in text and "--nodes=1 --ntasks=1" in text
+    _check_golden(f"sbatch_ray_{profile}.sh", text)
+    if profile == "gpu-2node":
+        assert "#SBATCH --nodes=2\n" in text and "--nodes=1 --ntasks=1" in text
 
 
 def test_golden_sbatch_array_local():
@@ -155,6 +148,35 @@ def test_golden_sbatch_array_local():
     assert "#SBATCH --array=0-5%3\n" in text and "#SBATCH --dependency=afterany:1234\n" in text
 
 
+def test_sbatch_text_is_what_submitit_writes(monkeypatch):
+    """The record (slurm/sbatch/<job>.sh) and --dry-run render the script with submitit's private
+    ``_make_sbatch_string`` and a copy of ``SlurmExecutor._submitit_command_str``: byte for byte what
+    submitit's executor writes, for one job and for an array. Fails when submitit changes that private API."""
+    import inspect
+
+    from submitit.slurm import slurm as submitit_slurm
+
+    from slurm.watch import WatchedSlurmExecutor
+
+    params = set(inspect.signature(submitit_slurm._make_sbatch_string).parameters)
+    assert {"command", "folder", "map_count", "dependency", "array_parallelism", "srun_args"} <= params
+    monkeypatch.setattr(submitit_slurm.SlurmExecutor, "affinity", classmethod(lambda cls: 2))  # no srun here
+    for mode, map_count, golden in (("array", 6, "sbatch_array_local.sh"), ("ray", None, None)):
+        ex = WatchedSlurmExecutor(folder=FOLDER, python="/opt/venv/bin/python")
+        ex.update_parameters(
+            **submitit_parameters(load_profile("local"), mode, job_name="suite-exp-array-1", max_parallel=3),
+            **({"dependency": "afterany:1234"} if mode == "array" else {}),
+        )
+        if map_count:
+            ex.parameters["map_count"] = map_count  # what submitit's array submission sets
+        theirs = ex._make_submission_file_text(ex._submitit_command_str, "uid")
+        ex.parameters.pop("map_count", None)
+        ours = sbatch_script(dict(ex.parameters), folder=ex.folder, python=ex.python, map_count=map_count)
+        assert ours == theirs
+        if golden:
+            _check_golden(golden, ours)
+
+
 def test_profile_replace_validates():
     p = Profile(name="t")
     with pytest.raises(InputError, match="nodes=0"):
@@ -162,24 +184,69 @@ def test_profile_replace_validates():
 
 
 # --------------------------------------------------------------------------------------------- launcher logic
-def test_plan_two_phases_and_skips_finished(tmp_path):
-    from search_spaces import get_space
-    from slurm.launch import plan
-    from suite.paths import ExperimentPaths
+def _three_level_plan(data: str, data_hash: str):
+    """A plan of three chained runs (a -> b -> c): deeper than any space's, to check array chaining."""
+    from suite.planner import Plan
 
-    cfgs = get_space("smoke").configs("smoke", [0], labeled=[5], base={"data": "/d", "data_hash": "abc123"})
-    exp = ExperimentPaths(tmp_path / "exp")
-    pl = plan(cfgs, exp)
-    kinds = lambda cs: sorted(c.method if c.stage == "segmenter" else "regressor" for c in cs)  # noqa: E731
-    assert kinds(pl.phase1) == ["fs", "oracle", "regressor"] and pl.phase1[0].stage == "regressor"
-    assert kinds(pl.phase2) == ["proposals", "proposed"] and pl.finished == []
-    # prerequisites of phase 2 are exactly phase-1 runs
-    assert {p.run_id for c in pl.phase2 for p in c.prerequisites()} <= {c.run_id for c in pl.phase1}
-    fs = next(c for c in pl.phase1 if c.method == "fs")
-    exp.run(fs.run_id).root.mkdir(parents=True)
-    exp.run(fs.run_id).summary.write_text("{}")
-    pl2 = plan(cfgs, exp)
-    assert [c.run_id for c in pl2.finished] == [fs.run_id] and len(pl2.phase1) == 2 and len(pl2.phase2) == 2
+    cfgs = [
+        RunConfig.from_preset("smoke", method="fs", seed=s, data=data, data_hash=data_hash) for s in (1, 2, 3)
+    ]
+    ids = [c.run_id for c in cfgs]
+    return Plan(
+        runs=dict(zip(ids, cfgs, strict=True)),
+        requested=[ids[2]],
+        deps={ids[0]: [], ids[1]: [ids[0]], ids[2]: [ids[1]]},
+    )
+
+
+def test_array_mode_one_array_per_dependency_level(prepared_small, tmp_path, monkeypatch):
+    """Array mode chains one array per level of the plan, each after the previous one; finished runs are
+    skipped and their dependants move up a level."""
+    import slurm.submit as submit_mod
+    from search_spaces.expand import expand, resolve
+    from suite.experiment_spec import ExperimentSpec
+
+    spec = ExperimentSpec(data=str(prepared_small), out=str(tmp_path), labeled=(5,))
+    real = expand(spec)
+    plan = _three_level_plan(real.spec.data, real.data_hash)
+    monkeypatch.setattr(
+        submit_mod, "expand", lambda s, configs=None: dataclasses.replace(real, spec=resolve(s), plan=plan)
+    )
+    sub = submit_mod.submit(spec, load_profile("local"), "array", dry_run=True)
+    a, b, c = list(plan.runs)
+    assert sub.levels == [[a], [b], [c]] and sub.finished == []
+    text = sub.dry_run_text
+    assert (
+        "# array 3: 1 task(s), runs that need phase 2, at most 2 at once, --dependency=afterany:<array 2>"
+        in text
+    )
+    assert "#SBATCH --dependency='afterany:<array 1 job id>'\n" in text
+    assert "#SBATCH --dependency='afterany:<array 2 job id>'\n" in text
+    exp = real.exp
+    exp.run(a).root.mkdir(parents=True)
+    exp.run(a).summary.write_text("{}")
+    sub = submit_mod.submit(spec, load_profile("local"), "array", dry_run=True)
+    assert sub.levels == [[b], [c]] and sub.finished == [a]
+
+
+def test_array_and_ray_options_refused_from_python(prepared_small, tmp_path):
+    """The SLURM API refuses what the CLI refuses (one line, before anything is written)."""
+    from slurm.submit import submit
+    from suite.experiment_spec import ExperimentSpec
+
+    spec = ExperimentSpec(data=str(prepared_small), out=str(tmp_path / "r"))
+    local = load_profile("local")
+    with pytest.raises(InputError, match=r"--gpus-per-trial/--workers-per-trial apply to --mode ray"):
+        submit(spec.replace(gpus_per_trial=1.0, workers_per_trial=2), local, "array", dry_run=True)
+    with pytest.raises(InputError, match=r"--max-parallel applies to --mode array"):
+        submit(spec, local, "ray", dry_run=True, max_parallel=2)
+    with pytest.raises(InputError, match=r"--max-parallel 0: must be a whole number >= 1"):
+        submit(spec, local, "array", dry_run=True, max_parallel=0)
+    with pytest.raises(InputError, match=r"address='auto': set by the allocation job"):
+        submit(spec.replace(address="auto"), local, "ray", dry_run=True)
+    with pytest.raises(InputError, match=r"explicit run configs need --mode array"):
+        submit(spec, local, "ray", dry_run=True, configs=[])
+    assert not (tmp_path / "r").exists()
 
 
 def test_jobcomp_and_states(tmp_path):
@@ -269,7 +336,7 @@ def test_cli_rejects_bad_combinations(prepared_small, tmp_path, capsys):
 def test_ray_node_commands_one_host_two_nodes(monkeypatch):
     """Head and worker of a two-node Ray cluster on one host: srun steps that overlap the allocation, the
     worker joins the head's address, and the two raylets get disjoint worker-port ranges."""
-    from slurm.launch import RayNodes
+    from slurm.ray_cluster import RayNodes
 
     monkeypatch.setenv("SUBMITIT_FOLDER", "/tmp/x/jobs/%j")
     nodes = RayNodes(["localhost", "localhost"], job_tag="7", port=6999, cpus=1)
@@ -298,7 +365,7 @@ def test_ray_node_processes_ignore_the_preemption_signal(monkeypatch):
     import subprocess
     import sys
 
-    from slurm.launch import RayNodes
+    from slurm.ray_cluster import RayNodes
 
     monkeypatch.setenv("SUBMITIT_FOLDER", "/tmp/x/jobs/%j")
     cmd = RayNodes(["localhost"], job_tag="7", port=6999).command(0)
@@ -312,10 +379,10 @@ def test_ray_node_processes_ignore_the_preemption_signal(monkeypatch):
 def test_ray_start_env_drops_local_mode_settings(monkeypatch):
     """A job submitted from a process that ran a local Ray inherits RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0; with
     it, `ray start --address` on a worker node refuses to join (the once-unexplained two-node failure)."""
-    from slurm.launch import _cluster_env
+    from slurm.ray_cluster import cluster_env
 
     monkeypatch.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    env = _cluster_env()
+    env = cluster_env()
     assert "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER" not in env and env["OMP_WAIT_POLICY"] == "PASSIVE"
 
 

@@ -1,4 +1,4 @@
-"""Training runs (issue 3): run machinery units, which images reach which loss, and end-to-end smoke runs.
+"""Training runs: run machinery units, which images reach which loss, and end-to-end smoke runs.
 
 The end-to-end tests use the ``smoke`` preset at 32×32 (``image_size=32``), one thread, two segmenter epochs,
 one regressor epoch and large batches on the small prepared phantom (``prepared_small``) so the default suite
@@ -25,27 +25,16 @@ from suite.stages.checkpoint import load_checkpoint, rng_state, save_checkpoint,
 from suite.stages.lr_rules import CodeRule, MultiStepRule, PlateauRule
 from suite.stages.metrics_log import MetricsWriter, read_metrics
 from suite.stages.runner import open_data
+from suite.testing.small_runs import small_run_config
 
-# few, larger batches: the number of optimiser steps is what costs on a contended CPU
-SMOKE = dict(
-    image_size=32,
-    threads=1,
-    device="cpu",
-    seg_epochs=2,
-    reg_epochs=1,
-    reg_aug_copies=1,
-    n_labeled=5,
-    seed=0,
-    seg_batch=8,
-    unl_batch=64,
-)
+SMOKE = dict(seg_epochs=2, reg_epochs=1, reg_aug_copies=1)
 
 SEG_RUN_METRICS = {"loss_ce", "loss_penalty", "loss_total", "lr", "epoch_time_s"}
 SEG_VAL_VOLUME_METRICS = {"dice", "dice2d", "lv_volume_pred_ml", "lv_volume_true_ml"}
 
 
 def smoke_cfg(data: Path, **kw) -> RunConfig:
-    return RunConfig.from_preset("smoke", data=str(data), **{**SMOKE, **kw})
+    return small_run_config(data, **{**SMOKE, **kw})
 
 
 # ------------------------------------------------------------------------------------------------ units

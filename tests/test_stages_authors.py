@@ -7,22 +7,11 @@ import json
 
 import numpy as np
 
-from suite.config import RunConfig
 from suite.paths import ExperimentPaths
 from suite.stages import execute
+from suite.testing.small_runs import small_run_config
 
-TINY = dict(
-    image_size=32,
-    threads=1,
-    device="cpu",
-    seg_epochs=1,
-    reg_epochs=1,
-    reg_aug_copies=2,
-    n_labeled=5,
-    seed=0,
-    seg_batch=8,
-    unl_batch=64,
-)
+TINY = dict(seg_epochs=1, reg_epochs=1, reg_aug_copies=2)
 
 
 def test_authors_segmenter_and_head_train_every_method(prepared_small, tmp_path):
@@ -30,7 +19,7 @@ def test_authors_segmenter_and_head_train_every_method(prepared_small, tmp_path)
     authors = dict(seg_arch="enet-authors", seg_out_channels=4, seg_width=1.0, reg_loss_reduction="sum")
     runs = {}
     for method in ("fs", "oracle", "proposed", "proposals"):
-        cfg = RunConfig.from_preset("smoke", data=str(prepared_small), method=method, **TINY, **authors)
+        cfg = small_run_config(prepared_small, method=method, **TINY, **authors)
         paths = runs[method] = execute(cfg, exp)
         assert paths.status() == "finished", method
         written = json.loads(paths.config.read_text())
@@ -50,9 +39,7 @@ def test_authors_segmenter_and_head_train_every_method(prepared_small, tmp_path)
 
 
 def test_regressor_nearest_augmentation_and_summed_loss_change_the_run(prepared_small, tmp_path):
-    base = RunConfig.from_preset(
-        "smoke", data=str(prepared_small), stage="regressor", method="regressor", **TINY
-    )
+    base = small_run_config(prepared_small, stage="regressor", method="regressor", **TINY)
     variant = base.replace(reg_aug_interp="nearest", reg_loss_reduction="sum", reg_aug_copies=3)
     assert variant.run_id != base.run_id
     paths = execute(variant, tmp_path)

@@ -34,14 +34,17 @@ def _has_epoch0(path: Path) -> bool:
 
 
 def measure(mode: str, data: str, profile_name: str, out: Path, timeout_s: float) -> dict:
-    from slurm.launch import Request, submit
     from slurm.profiles import load_profile
+    from slurm.submit import submit
     from slurm.watch import read_squeue
     from suite.config import RunConfig
     from suite.data.dataset import PreparedData
+    from suite.experiment_spec import ExperimentSpec
 
     exp = out / f"bench-{mode}"
-    req = Request(experiment=str(exp), data=data, space="smoke", seeds=(0,), labeled=(5,))
+    spec = ExperimentSpec(
+        data=data, space="smoke", seeds=(0,), labeled=(5,), out=str(out), experiment=exp.name
+    )
     profile = load_profile(profile_name)
     configs = None
     if mode == "array":
@@ -56,7 +59,7 @@ def measure(mode: str, data: str, profile_name: str, out: Path, timeout_s: float
             )
         ]
     t0 = time.time()
-    sub = submit(req, profile, mode, configs=configs)
+    sub = submit(spec, profile, mode, configs=configs)
     job_id = sub.jobs[0].job_id
     marks: dict[str, float] = {}
     runs = exp / "runs"

@@ -8,7 +8,7 @@
 # Environment: SUITE_SLURM_DIR (state, logs, pid files, config; default /tmp/suite-slurm),
 #              SUITE_SLURM_WAIT_S (how long to wait for the node to become idle; default 60).
 # Writes $SUITE_SLURM_DIR/start.status: "starting", then "ready" or "failed: <reason>" (tests read it).
-# The config follows ../shared/notes/slurm-local-cluster.md: proctrack/linuxproc, task/none, no accounting,
+# A minimal one-node config: proctrack/linuxproc, task/none, no accounting,
 # jobcomp/filetxt (a completion log that stands in for sacct), cons_tres with a default memory per CPU so jobs
 # share the node, fast scheduling, cred_expire=5 so that requeued jobs restart in seconds.
 set -euo pipefail

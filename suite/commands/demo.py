@@ -17,6 +17,7 @@ import argparse
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger("suite.demo")
 
@@ -50,7 +51,7 @@ def _banner(text: str) -> None:
 def run(args: argparse.Namespace) -> int:
     from suite.commands.info import summary
     from suite.data.dataset import PreparedData
-    from suite.data.phantom import write_cohort
+    from suite.data.phantom.cohort import write_cohort
     from suite.data.prepare import prepare
 
     t_start = time.perf_counter()
@@ -82,20 +83,17 @@ def run(args: argparse.Namespace) -> int:
         f"({'standalone' if args.no_ray else 'Ray Tune'})"
     )
     t = time.perf_counter()
-    experiment = f"{args.space}-{args.preset}"
+    from suite.experiment_spec import ExperimentSpec
+
+    spec = ExperimentSpec(
+        data=str(prepared_dir), space=args.space, preset=args.preset, seeds=args.seeds, out=str(results)
+    )
     if args.no_ray:
-        exp_root = _run_standalone(prepared_dir, args.space, args.preset, args.seeds, results / experiment)
+        exp_root = _run_standalone(spec)
     else:
         from search_spaces.driver import run_experiment
 
-        res = run_experiment(
-            prepared_dir,
-            space=args.space,
-            preset=args.preset,
-            seeds=args.seeds,
-            out=results,
-            experiment=experiment,
-        )
+        res = run_experiment(spec)
         exp_root = Path(res["experiment"])
         print(
             f"   {res['total']} runs: {res['already_finished']} already finished, {res['finished_now']} "
@@ -120,17 +118,14 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_standalone(prepared: Path, space: str, preset: str, seeds: list[int], exp_root: Path) -> Path:
-    from search_spaces import get_space
-    from suite.data.dataset import PreparedData
+def _run_standalone(spec: Any) -> Path:
+    from search_spaces.expand import expand
     from suite.stages import execute
 
-    data = PreparedData.open(prepared)
-    for cfg in get_space(space).configs(
-        preset, seeds, base={"data": str(prepared), "data_hash": data.data_hash}
-    ):
-        execute(cfg, exp_root)
-    return exp_root
+    planned = expand(spec)
+    for rid in planned.plan.requested:  # execute builds each run's prerequisites first
+        execute(planned.plan.runs[rid], planned.exp.root)
+    return planned.exp.root
 
 
 def _print_last_epoch(exp_root: Path) -> None:

@@ -31,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import time
 
-    from suite.data.phantom import write_cohort
+    from suite.data.phantom.cohort import write_cohort
 
     t0 = time.perf_counter()
     out = write_cohort(

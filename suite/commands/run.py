@@ -5,7 +5,7 @@
 
 The config is built in this order: the preset (``--preset``, default ``paper``) or a YAML ``--config`` file
 (which may name its own preset), then the explicit options, then ``--set key=value`` overrides. ``OUT`` is an
-experiment folder: the run goes to ``OUT/runs/<run_id>/`` and ``OUT/experiment.json`` is written when absent.
+experiment folder: the run goes to ``OUT/runs/<run_id>/`` and is recorded in ``OUT/experiment.json``.
 A finished run is skipped, a partial one resumed.
 
 Before training, the plan goes to the log (stderr): the runs in order, prerequisites first, with stage,
@@ -19,9 +19,10 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+from suite.commands._experiment_args import add_overrides_arg
 
 log = logging.getLogger("suite.commands.run")
 
@@ -60,14 +61,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--split-seed", dest="split_seed", type=int)
     p.add_argument("--preset", help="named preset (paper, code, smoke, fidelity); default paper")
     p.add_argument("--config", help="YAML file of config keys (may name a preset)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key (repeatable), e.g. --set seg_epochs=10; --list-keys lists the keys",
-    )
+    add_overrides_arg(p, "override a config key")
     p.add_argument(
         "--list-keys",
         dest="list_keys",
@@ -118,27 +112,25 @@ def build_config(args: argparse.Namespace) -> Any:
 
 
 def write_experiment(out: Path, cfg: Any, data_hash: str) -> None:
-    """``OUT/experiment.json`` (launcher local) when absent."""
-    from suite.atomic import write_json_atomic
+    """Record this run in ``OUT/experiment.json`` (launcher local; merged with what the folder holds)."""
+    from suite.experiment import ExperimentRecord, now_iso, record_launch, run_entry
     from suite.paths import ExperimentPaths
     from suite.provenance import git_sha, versions
 
     exp = ExperimentPaths(out)
-    if exp.experiment.exists():
-        return
-    write_json_atomic(
-        exp.experiment,
-        {
-            "launcher": "local",
-            "preset": cfg.preset,
-            "data": cfg.data,
-            "data_hash": data_hash,
-            "git_sha": git_sha(),
-            "versions": versions(),
-            "command": ["suite", *sys.argv[1:]],
-            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        },
+    record = ExperimentRecord(
+        name=exp.root.resolve().name,
+        launcher="local",
+        data=cfg.data,
+        data_hash=data_hash,
+        preset=cfg.preset,
+        seeds=[cfg.seed],
+        labeled=[cfg.n_labeled],
+        git_sha=git_sha(),
+        versions=versions(),
+        runs={cfg.run_id: run_entry(cfg, requested=True)},
     )
+    record_launch(exp, record, {"at": now_iso(), "launcher": "local", "command": ["suite", *sys.argv[1:]]})
 
 
 # exit code of a run that stopped before its last epoch (SIGTERM, SIGUSR1, --stop-after-epoch): EX_TEMPFAIL,

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
+
+from suite.commands._experiment_args import add_experiment_args, add_ray_args, spec_from_args
 
 DESCRIPTION = """\
 Run an experiment (the same options as `suite tune`) on a SLURM cluster.
@@ -14,8 +15,9 @@ modes:
   --mode ray    one allocation, Ray inside (default): one job; on one node Ray runs locally, on several
                 nodes the Ray head starts on the first host and a worker on each other host (srun), and the
                 same Tune driver as `suite tune` runs against that cluster.
-  --mode array  no Ray: one array task per run; regressors, FS models and other independent runs first,
-                then the runs that need them (--dependency=afterany); --max-parallel caps running tasks.
+  --mode array  no Ray: one array task per run, one array per dependency level: regressors, FS models and
+                other independent runs first, then the runs that need them (--dependency=afterany on the
+                previous array); --max-parallel caps running tasks.
 
 profiles (--profile NAME or a YAML file): partition, account, qos, nodes, gpus_per_node, cpus_per_task,
 mem, time, constraint, extra_sbatch, setup, signal_delay_s, max_requeues, array_parallelism, python.
@@ -81,37 +83,14 @@ def register(subparsers: Any) -> None:
         metavar="NAME|FILE.yaml",
         help=f"resource profile: {', '.join(available_profiles())} or a YAML file (default: local)",
     )
-    s.add_argument("--data", required=True, help="prepared dataset (suite prepare), on a shared filesystem")
-    s.add_argument("--space", default="smoke", help="search space (default: smoke)")
-    s.add_argument("--preset", default=None, help="config preset (default: the space's)")
-    s.add_argument("--seeds", type=int, nargs="+", default=None, help="training seeds (default: the space's)")
-    s.add_argument(
-        "--labeled", type=int, nargs="+", default=None, help="labeled counts n (default: the space's)"
-    )
-    s.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="config override (repeatable), e.g. --set seg_epochs=10",
-    )
-    s.add_argument("--out", required=True, help="results folder; the experiment goes to OUT/<experiment>/")
-    s.add_argument("--experiment", default=None, help="experiment folder name (default: <space>-<preset>)")
+    add_experiment_args(s)
     s.add_argument(
         "--max-parallel",
         type=int,
         default=None,
         help="array mode: at most this many array tasks at once (default: the profile's)",
     )
-    s.add_argument("--max-concurrent", type=int, default=None, help="ray mode: concurrent trials")
-    s.add_argument(
-        "--gpus-per-trial",
-        type=float,
-        default=None,
-        help="ray mode: GPUs per trial, fractions pack trials on a GPU (e.g. 0.25)",
-    )
-    s.add_argument("--workers-per-trial", type=int, default=None, help="ray mode: DDP workers per trial")
+    add_ray_args(s, prefix="ray mode: ")
     s.add_argument(
         "--dry-run", action="store_true", help="print the sbatch script(s) and the job layout; submit nothing"
     )
@@ -129,62 +108,18 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
-def _request(args: argparse.Namespace) -> Any:
-    from search_spaces import get_space
-    from slurm.launch import Request
-    from suite.errors import InputError
-
-    sp = get_space(args.space)
-    preset = args.preset or sp.default_preset
-    name = args.experiment or f"{args.space}-{preset}"
-    if "/" in name or name.startswith("."):
-        raise InputError(f"--experiment {name!r}: a folder name without '/' and not starting with '.'")
-    data = Path(args.data).resolve()
-    return Request(
-        experiment=str(Path(args.out).resolve() / name),
-        data=str(data),
-        space=args.space,
-        preset=args.preset,
-        seeds=tuple(args.seeds) if args.seeds else None,
-        labeled=tuple(args.labeled) if args.labeled else None,
-        overrides=tuple(args.overrides),
-        max_concurrent=args.max_concurrent,
-        gpus_per_trial=args.gpus_per_trial,
-        workers_per_trial=args.workers_per_trial,
-    )
-
-
 def handle_submit(args: argparse.Namespace) -> int:
-    from slurm.launch import submit, wait
     from slurm.profiles import load_profile
-    from suite.errors import InputError
-    from suite.paths import ExperimentPaths
+    from slurm.submit import submit, wait
 
     profile = load_profile(args.profile)
-    profile.check_mode(args.mode)
-    if args.mode == "ray" and args.max_parallel is not None:
-        raise InputError("--max-parallel applies to --mode array; use --max-concurrent for ray mode")
-    if args.mode == "array" and any(
-        v is not None for v in (args.max_concurrent, args.gpus_per_trial, args.workers_per_trial)
-    ):
-        raise InputError(
-            "--max-concurrent/--gpus-per-trial/--workers-per-trial apply to --mode ray; for "
-            "--mode array set the resources of each task in the profile"
-        )
-    req = _request(args)
-    if not args.dry_run:
-        import shutil
-
-        if shutil.which("sbatch") is None:
-            raise InputError(
-                "sbatch not found: run on a SLURM login node (or start a local cluster with "
-                "slurm/testing/start-local-cluster.sh), or use --dry-run"
-            )
-    sub = submit(req, profile, args.mode, dry_run=args.dry_run, max_parallel=args.max_parallel)
+    sub = submit(
+        spec_from_args(args), profile, args.mode, dry_run=args.dry_run, max_parallel=args.max_parallel
+    )
     if args.dry_run:
         print(sub.dry_run_text)
         return 0
-    exp = ExperimentPaths(Path(req.experiment))
+    exp = sub.exp
     if not sub.jobs:
         print(f"{exp.root}: every run is finished; nothing submitted")
         return 0
@@ -192,13 +127,12 @@ def handle_submit(args: argparse.Namespace) -> int:
     print(f"record: {exp.slurm_dir / 'submissions.jsonl'}; progress: suite slurm status {exp.root}")
     if not args.wait:
         return 0
-    outcomes = wait(sub, exp)
+    outcomes = wait(sub)
     bad = 0
     for o in outcomes:
         if args.mode == "ray":
-            res = o
-            print(f"allocation job {res.job_id}: {'ok' if res.ok else 'FAILED'} {res.error}".rstrip())
-            bad += 0 if res.ok else 1
+            print(f"allocation job {o.job_id}: {'ok' if o.ok else 'FAILED'} {o.error}".rstrip())
+            bad += 0 if o.ok else 1
             continue
         if not o.ok:
             bad += 1

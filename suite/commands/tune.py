@@ -4,9 +4,11 @@
 
 Every run of the space (plus the regressors and FS models the Proposed / Proposals runs need, trained once
 each) lands in RESULTS/<experiment>/runs/<run_id>/, the same directories a standalone ``suite run`` writes.
-<experiment> defaults to <space>-<preset>. Prerequisites run first (phase 1: regressors, FS, Oracle;
-phase 2: Proposed, Proposals). Launching the same command again skips finished runs and resumes partial
-ones from their last checkpoint; --resume also restores the Tune experiments a killed driver left behind.
+<experiment> defaults to <space>-<preset>. A run starts as soon as its prerequisites (the regressor of a
+Proposed run, the FS model of a Proposals run) have finished and a slot is free, the longest ready run
+first. Launching the same command again skips finished runs and resumes partial
+ones from their last checkpoint (--resume says the same explicitly). Only the run directories are read:
+Tune's pickled experiment state is never restored.
 A failed run is reported with its log path and does not stop the others (exit code 1 at the end).
 
 spaces:
@@ -40,6 +42,8 @@ import logging
 import sys
 from typing import Any
 
+from suite.commands._experiment_args import add_experiment_args, add_ray_args, spec_from_args
+
 log = logging.getLogger("suite.commands.tune")
 
 
@@ -50,108 +54,15 @@ def register(subparsers: Any) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--data", required=True, help="prepared dataset folder (made by suite prepare)")
-    p.add_argument(
-        "--space",
-        default="smoke",
-        help="search space: paper, sensitivity, splits, smoke, fidelity (default smoke)",
-    )
-    p.add_argument("--preset", help="config preset (default: the space's own: paper, or smoke/fidelity)")
-    p.add_argument("--seeds", type=int, nargs="+", metavar="S", help="training seeds (default: the space's)")
-    p.add_argument(
-        "--labeled",
-        type=int,
-        nargs="+",
-        metavar="N",
-        help="replace the space's n-labeled values (paper scale, e.g. --labeled 5 10)",
-    )
-    p.add_argument(
-        "--methods",
-        nargs="+",
-        metavar="M",
-        help="keep only these segmenter methods of the space (fs proposals proposed oracle)",
-    )
-    p.add_argument("--out", required=True, help="results folder; the experiment goes to OUT/<experiment>/")
-    p.add_argument("--experiment", help="experiment folder name (default <space>-<preset>)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key for every run (repeatable), e.g. --set seg_epochs=10",
-    )
+    add_experiment_args(p)
     p.add_argument("--address", help="join a running Ray cluster (host:port or auto) instead of starting one")
-    p.add_argument(
-        "--gpus-per-trial",
-        dest="gpus_per_trial",
-        type=float,
-        default=0.0,
-        metavar="G",
-        help="GPUs per trial (fractions share a GPU), per worker with --workers-per-trial",
-    )
-    p.add_argument(
-        "--workers-per-trial",
-        dest="workers_per_trial",
-        type=int,
-        default=1,
-        metavar="K",
-        help="DDP workers per run through Ray Train (default 1: no Train start-up)",
-    )
-    p.add_argument(
-        "--cpus-per-trial",
-        dest="cpus_per_trial",
-        type=float,
-        metavar="C",
-        help="CPUs reserved per trial (per worker with DDP); default the config's threads",
-    )
-    p.add_argument(
-        "--max-concurrent",
-        dest="max_concurrent",
-        type=int,
-        metavar="K",
-        help="at most K trials at once (default: as many as the CPUs/GPUs fit)",
-    )
-    p.add_argument(
-        "--max-failures",
-        dest="max_failures",
-        type=int,
-        default=1,
-        metavar="M",
-        help="retries of a crashed trial / worker group from its last checkpoint (default 1)",
-    )
+    add_ray_args(p)
     p.add_argument(
         "--resume",
         action="store_true",
-        help="also restore the Tune experiments of a killed launch (finished runs are never "
-        "repeated either way)",
-    )
-    p.add_argument(
-        "--search",
-        choices=["grid", "random"],
-        default="grid",
-        help="random: sample gamma and lambda with Ray Tune's samplers (space sensitivity)",
-    )
-    p.add_argument(
-        "--num-samples",
-        dest="num_samples",
-        type=int,
-        metavar="K",
-        help="random search: number of (gamma, lambda) draws (default 10)",
-    )
-    p.add_argument(
-        "--search-seed",
-        dest="search_seed",
-        type=int,
-        default=0,
-        help="random search: seed of the draws (recorded in experiment.json)",
-    )
-    p.add_argument(
-        "--use-train",
-        dest="use_train",
-        action="store_true",
         default=None,
-        help="run single-worker trials through Ray Train too (slower start-up; same numbers)",
+        help="finish a killed launch: the same as launching again (finished runs are skipped, partial ones "
+        "resume from their run directory's checkpoint; Tune's pickled state is never read)",
     )
     p.add_argument("--num-cpus", dest="num_cpus", type=int, help="local Ray only: use at most this many CPUs")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -161,29 +72,7 @@ def register(subparsers: Any) -> None:
 def handle(args: argparse.Namespace) -> int:
     from search_spaces.driver import run_experiment
 
-    summary = run_experiment(
-        args.data,
-        args.space,
-        args.preset,
-        args.seeds,
-        args.out,
-        experiment=args.experiment,
-        address=args.address,
-        gpus_per_trial=args.gpus_per_trial,
-        workers_per_trial=args.workers_per_trial,
-        cpus_per_trial=args.cpus_per_trial,
-        max_concurrent=args.max_concurrent,
-        resume=args.resume,
-        overrides=args.overrides,
-        labeled=args.labeled,
-        methods=args.methods,
-        search=args.search,
-        num_samples=args.num_samples,
-        search_seed=args.search_seed,
-        max_failures=args.max_failures,
-        use_train=args.use_train,
-        num_cpus=args.num_cpus,
-    )
+    summary = run_experiment(spec_from_args(args))
     if args.json:
         print(json.dumps(summary, indent=2, sort_keys=True, default=str))
     else:

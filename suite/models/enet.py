@@ -31,6 +31,8 @@ channels and 12 classes, as for CamVid); the ENet paper's Table 3 gives 0.37 M (
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -52,6 +54,34 @@ STAGE23 = (
 
 def _act(channels: int, relu: bool) -> nn.Module:
     return nn.ReLU(inplace=True) if relu else nn.PReLU(channels)
+
+
+def _branch(
+    projection: nn.Module,
+    main: Sequence[nn.Module],
+    internal: int,
+    out_channels: int,
+    relu: bool,
+    dropout: float | None,
+) -> nn.Sequential:
+    """A bottleneck's residual branch: projection, BN, activation, main conv(s), BN, activation, 1×1
+    expansion, BN, then spatial dropout (none when ``dropout`` is None, as in the upsampling bottleneck).
+
+    The convolutions are built by the caller, so each block keeps the order in which it draws their initial
+    weights; the state-dict keys (``branch.0`` …) are those of the layers in this order."""
+    layers = [
+        projection,
+        nn.BatchNorm2d(internal, eps=BN_EPS),
+        _act(internal, relu),
+        *main,
+        nn.BatchNorm2d(internal, eps=BN_EPS),
+        _act(internal, relu),
+        nn.Conv2d(internal, out_channels, 1, bias=False),
+        nn.BatchNorm2d(out_channels, eps=BN_EPS),
+    ]
+    if dropout is not None:
+        layers.append(nn.Dropout2d(dropout))
+    return nn.Sequential(*layers)
 
 
 class InitialBlock(nn.Module):
@@ -95,17 +125,8 @@ class Bottleneck(nn.Module):
             ]
         else:
             raise ValueError(f"unknown ENet bottleneck kind {kind!r}")
-        self.branch = nn.Sequential(
-            nn.Conv2d(channels, internal, 1, bias=False),
-            nn.BatchNorm2d(internal, eps=BN_EPS),
-            _act(internal, relu),
-            *main,
-            nn.BatchNorm2d(internal, eps=BN_EPS),
-            _act(internal, relu),
-            nn.Conv2d(internal, channels, 1, bias=False),
-            nn.BatchNorm2d(channels, eps=BN_EPS),
-            nn.Dropout2d(dropout),
-        )
+        projection = nn.Conv2d(channels, internal, 1, bias=False)
+        self.branch = _branch(projection, main, internal, channels, relu, dropout)
         self.out_act = _act(channels, relu)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -125,17 +146,9 @@ class DownsamplingBottleneck(nn.Module):
         self.extra = out_channels - in_channels
         if self.extra < 0:
             raise ValueError("ENet downsampling bottleneck cannot reduce channels")
-        self.branch = nn.Sequential(
-            nn.Conv2d(in_channels, internal, 2, stride=2, bias=False),
-            nn.BatchNorm2d(internal, eps=BN_EPS),
-            _act(internal, relu),
-            nn.Conv2d(internal, internal, 3, padding=1),
-            nn.BatchNorm2d(internal, eps=BN_EPS),
-            _act(internal, relu),
-            nn.Conv2d(internal, out_channels, 1, bias=False),
-            nn.BatchNorm2d(out_channels, eps=BN_EPS),
-            nn.Dropout2d(dropout),
-        )
+        projection = nn.Conv2d(in_channels, internal, 2, stride=2, bias=False)
+        main = [nn.Conv2d(internal, internal, 3, padding=1)]
+        self.branch = _branch(projection, main, internal, out_channels, relu, dropout)
         self.out_act = _act(out_channels, relu)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -155,16 +168,9 @@ class UpsamplingBottleneck(nn.Module):
             nn.Conv2d(in_channels, out_channels, 1, bias=False),
             nn.BatchNorm2d(out_channels, eps=BN_EPS),
         )
-        self.branch = nn.Sequential(
-            nn.Conv2d(in_channels, internal, 1, bias=False),
-            nn.BatchNorm2d(internal, eps=BN_EPS),
-            _act(internal, relu),
-            nn.ConvTranspose2d(internal, internal, 3, stride=2, padding=1, output_padding=1),
-            nn.BatchNorm2d(internal, eps=BN_EPS),
-            _act(internal, relu),
-            nn.Conv2d(internal, out_channels, 1, bias=False),
-            nn.BatchNorm2d(out_channels, eps=BN_EPS),
-        )
+        projection = nn.Conv2d(in_channels, internal, 1, bias=False)
+        main = [nn.ConvTranspose2d(internal, internal, 3, stride=2, padding=1, output_padding=1)]
+        self.branch = _branch(projection, main, internal, out_channels, relu, dropout=None)
         self.out_act = _act(out_channels, relu)
 
     def forward(self, x: Tensor, indices: Tensor) -> Tensor:

@@ -43,21 +43,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+# (kind, dilation) of bottlenecks x.1–x.8 in stages 2 and 3: the same sequence as Paszke et al.'s ENet
+from suite.models.enet import STAGE23
+
 WIDTHS = (16, 64, 128)
 PROJECTION = 4
 DROPOUT_STAGE1 = 0.01
 DROPOUT = 0.1
 DROPOUT_FIXED = 0.01  # the downsampling, dilated and upsampling bottlenecks hard-code it
-STAGE23 = (  # (kind, dilation) of bottlenecks x.1–x.8 in stages 2 and 3
-    ("regular", 1),
-    ("dilated", 2),
-    ("asymmetric", 5),
-    ("dilated", 4),
-    ("regular", 1),
-    ("dilated", 8),
-    ("asymmetric", 5),
-    ("dilated", 16),
-)
 
 
 def unit(cin: int, cout: int, kernel: int = 1, *, stride: int = 1, dilation: int = 1) -> nn.Sequential:

@@ -16,6 +16,16 @@ from torch import Tensor, nn
 from torchvision.models.resnet import Bottleneck, ResNet
 
 
+def check_resnext_shape(layers: Sequence[int], groups: int, width_per_group: int) -> None:
+    """Refuse a ResNeXt that cannot be built: 4 stage depths >= 1, groups and width per group >= 1."""
+    if len(layers) != 4 or any(int(n) < 1 for n in layers):
+        raise ValueError(f"ResNeXt needs 4 stage depths >= 1, got {list(layers)}")
+    if groups < 1 or width_per_group < 1:
+        raise ValueError(
+            f"ResNeXt needs groups >= 1 and width_per_group >= 1, got {groups}, {width_per_group}"
+        )
+
+
 class SizeRegressor(nn.Module):
     """ResNeXt with a 1-channel stem and a scalar head: (B, 1, H, W) → (B,) predicted LV size in pixels."""
 
@@ -27,12 +37,7 @@ class SizeRegressor(nn.Module):
         in_channels: int = 1,
     ) -> None:
         super().__init__()
-        if len(layers) != 4 or any(int(n) < 1 for n in layers):
-            raise ValueError(f"ResNeXt needs 4 stage depths >= 1, got {list(layers)}")
-        if groups < 1 or width_per_group < 1:
-            raise ValueError(
-                f"ResNeXt needs groups >= 1 and width_per_group >= 1, got {groups}, {width_per_group}"
-            )
+        check_resnext_shape(layers, groups, width_per_group)
         net = ResNet(
             Bottleneck,
             [int(n) for n in layers],

@@ -25,6 +25,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.models.resnet import Bottleneck
 
+from suite.models.resnext import check_resnext_shape
+
 OUTPUTS = 4  # one per ACDC label
 LV_OUTPUT = 3  # the column their code trains (--idc 3) and reads
 RESIDUAL_DROPOUT = 0.5
@@ -50,12 +52,7 @@ class ResNeXtAuthors(nn.Module):
         self, layers: Sequence[int] = (3, 4, 23, 3), groups: int = 32, width_per_group: int = 4
     ) -> None:
         super().__init__()
-        if len(layers) != 4 or any(int(n) < 1 for n in layers):
-            raise ValueError(f"ResNeXt needs 4 stage depths >= 1, got {list(layers)}")
-        if groups < 1 or width_per_group < 1:
-            raise ValueError(
-                f"ResNeXt needs groups >= 1 and width_per_group >= 1, got {groups}, {width_per_group}"
-            )
+        check_resnext_shape(layers, groups, width_per_group)
         self.groups, self.width_per_group, self.inplanes = int(groups), int(width_per_group), 64
         self.conv1 = nn.Conv2d(1, 64, 7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)

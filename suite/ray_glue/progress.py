@@ -1,10 +1,9 @@
 """The suite's single progress line, and the Tune callback that feeds it from a running Tune experiment.
 
 This module imports ``ray.tune`` (seconds) at the top because :class:`ProgressCallback` subclasses its
-``Callback``; only the Ray glue and the Tune driver import it. A Tune experiment pickles its callbacks, and a
-restored one unpickles them by reference in the new driver process, so the callback is an ordinary
-module-level class that carries no state across pickling and reports to the progress line of the driver
-process that restored it (:func:`set_active_progress`).
+``Callback``; only the Ray glue and the Tune driver import it. A Tune experiment pickles its callbacks (the
+suite never restores one), so the callback is an ordinary module-level class that carries no state across
+pickling and reports to the progress line of the driver process (:func:`set_active_progress`).
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ from suite.log import progress_enabled
 class Progress:
     """Counts for the suite's single progress line (shared by the driver and the Tune callback).
 
-    Runs are counted by run id, never by event: a restored Tune experiment re-reports trials of runs that
+    Runs are counted by run id, never by event: a retried or requeued trial re-reports runs that
     finished before (skipped in a second), and one run can end in several rounds; neither counts twice."""
 
     label: str
@@ -86,6 +85,11 @@ def set_active_progress(progress: Progress | None) -> None:
     """The progress line every :class:`ProgressCallback` of this process reports to from now on."""
     global _active_progress
     _active_progress = progress
+
+
+def active_progress() -> Progress | None:
+    """The progress line set by :func:`set_active_progress` (None outside a driver)."""
+    return _active_progress
 
 
 def trial_run_id(config: dict | None) -> str | None:

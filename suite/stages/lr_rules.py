@@ -67,7 +67,7 @@ class CodeRule(LrRule):
     """The authors' public code: after epoch e, halve when ``e % (best_epoch + patience) == 0``.
 
     Evaluated after the best epoch has been updated with epoch e, so it halves after epoch 0
-    (0 % anything == 0) and then at the multiples of ``best_epoch + 20`` (DESIGN.md section 4).
+    (0 % anything == 0) and then at the multiples of ``best_epoch + patience`` (patience 20 by default).
     """
 
     def __init__(self, base_lr: float, patience: int, factor: float) -> None:

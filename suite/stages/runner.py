@@ -162,6 +162,7 @@ def _execute_locked(
                 "device": str(device),
                 "world_size": ctx.world,
                 "threads": cfg.threads,
+                "n_labeled_effective": _labeled_patients(ctx),
                 "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             }
             paths.failed.unlink(missing_ok=True)
@@ -184,6 +185,16 @@ def _execute_locked(
         stop_flag.restore()
         if handler is not None:
             _detach_run_log(handler)
+
+
+def _labeled_patients(ctx: RunContext) -> int | None:
+    """How many labeled patients ``n_labeled`` (a paper-scale count) meant in this cohort (the report shows
+    it: n = 10 is 3 patients in a 30-patient phantom)."""
+    cfg = ctx.cfg
+    try:
+        return int(ctx.data.split(cfg.n_labeled, cfg.split_mode, cfg.split_seed).n_effective)
+    except InputError:  # a cohort too small for splits: the run could not have trained
+        return None
 
 
 def _selection_name(cfg: RunConfig) -> str:
@@ -298,11 +309,11 @@ def run_epochs(ctx: RunContext, stage: Stage, stop_flag: _StopFlag | None = None
                     },
                 )
         pg.barrier()
-        log.info(
-            "%s epoch %d/%d: %s (%.1fs)",
+        log.info(  # 0-based like metrics.csv, summary.json's best_epoch and the report's figures
+            "%s epoch %d (last %d): %s (%.1fs)",
             cfg.run_id,
-            epoch + 1,
-            cfg.epochs,
+            epoch,
+            cfg.epochs - 1,
             ", ".join(f"{k}={v:.4g}" for k, v in res.metrics.items() if not k.startswith("train/lr")),
             elapsed,
         )

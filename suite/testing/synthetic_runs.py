@@ -1,4 +1,4 @@
-"""Write contract-conformant synthetic run directories (DESIGN.md section 3) for tests and benchmarks.
+"""Write contract-conformant synthetic run directories (suite/paths.py) for tests and benchmarks.
 
 Each run gets ``config.json`` (``suite.config.RunConfig(...).to_dict()``), ``metrics.csv`` with the documented
 columns ``epoch,split,volume,metric,value`` and the ARCHITECTURE.md vocabulary, ``env.json`` and, depending on
