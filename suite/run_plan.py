@@ -1,6 +1,6 @@
-"""What ``suite run`` is about to train, logged before any work: the runs in order (prerequisites first), each
-with stage, method, epochs, image size, steps per epoch, device and a rough time estimate; and a warning when
-paper-scale work is started on a CPU.
+"""What ``suite run`` is about to train, logged before any work: the runs in order (prerequisites first, as
+:func:`suite.planner.build_plan` orders them), each with stage, method, epochs, image size, steps per epoch,
+device and a rough time estimate; and a warning when paper-scale work is started on a CPU.
 
 The estimate is a cost model, not a measurement of this machine: per-image seconds of a training step and of a
 validation forward at 256x256 with 2 threads on an uncontended 2-core CPU (the figures in BENCHMARKS.md:
@@ -84,8 +84,10 @@ def estimate_epoch_s(cfg: Any, data: Any, device: str) -> tuple[int, float | Non
 
 def plan(cfg: Any, experiment: Any, data: Any, device: str) -> list[PlannedRun]:
     """The runs ``execute(cfg)`` trains, prerequisites first, with their status in ``experiment``."""
+    from suite.planner import build_plan
+
     runs = []
-    for c in [*cfg.prerequisites(), cfg]:
+    for c in build_plan([cfg]).runs.values():
         steps, epoch_s = estimate_epoch_s(c, data, device)
         runs.append(PlannedRun(c, experiment.run(c.run_id).status(), steps, epoch_s))
     return runs
@@ -134,7 +136,7 @@ def plan_lines(runs: list[PlannedRun], device: str) -> list[str]:
         c = r.cfg
         what = "regressor" if c.stage == "regressor" else f"segmenter {c.method}"
         est = "" if r.epoch_s is None else f", {_about(r.epoch_s)}/epoch, {_about(r.total_s or 0.0)}"
-        role = " (prerequisite)" if i < len(runs) else ""
+        role = "" if i == len(runs) else " (prerequisite)"
         lines.append(
             f"  {i}. {c.run_id}{role}: {what}, {c.epochs} epochs at {c.image_size}x{c.image_size}, "
             f"{r.steps} steps/epoch{est} [{_STATUS.get(r.status, r.status)}]"
