@@ -113,7 +113,7 @@ def paired_comparisons(
                 "d_z": dz,
                 "a_better": int((g["diff"] > 0).sum()),
             }
-            rec["statement"] = _paired_statement(rec, confidence, scale)
+            rec["statement"] = _paired_statement(rec, confidence, scale, extra)
             rows.append(rec)
     cols = [
         "method_a",
@@ -134,10 +134,14 @@ def paired_comparisons(
     return pd.DataFrame(rows, columns=cols)
 
 
-def _paired_statement(r: dict[str, Any], confidence: float, scale: float) -> str:
+def _paired_statement(
+    r: dict[str, Any], confidence: float, scale: float, extra: list[str] | None = None
+) -> str:
     a, b, n = r["method_a"], r["method_b"], r["n_labeled"]
     pts = "points" if scale == 100.0 else "units"
-    head = f"{a} − {b} at n={n}: {r['mean_diff'] * scale:+.1f} {pts}"
+    # the other varied axes name the setting: two segmenters' lines must not read alike
+    setting = "".join(f", {c}={r[c]}" for c in extra or () if c in r and pd.notna(r[c]))
+    head = f"{a} − {b} at n={n}{setting}: {r['mean_diff'] * scale:+.1f} {pts}"
     if r["n_pairs"] < 2:
         return f"{head} on a single paired seed: no interval, no effect size; run more seeds."
     ci = f"{int(round(confidence * 100))}% CI {r['ci_low'] * scale:+.1f} to {r['ci_high'] * scale:+.1f}"

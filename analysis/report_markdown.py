@@ -173,6 +173,9 @@ def _fmt_cond_table(a: Analysis) -> pd.DataFrame:
     if c.empty:
         return c
     out = c[[col for col in a.cond if col != "stage"]].copy()
+    for col in ("gamma", "lam"):  # as given (1e-4 is not "0.00"); "–" where the method has none
+        if col in out.columns:
+            out[col] = [f"{v:g}" if pd.notna(v) else "–" for v in out[col]]
     out["seeds"] = c["n_units"]
     out["mean %"] = c["mean"] * a.scale
     out["epoch-std %"] = c["epoch_std_mean"] * a.scale

@@ -352,9 +352,11 @@ def per_volume_summary(a: Analysis) -> pd.DataFrame:
     pv = a.per_volume
     if pv.empty:
         return pd.DataFrame()
-    m = pv.merge(a.run_stats[["run_id", "method", "n_labeled", "gamma", "lam"]], on="run_id")
+    # every condition column (a varied seg_arch too): pooling two settings' volumes would hide both
+    keys = [c for c in a.cond if c != "stage" and c in a.run_stats.columns]
+    m = pv.merge(a.run_stats[["run_id", *keys]], on="run_id")
     m["dice"] = m["dice"] * a.scale
-    g = m.groupby(["method", "n_labeled", "gamma", "lam"], dropna=False)["dice"]
+    g = m.groupby(keys, dropna=False)["dice"]
     out = g.agg(
         n="size",
         mean="mean",

@@ -268,3 +268,27 @@ def test_report_states_effective_counts_missing_paper_cells_and_caveats(tmp_path
     assert "n=10 -> 3 patients" in notes
     assert "FS n=75 (not run in this experiment)" in notes and "Oracle n=40" in notes
     assert "CAVEAT" in notes
+
+
+def test_a_varied_axis_names_every_line_it_splits(tmp_path: Path) -> None:
+    """With two segmenters in one experiment, paired statements and the per-volume table name the segmenter
+    (they read alike otherwise), and a small λ prints as given, not rounded to 0.00."""
+    from analysis.load import load_experiment
+    from analysis.stats import analyse
+    from analysis.tables import per_volume_summary
+
+    root = tmp_path / "exp"
+    write_experiment(root, cohort="phantom")
+    for arch, channels in (("enet", 2), ("enet-authors", 4)):
+        for s in (0, 1):
+            for m in ("fs", "proposed"):
+                write_run(
+                    root, method=m, seed=s, lam=1e-4, dice=0.3 + 0.1 * (m == "proposed") + 0.01 * s,
+                    seg_arch=arch, seg_out_channels=channels, seg_width=1.0,
+                )  # fmt: skip
+    a = analyse(load_experiment(root))
+    lines = list(a.paired["statement"])
+    assert any("seg_arch=enet:" in x for x in lines) and any("seg_arch=enet-authors" in x for x in lines)
+    assert set(per_volume_summary(a)["seg_arch"]) == {"enet", "enet-authors"}
+    assert main(["report", str(root), "--no-figures"]) == 0
+    assert "| 0.0001 |" in (root / "report" / "report.md").read_text()
