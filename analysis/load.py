@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from suite.errors import InputError
-from suite.paths import METRICS_COLUMNS, ExperimentPaths, RunPaths
+from suite.paths import METRICS_COLUMNS, ExperimentPaths, RunPaths, metrics_row_problem
 
 log = logging.getLogger("analysis.load")
 
@@ -201,13 +201,9 @@ def _first_bad_line(path: Path) -> str | None:
                     if tuple(row) != METRICS_COLUMNS:
                         return f"line 1: header {','.join(row)[:60]!r} is not {','.join(METRICS_COLUMNS)}"
                     continue
-                if len(row) != len(METRICS_COLUMNS):
-                    return f"line {line}: {len(row)} fields, expected {len(METRICS_COLUMNS)}"
-                try:
-                    int(row[0])
-                    float(row[4])
-                except ValueError:
-                    return f"line {line}: epoch {row[0][:20]!r} or value {row[4][:20]!r} is not a number"
+                why = metrics_row_problem(row)
+                if why:
+                    return f"line {line}: {why}"
     except (OSError, csv.Error) as e:
         return f"unreadable: {e}"
     return None

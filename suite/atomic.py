@@ -98,10 +98,9 @@ def suite_outputs(folder: str | os.PathLike, option: str = "--out") -> Iterator[
     a file the suite did not write). On error nothing in ``folder`` changes.
     """
     from suite.errors import InputError
+    from suite.paths import output_folder
 
-    folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise InputError(f"{option} {folder}: exists and is not a folder; give a folder path")
+    folder = output_folder(folder, option)
     manifest = folder / OUTPUTS_MANIFEST
     previous = _read_outputs_manifest(manifest)
     parent = folder.resolve().parent

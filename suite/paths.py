@@ -24,6 +24,20 @@ from typing import Any
 METRICS_COLUMNS = ("epoch", "split", "volume", "metric", "value")
 
 
+def metrics_row_problem(row: list[str]) -> str | None:
+    """Why one parsed ``metrics.csv`` data row breaks the contract (None when it is a valid row): the one rule
+    that resuming (cutting the file back) and analysis (naming a damaged line) both apply."""
+    if len(row) != len(METRICS_COLUMNS):
+        return f"{len(row)} fields, expected {len(METRICS_COLUMNS)}"
+    if not row[0].isdigit():
+        return f"epoch {row[0][:20]!r} is not a 0-based integer"
+    try:
+        float(row[4])
+    except ValueError:
+        return f"value {row[4][:20]!r} is not a number"
+    return None
+
+
 def output_folder(path: str | Path, option: str) -> Path:
     """``path`` as a folder to write into; an existing non-folder there is an input error (one line)."""
     from suite.errors import InputError

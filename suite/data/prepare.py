@@ -19,7 +19,6 @@ second ``prepare`` with the same inputs and options finds the key in ``OUT/manif
 from __future__ import annotations
 
 import datetime as _dt
-import functools
 import hashlib
 import json
 import logging
@@ -110,9 +109,7 @@ def input_key(patients: list[acdc.PatientRef], size: int, split_seed: int, crop:
         for f in [p.path / "Info.cfg"] + [x for fr in p.frames for x in (fr.image, fr.label)]:
             h.update(f.name.encode())
             try:
-                with open(f, "rb") as fh:
-                    for chunk in iter(functools.partial(fh.read, 1 << 20), b""):
-                        h.update(chunk)
+                _hash_file(h, f)
             except OSError as e:
                 raise InputError(
                     f"{f}: cannot read ({e.strerror}); check the file and its permissions"
@@ -340,12 +337,17 @@ def prepare(
 CHECKED_FILES = ("images.npy", "labels.npy", "splits.json")
 
 
-def file_digest(path: Path) -> dict[str, int | str]:
-    """Size and sha256 of one file (read in 4 MiB blocks)."""
-    h = hashlib.sha256()
+def _hash_file(h: Any, path: Path) -> None:
+    """Feed the bytes of ``path`` into the hash ``h``, in 1 MiB blocks."""
     with open(path, "rb") as f:
-        while block := f.read(1 << 22):
+        while block := f.read(1 << 20):
             h.update(block)
+
+
+def file_digest(path: Path) -> dict[str, int | str]:
+    """Size and sha256 of one file."""
+    h = hashlib.sha256()
+    _hash_file(h, path)
     return {"bytes": path.stat().st_size, "sha256": h.hexdigest()}
 
 

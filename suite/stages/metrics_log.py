@@ -11,7 +11,7 @@ from typing import Any
 
 from suite.atomic import write_text_atomic
 from suite.errors import InputError
-from suite.paths import METRICS_COLUMNS
+from suite.paths import METRICS_COLUMNS, metrics_row_problem
 
 Row = tuple[int, str, str, str, float]
 
@@ -50,9 +50,10 @@ class MetricsWriter:
                 f"delete the run directory {self.path.parent} to train that run again"
             )
         for line, r in enumerate(rows[1:], start=2):
-            if r and not (len(r) == len(METRICS_COLUMNS) and r[0].isdigit() and _is_float(r[4])):
+            why = metrics_row_problem(r) if r else None
+            if why:
                 raise InputError(
-                    f"{self.path}: line {line} is not an (epoch, split, volume, metric, value) row; "
+                    f"{self.path}: line {line} is not an (epoch, split, volume, metric, value) row ({why}); "
                     f"delete the run directory {self.path.parent} to train that run again"
                 )
         keep = [r for r in rows[1:] if r and int(r[0]) <= last_epoch]
@@ -63,14 +64,6 @@ class MetricsWriter:
         w.writerows(keep)
         write_text_atomic(self.path, buf.getvalue())
         return dropped
-
-
-def _is_float(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
