@@ -100,7 +100,7 @@ def suite_outputs(folder: str | os.PathLike, option: str = "--out") -> Iterator[
     from suite.errors import InputError
     from suite.paths import output_folder
 
-    folder = output_folder(folder, option)
+    folder = output_folder(Path(folder), option)
     manifest = folder / OUTPUTS_MANIFEST
     previous = _read_outputs_manifest(manifest)
     parent = folder.resolve().parent
