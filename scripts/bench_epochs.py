@@ -173,8 +173,8 @@ def main(argv: list[str] | None = None) -> int:
         sd.lab_idx = sd.lab_idx[: k * cfg.seg_batch]
         sel = np.arange(min(n_unl, k * cfg.unl_batch))
         sd.unl_idx = sd.unl_idx[sel]
-        if sd.unl_sizes is not None:
-            sd.unl_sizes = sd.unl_sizes[torch.as_tensor(sel)]
+        if sd.unl_targets is not None:
+            sd.unl_targets = sd.unl_targets[torch.as_tensor(sel)]
         if sd.pseudo_target is not None:
             sd.pseudo_target, sd.pseudo_mask = sd.pseudo_target[sel], sd.pseudo_mask[sel]
         stage.train_epoch(0)  # warm-up

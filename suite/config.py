@@ -48,6 +48,9 @@ SEG = "segmenter"  # every segmenter run
 UNLABELED = "unlabeled"  # segmenter runs that use the unlabeled images (proposals, proposed, oracle)
 PENALTY = "penalty"  # segmenter runs with the size penalty (proposed, oracle)
 REG = "regressor"  # the regressor run and the proposed runs that read its predictions
+# the constrained targets (which classes, which attributes): the regressor that predicts them and the runs
+# that bound them (proposed, oracle)
+CONSTRAINED = "constrained"
 
 
 def _f(default: Any, scope: str | None, domain: Domain, *, when_set: bool = False) -> Any:
@@ -139,6 +142,22 @@ class RunConfig:
     # image resampling of the rotated copies: bilinear | nearest (the authors: PIL's default, nearest);
     # labels are always nearest
     reg_aug_interp: str = _f("bilinear", REG, OneOf(("bilinear", "nearest")), when_set=True)
+
+    # --- the constraint family (suite/constraints.py); defaults = the paper: LV size, quadratic penalty ---
+    # which classes are constrained (apart from which are supervised, `classes`, and the output channels):
+    # lv (the LV cavity, ACDC label 3) | all (RV, myocardium, LV: labels 1, 2, 3; needs seg_out_channels=4)
+    constrained: str = _f("lv", CONSTRAINED, OneOf(("lv", "all")), when_set=True)
+    # which attributes: size | size+centroid (the soft centroid, 2 coordinates per class)
+    constraint: str = _f("size", CONSTRAINED, OneOf(("size", "size+centroid")), when_set=True)
+    # penalty (quadratic, paper eqs. 4-5) | logbarrier (the log-barrier extension psi_t)
+    scheme: str = _f("penalty", PENALTY, OneOf(("penalty", "logbarrier")), when_set=True)
+    # centroid bounds c +- centroid_tol, c in [0, 1] image coordinates: 20 px at 256 (HKervadec/
+    # shape_descriptors acdc.make, soft_centroid 'margin': 20, 'mode': 'abs') = 0.078125
+    centroid_tol: float = _f(0.078125, PENALTY, Number(0, 1), when_set=True)
+    # log-barrier t at epoch e: barrier_t * barrier_growth**e (shape_descriptors acdc.make: LogBarrierLoss
+    # 't': 1 with scheduler MultiplyT 'mu': 1.1 per epoch; LIVIAETS/extended_logbarrier toy.make the same)
+    barrier_t: float = _f(1.0, PENALTY, Number(0, open_lo=True), when_set=True)
+    barrier_growth: float = _f(1.1, PENALTY, Number(1, 10), when_set=True)
 
     # --- runtime (identity: these change the numbers) ---
     # torch intra-op threads (Ray sets its own defaults: we always set this)
@@ -252,6 +271,10 @@ class RunConfig:
                 raise bad(key, f"(global batch) must be divisible by world_size={self.world_size}")
         if self.classes == "multi" and self.seg_out_channels != 4:
             raise bad("seg_out_channels", "cannot hold classes=multi (4 classes); set seg_out_channels=4")
+        if self.constrained == "all" and self.seg_out_channels != 4:
+            raise bad("constrained", "needs seg_out_channels=4 (a channel per ACDC class); set it")
+        if self.reg_arch == "resnext-authors" and (self.constrained, self.constraint) != ("lv", "size"):
+            raise bad("reg_arch", "predicts the LV size only; use reg_arch=resnext for other constraints")
         if self.seg_arch == "enet-authors" and self.seg_width != 1.0:
             raise bad("seg_width", "must be 1.0 with seg_arch=enet-authors (the authors' widths are fixed)")
         if self.reg_arch == "resnext-authors":
@@ -272,12 +295,12 @@ class RunConfig:
     def identity_scopes(self) -> set[str]:
         """The identity scopes that apply to this run (see ``ALL`` … ``REG``)."""
         if self.stage == "regressor":
-            return {ALL, REG}
+            return {ALL, REG, CONSTRAINED}
         scopes = {ALL, SEG}
         if self.method != "fs":
             scopes.add(UNLABELED)
         if self.method in SEG_METHODS_WITH_PENALTY:
-            scopes.add(PENALTY)
+            scopes |= {PENALTY, CONSTRAINED}
         if self.method == "proposed":
             scopes.add(REG)
         return scopes

@@ -14,11 +14,22 @@
   equals the pixel penalty exactly; at any other resolution it is the penalty the same area fractions
   would give at 256×256, so λ keeps the paper's meaning at any resolution.
 
+The constraint family (``suite.constraints`` assembles them per config):
+
+- :func:`soft_centroid`: Σ_p p·(y, x) / Σ_p p in [0, 1] image coordinates (pixel i at (i + ½)/side).
+- :func:`log_barrier`: the log-barrier extension ψ_t(z) = −log(−z)/t for z ≤ −1/t², else
+  t·z − log(1/t²)/t + 1/t (Kervadec et al., "Constrained deep networks: Lagrangian optimization via
+  log-barrier extensions"; LIVIAETS/extended_logbarrier losses.py, LogBarrierLoss): continuous and with a
+  continuous derivative (−1/(t·z), = t at the switch point), defined for every z.
+- :func:`bound_terms`: ψ(lower − value) + ψ(value − upper), ψ the quadratic penalty max(0, z)² (eq. 4)
+  or ψ_t.
+
 The caller applies λ (``loss = ce + cfg.lam * penalty``).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -155,6 +166,52 @@ def penalty_from_logits(cfg: Any, logits: Tensor, sizes_px: Tensor) -> tuple[Ten
     sizes = torch.as_tensor(sizes_px, dtype=torch.float32, device=fg.device)
     lower, upper = size_bounds(sizes, cfg.gamma)
     return penalty_for_config(cfg, fg, sizes), in_bounds(fg, lower, upper)
+
+
+# added to the mass, as the authors' soft_centroid does (LIVIAETS/extended_logbarrier utils.py)
+CENTROID_EPS = 1e-10
+SCHEMES = ("penalty", "logbarrier")
+
+
+def soft_centroid(probs: Tensor) -> Tensor:
+    """Soft centroid (y, x) of each map (..., H, W) → (..., 2) in [0, 1] image coordinates, float32.
+
+    Pixel (i, j) sits at ((i + ½)/H, (j + ½)/W): the frame does not depend on the resolution. The mass gets
+    :data:`CENTROID_EPS`, so an empty map gives (0, 0) instead of NaN.
+    """
+    if probs.dim() < 2:
+        raise ValueError(f"soft_centroid: probs must be (..., H, W), got shape {tuple(probs.shape)}")
+    p = probs.float()
+    h, w = p.shape[-2:]
+    ys = (torch.arange(h, dtype=torch.float32, device=p.device) + 0.5) / h
+    xs = (torch.arange(w, dtype=torch.float32, device=p.device) + 0.5) / w
+    mass = p.sum(dim=(-2, -1)) + CENTROID_EPS
+    cy = (p.sum(dim=-1) * ys).sum(dim=-1) / mass
+    cx = (p.sum(dim=-2) * xs).sum(dim=-1) / mass
+    return torch.stack([cy, cx], dim=-1)
+
+
+def log_barrier(z: Tensor, t: float) -> Tensor:
+    """The log-barrier extension ψ_t(z), elementwise (see the module docstring); t > 0."""
+    if not t > 0:
+        raise ValueError(f"log_barrier: t={t} must be > 0")
+    switch = -1.0 / (t * t)
+    strict = z <= switch
+    # log of a negative number only where it is used: elsewhere evaluate at the switch point (finite)
+    safe = torch.where(strict, z, torch.full_like(z, switch))
+    linear = t * z + (-math.log(1.0 / (t * t)) / t + 1.0 / t)
+    return torch.where(strict, -torch.log(-safe) / t, linear)
+
+
+def bound_terms(value: Tensor, lower: Tensor, upper: Tensor, scheme: str, t: float = 1.0) -> Tensor:
+    """ψ(lower − value) + ψ(value − upper) elementwise: ``penalty`` (max(0, z)², eq. 4) or ``logbarrier``
+    (ψ_t: also pushes a satisfied value away from its bounds, and its value may be negative)."""
+    lo, hi = lower - value, value - upper
+    if scheme == "penalty":
+        return F.relu(lo).square() + F.relu(hi).square()
+    if scheme == "logbarrier":
+        return log_barrier(lo, t) + log_barrier(hi, t)
+    raise ValueError(f"scheme={scheme!r} is not one of {', '.join(SCHEMES)}")
 
 
 def size_regression_loss(pred: Tensor, target: Tensor, reduction: str = "mean", world: int = 1) -> Tensor:

@@ -156,8 +156,8 @@ def _small(sd, n_lab=2, n_unl=4):
     sd.lab_idx = sd.lab_idx[:n_lab]
     keep = np.arange(n_unl)
     sd.unl_idx = sd.unl_idx[keep]
-    if sd.unl_sizes is not None:
-        sd.unl_sizes = sd.unl_sizes[keep]
+    if sd.unl_targets is not None:
+        sd.unl_targets = sd.unl_targets[keep]
     if sd.pseudo_target is not None:
         sd.pseudo_target, sd.pseudo_mask = sd.pseudo_target[keep], sd.pseudo_mask[keep]
     return sd
@@ -255,7 +255,8 @@ def test_oracle_bounds_are_the_exact_sizes(prepared_small, tmp_path):
     ctx = _ctx(smoke_cfg(prepared_small, method="oracle"), tmp_path)
     sd = load_seg_data(ctx)
     true = (sd.labels[torch.as_tensor(sd.unl_idx)] == 3).sum(dim=(1, 2)).float()
-    assert torch.equal(sd.unl_sizes, true) and true.sum() > 0
+    assert sd.unl_targets.shape == (len(true), 1)
+    assert torch.equal(sd.unl_targets[:, 0], true) and true.sum() > 0
 
 
 def test_logged_validation_metrics_are_the_hand_checked_ones(prepared_small, tmp_path):

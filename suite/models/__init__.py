@@ -8,7 +8,10 @@ Only torch and torchvision are imported here (``scripts/bench_gpu.py`` relies on
   With 4 channels the channel index is the ACDC label (LV = 3), with 2 it is background 0, LV 1:
   :func:`lv_channel` and :func:`channel_target` are the one place that says so.
 - :func:`build_regressor` → (B,) LV size in pixels at ``cfg.image_size``: ``reg_arch=resnext`` is
-  torchvision's ResNeXt (``resnext.py``), ``resnext-authors`` theirs (``resnext_authors.py``).
+  torchvision's ResNeXt (``resnext.py``), ``resnext-authors`` theirs (``resnext_authors.py``). With other
+  constrained targets (``cfg.constrained``, ``cfg.constraint``) it returns (B, :func:`regressor_outputs`).
+- :func:`constrained_labels` / :func:`constrained_channels`: which ACDC labels the constraints bound, and
+  their output channels.
 - :func:`load_authors_state_dict` loads a state_dict of the authors' networks into a replica.
 - :func:`prepare_model` applies the runtime options ``channels_last`` and ``compile`` in place.
 """
@@ -40,7 +43,12 @@ __all__ = [
     "prepare_model",
     "prepare_input",
     "lv_channel",
+    "constrained_labels",
+    "constrained_channels",
+    "regressor_outputs",
 ]
+
+ALL_CLASS_LABELS = (1, 2, 3)  # RV, myocardium, LV cavity: the ACDC labels
 
 
 def build_segmenter(cfg: Any) -> nn.Module:
@@ -58,7 +66,9 @@ def build_regressor(cfg: Any) -> nn.Module:
     1 channel → (B,) pixels."""
     layers, groups, width = tuple(cfg.reg_layers), int(cfg.reg_groups), int(cfg.reg_width_per_group)
     if cfg.reg_arch == "resnext":
-        return SizeRegressor(layers=layers, groups=groups, width_per_group=width)
+        return SizeRegressor(
+            layers=layers, groups=groups, width_per_group=width, outputs=regressor_outputs(cfg)
+        )
     if cfg.reg_arch == "resnext-authors":
         return ResNeXtAuthors(layers=layers, groups=groups, width_per_group=width)
     raise ValueError(f"reg_arch={cfg.reg_arch!r} is not one of resnext, resnext-authors")
@@ -73,6 +83,27 @@ def lv_channel(cfg: Any) -> int:
     """Index of the LV-cavity channel in the segmenter's output: 3 (its ACDC label) with 4 output channels,
     1 with 2."""
     return LV_LABEL if int(cfg.seg_out_channels) == 4 else 1
+
+
+def constrained_labels(cfg: Any) -> tuple[int, ...]:
+    """The ACDC labels the constraints bound: (3,) for ``constrained=lv``, (1, 2, 3) for ``all``."""
+    return ALL_CLASS_LABELS if getattr(cfg, "constrained", "lv") == "all" else (LV_LABEL,)
+
+
+def constrained_channels(cfg: Any) -> tuple[int, ...]:
+    """The output channels of :func:`constrained_labels` (``all`` needs 4 channels: channel = label)."""
+    if getattr(cfg, "constrained", "lv") == "all":
+        if int(cfg.seg_out_channels) != 4:
+            raise ValueError("constrained=all needs seg_out_channels=4")
+        return ALL_CLASS_LABELS
+    return (lv_channel(cfg),)
+
+
+def regressor_outputs(cfg: Any) -> int:
+    """Values the regressor predicts per slice: per constrained class its size, and with ``size+centroid``
+    its centroid (2 coordinates) too. 1 = the paper's LV size (the network then returns (B,))."""
+    per_class = 3 if getattr(cfg, "constraint", "size") == "size+centroid" else 1
+    return len(constrained_labels(cfg)) * per_class
 
 
 def channel_target(cfg: Any, labels: torch.Tensor) -> torch.Tensor:

@@ -27,7 +27,8 @@ def check_resnext_shape(layers: Sequence[int], groups: int, width_per_group: int
 
 
 class SizeRegressor(nn.Module):
-    """ResNeXt with a 1-channel stem and a scalar head: (B, 1, H, W) → (B,) predicted LV size in pixels."""
+    """ResNeXt with a 1-channel stem and a linear head: (B, 1, H, W) → (B,) predicted LV size in pixels, or
+    (B, outputs) for several constrained values (``suite.constraints``)."""
 
     def __init__(
         self,
@@ -35,13 +36,14 @@ class SizeRegressor(nn.Module):
         groups: int = 32,
         width_per_group: int = 4,
         in_channels: int = 1,
+        outputs: int = 1,
     ) -> None:
         super().__init__()
         check_resnext_shape(layers, groups, width_per_group)
         net = ResNet(
             Bottleneck,
             [int(n) for n in layers],
-            num_classes=1,
+            num_classes=outputs,
             groups=groups,
             width_per_group=width_per_group,
         )
@@ -50,6 +52,9 @@ class SizeRegressor(nn.Module):
         net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
         nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")
         self.net = net
+        self.outputs = outputs
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.net(x).squeeze(-1)
+        """(B,) with one output (the paper's LV size), else (B, outputs)."""
+        out = self.net(x)
+        return out.squeeze(-1) if self.outputs == 1 else out

@@ -18,6 +18,12 @@ error, pixels), ``size_abs_err_pct`` (mean of |error| / true size over slices wi
 At the end the best checkpoint predicts the size of **every** prepared slice once, written to
 ``predictions/sizes.npz`` (``sizes`` float32 (N,), ``true`` float32 (N,) at ``image_size``, ``image_size``,
 ``best_epoch``, ``run_id``): the segmenter reads these and never runs the regressor.
+
+Other constrained targets (``constrained``, ``constraint``: ``suite.constraints``): the network predicts every
+target column (sizes of the constrained classes, then their centroids), trained with
+``suite.constraints.regression_loss``; ``sizes.npz`` adds ``targets`` and ``true_targets`` (N, W) and
+``columns``; ``sizes``/``true`` and the logged errors stay the LV size's; ``centroid_abs_err`` (pixels, over
+the present classes) is logged too.
 """
 
 from __future__ import annotations
@@ -30,12 +36,12 @@ import numpy as np
 import torch
 
 from suite.atomic import atomic_path
+from suite.constraints import has_centroid, label_targets, regression_loss, target_columns
 from suite.data.acdc import LV_LABEL
 from suite.data.augment import AugmentedSet
 from suite.errors import InputError
 from suite.log import progress
-from suite.losses import size_regression_loss
-from suite.models import build_regressor, prepare_input, prepare_model
+from suite.models import build_regressor, constrained_labels, prepare_input, prepare_model, regressor_outputs
 from suite.seeding import derive_seed
 from suite.stages import process_group as pg
 from suite.stages.base import EpochResult, OptimisedStage, RunContext, autocast, resized_arrays
@@ -69,6 +75,13 @@ class RegressorStage(OptimisedStage):
         images, labels = resized_arrays(data, cfg.image_size)
         self.all_images = images
         self.true_all = (labels == LV_LABEL).sum(axis=(1, 2)).astype(np.float32)
+        self.width = regressor_outputs(cfg)
+        self.lv_col = len(constrained_labels(cfg)) - 1  # the LV is the last constrained class
+        self.true_targets = (
+            label_targets(cfg, torch.from_numpy(np.ascontiguousarray(labels))).numpy()
+            if self.width > 1
+            else self.true_all[:, None]
+        )
         dev = ctx.device
         # the fixed offline-augmented set (copy 0 = the original), produced batch by batch on the device
         self.aug = AugmentedSet(
@@ -109,12 +122,12 @@ class RegressorStage(OptimisedStage):
         )
         label = f"regressor epoch {epoch + 1}/{cfg.epochs} train"
         for _, local in progress(batches, label, enabled=ctx.is_main):
-            imgs, _, area = self.aug.batch(local)
+            imgs, labs, area = self.aug.batch(local)
             x = prepare_input(imgs.unsqueeze(1).float().div_(255.0), cfg)
-            y = area.float()
+            y = area.float() if self.width == 1 else label_targets(cfg, labs)
             with autocast(cfg, ctx.device):
                 pred = self.model(x)
-            loss = size_regression_loss(pred, y, cfg.reg_loss_reduction, cfg.world_size)
+            loss = regression_loss(cfg, pred, y, cfg.world_size)
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             self.opt.step()
@@ -134,7 +147,7 @@ class RegressorStage(OptimisedStage):
 
     @torch.no_grad()
     def predict_store(self, store: torch.Tensor | np.ndarray, label: str = "predict") -> np.ndarray:
-        """Predicted sizes (float32) of every slice of ``store`` with the bare network in eval mode.
+        """Predictions (float32, (N,) or (N, W)) of every slice of ``store``, bare network in eval mode.
 
         Fixed chunks of ``EVAL_CHUNK`` slices, chunk c on rank c % world, summed across ranks.
         """
@@ -142,7 +155,7 @@ class RegressorStage(OptimisedStage):
         net.eval()
         pg.sync_buffers(net)
         n = len(store)
-        out = torch.zeros(n, dtype=torch.float64)
+        out = torch.zeros((n, self.width) if self.width > 1 else (n,), dtype=torch.float64)
         mine = range(self.ctx.rank * EVAL_CHUNK, n, self.ctx.world * EVAL_CHUNK)  # chunk c on rank c % world
         for start in progress(mine, label, enabled=self.ctx.is_main):
             chunk = store[start : start + EVAL_CHUNK]
@@ -158,7 +171,13 @@ class RegressorStage(OptimisedStage):
         label = f"regressor epoch {epoch + 1}/{self.cfg.epochs} validation"
         pred = self.predict_store(self.val_x, label).astype(np.float64)
         true = self.val_y.cpu().numpy().astype(np.float64)
+        if self.width > 1:
+            targets = self.true_targets[self.val_idx].astype(np.float64)
+            centroid = centroid_abs_err(self.cfg, pred, targets) if has_centroid(self.cfg) else None
+            pred = pred[:, self.lv_col]
         run = regression_metrics(pred, true, self.cfg.gamma)
+        if self.width > 1 and centroid is not None:
+            run["centroid_abs_err"] = centroid
         return [(epoch, "regval", "", k, v) for k, v in run.items()], run
 
     def epoch(self, epoch: int) -> EpochResult:
@@ -185,20 +204,24 @@ class RegressorStage(OptimisedStage):
                 "%s: no best checkpoint (no finite validation error); predicting with the last weights",
                 self.cfg.run_id,
             )
-        sizes = self.predict_store(self.all_images, "regressor: sizes of every slice")
+        preds = self.predict_store(self.all_images, "regressor: sizes of every slice")
+        sizes = preds[:, self.lv_col] if self.width > 1 else preds
+        arrays: dict[str, Any] = dict(
+            sizes=sizes,
+            true=self.true_all,
+            image_size=np.int64(self.cfg.image_size),
+            best_epoch=np.int64(best_epoch),
+            run_id=np.str_(self.cfg.run_id),
+        )
+        if self.width > 1:
+            columns = np.asarray(target_columns(self.cfg))
+            arrays.update(targets=preds, true_targets=self.true_targets, columns=columns)
         if ctx.is_main:
             path = ctx.paths.sizes
             path.parent.mkdir(parents=True, exist_ok=True)
             with atomic_path(path) as tmp:
                 with open(tmp, "wb") as f:
-                    np.savez(
-                        f,
-                        sizes=sizes,
-                        true=self.true_all,
-                        image_size=np.int64(self.cfg.image_size),
-                        best_epoch=np.int64(best_epoch),
-                        run_id=np.str_(self.cfg.run_id),
-                    )
+                    np.savez(f, **arrays)
         pg.barrier()
 
 
@@ -226,6 +249,14 @@ def regressor_optimizer(cfg: Any, net: torch.nn.Module) -> torch.optim.SGD:
     return torch.optim.SGD(
         net.parameters(), lr=cfg.reg_lr, momentum=cfg.reg_momentum, weight_decay=cfg.reg_weight_decay
     )
+
+
+def centroid_abs_err(cfg: Any, pred: np.ndarray, targets: np.ndarray) -> float:
+    """Mean |error| of the predicted centroid coordinates (pixels) over the present (slice, class) pairs."""
+    k = len(constrained_labels(cfg))
+    present = np.repeat(targets[:, :k] > 0, 2, axis=1)
+    err = np.abs(pred[:, k:] - targets[:, k:])[present]
+    return float(err.mean()) if err.size else float("nan")
 
 
 def regression_metrics(pred: np.ndarray, true: np.ndarray, gamma: float) -> dict[str, float]:

@@ -10,6 +10,7 @@ method         what the unlabeled images contribute
 ``proposed``   λ · size penalty (eq. 4) with bounds ((1−γ)R, (1+γ)R) around the *regressor's* cached
                prediction R (``predictions/sizes.npz`` of the prerequisite regressor run)
 ``oracle``     the same penalty around the *exact* LV size of each unlabeled slice
+               (other classes, the centroid, the log-barrier: ``suite.constraints``)
 ``proposals``  cross-entropy on the FS model's pseudo-labels, supervising only the predicted-LV pixels
                (``suite.stages.proposals``)
 =============  ==========================================================================================
@@ -39,10 +40,11 @@ import numpy as np
 import torch
 
 from suite.atomic import atomic_path
+from suite.constraints import label_targets, metric_suffix, reported_labels, target_columns, unlabeled_loss
 from suite.data.acdc import LV_LABEL
 from suite.errors import InputError
 from suite.log import progress
-from suite.losses import partial_ce, penalty_from_logits
+from suite.losses import partial_ce
 from suite.metrics import VOLUME_STATS, run_metrics, volume_metrics, volume_stats
 from suite.models import build_segmenter, channel_target, lv_channel, prepare_input, prepare_model
 from suite.seeding import derive_seed
@@ -61,7 +63,8 @@ class SegData:
     """Everything a segmenter run reads, in memory (uint8 on the device; converted per batch).
 
     ``images``/``labels`` are full (N, S, S) arrays at ``cfg.image_size`` indexed by prepared-slice index.
-    ``unl_sizes`` (proposed/oracle) are the target sizes R of the unlabeled slices in pixels;
+    ``unl_targets`` (proposed/oracle) are the constraint targets (N_unl, W) of the unlabeled slices
+    (``suite.constraints``: the sizes R in pixels, then the centroids);
     ``pseudo_target``/``pseudo_mask`` (proposals) the pseudo-labels of the unlabeled slices.
     """
 
@@ -72,7 +75,7 @@ class SegData:
     val_idx: np.ndarray
     volumes: list[tuple[str, np.ndarray]]  # (volume name, prepared-slice indices in slice order)
     voxel_ml: np.ndarray  # (n_volumes,) millilitres per voxel at the training resolution
-    unl_sizes: torch.Tensor | None = None
+    unl_targets: torch.Tensor | None = None
     pseudo_target: torch.Tensor | None = None
     pseudo_mask: torch.Tensor | None = None
 
@@ -137,10 +140,9 @@ def load_seg_data(ctx: RunContext) -> SegData:
         voxel_ml=voxel_ml_per_volume(data, volumes, cfg.image_size),
     )
     if cfg.method == "oracle":
-        true = (sd.labels.index_select(0, torch.as_tensor(unl_idx, device=dev)) == LV_LABEL).sum(dim=(1, 2))
-        sd.unl_sizes = true.float()
+        sd.unl_targets = label_targets(cfg, sd.labels.index_select(0, torch.as_tensor(unl_idx, device=dev)))
     elif cfg.method == "proposed":
-        sd.unl_sizes = regressor_sizes(ctx, unl_idx).to(dev)
+        sd.unl_targets = regressor_targets(ctx, unl_idx).to(dev)
     elif cfg.method == "proposals":
         from suite.stages.proposals import load_pseudo_labels
 
@@ -149,8 +151,9 @@ def load_seg_data(ctx: RunContext) -> SegData:
     return sd
 
 
-def regressor_sizes(ctx: RunContext, idx: np.ndarray) -> torch.Tensor:
-    """The prerequisite regressor's cached predictions R (pixels at ``cfg.image_size``) for slices ``idx``."""
+def regressor_targets(ctx: RunContext, idx: np.ndarray) -> torch.Tensor:
+    """The prerequisite regressor's cached predictions (len(idx), W) for slices ``idx``: the target columns of
+    ``suite.constraints`` (the LV size R in pixels at ``cfg.image_size`` in the paper's setting)."""
     from suite.paths import ExperimentPaths
 
     reg_paths = ExperimentPaths(ctx.experiment_root).run(ctx.cfg.regressor_config().run_id)
@@ -160,7 +163,13 @@ def regressor_sizes(ctx: RunContext, idx: np.ndarray) -> torch.Tensor:
             f"(delete {reg_paths.summary} to make it run again)"
         )
     with np.load(reg_paths.sizes) as z:
-        sizes, size = z["sizes"], int(z["image_size"])
+        sizes, size = (z["targets"] if "targets" in z.files else z["sizes"]), int(z["image_size"])
+    sizes = sizes.reshape(len(sizes), -1)
+    if sizes.shape[1] != len(target_columns(ctx.cfg)):
+        raise InputError(
+            f"{reg_paths.sizes}: {sizes.shape[1]} predicted columns, the config constrains "
+            f"{', '.join(target_columns(ctx.cfg))}; delete {reg_paths.summary} to rerun the regressor"
+        )
     if size != ctx.cfg.image_size or len(sizes) != len(ctx.data.volume):
         raise InputError(
             f"{reg_paths.sizes}: predictions for {len(sizes)} slices at {size}px do not match "
@@ -258,8 +267,8 @@ class SegmenterStage(OptimisedStage):
                     loss = term
                     unl_acc += term.detach().double() / world
                 else:
-                    assert sd.unl_sizes is not None  # load_seg_data made them for the penalty methods
-                    term, inside = penalty_from_logits(cfg, logits, sd.unl_sizes.index_select(0, pos))
+                    assert sd.unl_targets is not None  # load_seg_data made them for the penalty methods
+                    term, inside = unlabeled_loss(cfg, logits, sd.unl_targets.index_select(0, pos), epoch)
                     # the penalty is a sum over the batch: DDP averages gradients, so scale by the world size
                     loss = cfg.lam * term * world if world > 1 else cfg.lam * term
                     unl_acc += term.detach().double()
@@ -312,20 +321,29 @@ class SegmenterStage(OptimisedStage):
         sd, dev = self.sd, self.ctx.device
         pg.sync_buffers(pg.unwrap(self.net))
         nv = len(sd.volumes)
-        acc = torch.zeros((nv, len(VOLUME_STATS)), dtype=torch.float64)
+        # the LV first (its metrics keep their names), then RV, myocardium where reported (channel = label)
+        labels = [LV_LABEL] + [k for k in reported_labels(self.cfg) if k != LV_LABEL]
+        acc = torch.zeros((len(labels), nv, len(VOLUME_STATS)), dtype=torch.float64)
         mine = range(self.ctx.rank, nv, self.ctx.world)
         for v in progress(mine, self._bar(epoch, "validation volumes"), enabled=self.ctx.is_main):
             _, idx = sd.volumes[v]
-            pred = self.predict(idx) == self.lv
-            true = sd.labels.index_select(0, torch.as_tensor(idx, device=dev)) == LV_LABEL
-            acc[v] = volume_stats(pred, true).cpu()
+            pred_map = self.predict(idx)
+            true_map = sd.labels.index_select(0, torch.as_tensor(idx, device=dev))
+            for i, k in enumerate(labels):
+                acc[i, v] = volume_stats(pred_map == (self.lv if k == LV_LABEL else k), true_map == k).cpu()
         pg.all_reduce_sum(acc)
-        by_volume = volume_metrics(acc.numpy(), sd.voxel_ml)
+        by_volume = volume_metrics(acc[0].numpy(), sd.voxel_ml)
         rows: list[tuple[int, str, str, str, float]] = []
         for v, (name, _) in enumerate(sd.volumes):
             rows += [(epoch, "val", name, k, float(values[v])) for k, values in by_volume.items()]
-        run = run_metrics(acc.numpy())
+        run = run_metrics(acc[0].numpy())
         rows += [(epoch, "val", "", k, v) for k, v in run.items()]
+        for i, k in enumerate(labels[1:], start=1):  # per-class Dice: dice_rv, dice2d_slices_myo, ...
+            sfx = metric_suffix(k)
+            other = volume_metrics(acc[i].numpy(), sd.voxel_ml)
+            for v, (name, _) in enumerate(sd.volumes):
+                rows += [(epoch, "val", name, f"{m}{sfx}", float(other[m][v])) for m in ("dice", "dice2d")]
+            rows += [(epoch, "val", "", f"{m}{sfx}", x) for m, x in run_metrics(acc[i].numpy()).items()]
         return rows, run
 
     def epoch(self, epoch: int) -> EpochResult:
