@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.comparisons import MIN_SEEDS
+from analysis.constraint_family import constraint_family_section
 from analysis.load import Experiment
 from analysis.stats import Analysis
 from analysis.tables import Table1, df_markdown, per_volume_summary, sensitivity_table, table1_markdown
@@ -311,6 +312,7 @@ def render_markdown(
             "",
             df_markdown(_regressor_table(a), nd=3),
         ]
+    parts += constraint_family_section(a)
     cf = _constraint_final(a)
     if len(cf):
         parts += [

@@ -7,6 +7,7 @@ runs are never split by a γ they never used.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -14,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.load import Experiment
-from suite.config import METHODS
+from suite.config import METHODS, RunConfig
 
 DEFAULT_WINDOW = 50  # the paper's, when a run config does not record stat_window
 # identity fields that are the statistical unit, never a condition (fields outside a run's identity are
@@ -27,18 +28,37 @@ BASE_CONDITION = ["stage", "method", "n_labeled", "gamma", "lam"]
 def identity_mask(exp: Experiment, runs: pd.DataFrame) -> pd.DataFrame:
     """A copy of ``runs`` with every config field outside the run's identity blanked (NaN in float columns,
     None elsewhere): a field that does not change a run's results (γ of an FS run, the regressor's fields of
-    an Oracle run) never splits its condition. Runs without recorded identity keys are left as they are."""
+    an Oracle run) never splits its condition. Runs without recorded identity keys are left as they are.
+    A ``when_set`` field left at its default is not in the identity keys but does apply to the run when its
+    scope does (``scheme=penalty`` of a Proposed run beside a ``logbarrier`` one): it keeps its value."""
     out = runs.copy()
     keys = [exp.identity_keys.get(r) for r in out["run_id"]]
+    stage_method = list(zip(out["stage"].astype(str), out["method"].astype(str), strict=True))
     for c in exp.config_columns:
         if c not in out.columns:
             continue
-        keep = np.fromiter((k is None or c in k for k in keys), dtype=bool, count=len(keys))
+        keep = np.fromiter(
+            (
+                k is None or c in k or _default_applies(c, *sm)
+                for k, sm in zip(keys, stage_method, strict=True)
+            ),
+            dtype=bool,
+            count=len(keys),
+        )
         if keep.all():
             continue
         col = out[c]
         out[c] = col.where(keep) if pd.api.types.is_float_dtype(col) else col.astype(object).where(keep, None)
     return out
+
+
+@functools.cache
+def _default_applies(name: str, stage: str, method: str) -> bool:
+    """Whether the ``when_set`` field ``name`` is part of the identity of a (stage, method) run when set."""
+    f = RunConfig.__dataclass_fields__.get(name)
+    if f is None or not f.metadata.get("when_set"):
+        return False
+    return f.metadata.get("identity") in RunConfig(stage=stage, method=method).identity_scopes()
 
 
 def condition_columns(exp: Experiment, runs: pd.DataFrame | None = None) -> list[str]:

@@ -18,7 +18,15 @@ def _axes(cfgs):
 
 
 def test_registry_lists_every_space_with_a_docstring():
-    assert available_spaces() == ["paper", "sensitivity", "splits", "smoke", "fidelity", "arch"]
+    assert available_spaces() == [
+        "paper",
+        "sensitivity",
+        "splits",
+        "smoke",
+        "fidelity",
+        "arch",
+        "constraints",
+    ]
     for name in available_spaces():
         sp = get_space(name)
         assert sp.name == name
