@@ -374,3 +374,42 @@ def _hash(prepared) -> str:
     from suite.data.dataset import PreparedData
 
     return PreparedData.open(prepared).data_hash
+
+
+# ------------------------------------------------------------------------------------------ the report
+def test_report_table_separates_schemes_and_shows_defaults(tmp_path):
+    from analysis.constraint_family import constraint_family_section, constraint_family_table
+    from analysis.load import load_experiment
+    from analysis.stats import analyse
+    from suite.testing.synthetic_runs import write_experiment, write_run
+
+    write_experiment(tmp_path)
+    for seed in (0, 1):
+        write_run(tmp_path, method="fs", seed=seed, dice=0.4, **MULTI)
+        write_run(tmp_path, method="proposed", seed=seed, dice=0.5, **MULTI)  # the defaults
+        write_run(tmp_path, method="proposed", seed=seed, dice=0.7 + 0.1 * seed, scheme="logbarrier", **MULTI)
+        write_run(
+            tmp_path,
+            method="oracle",
+            seed=seed,
+            dice=0.9,
+            constrained="all",
+            constraint="size+centroid",
+            **MULTI,
+        )
+    a = analyse(load_experiment(tmp_path))
+    assert {"constrained", "constraint", "scheme"} <= set(a.cond)
+    prop = a.conditions.loc[a.conditions["method"] == "proposed"]
+    assert sorted(prop["mean"].round(6)) == [0.5, 0.75]  # penalty and logbarrier are two conditions
+    t = constraint_family_table(a)
+    rows = t.set_index(["method", "constraint", "scheme", "classes"])
+    assert rows.loc[("proposed", "size", "penalty", "LV"), "LV %"] == "50.00 ± 0.00"
+    assert rows.loc[("proposed", "size", "logbarrier", "LV"), "LV %"] == "75.00 ± 7.07"
+    assert rows.loc[("oracle", "size+centroid", "penalty", "RV+Myo+LV"), "seeds"] == 2
+    assert rows.loc[("fs", "–", "–", "–"), "RV %"] == "–"  # no RV Dice logged by these runs
+    assert constraint_family_section(a)[0] == "## Constraint family"
+    plain = tmp_path / "plain"
+    write_experiment(plain)
+    write_run(plain, method="proposed")
+    write_run(plain, method="fs")
+    assert constraint_family_section(analyse(load_experiment(plain))) == []
