@@ -225,10 +225,17 @@ def _methods(long: pd.DataFrame) -> list[str]:
 def _settings(t: Table1) -> list[tuple[str, pd.DataFrame]]:
     if not t.extra:
         return [("", t.long)]
+    # rows blank in every varied field (a method those fields do not apply to: FS beside a varied
+    # constraint scheme) belong in every setting, not in a setting of their own
+    blank = t.long[t.extra].isna().all(axis=1)
+    shared, own = t.long.loc[blank], t.long.loc[~blank]
+    if own.empty:
+        return [("", t.long)]
     out = []
-    for key, g in t.long.groupby(t.extra, sort=True, dropna=False):
+    for key, g in own.groupby(t.extra, sort=True, dropna=False):
         key = key if isinstance(key, tuple) else (key,)
-        out.append((", ".join(f"{c}={v}" for c, v in zip(t.extra, key, strict=True)), g))
+        rows = pd.concat([shared, g]) if len(shared) else g
+        out.append((", ".join(f"{c}={v}" for c, v in zip(t.extra, key, strict=True)), rows))
     return out
 
 

@@ -273,8 +273,8 @@ class RunConfig:
             raise bad("seg_out_channels", "cannot hold classes=multi (4 classes); set seg_out_channels=4")
         if self.constrained == "all" and self.seg_out_channels != 4:
             raise bad("constrained", "needs seg_out_channels=4 (a channel per ACDC class); set it")
-        if self.reg_arch == "resnext-authors" and (self.constrained, self.constraint) != ("lv", "size"):
-            raise bad("reg_arch", "predicts the LV size only; use reg_arch=resnext for other constraints")
+        if self.reg_arch == "resnext-authors" and self.constraint != "size":
+            raise bad("reg_arch", "predicts sizes only (one output per label); use reg_arch=resnext")
         if self.seg_arch == "enet-authors" and self.seg_width != 1.0:
             raise bad("seg_width", "must be 1.0 with seg_arch=enet-authors (the authors' widths are fixed)")
         if self.reg_arch == "resnext-authors":

@@ -288,7 +288,9 @@ def test_a_varied_axis_names_every_line_it_splits(tmp_path: Path) -> None:
                 )  # fmt: skip
     a = analyse(load_experiment(root))
     lines = list(a.paired["statement"])
-    assert any("seg_arch=enet:" in x for x in lines) and any("seg_arch=enet-authors" in x for x in lines)
+    # seg_out_channels=2 is its default (a when_set field) and still names the setting
+    assert any("seg_arch=enet, seg_out_channels=2:" in x for x in lines)
+    assert any("seg_arch=enet-authors, seg_out_channels=4:" in x for x in lines)
     assert set(per_volume_summary(a)["seg_arch"]) == {"enet", "enet-authors"}
     assert main(["report", str(root), "--no-figures"]) == 0
     assert "| 0.0001 |" in (root / "report" / "report.md").read_text()

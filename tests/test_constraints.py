@@ -226,6 +226,10 @@ def test_regressor_outputs_and_loss():
     # sizes: mean of (16, 0, 4); centroids: the present classes (RV, LV) only: mean of (9, 1, 4, 4)
     want = (16 + 0 + 4) / 3 + (9 + 1 + 4 + 4) / 4
     assert cons.regression_loss(cfg, pred, target).item() == pytest.approx(want)
+    authors = cfg.replace(reg_arch="resnext-authors", constraint="size", image_size=256)
+    net = build_regressor(authors).eval()  # its 4 outputs are the labels: RV, Myo, LV are columns 1, 2, 3
+    x = torch.rand(2, 1, 256, 256)
+    assert torch.equal(net(x), net.outputs(x)[:, [1, 2, 3]])
     paper = _cfg()
     assert cons.regression_loss(paper, torch.zeros(3), torch.tensor([1.0, 2.0, 3.0])).item() == pytest.approx(
         14 / 3
@@ -278,7 +282,7 @@ def test_which_runs_each_new_field_changes():
 def test_bad_combinations_are_refused_in_one_line():
     with pytest.raises(ConfigError, match="constrained='all' needs seg_out_channels=4"):
         _cfg(constrained="all")
-    with pytest.raises(ConfigError, match="reg_arch='resnext-authors' predicts the LV size only"):
+    with pytest.raises(ConfigError, match="reg_arch='resnext-authors' predicts sizes only"):
         RunConfig.from_preset("paper", constraint="size+centroid", reg_arch="resnext-authors")
     with pytest.raises(ConfigError, match="scheme"):
         _cfg(scheme="lagrangian")
@@ -408,6 +412,10 @@ def test_report_table_separates_schemes_and_shows_defaults(tmp_path):
     assert rows.loc[("oracle", "size+centroid", "penalty", "RV+Myo+LV"), "seeds"] == 2
     assert rows.loc[("fs", "–", "–", "–"), "RV %"] == "–"  # no RV Dice logged by these runs
     assert constraint_family_section(a)[0] == "## Constraint family"
+    from analysis.tables import table1, table1_markdown
+
+    t1 = table1_markdown(table1(a, "phantom"))
+    assert "=nan" not in t1 and t1.count("| n labeled | FS |") == 3  # FS beside each constraint setting
     plain = tmp_path / "plain"
     write_experiment(plain)
     write_run(plain, method="proposed")

@@ -69,8 +69,9 @@ def build_regressor(cfg: Any) -> nn.Module:
         return SizeRegressor(
             layers=layers, groups=groups, width_per_group=width, outputs=regressor_outputs(cfg)
         )
-    if cfg.reg_arch == "resnext-authors":
-        return ResNeXtAuthors(layers=layers, groups=groups, width_per_group=width)
+    if cfg.reg_arch == "resnext-authors":  # 4 outputs, one per ACDC label: sizes only (the config says so)
+        cols = constrained_labels(cfg)
+        return ResNeXtAuthors(layers=layers, groups=groups, width_per_group=width, columns=cols)
     raise ValueError(f"reg_arch={cfg.reg_arch!r} is not one of resnext, resnext-authors")
 
 

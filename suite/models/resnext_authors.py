@@ -7,8 +7,8 @@ max-pool, four stages of bottlenecks with grouped 3×3 convolutions, stride in t
 - the pooling is ``AvgPool2d(7)`` (stride 7), not a global average: at 256×256 the last map is 8×8 and only
   its top-left 7×7 is averaged; the map must be 7 to 13 pixels (image_size 200 to 416) for one output;
 - the linear head has 4 outputs (one per ACDC label) of which index 3, the LV, is trained and read: the
-  forward pass returns that column, (B,), like the suite's regressor; :meth:`ResNeXtAuthors.outputs` gives
-  all 4;
+  forward pass returns that column, (B,), like the suite's regressor (or, with ``columns``, the columns of
+  the constrained labels, (B, K): ``constrained=all``); :meth:`ResNeXtAuthors.outputs` gives all 4;
 - initialisation: convolutions N(0, 2 / (k·k·out_channels)) (He, fan-out), BN weight 1 and bias 0, the
   linear layer PyTorch's default.
 
@@ -49,9 +49,14 @@ class ResNeXtAuthors(nn.Module):
     """(B, 1, H, W) → (B,) LV size in pixels (output column 3 of 4)."""
 
     def __init__(
-        self, layers: Sequence[int] = (3, 4, 23, 3), groups: int = 32, width_per_group: int = 4
+        self,
+        layers: Sequence[int] = (3, 4, 23, 3),
+        groups: int = 32,
+        width_per_group: int = 4,
+        columns: Sequence[int] = (LV_OUTPUT,),
     ) -> None:
         super().__init__()
+        self.columns = [int(c) for c in columns]
         check_resnext_shape(layers, groups, width_per_group)
         self.groups, self.width_per_group, self.inplanes = int(groups), int(width_per_group), 64
         self.conv1 = nn.Conv2d(1, 64, 7, stride=2, padding=3, bias=False)
@@ -97,4 +102,5 @@ class ResNeXtAuthors(nn.Module):
         return self.fc(self.avgpool(x).flatten(1))
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.outputs(x)[:, LV_OUTPUT]
+        out = self.outputs(x)
+        return out[:, self.columns[0]] if len(self.columns) == 1 else out[:, self.columns]
