@@ -151,8 +151,9 @@ class RunConfig:
     constraint: str = _f("size", CONSTRAINED, OneOf(("size", "size+centroid")), when_set=True)
     # penalty (quadratic, paper eqs. 4-5) | logbarrier (the log-barrier extension psi_t)
     scheme: str = _f("penalty", PENALTY, OneOf(("penalty", "logbarrier")), when_set=True)
-    # centroid bounds c +- centroid_tol, c in [0, 1] image coordinates: 20 px at 256 (HKervadec/
-    # shape_descriptors acdc.make, soft_centroid 'margin': 20, 'mode': 'abs') = 0.078125
+    # centroid bounds c +- centroid_tol, c in [0, 1] image coordinates: 20 px at 256 = 0.078125 (HKervadec/
+    # shape_descriptors acdc.make: soft_centroid 'margin': 20, 'mode': 'abs', on the 256x256 slices of its
+    # preprocess/slice_acdc.py --shape)
     centroid_tol: float = _f(0.078125, PENALTY, Number(0, 1), when_set=True)
     # log-barrier t at epoch e: barrier_t * barrier_growth**e (shape_descriptors acdc.make: LogBarrierLoss
     # 't': 1 with scheduler MultiplyT 'mu': 1.1 per epoch; LIVIAETS/extended_logbarrier toy.make the same)

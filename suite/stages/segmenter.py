@@ -21,7 +21,9 @@ slices: the authors' selection metric) and ``dice_mean`` (mean 3-D Dice over vol
 labeled-batch CE), ``loss_penalty`` (the unweighted unlabeled term per unlabeled image: size penalty for
 proposed/oracle, pseudo-label CE per unlabeled batch for proposals, 0 for fs), ``loss_total`` = ``loss_ce`` +
 weight · ``loss_penalty`` (weight λ, or 1 for proposals), ``lr``, ``in_bounds`` (proposed/oracle: fraction of
-unlabeled slices whose soft size was inside its bounds during the epoch's pass), ``epoch_time_s``.
+unlabeled slices whose soft size was inside its bounds during the epoch's pass; with other constraints: every
+active one), ``epoch_time_s``. With ``classes=multi`` or ``constrained=all`` the validation also logs the RV
+and myocardium Dice (``suite.constraints.reported_labels``; names suffixed ``_rv``, ``_myo``).
 
 Seeds: the initial weights come from ``derive_seed(cfg.seed, "segmenter", "init")`` and the data orders from
 ``derive_seed(cfg.seed, "segmenter", "labeled"|"unlabeled", epoch)`` -- the method is not an axis, so FS,
