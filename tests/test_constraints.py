@@ -421,3 +421,26 @@ def test_report_table_separates_schemes_and_shows_defaults(tmp_path):
     write_run(plain, method="proposed")
     write_run(plain, method="fs")
     assert constraint_family_section(analyse(load_experiment(plain))) == []
+
+
+def test_logbarrier_run_resumes_exactly(prepared_small, tmp_path):
+    """t grows with the epoch (a function of it, no state): a resumed run continues the schedule exactly."""
+    from suite.stages import execute
+    from suite.stages.metrics_log import read_metrics
+
+    cfg = small_run_config(
+        prepared_small,
+        method="oracle",
+        seg_epochs=2,
+        scheme="logbarrier",
+        constraint="size+centroid",
+        barrier_growth=2.0,
+    )
+
+    def numbers(paths):
+        return [tuple(r.values()) for r in read_metrics(paths.metrics) if r["metric"] != "epoch_time_s"]
+
+    whole = execute(cfg, tmp_path / "whole")
+    part = execute(cfg, tmp_path / "part", stop_after_epoch=0)
+    assert part.status() == "partial"
+    assert numbers(execute(cfg, tmp_path / "part")) == numbers(whole)
