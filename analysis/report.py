@@ -25,6 +25,7 @@ import numpy as np
 from analysis.load import load_experiment
 from analysis.report_html import markdown_to_html
 from analysis.report_markdown import render_markdown
+from analysis.report_test_cost import build_test_and_cost
 from analysis.stats import Analysis, analyse
 from analysis.tables import Table1, table1, table1_markdown, write_tables
 from suite.atomic import suite_outputs
@@ -87,9 +88,11 @@ def build_report(
             figs, notes = make_figures(a, t1, tmp / "figures")
         else:
             notes.append("figures not drawn (--no-figures)")
+        # the held-out test set and the cost: their tables, figures and notes (only where the data exist)
+        extra = build_test_and_cost(a, t1, tmp, figures=figures)
         timings["figures_s"] = time.perf_counter() - t
         t = time.perf_counter()
-        md = render_markdown(a, t1, coh, figs, notes, elapsed=time.perf_counter() - t0)
+        md = render_markdown(a, t1, coh, figs, notes, elapsed=time.perf_counter() - t0, test_and_cost=extra)
         (tmp / "report.md").write_text(md)
         (tmp / "report.html").write_text(markdown_to_html(md, tmp, f"Report: {exp.name}"))
         (tmp / "analysis.json").write_text(

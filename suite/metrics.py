@@ -19,6 +19,9 @@ from typing import Any
 import numpy as np
 import torch
 
+# the EF formula lives in a torch-free module (analysis derives EF errors without loading torch)
+from suite.clinical import ejection_fraction as ejection_fraction
+
 # the columns of volume_stats(): sums over the slices of one volume
 VOLUME_STATS = ("intersection", "pred_px", "true_px", "dice2d_sum", "slices")
 

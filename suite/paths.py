@@ -8,6 +8,8 @@ RESULTS/<experiment>/
     metrics.csv                append-only, one row per epoch x split x volume (tidy)
     checkpoint_last.pt         model + optimiser + scheduler + epoch + RNG state (resume point)
     checkpoint_best.pt         best-validation model (FS: makes the Proposals pseudo-labels)
+    test_metrics.csv           held-out test evaluation after training: one row per checkpoint x split x
+                               volume x class (3-D Dice, HD95/ASSD in mm, volumes in ml, empty flags)
     summary.json               written last: its presence means the run finished
     predictions/               (regressor) predicted sizes of every slice; (FS) pseudo-labels
     run.log                    the run's log
@@ -22,6 +24,23 @@ from pathlib import Path
 from typing import Any
 
 METRICS_COLUMNS = ("epoch", "split", "volume", "metric", "value")
+# test_metrics.csv: one row per checkpoint (final | best) x split (test | val) x volume x class (LV | Myo |
+# RV); hd95_mm / assd_mm are NaN where undefined (exactly one of prediction and truth empty)
+TEST_METRICS_COLUMNS = (
+    "checkpoint",
+    "split",
+    "patient",
+    "phase",
+    "volume",
+    "class",
+    "dice",
+    "hd95_mm",
+    "assd_mm",
+    "volume_true_ml",
+    "volume_pred_ml",
+    "empty_true",
+    "empty_pred",
+)
 
 
 def metrics_row_problem(row: list[str]) -> str | None:
@@ -84,6 +103,12 @@ class RunPaths:
     @property
     def summary(self) -> Path:
         return self.root / "summary.json"
+
+    @property
+    def test_metrics(self) -> Path:
+        """Held-out test (and validation) evaluation of the final and best checkpoints, written after
+        training; columns :data:`TEST_METRICS_COLUMNS`."""
+        return self.root / "test_metrics.csv"
 
     @property
     def failed(self) -> Path:
