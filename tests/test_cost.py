@@ -95,3 +95,13 @@ def test_totals_add_earlier_sessions_and_keep_the_peaks(monkeypatch) -> None:
     assert (t["cpu_seconds"], t["wall_seconds"], t["device_seconds"]) == (14.0, 3.5, 3.5)
     assert t["peak_rss_mb"] == 300.0 and t["peak_device_mb"] == 50.0
     assert t["device"] == "cuda:NVIDIA H200 + cpu" and t["segments"] == 3
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (no GPU visible to torch)")
+def test_a_cuda_run_records_its_gpu_and_device_memory(prepared_small, tmp_path) -> None:
+    paths = execute(small_run_config(prepared_small, seg_epochs=1, device="cuda"), tmp_path)
+    c = json.loads(paths.summary.read_text())["cost"]
+    assert c["device"] == f"cuda:{torch.cuda.get_device_name(0)}"
+    assert c["peak_device_mb"] is not None and c["peak_device_mb"] > 0
+    assert c["device_seconds"] == pytest.approx(c["wall_seconds"])

@@ -134,8 +134,8 @@ def _execute_locked(
     stop_flag = _StopFlag()
     stop_flag.install()
     t0 = time.time()
-    meter = CostMeter(device, ctx.world)  # before the stage is built: data and pseudo-labels count
     try:
+        meter = CostMeter(device, ctx.world)  # before the stage is built: data and pseudo-labels count
         stage = _make_stage(ctx)
         done = run_epochs(ctx, stage, stop_flag, meter)
         if done is None:
@@ -149,7 +149,7 @@ def _execute_locked(
                 done["best_value"],
             )
         stage.finish(paths.checkpoint_best, done["final"])
-        cost = meter.totals()  # a collective under DDP: on every rank
+        cost = meter.totals()  # after all of the run's work; a collective under DDP (every rank)
         if ctx.is_main:
             summary = {
                 "run_id": cfg.run_id,
