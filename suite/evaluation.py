@@ -109,7 +109,7 @@ def predict_slices(
 
     out = []
     for i in range(0, len(images), BATCH):
-        x = torch.from_numpy(np.ascontiguousarray(images[i : i + BATCH])).to(device)
+        x = torch.from_numpy(np.array(images[i : i + BATCH], dtype=np.uint8)).to(device)  # a writable copy
         x = prepare_input(x.unsqueeze(1).float().div_(255.0), cfg)
         with autocast(cfg, device):
             logits = net(x)

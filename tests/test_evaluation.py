@@ -277,3 +277,29 @@ def test_the_test_split_never_reaches_selection_or_the_lr_rule(
     # the poison did reach the evaluation (so the spy saw the real reader), and only there
     assert _csv(runs["poisoned"].test_metrics) != _csv(runs["clean"].test_metrics)
     assert not runs["none"].test_metrics.exists()
+
+
+def test_authors_state_dict_is_evaluated_on_the_test_split(prepared_test, tmp_path, capsys):
+    sd = Path(__file__).parent / "data" / "authors_networks" / "enet_authors_state_dict.pt"
+    out = tmp_path / "authors"
+    argv = ["evaluate", "--state-dict", str(sd), "--data", str(prepared_test), "--preset", "code"]
+    argv += [
+        "--set",
+        "image_size=64",
+        "--set",
+        "reg_arch=resnext",
+        "--set",
+        "threads=1",
+        "--set",
+        "device=cpu",
+        str(out),
+    ]
+    assert main(argv) == 0
+    rows = _csv(out / "test_metrics.csv")
+    assert {r["checkpoint"] for r in rows} == {"best"} and {r["split"] for r in rows} == {"test"}
+    assert len(rows) == 6  # 3 patients x ED/ES x LV
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    capsys.readouterr()
+    assert main([*argv[:2], str(bad), *argv[3:-1], str(tmp_path / "o2")]) == 2
+    assert "not a loadable state_dict" in capsys.readouterr().err
