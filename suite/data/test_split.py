@@ -53,7 +53,11 @@ def scan_testing(src: str | os.PathLike, training: list[acdc.PatientRef]) -> lis
     if root is None:
         return []
     folders = sorted(p for p in root.iterdir() if p.is_dir() and p.name.lower().startswith("patient"))
-    if folders and not any(next(p.glob("*_gt.nii*"), None) for p in folders):
+    if not folders:
+        raise InputError(
+            f"{root}: no patientXXX folders in the testing folder; put the test patients there or remove it"
+        )
+    if not any(next(p.glob("*_gt.nii*"), None) for p in folders):
         raise InputError(
             f"{root}: the test patients have no _gt label files (the challenge release without test labels); "
             "use the current ACDC release, whose testing/ has them, or move testing/ away to prepare the "
