@@ -8,6 +8,8 @@ RESULTS/<experiment>/
     metrics.csv                append-only, one row per epoch x split x volume (tidy)
     checkpoint_last.pt         model + optimiser + scheduler + epoch + RNG state (resume point)
     checkpoint_best.pt         best-validation model (FS: makes the Proposals pseudo-labels)
+    test_metrics.csv           (segmenter) held-out evaluation, a row per checkpoint x split x volume x class
+    evaluation.json            what test_metrics.csv was computed from (data hashes, checkpoint epochs)
     summary.json               written last: its presence means the run finished
     predictions/               (regressor) predicted sizes of every slice; (FS) pseudo-labels
     run.log                    the run's log
@@ -84,6 +86,16 @@ class RunPaths:
     @property
     def summary(self) -> Path:
         return self.root / "summary.json"
+
+    @property
+    def test_metrics(self) -> Path:
+        """Segmenter: the held-out evaluation in the original geometry (``suite.evaluation``)."""
+        return self.root / "test_metrics.csv"
+
+    @property
+    def evaluation(self) -> Path:
+        """What ``test_metrics.csv`` was computed from, per split: data hash, checkpoint epochs, seconds."""
+        return self.root / "evaluation.json"
 
     @property
     def failed(self) -> Path:
