@@ -11,7 +11,7 @@ Definitions (the report states them):
   prediction and truth empty: never averaged as 0 or as a maximum, counted instead); the volume error = mean
   |predicted − true| cavity volume in ml over the test patients, separately at ED and at ES; the EF error =
   mean |EF(predicted) − EF(true)| in EF points over the test patients, EF from that patient's ED and ES
-  volumes through :func:`suite.clinical.ejection_fraction` (cavities only: LV and RV).
+  volumes through :func:`suite.metrics.ejection_fraction` (cavities only: LV and RV).
 * **Across seeds**: per condition (the validation analysis's conditions), the mean and the Student-t
   interval of the per-run values (:func:`analysis.intervals.t_interval`), units = (seed, split seed).
 * **Paired differences** against FS on the final checkpoint's LV Dice, by :func:`analysis.comparisons.
@@ -35,12 +35,10 @@ from analysis.intervals import t_interval
 from analysis.load import Experiment
 from analysis.run_stats import sort_conditions
 from analysis.stats import Analysis
-from suite.clinical import ejection_fraction
 from suite.errors import InputError
-from suite.paths import TEST_METRICS_COLUMNS, RunPaths
+from suite.metrics import ejection_fraction
+from suite.paths import TEST_METRICS_CHECKPOINTS, TEST_METRICS_COLUMNS, TEST_METRICS_SPLITS, RunPaths
 
-CHECKPOINTS = ("final", "best")
-SPLITS = ("test", "val")
 CAVITIES = ("LV", "RV")  # the classes with an ejection fraction
 MAIN_CLASS = "LV"  # the paper's target: paired differences and the val/test gap
 # per-run values summarised across seeds (final checkpoint; Dice also for best)
@@ -79,7 +77,7 @@ def read_test_metrics(path: Path) -> pd.DataFrame:
             f"{path}: missing column(s) {', '.join(missing)}; expected {','.join(TEST_METRICS_COLUMNS)} "
             "(rerun suite evaluate on the run)"
         )
-    for col, allowed in (("checkpoint", CHECKPOINTS), ("split", SPLITS)):
+    for col, allowed in (("checkpoint", TEST_METRICS_CHECKPOINTS), ("split", TEST_METRICS_SPLITS)):
         bad = sorted(set(df[col].astype(str)) - set(allowed))
         if bad:
             raise InputError(f"{path}: column {col} has {bad[0]!r}; expected one of {', '.join(allowed)}")

@@ -8,8 +8,8 @@ RESULTS/<experiment>/
     metrics.csv                append-only, one row per epoch x split x volume (tidy)
     checkpoint_last.pt         model + optimiser + scheduler + epoch + RNG state (resume point)
     checkpoint_best.pt         best-validation model (FS: makes the Proposals pseudo-labels)
-    test_metrics.csv           held-out test evaluation after training: one row per checkpoint x split x
-                               volume x class (3-D Dice, HD95/ASSD in mm, volumes in ml, empty flags)
+    test_metrics.csv           (segmenter) held-out evaluation, a row per checkpoint x split x volume x class
+    evaluation.json            what test_metrics.csv was computed from (data hashes, checkpoint epochs)
     summary.json               written last: its presence means the run finished
     predictions/               (regressor) predicted sizes of every slice; (FS) pseudo-labels
     run.log                    the run's log
@@ -24,8 +24,11 @@ from pathlib import Path
 from typing import Any
 
 METRICS_COLUMNS = ("epoch", "split", "volume", "metric", "value")
-# test_metrics.csv: one row per checkpoint (final | best) x split (test | val) x volume x class (LV | Myo |
-# RV); hd95_mm / assd_mm are NaN where undefined (exactly one of prediction and truth empty)
+# test_metrics.csv: one row per checkpoint x split x volume x class (LV | Myo | RV); hd95_mm / assd_mm are
+# NaN where undefined (exactly one of prediction and truth empty). Written by suite.evaluation, read by
+# analysis (which loads no torch: the contract lives here)
+TEST_METRICS_CHECKPOINTS = ("final", "best")
+TEST_METRICS_SPLITS = ("test", "val")
 TEST_METRICS_COLUMNS = (
     "checkpoint",
     "split",
@@ -106,9 +109,14 @@ class RunPaths:
 
     @property
     def test_metrics(self) -> Path:
-        """Held-out test (and validation) evaluation of the final and best checkpoints, written after
-        training; columns :data:`TEST_METRICS_COLUMNS`."""
+        """Segmenter: the held-out evaluation in the original geometry (``suite.evaluation``); columns
+        :data:`TEST_METRICS_COLUMNS`."""
         return self.root / "test_metrics.csv"
+
+    @property
+    def evaluation(self) -> Path:
+        """What ``test_metrics.csv`` was computed from, per split: data hash, checkpoint epochs, seconds."""
+        return self.root / "evaluation.json"
 
     @property
     def failed(self) -> Path:

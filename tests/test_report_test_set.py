@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from suite.clinical import ejection_fraction
+from suite.metrics import ejection_fraction
 from suite.testing.synthetic_runs import write_experiment, write_run, write_test_metrics
 
 
@@ -222,3 +222,30 @@ def test_test_section_without_cost_and_a_damaged_file_is_named(tmp_path: Path) -
     assert f"{bad}: missing column(s) patient" in md
     row = next(ln for ln in _section(md, "Held-out test set") if ln.startswith("| fs | 5 |"))
     assert "| 2 |" in row  # two seeds left for FS
+
+
+def test_real_runs_with_a_test_split_give_the_test_table_and_the_cost_figure(tmp_path: Path) -> None:
+    """From a phantom with test patients: two small real runs, their test_metrics.csv and cost, the report."""
+    from analysis.report import build_report
+    from suite.data.phantom.cohort import write_cohort
+    from suite.data.prepare import prepare
+    from suite.stages import execute
+    from suite.testing.small_runs import small_run_config
+
+    write_cohort(tmp_path / "phantom", patients=30, seed=0, workers=2, test_patients=2)
+    prepare(tmp_path / "phantom", tmp_path / "prepared", size=64)
+    exp = tmp_path / "exp"
+    write_experiment(exp, cohort="phantom")
+    for method in ("fs", "oracle"):
+        rp = execute(small_run_config(tmp_path / "prepared", method=method, seg_epochs=2), exp)
+        assert rp.test_metrics.exists()
+    res = build_report(exp)
+    md = res.markdown.read_text()
+    lines = _section(md, "Held-out test set")
+    for m in ("fs", "oracle"):
+        row = next(ln for ln in lines if ln.startswith(f"| {m} | 5 | 1 |"))
+        assert re.search(r"\| [0-4] of 4 \|$", row)  # final checkpoint, LV: 2 test patients x ED, ES
+    cost = pd.read_csv(res.out_dir / "tables" / "cost.csv")
+    assert set(cost["stage / method"]) == {"fs", "oracle"} and set(cost["devices"]) == {"cpu"}
+    assert (res.out_dir / "figures" / "dice_vs_cost.png").exists()
+    assert (res.out_dir / "figures" / "test_per_volume.png").exists()
