@@ -8,6 +8,7 @@ validation Dice is 0.05 higher; every test patient has true volumes ED 150 ml / 
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from pathlib import Path
@@ -188,6 +189,8 @@ def test_figures_written_and_embedded(report) -> None:
         assert f"](figures/{name}.png)" in md
     html = report.html.read_text()
     assert html.count("<img ") == html.count("src='data:image/png;base64,")
+    listed = json.loads((report.out_dir / "analysis.json").read_text())["figures"]
+    assert {"test_per_volume", "dice_vs_cost"} <= set(listed)
 
 
 def test_report_without_test_metrics_or_cost_is_unchanged(tmp_path: Path, monkeypatch) -> None:
