@@ -56,6 +56,8 @@ def cohens_dz(diffs: Any) -> float:
         return math.nan
     sd = float(d.std(ddof=1))
     m = float(d.mean())
-    if sd == 0.0:
+    # differences equal up to rounding (e.g. 0.1 - 0.05 computed per seed) have an sd of ~1e-17, not 0:
+    # dividing by it printed d_z = 1.5e15; an sd below float64's resolution of the values is no spread
+    if sd <= 64 * np.finfo(np.float64).eps * max(float(np.abs(d).max()), np.finfo(np.float64).tiny):
         return math.nan if m == 0.0 else math.copysign(math.inf, m)
     return m / sd

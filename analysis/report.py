@@ -25,6 +25,7 @@ import numpy as np
 from analysis.load import load_experiment
 from analysis.report_html import markdown_to_html
 from analysis.report_markdown import render_markdown
+from analysis.report_test_cost import build_test_and_cost
 from analysis.stats import Analysis, analyse
 from analysis.tables import Table1, table1, table1_markdown, write_tables
 from suite.atomic import suite_outputs
@@ -87,9 +88,11 @@ def build_report(
             figs, notes = make_figures(a, t1, tmp / "figures")
         else:
             notes.append("figures not drawn (--no-figures)")
+        # the held-out test set and the cost: their tables, figures and notes (only where the data exist)
+        extra = build_test_and_cost(a, t1, tmp, figures=figures)
         timings["figures_s"] = time.perf_counter() - t
         t = time.perf_counter()
-        md = render_markdown(a, t1, coh, figs, notes, elapsed=time.perf_counter() - t0)
+        md = render_markdown(a, t1, coh, figs, notes, elapsed=time.perf_counter() - t0, test_and_cost=extra)
         (tmp / "report.md").write_text(md)
         (tmp / "report.html").write_text(markdown_to_html(md, tmp, f"Report: {exp.name}"))
         (tmp / "analysis.json").write_text(
@@ -104,8 +107,8 @@ def build_report(
                     "runs": len(exp.runs),
                     "included_segmenter_runs": int(a.run_stats["included"].sum()) if len(a.run_stats) else 0,
                     "warnings": a.warnings,
-                    "figures": [f.name for f in figs],
-                    "figure_notes": notes,
+                    "figures": [f.name for f in figs] + sorted(extra.figures),
+                    "figure_notes": notes + extra.figure_notes,
                     "timings_s": timings,
                 },
                 indent=2,

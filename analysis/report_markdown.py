@@ -17,6 +17,7 @@ import pandas as pd
 from analysis.comparisons import MIN_SEEDS
 from analysis.constraint_family import constraint_family_section
 from analysis.load import Experiment
+from analysis.report_test_cost import TestAndCost, test_and_cost_markdown
 from analysis.stats import Analysis
 from analysis.tables import Table1, df_markdown, per_volume_summary, sensitivity_table, table1_markdown
 
@@ -226,7 +227,13 @@ def _constraint_final(a: Analysis) -> pd.DataFrame:
 
 
 def render_markdown(
-    a: Analysis, t1: Table1, cohort: str, figures: list, fig_notes: list[str], elapsed: float
+    a: Analysis,
+    t1: Table1,
+    cohort: str,
+    figures: list,
+    fig_notes: list[str],
+    elapsed: float,
+    test_and_cost: TestAndCost | None = None,
 ) -> str:
     exp = a.experiment
     now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -264,6 +271,7 @@ def render_markdown(
     if len(a.paired):
         parts += ["## Paired comparisons (same n, same seeds)", ""]
         parts += [f"- {s}" for s in a.paired["statement"]] + [""]
+    parts += test_and_cost_markdown(test_and_cost)  # beside Table 1: test set, val/test gap, cost
     parts += ["## Figures", ""]
     for f in figures:
         parts += [

@@ -20,7 +20,7 @@ from suite.errors import InputError, missing_dependency
 from suite.log import log_level, setup_logging
 
 # display order; any other module in suite/commands is listed after these
-ORDER = ["phantom", "prepare", "info", "run", "tune", "slurm", "report", "demo"]
+ORDER = ["phantom", "prepare", "info", "run", "tune", "slurm", "evaluate", "export", "report", "demo"]
 
 EPILOG = """\
 typical flow:
@@ -28,6 +28,8 @@ typical flow:
   suite prepare data/acdc-phantom data/prepared
   suite run --data data/prepared --stage segmenter --method proposed --labeled 10 --seed 0 --out results/exp
   suite tune --data data/prepared --space paper --preset smoke --seeds 0 1 2 --out results
+  suite evaluate results/<experiment>                          # held-out test split (runs do it themselves)
+  suite export results/<experiment>/runs/<run_id> exported/    # predictions as NIfTI
   suite report results/<experiment>
 
 environment: SUITE_LOG_LEVEL (DEBUG, INFO, WARNING), SUITE_NO_PBAR=1 (no progress bars)

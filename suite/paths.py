@@ -8,6 +8,8 @@ RESULTS/<experiment>/
     metrics.csv                append-only, one row per epoch x split x volume (tidy)
     checkpoint_last.pt         model + optimiser + scheduler + epoch + RNG state (resume point)
     checkpoint_best.pt         best-validation model (FS: makes the Proposals pseudo-labels)
+    test_metrics.csv           (segmenter) held-out evaluation, a row per checkpoint x split x volume x class
+    evaluation.json            what test_metrics.csv was computed from (data hashes, checkpoint epochs)
     summary.json               written last: its presence means the run finished
     predictions/               (regressor) predicted sizes of every slice; (FS) pseudo-labels
     run.log                    the run's log
@@ -22,6 +24,26 @@ from pathlib import Path
 from typing import Any
 
 METRICS_COLUMNS = ("epoch", "split", "volume", "metric", "value")
+# test_metrics.csv: one row per checkpoint x split x volume x class (LV | Myo | RV); hd95_mm / assd_mm are
+# NaN where undefined (exactly one of prediction and truth empty). Written by suite.evaluation, read by
+# analysis (which loads no torch: the contract lives here)
+TEST_METRICS_CHECKPOINTS = ("final", "best")
+TEST_METRICS_SPLITS = ("test", "val")
+TEST_METRICS_COLUMNS = (
+    "checkpoint",
+    "split",
+    "patient",
+    "phase",
+    "volume",
+    "class",
+    "dice",
+    "hd95_mm",
+    "assd_mm",
+    "volume_true_ml",
+    "volume_pred_ml",
+    "empty_true",
+    "empty_pred",
+)
 
 
 def metrics_row_problem(row: list[str]) -> str | None:
@@ -84,6 +106,17 @@ class RunPaths:
     @property
     def summary(self) -> Path:
         return self.root / "summary.json"
+
+    @property
+    def test_metrics(self) -> Path:
+        """Segmenter: the held-out evaluation in the original geometry (``suite.evaluation``); columns
+        :data:`TEST_METRICS_COLUMNS`."""
+        return self.root / "test_metrics.csv"
+
+    @property
+    def evaluation(self) -> Path:
+        """What ``test_metrics.csv`` was computed from, per split: data hash, checkpoint epochs, seconds."""
+        return self.root / "evaluation.json"
 
     @property
     def failed(self) -> Path:

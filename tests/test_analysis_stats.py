@@ -111,6 +111,11 @@ def test_t_interval_and_dz_helpers() -> None:
     assert ti.n == 3 and math.isnan(t_interval([0.4]).low)
     assert math.isclose(cohens_dz([0.2, 0.15, 0.25]), 4.0)
     assert cohens_dz([0.1, 0.1]) == math.inf and math.isnan(cohens_dz([0.0, 0.0]))
+    # equal up to rounding: the sd is ~1e-17, not 0; d_z is still infinite, not 1e15
+    rounded = [0.3 - 0.1, 0.5 - 0.3, 0.7 - 0.5, 0.9 - 0.7]
+    assert len(set(rounded)) > 1 and cohens_dz(rounded) == math.inf
+    assert cohens_dz([-x for x in rounded]) == -math.inf
+    assert math.isclose(cohens_dz([1e-9, 2e-9, 3e-9]), 2.0)  # small but real spread is kept
 
 
 def test_paired_differences_by_hand(exp_dir: Path) -> None:

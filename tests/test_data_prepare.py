@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from suite.cli import main
 from suite.data.dataset import PreparedData
-from suite.data.prepare import resize_stack
+from suite.data.geometry import resize_stack
 from suite.errors import InputError
 
 

@@ -127,3 +127,124 @@ def test_volume_ml():
     assert per_vol["v1"]["lv_volume_pred_ml"] == pytest.approx(0.05)
     assert per_vol["v2"]["lv_volume_pred_ml"] == pytest.approx(0.32)
     assert per_vol["v2"]["lv_volume_true_ml"] == 0.0
+
+
+# ---------------------------------------------------------------------------------------------- 3-D, in mm
+def _ball(shape, centre, radius, spacing=(1.0, 1.0, 1.0)):
+    grid = np.indices(shape).astype(np.float64)
+    d2 = sum(((grid[i] - centre[i]) * spacing[i]) ** 2 for i in range(3))
+    return d2 <= radius**2
+
+
+def _cube(shape, lo, hi):
+    m = np.zeros(shape, dtype=bool)
+    m[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))] = True
+    return m
+
+
+def test_concentric_spheres_are_the_radius_difference_apart():
+    from suite.metrics import class_metrics
+
+    true = _ball((48, 48, 48), (24, 24, 24), 15)
+    pred = _ball((48, 48, 48), (24, 24, 24), 11)
+    m = class_metrics(pred, true, (1.0, 1.0, 1.0))
+    # every surface point of one sphere is 4 mm from the other's, within a voxel (the surfaces are voxelised)
+    assert abs(m["hd95_mm"] - 4.0) <= 1.0 and abs(m["assd_mm"] - 4.0) <= 1.0
+    assert m["dice"] == pytest.approx(2 * pred.sum() / (pred.sum() + true.sum()))
+
+
+def test_offset_spheres_hd95_and_assd_are_the_analytic_values():
+    """Two spheres of radius R, centres d apart: a surface point at angle θ to the offset lies ≈ d·|cos θ|
+    from the other sphere, and |cos θ| is uniform on [0, 1] over the sphere: HD95 ≈ 0.95 d, ASSD ≈ d / 2."""
+    from suite.metrics import class_metrics
+
+    d = 6
+    true = _ball((64, 48, 48), (28, 24, 24), 14)
+    pred = _ball((64, 48, 48), (28 + d, 24, 24), 14)
+    m = class_metrics(pred, true, (1.0, 1.0, 1.0))
+    assert abs(m["hd95_mm"] - 0.95 * d) <= 1.0
+    assert abs(m["assd_mm"] - d / 2) <= 1.0
+
+
+def test_anisotropic_spacing_weighs_a_through_plane_shift_by_the_slice_spacing():
+    from suite.metrics import class_metrics
+
+    shape, spacing = (40, 40, 16), (1.0, 1.0, 5.0)
+    true = _cube(shape, (10, 10, 4), (20, 20, 10))
+    in_plane = class_metrics(_cube(shape, (12, 10, 4), (22, 20, 10)), true, spacing)
+    through = class_metrics(_cube(shape, (10, 10, 6), (20, 20, 12)), true, spacing)
+    # a cube shifted by 2 voxels: the faces across the shift are 2 voxels apart, > 5 % of the surface voxels
+    assert in_plane["hd95_mm"] == pytest.approx(2.0)
+    assert through["hd95_mm"] == pytest.approx(10.0)
+    assert through["assd_mm"] > 3 * in_plane["assd_mm"]
+    # overlaps 8 of 10 voxels in-plane, 4 of 6 through-plane
+    assert in_plane["dice"] == pytest.approx(0.8) and through["dice"] == pytest.approx(2 / 3)
+    # volumes use the voxel's own volume: 10 x 10 x 6 voxels of 5 mm^3
+    assert through["volume_true_ml"] == pytest.approx(600 * 5 / 1000)
+
+
+def test_surface_distances_match_a_brute_force_point_set_computation():
+    from scipy.ndimage import binary_erosion
+    from scipy.spatial.distance import cdist
+
+    from suite.metrics import surface_distances
+
+    rng = np.random.default_rng(0)
+    spacing = (1.3, 0.9, 6.5)
+    a = np.zeros((14, 12, 6), dtype=bool)
+    b = np.zeros_like(a)
+    a[3:10, 2:9, 1:5] = True
+    b[5:13, 4:11, 2:6] = True
+    a ^= rng.random(a.shape) < 0.05
+    d_ab, d_ba = surface_distances(a, b, spacing)
+
+    def points(m):
+        s = m & ~binary_erosion(m, border_value=0)
+        return np.argwhere(s) * np.asarray(spacing)
+
+    full = cdist(points(a), points(b))
+    assert np.allclose(np.sort(d_ab), np.sort(full.min(axis=1)))
+    assert np.allclose(np.sort(d_ba), np.sort(full.min(axis=0)))
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # monai's own deprecation notice inside its metrics
+def test_hd95_and_assd_agree_with_monai():
+    """The pinned reference (monai 1.6.1, a dev dependency): same numbers on random shapes, anisotropic."""
+    import torch
+    from monai.metrics import compute_average_surface_distance, compute_hausdorff_distance
+
+    from suite.metrics import class_metrics
+
+    rng = np.random.default_rng(1)
+    for spacing in ((1.0, 1.0, 1.0), (1.5, 1.5, 10.0), (0.7, 1.9, 5.0)):
+        true = _ball((30, 30, 12), (15, 14, 6), 8, (1, 1, 2.5)) ^ (rng.random((30, 30, 12)) < 0.02)
+        pred = _ball((30, 30, 12), (17, 14, 7), 7, (1, 1, 2.5))
+        m = class_metrics(pred, true, spacing)
+        p = torch.from_numpy(pred)[None, None].float()
+        t = torch.from_numpy(true)[None, None].float()
+        hd = compute_hausdorff_distance(p, t, percentile=95, spacing=list(spacing))
+        asd = compute_average_surface_distance(p, t, symmetric=True, spacing=list(spacing))
+        assert m["hd95_mm"] == pytest.approx(float(hd), rel=1e-5)
+        assert m["assd_mm"] == pytest.approx(float(asd), rel=1e-5)
+
+
+def test_empty_cases_follow_metrics_reloaded():
+    from suite.metrics import class_metrics
+
+    empty = np.zeros((8, 8, 3), dtype=bool)
+    some = _cube((8, 8, 3), (2, 2, 1), (5, 5, 2))
+    both = class_metrics(empty, empty, (1, 1, 1))
+    assert both["dice"] == 1.0 and both["hd95_mm"] == 0.0 and both["assd_mm"] == 0.0
+    assert both["empty_true"] and both["empty_pred"]
+    for pred, true in ((empty, some), (some, empty)):
+        m = class_metrics(pred, true, (1, 1, 1))
+        assert m["dice"] == 0.0 and np.isnan(m["hd95_mm"]) and np.isnan(m["assd_mm"])
+        assert m["empty_pred"] == (pred is empty) and m["empty_true"] == (true is empty)
+
+
+def test_ejection_fraction():
+    from suite.metrics import ejection_fraction
+
+    assert ejection_fraction(100.0, 40.0) == pytest.approx(60.0)
+    assert np.isnan(ejection_fraction(0.0, 0.0))
+    assert np.allclose(ejection_fraction([200.0, 50.0], [150.0, 10.0]), [25.0, 80.0])

@@ -450,6 +450,13 @@ def test_local_ray_survives_the_preemption_signal(ray_local) -> None:
             return None
         return name if name in ("gcs_server", "raylet") else ("dashboard" if "dashboard" in cmd else None)
 
+    def alive(p: psutil.Process) -> bool:
+        # a process can exit between is_running() and status(): that is "not alive", never an error
+        try:
+            return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return False
+
     named = [(p, ray_daemon(p)) for p in psutil.Process().children(recursive=True)]
     daemons = [p for p, name in named if name]
     assert {name for _, name in named} >= {"gcs_server", "raylet"}, named
@@ -461,7 +468,7 @@ def test_local_ray_survives_the_preemption_signal(ray_local) -> None:
         os.kill(os.getpid(), PREEMPTION_SIGNAL)
         time.sleep(2)
         assert got == [PREEMPTION_SIGNAL]
-        gone = [p.pid for p in [*daemons, worker] if not p.is_running() or p.status() == psutil.STATUS_ZOMBIE]
+        gone = [p.pid for p in [*daemons, worker] if not alive(p)]
         assert not gone, f"killed by the preemption signal: {gone}"
         assert ray.get(pid.remote(), timeout=60) > 0
     finally:

@@ -461,6 +461,9 @@ def test_two_ranks_ddp_gloo_trains_like_one(prepared_small, tmp_path):
     assert two.status() == "finished" and two.run_id != one.run_id  # world size is identity
     s2 = json.loads(two.summary.read_text())
     assert s2["world_size"] == 2
+    # cost: one device per rank; the CPU time of both ranks (all-reduced), not rank 0's alone
+    c2 = s2["cost"]
+    assert c2["world_size"] == 2 and c2["device_seconds"] == pytest.approx(2 * c2["wall_seconds"])
     r1, r2 = _rows(one), _rows(two)
     key = lambda r: (r["epoch"], r["split"], r["volume"], r["metric"])  # noqa: E731
     assert sorted(map(key, r1)) == sorted(map(key, r2))

@@ -71,6 +71,8 @@ def summary(data) -> dict:
             "dropped": s["dropped"],
             "paper_n": list(PAPER_LABELED),
         }
+    test = data.test_split()
+    out["test"] = None if test is None else {"test_hash": test.data_hash, "patients": len(test.patients)}
     return out
 
 
@@ -110,4 +112,10 @@ def run(args: argparse.Namespace) -> int:
             f"regressor {sp['val_reg']}), paper seed {sp['paper_seed']}"
         )
         print(f"  labeled  {lab}" + (f"; dropped {sp['dropped']}" if sp["dropped"] else ""))
+    t = s["test"]
+    print(
+        "  test     none (prepare a folder with testing/ for a held-out test split)"
+        if t is None
+        else f"  test     {t['patients']} held-out patients in OUT/test (test_hash {t['test_hash']})"
+    )
     return 0

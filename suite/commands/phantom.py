@@ -17,6 +17,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--patients", type=int, default=100, help="number of patients (default 100, as ACDC)")
     p.add_argument("--seed", type=int, default=0, help="cohort seed (default 0)")
     p.add_argument(
+        "--test-patients",
+        type=int,
+        default=0,
+        help="also write N held-out test patients, numbered after the training ones, to OUT/testing/ (as "
+        "ACDC's testing/patient101…150); `suite prepare OUT` takes them as the test split (default 0)",
+    )
+    p.add_argument(
         "--group-order",
         choices=("interleaved", "acdc"),
         default="interleaved",
@@ -41,6 +48,9 @@ def run(args: argparse.Namespace) -> int:
         group_order=args.group_order,
         force=args.force,
         workers=args.workers,
+        test_patients=args.test_patients,
     )
-    print(f"phantom: {args.patients} patients (seed {args.seed}) in {out} [{time.perf_counter() - t0:.1f} s]")
+    test = f" + {args.test_patients} test patients in testing/" if args.test_patients else ""
+    took = time.perf_counter() - t0
+    print(f"phantom: {args.patients} patients{test} (seed {args.seed}) in {out} [{took:.1f} s]")
     return 0

@@ -12,7 +12,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Read the ED and ES frames of every patient of SRC (the official ACDC 'training' folder "
         "or a `suite phantom` output), validate them, min-max normalise each volume, resize every slice to "
         "SIZE x SIZE and write OUT/images.npy, labels.npy, manifest.json and splits.json atomically. "
-        "A second run with the same inputs and options is a no-op.",
+        "A second run with the same inputs and options is a no-op. SRC/testing (the current release's "
+        "testing/patient101…150 beside training/, with _gt files, or `suite phantom --test-patients`) is "
+        "prepared as the held-out test split into OUT/test/, with its own hash (run ids do not depend on "
+        "it).",
     )
     p.add_argument(
         "src", metavar="SRC", help="ACDC-format folder (patientXXX/ folders, or its parent with training/)"
@@ -47,5 +50,6 @@ def run(args: argparse.Namespace) -> int:
         args.src, args.out, size=args.size, split_seed=args.split_seed, force=args.force, crop=args.crop
     )
     state = "up to date (skipped)" if r.skipped else f"written in {r.seconds:.1f} s"
-    print(f"prepared: {r.path} data_hash={r.data_hash} slices={r.n_slices} {state}")
+    test = f" test_hash={r.test_hash}" if r.test_hash else " (no test split)"
+    print(f"prepared: {r.path} data_hash={r.data_hash} slices={r.n_slices}{test} {state}")
     return 0

@@ -27,7 +27,7 @@ import re
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 
@@ -80,6 +80,9 @@ class Frame:
     image: np.ndarray  # (X, Y, Z) float32, finite
     label: np.ndarray  # (X, Y, Z) uint8 in {0, 1, 2, 3}
     spacing: tuple[float, float, float]
+    # the image's voxel-to-world affine and NIfTI header bytes: what an exported prediction carries over
+    affine: np.ndarray | None = None
+    header: bytes = b""
 
 
 # ---------------------------------------------------------------------------------------------- layout
@@ -245,13 +248,14 @@ def _scan_patient(folder: Path) -> PatientRef:
 
 
 # ---------------------------------------------------------------------------------------------- content
-def _read_nifti(path: Path, what: str) -> tuple[np.ndarray, tuple[float, ...]]:
+def _read_nifti(path: Path, what: str) -> tuple[np.ndarray, tuple[float, ...], Any]:
     import nibabel as nib
 
     try:
         img = cast("nib.spatialimages.SpatialImage", nib.load(str(path)))
         data = np.asarray(img.dataobj)
         zooms = tuple(float(z) for z in img.header.get_zooms())
+        header = img.header
     except (EOFError, zlib.error, gzip.BadGzipFile) as e:
         raise InputError(
             f"{path}: truncated or corrupt gzip ({type(e).__name__}); re-extract the file from the release"
@@ -275,7 +279,7 @@ def _read_nifti(path: Path, what: str) -> tuple[np.ndarray, tuple[float, ...]]:
         raise InputError(
             f"{path}: unreadable NIfTI {what} ({msg}); replace it with a valid .nii.gz file"
         ) from None
-    return data, zooms
+    return data, zooms, header
 
 
 def load_frame(ref: FrameRef) -> Frame:
@@ -284,8 +288,8 @@ def load_frame(ref: FrameRef) -> Frame:
     Checks: readable NIfTI (and complete gzip), 3-D data, same shape, finite intensities (no NaN/inf), a
     non-constant image, label values in {0, 1, 2, 3}, positive finite voxel spacing.
     """
-    image, zooms = _read_nifti(ref.image, "image")
-    label, _ = _read_nifti(ref.label, "label")
+    image, zooms, header = _read_nifti(ref.image, "image")
+    label, _, _ = _read_nifti(ref.label, "label")
     for arr, p, what in ((image, ref.image, "image"), (label, ref.label, "label")):
         if arr.ndim != 3:
             raise InputError(
@@ -323,6 +327,8 @@ def load_frame(ref: FrameRef) -> Frame:
         image=image,
         label=label.astype(np.uint8, copy=False),
         spacing=(float(spacing[0]), float(spacing[1]), float(spacing[2])),
+        affine=np.asarray(header.get_best_affine(), dtype=np.float64),
+        header=bytes(header.binaryblock),
     )
 
 

@@ -113,6 +113,23 @@ class PreparedData:
     def volumes(self) -> list[str]:
         return [v["volume"] for v in self.manifest["volumes"]]
 
+    def test_split(self) -> PreparedData | None:
+        """The held-out test split prepared beside this dataset (``OUT/test``), or None without one.
+
+        Only the held-out evaluation, after training, opens it (:mod:`suite.data.test_split`)."""
+        from suite.data.test_split import TEST_DIR
+
+        path = self.path / TEST_DIR
+        if not path.is_dir():
+            return None
+        test = PreparedData.open(path)
+        if test.manifest.get("role") != "test":
+            raise InputError(
+                f"{path}: not a prepared test split (manifest role {test.manifest.get('role')!r}); rerun "
+                f"`suite prepare SRC {self.path} --force`"
+            )
+        return test
+
     def __len__(self) -> int:
         return int(self.images.shape[0])
 
@@ -143,7 +160,7 @@ class PreparedData:
         if size == self.size:
             return self.images, self.labels
         if size not in self._resized:
-            from suite.data.prepare import resize_stack, to_uint8
+            from suite.data.geometry import resize_stack, to_uint8
 
             imgs = np.empty((len(self), size, size), np.uint8)
             labs = np.empty((len(self), size, size), np.uint8)

@@ -11,6 +11,9 @@ level apart). Output, written into a temporary folder beside ``OUT`` and renamed
     OUT/labels.npy      uint8 (N, size, size)  0 bg, 1 RV, 2 myocardium, 3 LV cavity (the target)
     OUT/manifest.json   patients, volumes (slice ranges, spacings), per-slice LV areas, data_hash, options
     OUT/splits.json     the paper split and effective counts (suite.data.splits)
+    OUT/originals.npz   each volume's original label map and image header (suite.data.geometry)
+    OUT/test/           the held-out test split (SRC/testing, when there is one): the same files, its own
+                        data_hash (the test hash), no split (suite.data.test_split)
 
 The key (``data_hash``) hashes the bytes of every input file used, the options and the format version: a
 second ``prepare`` with the same inputs and options finds the key in ``OUT/manifest.json`` and does nothing.
@@ -23,6 +26,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,14 +35,16 @@ from typing import Any
 import numpy as np
 
 from suite.data import acdc
+from suite.data.geometry import ORIGINALS, center_crop, crop_box, resize_stack, to_uint8
 from suite.data.splits import PAPER_SEED, splits_document
+from suite.data.test_split import TEST_DIR, UNAVAILABLE, scan_testing, testing_root
 from suite.errors import InputError
 
 log = logging.getLogger("suite.data.prepare")
 
 FORMAT_VERSION = 1
 DEFAULT_SIZE = 256
-FILES = ("images.npy", "labels.npy", "manifest.json", "splits.json")
+FILES = ("images.npy", "labels.npy", "manifest.json", "splits.json", ORIGINALS)
 
 
 @dataclass(frozen=True)
@@ -48,53 +54,7 @@ class PrepareResult:
     skipped: bool
     seconds: float
     n_slices: int
-
-
-def _linear_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Source indices ``i0, i1`` and weight ``w1`` of 1-D linear interpolation, half-pixel centres, clamped.
-
-    Identical to ``torch.nn.functional.interpolate(mode="bilinear", align_corners=False, antialias=False)``
-    along one axis: ``src = max(0, (dst + 0.5) * n_in / n_out - 0.5)``.
-    """
-    src = np.maximum((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5, 0.0)
-    i0 = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
-    i1 = np.minimum(i0 + 1, n_in - 1)
-    return i0, i1, (src - i0).astype(np.float32)
-
-
-def _nearest_index(n_in: int, n_out: int) -> np.ndarray:
-    """Source index of each output pixel, nearest with half-pixel centres (torch ``nearest-exact``)."""
-    return np.minimum(np.floor((np.arange(n_out) + 0.5) * (n_in / n_out)).astype(np.int64), n_in - 1)
-
-
-def resize_stack(arr: np.ndarray, size: int | tuple[int, int], kind: str) -> np.ndarray:
-    """Resize a stack of 2-D slices ``(N, H, W)`` to ``(N, size, size)`` (pure NumPy, no torch needed).
-
-    ``kind="linear"``: bilinear, half-pixel centres, edges clamped, no anti-aliasing (as
-    ``F.interpolate(mode="bilinear", align_corners=False)``), float32 out. ``kind="nearest"``: nearest
-    neighbour with half-pixel centres (``nearest-exact``), same dtype out. Separable gathers, no BLAS.
-    """
-    oh, ow = (size, size) if isinstance(size, int) else tuple(size)
-    n, h, w = arr.shape
-    if kind == "linear":
-        if (h, w) == (oh, ow):
-            return arr.astype(np.float32)
-        # separable gathers (no BLAS: its threads stall on a busy machine)
-        a = arr.astype(np.float32, copy=False)
-        j0, j1, wj = _linear_taps(w, ow)
-        cols = a[:, :, j0] * (1.0 - wj) + a[:, :, j1] * wj  # (n, h, ow)
-        i0, i1, wi = _linear_taps(h, oh)
-        return cols[:, i0, :] * (1.0 - wi)[:, None] + cols[:, i1, :] * wi[:, None]
-    if kind == "nearest":
-        if (h, w) == (oh, ow):
-            return arr.copy()
-        return arr[:, _nearest_index(h, oh)][:, :, _nearest_index(w, ow)]
-    raise ValueError(f"kind {kind!r}: expected linear or nearest")
-
-
-def to_uint8(x: np.ndarray) -> np.ndarray:
-    """Float image in [0, 1] -> uint8 0..255 (rounded, clipped)."""
-    return np.clip(np.rint(x * 255.0), 0, 255).astype(np.uint8)
+    test_hash: str | None = None  # the test split's data_hash (OUT/test), None without one
 
 
 def input_key(patients: list[acdc.PatientRef], size: int, split_seed: int, crop: float = 1.0) -> str:
@@ -124,16 +84,6 @@ def _existing_key(out: Path) -> str | None:
         return None
 
 
-def center_crop(arr: np.ndarray, crop: float) -> np.ndarray:
-    """The central ``crop`` fraction of each in-plane axis of ``(N, H, W)`` (at least one pixel kept)."""
-    if crop == 1.0:
-        return arr
-    _, h, w = arr.shape
-    ch, cw = max(1, round(h * crop)), max(1, round(w * crop))
-    top, left = (h - ch) // 2, (w - cw) // 2
-    return arr[:, top : top + ch, left : left + cw]
-
-
 def prepare(
     src: str | os.PathLike,
     out: str | os.PathLike,
@@ -153,7 +103,7 @@ def prepare(
     folder that is removed on error). ``force`` rebuilds even when the key matches, and replaces an ``out``
     that holds a prepared dataset of other inputs or options (never an unrelated folder).
     """
-    from suite.atomic import atomic_dir, write_json_atomic
+    from suite.atomic import atomic_dir
 
     t0 = time.perf_counter()
     if size < 8 or size > 2048:
@@ -168,12 +118,19 @@ def prepare(
         if old is None and any(out.iterdir()):
             raise InputError(f"{out}: exists and is not a prepared dataset; choose a new or empty folder")
     patients = acdc.scan(src)
+    test_patients = scan_testing(src, patients)
     key = input_key(patients, size, split_seed, crop)
+    # the test split's own key: the training data_hash (and every run id) never depends on it
+    test_key = input_key(test_patients, size, split_seed, crop) if test_patients else None
     if out.exists():
         damage = _damage(out) if old == key and not force else None
         if old == key and not force and damage is None:
-            log.info("prepared dataset %s is up to date (data_hash %s): skipped", out, key)
-            return PrepareResult(out, key, True, time.perf_counter() - t0, _n_slices(out))
+            test_seconds = _update_test_split(src, out, test_patients, test_key, size, split_seed, crop)
+            state = "up to date: skipped" if test_seconds is None else "up to date (test split rewritten)"
+            log.info("prepared dataset %s is %s (data_hash %s)", out, state, key)
+            return PrepareResult(
+                out, key, test_seconds is None, time.perf_counter() - t0, _n_slices(out), test_key
+            )
         if damage:
             log.warning("prepared dataset %s: %s; rebuilding it from the inputs", out, damage)
         if old is not None and old != key and not force:
@@ -182,6 +139,69 @@ def prepare(
                 f"{key}); use --force to replace it or choose another folder"
             )
 
+    with atomic_dir(out) as tmp:
+        n_slices = _write_prepared(src, tmp, patients, key, size, split_seed, crop, "training")
+        if test_patients:
+            assert test_key is not None  # made with test_patients
+            test_src = testing_root(src) or Path(src)
+            _write_prepared(test_src, tmp / TEST_DIR, test_patients, test_key, size, split_seed, crop, "test")
+    dt = time.perf_counter() - t0
+    log.info(
+        "prepared %d training patients (data_hash %s)%s into %s in %.1f s",
+        len(patients),
+        key,
+        f" and {len(test_patients)} test patients (test hash {test_key})" if test_patients else "",
+        out,
+        dt,
+    )
+    return PrepareResult(out, key, False, dt, n_slices, test_key)
+
+
+def _update_test_split(
+    src: str | os.PathLike,
+    out: Path,
+    test_patients: list[acdc.PatientRef],
+    test_key: str | None,
+    size: int,
+    split_seed: int,
+    crop: float,
+) -> float | None:
+    """Bring ``OUT/test`` in line with ``SRC/testing`` beside an up-to-date training dataset: seconds spent,
+    or None when it already was (a test split that was removed from SRC is removed from OUT)."""
+    from suite.atomic import atomic_dir
+
+    t0 = time.perf_counter()
+    test_out = out / TEST_DIR
+    if not test_patients:
+        if not test_out.exists():
+            return None
+        log.warning("%s: SRC has no testing/ folder any more; removing the prepared test split", test_out)
+        shutil.rmtree(test_out)
+        return time.perf_counter() - t0
+    if test_out.exists() and _existing_key(test_out) == test_key and _damage(test_out) is None:
+        return None
+    assert test_key is not None  # made with test_patients
+    with atomic_dir(test_out) as tmp:
+        root = testing_root(src) or Path(src)
+        _write_prepared(root, tmp, test_patients, test_key, size, split_seed, crop, "test")
+    return time.perf_counter() - t0
+
+
+def _write_prepared(
+    src: str | os.PathLike,
+    tmp: Path,
+    patients: list[acdc.PatientRef],
+    key: str,
+    size: int,
+    split_seed: int,
+    crop: float,
+    role: str,
+) -> int:
+    """Write one prepared dataset (arrays, originals, manifest, splits) of ``patients`` into ``tmp``; the
+    number of slices. ``role``: training (with the paper's splits) or test (no split: never trained on)."""
+    from suite.atomic import write_json_atomic
+
+    tmp.mkdir(parents=True, exist_ok=True)
     # headers first: total slice count to pre-allocate the arrays
     shapes = {}
     for p in patients:
@@ -194,147 +214,154 @@ def prepare(
             shapes[fr.volume] = shape
     n_slices = sum(s[2] for s in shapes.values())
 
-    with atomic_dir(out) as tmp:
-        images = np.lib.format.open_memmap(
-            tmp / "images.npy", mode="w+", dtype=np.uint8, shape=(n_slices, size, size)
-        )
-        labels = np.lib.format.open_memmap(
-            tmp / "labels.npy", mode="w+", dtype=np.uint8, shape=(n_slices, size, size)
-        )
-        volumes: list[dict[str, Any]] = []
-        slice_vol: list[int] = []
-        slice_idx: list[int] = []
-        area_px: list[int] = []
-        area_mm2: list[float] = []
-        start, lv_cut = 0, 0
-        from suite.log import progress
+    images = np.lib.format.open_memmap(
+        tmp / "images.npy", mode="w+", dtype=np.uint8, shape=(n_slices, size, size)
+    )
+    labels = np.lib.format.open_memmap(
+        tmp / "labels.npy", mode="w+", dtype=np.uint8, shape=(n_slices, size, size)
+    )
+    volumes: list[dict[str, Any]] = []
+    slice_vol: list[int] = []
+    slice_idx: list[int] = []
+    area_px: list[int] = []
+    area_mm2: list[float] = []
+    start, lv_cut = 0, 0
+    originals: dict[str, np.ndarray] = {}  # what goes back to the original geometry needs
+    from suite.log import progress
 
-        for p in progress(patients, desc="prepare", total=len(patients)):
-            for fr in p.frames:
-                f = acdc.load_frame(fr)
-                if f.image.shape != shapes[fr.volume]:
-                    raise InputError(
-                        f"{fr.image}: header shape {shapes[fr.volume]} differs from the data "
-                        f"{f.image.shape}; replace the file"
-                    )
-                nx, ny, nz = f.image.shape
-                lo, hi = float(f.image.min()), float(f.image.max())
-                norm = (f.image - lo) / (hi - lo)
-                lab_full = np.moveaxis(f.label, 2, 0)
-                lab_crop = center_crop(lab_full, crop)
-                if crop != 1.0:
-                    lv_cut += int(
-                        (
-                            (lab_full == acdc.LV_LABEL).sum(axis=(1, 2))
-                            != (lab_crop == acdc.LV_LABEL).sum(axis=(1, 2))
-                        ).sum()
-                    )
-                img = resize_stack(center_crop(np.moveaxis(norm, 2, 0), crop), size, "linear")
-                lab = resize_stack(lab_crop, size, "nearest")
-                stop = start + nz
-                images[start:stop] = to_uint8(img)
-                labels[start:stop] = lab
-                sx, sy, sz = f.spacing
-                psx, psy = sx * lab_crop.shape[1] / size, sy * lab_crop.shape[2] / size
-                px = (lab == acdc.LV_LABEL).sum(axis=(1, 2)).astype(np.int64)
-                vi = len(volumes)
-                volumes.append(
-                    {
-                        "volume": fr.volume,
-                        "patient": p.pid,
-                        "frame": fr.frame,
-                        "frame_number": fr.number,
-                        "group": p.group,
-                        "start": start,
-                        "stop": stop,
-                        "shape": [nx, ny, nz],
-                        "spacing": [sx, sy, sz],
-                        "spacing_prepared": [psx, psy, sz],
-                        "intensity_range": [lo, hi],
-                        "lv_volume_ml": float((f.label == acdc.LV_LABEL).sum() * sx * sy * sz / 1000.0),
-                    }
+    for p in progress(patients, desc="prepare", total=len(patients)):
+        for fr in p.frames:
+            f = acdc.load_frame(fr)
+            if f.image.shape != shapes[fr.volume]:
+                raise InputError(
+                    f"{fr.image}: header shape {shapes[fr.volume]} differs from the data "
+                    f"{f.image.shape}; replace the file"
                 )
-                slice_vol += [vi] * nz
-                slice_idx += list(range(nz))
-                area_px += px.tolist()
-                area_mm2 += (px * psx * psy).round(3).tolist()
-                start = stop
-        if lv_cut:
-            log.warning(
-                "--crop %.2f cuts the LV of %d of %d slices (their LV areas are those of the crop)",
-                crop,
-                lv_cut,
-                n_slices,
+            nx, ny, nz = f.image.shape
+            lo, hi = float(f.image.min()), float(f.image.max())
+            norm = (f.image - lo) / (hi - lo)
+            lab_full = np.moveaxis(f.label, 2, 0)
+            lab_crop = center_crop(lab_full, crop)
+            if crop != 1.0:
+                lv_cut += int(
+                    (
+                        (lab_full == acdc.LV_LABEL).sum(axis=(1, 2))
+                        != (lab_crop == acdc.LV_LABEL).sum(axis=(1, 2))
+                    ).sum()
+                )
+            img = resize_stack(center_crop(np.moveaxis(norm, 2, 0), crop), size, "linear")
+            lab = resize_stack(lab_crop, size, "nearest")
+            stop = start + nz
+            images[start:stop] = to_uint8(img)
+            labels[start:stop] = lab
+            sx, sy, sz = f.spacing
+            psx, psy = sx * lab_crop.shape[1] / size, sy * lab_crop.shape[2] / size
+            px = (lab == acdc.LV_LABEL).sum(axis=(1, 2)).astype(np.int64)
+            vi = len(volumes)
+            volumes.append(
+                {
+                    "volume": fr.volume,
+                    "patient": p.pid,
+                    "frame": fr.frame,
+                    "frame_number": fr.number,
+                    "group": p.group,
+                    "start": start,
+                    "stop": stop,
+                    "shape": [nx, ny, nz],
+                    "spacing": [sx, sy, sz],
+                    "spacing_prepared": [psx, psy, sz],
+                    "intensity_range": [lo, hi],
+                    "lv_volume_ml": float((f.label == acdc.LV_LABEL).sum() * sx * sy * sz / 1000.0),
+                    "image_name": fr.image.name.split(".nii")[0],
+                    "crop_box": list(crop_box(nx, ny, crop)),
+                    "affine": None if f.affine is None else f.affine.tolist(),
+                }
             )
-        images.flush()
-        labels.flush()
-        del images, labels
-        ids = [p.pid for p in patients]
+            originals[f"label_{fr.volume}"] = f.label
+            originals[f"header_{fr.volume}"] = np.frombuffer(f.header, dtype=np.uint8)
+            slice_vol += [vi] * nz
+            slice_idx += list(range(nz))
+            area_px += px.tolist()
+            area_mm2 += (px * psx * psy).round(3).tolist()
+            start = stop
+    if lv_cut:
+        log.warning(
+            "--crop %.2f cuts the LV of %d of %d slices (their LV areas are those of the crop)",
+            crop,
+            lv_cut,
+            n_slices,
+        )
+    images.flush()
+    labels.flush()
+    del images, labels
+    with open(tmp / ORIGINALS, "wb") as fh:
+        np.savez_compressed(fh, **originals)  # type: ignore[arg-type]  # numpy's stub: allow_pickle
+    ids = [p.pid for p in patients]
+    splits: dict[str, Any] = {"n_patients": len(ids), "paper_seed": split_seed, "unavailable": UNAVAILABLE}
+    if role == "training":
         try:
             splits = splits_document(ids, split_seed)
         except InputError as e:
-            log.warning("%s: no splits written (%s)", out, e)
+            log.warning("%s: no splits written (%s)", src, e)
             splits = {"n_patients": len(ids), "paper_seed": split_seed, "unavailable": str(e)}
-        manifest = {
-            "format": FORMAT_VERSION,
-            "data_hash": key,
+    manifest = {
+        "format": FORMAT_VERSION,
+        "data_hash": key,
+        "role": role,
+        "size": size,
+        "source": str(Path(src).resolve()),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "options": {
             "size": size,
-            "source": str(Path(src).resolve()),
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "options": {
-                "size": size,
-                "split_seed": split_seed,
-                "crop": crop,
-                "lv_cut_slices": lv_cut,
-                "normalise": "per-volume min-max -> 0..255",
-                "resize": "bilinear (image), nearest-exact (labels), half-pixel centres, no anti-aliasing",
-            },
-            "n_patients": len(patients),
-            "n_volumes": len(volumes),
-            "n_slices": n_slices,
-            "labels": {str(k): v for k, v in acdc.LABELS.items()},
-            "target_label": acdc.LV_LABEL,
-            "patients": [
-                {
-                    "id": p.pid,
-                    "group": p.group,
-                    "ed": p.ed,
-                    "es": p.es,
-                    "height": p.height,
-                    "weight": p.weight,
-                    "nb_frame": p.nb_frame,
-                }
-                for p in patients
-            ],
-            "volumes": volumes,
-            "slices": {
-                "volume": slice_vol,
-                "slice_index": slice_idx,
-                "lv_area_px": area_px,
-                "lv_area_mm2": area_mm2,
-            },
-        }
-        write_json_atomic(tmp / "splits.json", splits)
-        manifest["files"] = {f: file_digest(tmp / f) for f in CHECKED_FILES}
-        (tmp / "manifest.json").write_text(json.dumps(manifest, separators=(",", ":")) + "\n")
-    dt = time.perf_counter() - t0
+            "split_seed": split_seed,
+            "crop": crop,
+            "lv_cut_slices": lv_cut,
+            "normalise": "per-volume min-max -> 0..255",
+            "resize": "bilinear (image), nearest-exact (labels), half-pixel centres, no anti-aliasing",
+        },
+        "n_patients": len(patients),
+        "n_volumes": len(volumes),
+        "n_slices": n_slices,
+        "labels": {str(k): v for k, v in acdc.LABELS.items()},
+        "target_label": acdc.LV_LABEL,
+        "patients": [
+            {
+                "id": p.pid,
+                "group": p.group,
+                "ed": p.ed,
+                "es": p.es,
+                "height": p.height,
+                "weight": p.weight,
+                "nb_frame": p.nb_frame,
+            }
+            for p in patients
+        ],
+        "volumes": volumes,
+        "slices": {
+            "volume": slice_vol,
+            "slice_index": slice_idx,
+            "lv_area_px": area_px,
+            "lv_area_mm2": area_mm2,
+        },
+    }
+    write_json_atomic(tmp / "splits.json", splits)
+    manifest["files"] = {f: file_digest(tmp / f) for f in CHECKED_FILES}
+    (tmp / "manifest.json").write_text(json.dumps(manifest, separators=(",", ":")) + "\n")
     log.info(
-        "prepared %d patients, %d volumes, %d slices at %dx%d into %s in %.1f s (data_hash %s)",
+        "%s split: %d patients, %d volumes, %d slices at %dx%d",
+        role,
         len(patients),
         len(volumes),
         n_slices,
         size,
         size,
-        out,
-        dt,
-        key,
     )
-    return PrepareResult(out, key, False, dt, n_slices)
+    return n_slices
 
 
 # what "up to date" verifies besides the input key: the data_hash names the inputs and options, not the bytes
 # written, so a truncated or edited array would otherwise pass as prepared (sha256 of 272 MB: ~1 s)
-CHECKED_FILES = ("images.npy", "labels.npy", "splits.json")
+CHECKED_FILES = ("images.npy", "labels.npy", "splits.json", ORIGINALS)
 
 
 def _hash_file(h: Any, path: Path) -> None:

@@ -46,6 +46,7 @@ __all__ = [
     "constrained_labels",
     "constrained_channels",
     "regressor_outputs",
+    "label_map",
 ]
 
 ALL_CLASS_LABELS = (1, 2, 3)  # RV, myocardium, LV cavity: the ACDC labels
@@ -117,6 +118,17 @@ def channel_target(cfg: Any, labels: torch.Tensor) -> torch.Tensor:
     if cfg.classes == "multi":
         return labels.long()
     return (labels == LV_LABEL).long() * lv_channel(cfg)
+
+
+def label_map(cfg: Any, channels: torch.Tensor) -> torch.Tensor:
+    """The inverse of :func:`channel_target` on predictions: arg-max channel indices → ACDC labels (uint8).
+
+    ``classes=multi``: the channel is the label. ``classes=lv``: LV (:func:`lv_channel`) → 3, everything else
+    → 0 (the other channels of a 4-channel head are not trained then).
+    """
+    if cfg.classes == "multi":
+        return channels.to(torch.uint8)
+    return (channels == lv_channel(cfg)).to(torch.uint8) * LV_LABEL
 
 
 def prepare_model(model: nn.Module, cfg: Any) -> nn.Module:

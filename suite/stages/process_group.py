@@ -91,13 +91,23 @@ def barrier() -> None:
 
 def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
     """Sum a tensor over ranks (in place, returned); a no-op without a process group."""
+    return _all_reduce(t, "sum")
+
+
+def all_reduce_max(t: torch.Tensor) -> torch.Tensor:
+    """Elementwise maximum of a tensor over ranks (in place, returned); a no-op without a process group."""
+    return _all_reduce(t, "max")
+
+
+def _all_reduce(t: torch.Tensor, op: str) -> torch.Tensor:
     if is_distributed():
+        reduce_op = dist.ReduceOp.SUM if op == "sum" else dist.ReduceOp.MAX
         if dist.get_backend() == "nccl" and t.device.type != "cuda":
             tmp = t.cuda()
-            dist.all_reduce(tmp, op=dist.ReduceOp.SUM)
+            dist.all_reduce(tmp, op=reduce_op)
             t.copy_(tmp.cpu())
         else:
-            dist.all_reduce(t, op=dist.ReduceOp.SUM)
+            dist.all_reduce(t, op=reduce_op)
     return t
 
 

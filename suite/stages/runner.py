@@ -46,6 +46,7 @@ from suite.run_lock import holding
 from suite.stages import process_group as pg
 from suite.stages.base import Hooks, RunContext, Stage, configure_torch, select_device
 from suite.stages.checkpoint import load_checkpoint, rng_state, save_checkpoint, seed_epoch, set_rng_state
+from suite.stages.cost import CostMeter
 from suite.stages.metrics_log import MetricsWriter
 from suite.stages.regressor import RegressorStage
 from suite.stages.segmenter import SegmenterStage
@@ -134,8 +135,9 @@ def _execute_locked(
     stop_flag.install()
     t0 = time.time()
     try:
+        meter = CostMeter(device, ctx.world)  # before the stage is built: data and pseudo-labels count
         stage = _make_stage(ctx)
-        done = run_epochs(ctx, stage, stop_flag)
+        done = run_epochs(ctx, stage, stop_flag, meter)
         if done is None:
             return paths
         if ctx.is_main:
@@ -147,6 +149,7 @@ def _execute_locked(
                 done["best_value"],
             )
         stage.finish(paths.checkpoint_best, done["final"])
+        cost = meter.totals()  # after all of the run's work; a collective under DDP (every rank)
         if ctx.is_main:
             summary = {
                 "run_id": cfg.run_id,
@@ -164,6 +167,7 @@ def _execute_locked(
                 "threads": cfg.threads,
                 "n_labeled_effective": _labeled_patients(ctx),
                 "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "cost": cost,
             }
             paths.failed.unlink(missing_ok=True)
             write_json_atomic(paths.summary, summary)
@@ -234,11 +238,14 @@ def _is_better(value: float, best: float | None, higher: bool) -> bool:
     return value > best if higher else value < best
 
 
-def run_epochs(ctx: RunContext, stage: Stage, stop_flag: _StopFlag | None = None) -> dict[str, Any] | None:
+def run_epochs(
+    ctx: RunContext, stage: Stage, stop_flag: _StopFlag | None = None, meter: CostMeter | None = None
+) -> dict[str, Any] | None:
     """The epoch loop shared by every stage, with resume, best-checkpoint, hooks and clean stops.
 
     Returns the summary fields (``best_epoch``, ``best_value``, ``final``) when all epochs are done, or
     ``None`` when the run stopped early (``stop_after_epoch`` / a signal): the caller leaves it partial.
+    ``meter``: the run's cost, resumed from and saved into ``checkpoint_last.pt``.
     """
     cfg, paths = ctx.cfg, ctx.paths
     writer = MetricsWriter(paths.metrics)
@@ -260,6 +267,8 @@ def run_epochs(ctx: RunContext, stage: Stage, stop_flag: _StopFlag | None = None
         best_epoch = int(ck["best_epoch"])
         final = dict(ck.get("final", {}))
         earlier_wall = float(ck.get("wall_time_s", 0.0))
+        if meter is not None:
+            meter.resume(ck.get("cost"))
         if ctx.is_main:
             dropped = writer.cut_after(int(ck["epoch"]))
             log.info(
@@ -286,6 +295,8 @@ def run_epochs(ctx: RunContext, stage: Stage, stop_flag: _StopFlag | None = None
         final = {**res.metrics, "train/epoch_time_s": elapsed}
         last = epoch == cfg.epochs - 1
         stop = _stop_requested(ctx, epoch, stop_flag)  # on every rank (a collective under DDP)
+        save_last = last or (epoch + 1) % cfg.checkpoint_every == 0 or stop
+        cost = meter.totals() if meter is not None and save_last else None  # every rank (collective)
         if ctx.is_main:
             writer.append(rows)
             if improved:
@@ -293,7 +304,7 @@ def run_epochs(ctx: RunContext, stage: Stage, stop_flag: _StopFlag | None = None
                     paths.checkpoint_best,
                     {"model": stage.model_state(), "epoch": epoch, "value": best_value, "run_id": cfg.run_id},
                 )
-            if last or (epoch + 1) % cfg.checkpoint_every == 0 or stop:
+            if save_last:
                 save_checkpoint(
                     paths.checkpoint_last,
                     {
@@ -306,6 +317,7 @@ def run_epochs(ctx: RunContext, stage: Stage, stop_flag: _StopFlag | None = None
                         "run_id": cfg.run_id,
                         "world_size": ctx.world,
                         "wall_time_s": earlier_wall + time.perf_counter() - t_session,
+                        "cost": cost,
                     },
                 )
         pg.barrier()

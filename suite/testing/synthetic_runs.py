@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from suite.config import RunConfig
-from suite.paths import METRICS_COLUMNS, ExperimentPaths, RunPaths
+from suite.paths import METRICS_COLUMNS, TEST_METRICS_COLUMNS, ExperimentPaths, RunPaths
 
 DiceSpec = float | Callable[[int, int], float] | np.ndarray
 
@@ -170,6 +170,7 @@ def write_run(
     world_size: int = 1,
     float_format: str = "%.17g",
     unterminated_tail: bool = False,
+    cost: dict[str, Any] | None = None,
     **config_overrides: Any,
 ) -> RunPaths:
     """Write one run directory under ``root/runs`` and return its paths.
@@ -177,7 +178,8 @@ def write_run(
     ``dice``: a constant, ``f(epoch, volume_index)`` or an (epochs, n_volumes) array (segmenters);
     ``logged_epochs``: epochs actually in metrics.csv (default ``epochs``: a short or partial run logs fewer);
     ``status``: finished | partial | failed; ``unterminated_tail``: append half a line (a run caught
-    mid-write).
+    mid-write); ``cost``: the ``summary.json`` ``"cost"`` object (absent by default, as in runs written
+    before the suite recorded it).
     """
     if stage == "regressor":
         method = "regressor"
@@ -242,6 +244,8 @@ def write_run(
             "world_size": world_size,
             "finished_at": "2026-01-01T00:00:00Z",
         }
+        if cost is not None:
+            summary["cost"] = cost
         rp.summary.write_text(json.dumps(summary, indent=2) + "\n")
     elif status == "failed":
         rp.failed.write_text(json.dumps({"error": "RuntimeError: synthetic failure", "traceback": ""}) + "\n")
@@ -277,4 +281,72 @@ def write_val_examples(
     )
 
 
-__all__ = ["write_experiment", "write_run", "write_val_examples", "metrics_frame", "default_volumes"]
+# the frame numbers of a synthetic test patient's ED and ES images (volume names as in the release)
+_FRAMES = {"ED": 1, "ES": 12}
+Value = float | Callable[[str, str, str, str], float]
+
+
+def _value(v: Value, checkpoint: str, patient: str, phase: str, cls: str) -> float:
+    return float(v(checkpoint, patient, phase, cls)) if callable(v) else float(v)
+
+
+def write_test_metrics(
+    rp: RunPaths,
+    *,
+    patients: Sequence[str] = ("patient101", "patient102", "patient103"),
+    classes: Sequence[str] = ("LV",),
+    checkpoints: Sequence[str] = ("final", "best"),
+    split: str = "test",
+    dice: Value = 0.8,
+    hd95_mm: Value = 6.0,
+    assd_mm: Value = 1.5,
+    true_ml: Value = lambda c, p, ph, k: 150.0 if ph == "ED" else 60.0,
+    pred_ml: Value = lambda c, p, ph, k: 140.0 if ph == "ED" else 65.0,
+    empty: Callable[[str, str, str, str], tuple[bool, bool]] | None = None,
+) -> Path:
+    """``RUN/test_metrics.csv`` as the evaluation writes it, one row per checkpoint x volume x class.
+
+    Every value is a constant or ``f(checkpoint, patient, phase, class)``. ``empty`` gives (empty_true,
+    empty_pred) per row; the empty-case rule then overrides the values: both empty -> dice 1, distances 0;
+    exactly one empty -> dice 0, distances NaN (undefined).
+    """
+    rows = []
+    for ck in checkpoints:
+        for p in patients:
+            for ph, frame in _FRAMES.items():
+                for k in classes:
+                    et, ep = empty(ck, p, ph, k) if empty is not None else (False, False)
+                    d, h, a = (_value(v, ck, p, ph, k) for v in (dice, hd95_mm, assd_mm))
+                    if et and ep:
+                        d, h, a = 1.0, 0.0, 0.0
+                    elif et or ep:
+                        d, h, a = 0.0, float("nan"), float("nan")
+                    rows.append(
+                        {
+                            "checkpoint": ck,
+                            "split": split,
+                            "patient": p,
+                            "phase": ph,
+                            "volume": f"{p}_frame{frame:02d}",
+                            "class": k,
+                            "dice": d,
+                            "hd95_mm": h,
+                            "assd_mm": a,
+                            "volume_true_ml": 0.0 if et else _value(true_ml, ck, p, ph, k),
+                            "volume_pred_ml": 0.0 if ep else _value(pred_ml, ck, p, ph, k),
+                            "empty_true": et,
+                            "empty_pred": ep,
+                        }
+                    )
+    pd.DataFrame(rows, columns=list(TEST_METRICS_COLUMNS)).to_csv(rp.test_metrics, index=False)
+    return rp.test_metrics
+
+
+__all__ = [
+    "write_experiment",
+    "write_run",
+    "write_test_metrics",
+    "write_val_examples",
+    "metrics_frame",
+    "default_volumes",
+]

@@ -2,7 +2,9 @@
 
 ``patientXXX/patientXXX_frameNN.nii.gz`` (int16) and ``_gt`` (uint8 labels) for the ED and ES frames, with the
 pixel spacing in the header, and ``Info.cfg``; ``phantom.json`` beside the patient folders records what was
-asked (``PhantomSpec``), so asking again for the same cohort does nothing.
+asked (``PhantomSpec``), so asking again for the same cohort does nothing. ``test_patients`` more patients,
+numbered after the training ones, go to ``testing/`` beside them (as ACDC's ``testing/patient101…150``), so a
+plain ``suite prepare`` takes them as the held-out test split.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class PhantomSpec:
     seed: int = 0
     group_order: str = "interleaved"  # interleaved | acdc
     version: int = PHANTOM_VERSION
+    test_patients: int = 0  # patients patients+1 … in testing/ (the held-out test split)
 
 
 def patient_group(k: int, order: str = "interleaved") -> str:
@@ -74,19 +77,28 @@ def write_cohort(
     group_order: str = "interleaved",
     force: bool = False,
     workers: int | None = None,
+    test_patients: int = 0,
 ) -> Path:
     """Write a phantom cohort to ``out`` atomically (built in a temporary folder beside it, then renamed).
 
     If ``out`` already holds the same cohort (same ``phantom.json``) nothing is done; a different cohort or
     any other folder is an :class:`InputError` unless ``force`` (which only replaces an earlier phantom).
+    ``test_patients``: patients ``patients + 1 …`` (each a pure function of the seed and its number, like the
+    training ones) written to ``out/testing/``.
     """
     from suite.atomic import atomic_dir, write_json_atomic
 
     out = Path(out)
     if patients < 1 or patients > 999:
         raise InputError(f"--patients {patients}: must be between 1 and 999")
-    spec = PhantomSpec(patients=patients, seed=seed, group_order=group_order)
-    groups = [patient_group(k, group_order) for k in range(1, patients + 1)]
+    if test_patients < 0 or patients + test_patients > 999:
+        raise InputError(
+            f"--test-patients {test_patients}: must be 0 or more, with at most 999 patients in all "
+            "(patient numbers have three digits)"
+        )
+    spec = PhantomSpec(patients=patients, seed=seed, group_order=group_order, test_patients=test_patients)
+    total = patients + test_patients
+    groups = [patient_group(k, group_order) for k in range(1, total + 1)]
     marker = out / "phantom.json"
     if out.exists():
         if marker.is_file():
@@ -94,7 +106,7 @@ def write_cohort(
                 old = json.loads(marker.read_text())
             except (OSError, json.JSONDecodeError):
                 old = None
-            if old == asdict(spec):
+            if isinstance(old, dict) and {"test_patients": 0, **old} == asdict(spec):  # older: no test
                 log.info(
                     "phantom %s already holds this cohort (%d patients, seed %d): skipped",
                     out,
@@ -110,19 +122,19 @@ def write_cohort(
         elif any(out.iterdir()):
             raise InputError(f"{out}: exists and is not a phantom cohort; choose a new or empty folder")
     workers = workers or min(os.cpu_count() or 1, 8)
-    jobs = [(k, seed, groups[k - 1], "") for k in range(1, patients + 1)]
     with atomic_dir(out) as tmp:
-        jobs = [(k, s, g, str(tmp)) for k, s, g, _ in jobs]
-        if workers > 1 and patients > 2:
+        folder = {k: str(tmp if k <= patients else tmp / "testing") for k in range(1, total + 1)}
+        jobs = [(k, seed, groups[k - 1], folder[k]) for k in range(1, total + 1)]
+        if workers > 1 and total > 2:
             import multiprocessing as mp
 
             # forkserver/spawn: never fork a caller that may hold threads (torch, Ray, gRPC)
             ctx = mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
             with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as ex:
-                list(ex.map(_write_patient, jobs, chunksize=max(1, patients // (4 * workers))))
+                list(ex.map(_write_patient, jobs, chunksize=max(1, total // (4 * workers))))
         else:
             for j in jobs:
                 _write_patient(j)
         write_json_atomic(tmp / "phantom.json", asdict(spec))
-    log.info("wrote %d phantom patients to %s", patients, out)
+    log.info("wrote %d phantom patients (+%d test patients in testing/) to %s", patients, test_patients, out)
     return out

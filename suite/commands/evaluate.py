@@ -1,0 +1,130 @@
+"""``suite evaluate``: the held-out evaluation of finished segmenter runs, or of the authors' weights.
+
+    suite evaluate RESULTS/<experiment>       # every finished segmenter run (up-to-date ones skipped)
+    suite evaluate RESULTS/<experiment>/runs/<run_id> --split val
+    suite evaluate --state-dict best_state_dict.pt --data PREPARED --preset code OUT
+
+Each run's final checkpoint (``checkpoint_last.pt``) and its best-on-validation one (``checkpoint_best.pt``)
+predict every volume of the split; the predictions go back to the original matrix (crop undone, nearest on
+the label map) and are scored against the original labels with the volume's own spacing: 3-D Dice, HD95 and
+ASSD in mm, volumes in ml, per class (LV; Myo and RV too with classes=multi). Rows go to
+``RUN/test_metrics.csv`` (one per checkpoint, split, volume and class). A run evaluates its test split itself
+after training; this command is for runs trained before, the val split, and converted authors' weights
+(``--state-dict``: a state_dict of their ``networks.ENet``, see ``suite.models.authors_weights``; rows
+labelled with ``--checkpoint``, by default ``best``, as their ``best.pkl`` is, written to
+OUT/test_metrics.csv).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from suite.commands._experiment_args import add_overrides_arg
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "evaluate",
+        help="held-out evaluation (test or val split) of finished runs or of the authors' weights",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "path",
+        metavar="PATH",
+        help="a run directory or an experiment folder; with --state-dict, the output folder",
+    )
+    p.add_argument("--split", choices=("test", "val"), default="test", help="which split to evaluate")
+    p.add_argument("--force", action="store_true", help="evaluate again even when up to date")
+    p.add_argument(
+        "--data", help="the prepared dataset, when it moved since training (its data_hash must match)"
+    )
+    p.add_argument(
+        "--state-dict",
+        dest="state_dict",
+        metavar="FILE",
+        help="evaluate a state_dict converted from the authors' code instead of runs (needs --data)",
+    )
+    p.add_argument("--preset", default="code", help="--state-dict: the preset of the network's config")
+    add_overrides_arg(p, "--state-dict: override a config key")
+    p.add_argument(
+        "--checkpoint",
+        choices=("final", "best"),
+        default="best",
+        help="--state-dict: the label of its rows (the authors' best.pkl is their best epoch)",
+    )
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.state_dict:
+        return _state_dict(args)
+    from suite.errors import InputError
+    from suite.evaluation import evaluate_run, open_run, segmenter_runs
+    from suite.stages.base import configure_torch, select_device
+
+    done = skipped = 0
+    for paths in segmenter_runs(Path(args.path)):
+        if not paths.is_finished():
+            print(f"{paths.run_id}: not finished ({paths.status()}): skipped")
+            continue
+        cfg, data = open_run(paths, args.data)
+        if cfg.stage != "segmenter":
+            continue
+        device = select_device(cfg)
+        configure_torch(cfg, device)
+        if evaluate_run(cfg, paths, data, device, args.split, force=args.force):
+            done += 1
+            print(f"{paths.run_id}: {args.split} split evaluated -> {paths.test_metrics}")
+        else:
+            skipped += 1
+            print(f"{paths.run_id}: up to date")
+    if done + skipped == 0:
+        raise InputError(f"{args.path}: no finished segmenter run to evaluate; train one with suite run")
+    return 0
+
+
+def _state_dict(args: argparse.Namespace) -> int:
+    import time
+
+    import torch
+
+    from suite.atomic import write_json_atomic
+    from suite.config import RunConfig
+    from suite.errors import InputError
+    from suite.evaluation import evaluate_network, write_rows
+    from suite.models import build_segmenter, load_authors_state_dict
+    from suite.paths import output_folder
+    from suite.stages.base import configure_torch, select_device
+    from suite.stages.runner import open_data
+
+    if not args.data:
+        raise InputError("suite evaluate --state-dict: --data PREPARED is required (the prepared dataset)")
+    out = output_folder(args.path, "OUT")
+    cfg = RunConfig.from_preset(args.preset, data=str(Path(args.data).resolve()))
+    cfg, data = open_data(cfg.with_overrides(args.overrides))
+    try:
+        state = torch.load(args.state_dict, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - torch raises many types for an unreadable file
+        raise InputError(
+            f"{args.state_dict}: not a loadable state_dict ({type(e).__name__}); convert the authors' pickle "
+            "with `torch.save(model.state_dict(), FILE)` in their environment"
+        ) from None
+    device = select_device(cfg)
+    configure_torch(cfg, device)
+    net = load_authors_state_dict(build_segmenter(cfg), state).to(device).eval()
+    t0 = time.perf_counter()
+    rows = evaluate_network(net, cfg, data, args.split, args.checkpoint, device)
+    out.mkdir(parents=True, exist_ok=True)
+    write_rows(out / "test_metrics.csv", rows, {(args.checkpoint, args.split)})
+    write_json_atomic(
+        out / "evaluation.json",
+        {
+            "state_dict": str(Path(args.state_dict).resolve()),
+            "config": cfg.to_dict(),
+            args.split: {"rows": len(rows), "seconds": time.perf_counter() - t0},
+        },
+    )
+    print(f"{args.state_dict}: {args.split} split evaluated -> {out / 'test_metrics.csv'}")
+    return 0

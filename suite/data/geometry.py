@@ -1,0 +1,155 @@
+"""The prepared grid and the original one: resampling of slice stacks, the crop box, and the way back.
+
+``suite prepare`` takes each volume ``(X, Y, Z)`` to slices ``(Z, X, Y)``, keeps the central ``crop`` box of
+each slice (:func:`crop_box`) and resizes it to ``size x size`` (:func:`resize_stack`). What it records to
+undo that (``manifest.json``'s volume records and ``originals.npz``) is a :class:`VolumeGeometry`;
+:func:`to_original_geometry` is the one way back from slices at any resolution to the original matrix,
+shared by the held-out evaluation (metrics against the original labels) and ``suite export`` (NIfTI files).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from suite.errors import InputError
+
+ORIGINALS = "originals.npz"  # per volume: the original label map and the image's NIfTI header
+
+
+def _linear_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Source indices ``i0, i1`` and weight ``w1`` of 1-D linear interpolation, half-pixel centres, clamped.
+
+    Identical to ``torch.nn.functional.interpolate(mode="bilinear", align_corners=False, antialias=False)``
+    along one axis: ``src = max(0, (dst + 0.5) * n_in / n_out - 0.5)``.
+    """
+    src = np.maximum((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5, 0.0)
+    i0 = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    return i0, i1, (src - i0).astype(np.float32)
+
+
+def _nearest_index(n_in: int, n_out: int) -> np.ndarray:
+    """Source index of each output pixel, nearest with half-pixel centres (torch ``nearest-exact``)."""
+    return np.minimum(np.floor((np.arange(n_out) + 0.5) * (n_in / n_out)).astype(np.int64), n_in - 1)
+
+
+def resize_stack(arr: np.ndarray, size: int | tuple[int, int], kind: str) -> np.ndarray:
+    """Resize a stack of 2-D slices ``(N, H, W)`` to ``(N, size, size)`` (pure NumPy, no torch needed).
+
+    ``kind="linear"``: bilinear, half-pixel centres, edges clamped, no anti-aliasing (as
+    ``F.interpolate(mode="bilinear", align_corners=False)``), float32 out. ``kind="nearest"``: nearest
+    neighbour with half-pixel centres (``nearest-exact``), same dtype out. Separable gathers, no BLAS.
+    """
+    oh, ow = (size, size) if isinstance(size, int) else tuple(size)
+    n, h, w = arr.shape
+    if kind == "linear":
+        if (h, w) == (oh, ow):
+            return arr.astype(np.float32)
+        # separable gathers (no BLAS: its threads stall on a busy machine)
+        a = arr.astype(np.float32, copy=False)
+        j0, j1, wj = _linear_taps(w, ow)
+        cols = a[:, :, j0] * (1.0 - wj) + a[:, :, j1] * wj  # (n, h, ow)
+        i0, i1, wi = _linear_taps(h, oh)
+        return cols[:, i0, :] * (1.0 - wi)[:, None] + cols[:, i1, :] * wi[:, None]
+    if kind == "nearest":
+        if (h, w) == (oh, ow):
+            return arr.copy()
+        return arr[:, _nearest_index(h, oh)][:, :, _nearest_index(w, ow)]
+    raise ValueError(f"kind {kind!r}: expected linear or nearest")
+
+
+def to_uint8(x: np.ndarray) -> np.ndarray:
+    """Float image in [0, 1] -> uint8 0..255 (rounded, clipped)."""
+    return np.clip(np.rint(x * 255.0), 0, 255).astype(np.uint8)
+
+
+def crop_box(h: int, w: int, crop: float) -> tuple[int, int, int, int]:
+    """``(top, bottom, left, right)`` of the central ``crop`` fraction of an ``h x w`` slice (at least one
+    pixel kept)."""
+    ch, cw = max(1, round(h * crop)), max(1, round(w * crop))
+    top, left = (h - ch) // 2, (w - cw) // 2
+    return top, top + ch, left, left + cw
+
+
+def center_crop(arr: np.ndarray, crop: float) -> np.ndarray:
+    """The central ``crop`` fraction of each in-plane axis of ``(N, H, W)`` (:func:`crop_box`)."""
+    if crop == 1.0:
+        return arr
+    top, bottom, left, right = crop_box(arr.shape[1], arr.shape[2], crop)
+    return arr[:, top:bottom, left:right]
+
+
+@dataclass(frozen=True)
+class VolumeGeometry:
+    """Where one prepared volume came from: its image file's name (``patient001_frame01``), original matrix
+    ``(X, Y, Z)``, voxel spacing (mm), crop box in the ``(X, Y)`` plane and, from preparations that recorded
+    them, the image's affine and NIfTI header bytes."""
+
+    volume: str
+    image_name: str
+    shape: tuple[int, int, int]
+    spacing: tuple[float, float, float]
+    box: tuple[int, int, int, int]
+    affine: np.ndarray | None = None
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any], crop: float) -> VolumeGeometry:
+        """From a ``manifest.json`` volume record (older records lack the box and name: derived)."""
+        x, y, z = (int(v) for v in record["shape"])
+        box = record.get("crop_box") or crop_box(x, y, crop)
+        name = record.get("image_name") or f"{record['patient']}_frame{int(record['frame_number']):02d}"
+        affine = record.get("affine")
+        return cls(
+            volume=str(record["volume"]),
+            image_name=str(name),
+            shape=(x, y, z),
+            spacing=(float(record["spacing"][0]), float(record["spacing"][1]), float(record["spacing"][2])),
+            box=(int(box[0]), int(box[1]), int(box[2]), int(box[3])),
+            affine=None if affine is None else np.asarray(affine, dtype=np.float64),
+        )
+
+
+def to_original_geometry(slices: np.ndarray, geom: VolumeGeometry) -> np.ndarray:
+    """A label map ``(Z, S, S)`` on the prepared grid (any ``S``) → ``(X, Y, Z)`` on the original matrix.
+
+    Nearest-neighbour (half-pixel centres) back to the crop box, zeros outside it (the crop removed only
+    background from the network's view): labels are resampled, not probabilities, so the map keeps its
+    values. Exact where the forward resize was (e.g. an integer down-scaling of a label constant on blocks).
+    """
+    z = geom.shape[2]
+    if slices.ndim != 3 or slices.shape[0] != z:
+        raise ValueError(f"{geom.volume}: {slices.shape} slices for a volume of {z} slices")
+    top, bottom, left, right = geom.box
+    out = np.zeros((z, geom.shape[0], geom.shape[1]), dtype=slices.dtype)
+    out[:, top:bottom, left:right] = resize_stack(slices, (bottom - top, right - left), "nearest")
+    return np.ascontiguousarray(np.moveaxis(out, 0, 2))
+
+
+class Originals:
+    """``originals.npz`` of a prepared dataset: each volume's original label map and NIfTI header bytes.
+
+    Read lazily, one array at a time, without pickle; a dataset prepared before it existed is refused with
+    the command that rebuilds it.
+    """
+
+    def __init__(self, prepared: Path) -> None:
+        self.path = Path(prepared) / ORIGINALS
+        if not self.path.is_file():
+            raise InputError(
+                f"{self.path}: missing (the dataset was prepared by an older version); rerun `suite prepare "
+                f"SRC {prepared} --force` to record the original geometry"
+            )
+        self._npz = np.load(self.path, allow_pickle=False)
+
+    def label(self, volume: str) -> np.ndarray:
+        return np.asarray(self._npz[f"label_{volume}"])
+
+    def header(self, volume: str) -> bytes:
+        return bytes(np.asarray(self._npz[f"header_{volume}"], dtype=np.uint8).tobytes())
+
+    def close(self) -> None:
+        self._npz.close()

@@ -1,0 +1,284 @@
+"""The held-out evaluation: a segmenter's final (and best-on-validation) checkpoint on the test split, once,
+after training, in the original geometry against the original labels.
+
+Each volume's slices are predicted at the run's ``image_size`` (arg-max, eval mode), turned into ACDC labels
+(:func:`suite.models.label_map`) and taken back to the original matrix by
+:func:`suite.data.geometry.to_original_geometry` (nearest on the label map, the crop undone), the one way back
+that ``suite export`` shares. Per volume and class (LV; Myo and RV too when ``classes=multi``),
+:func:`suite.metrics.class_metrics` gives 3-D Dice, HD95 and ASSD in mm with the volume's own spacing and
+the volumes in ml. Rows go to ``RUN/test_metrics.csv`` (tidy, :data:`COLUMNS`), what they were computed from
+to ``RUN/evaluation.json``; both atomically.
+
+The test split is opened only here, and only after the last epoch (``SegmenterStage.finish``, before
+``summary.json``: a run resumed after training but before its evaluation does it again, idempotently);
+selection, early stopping and the lr rule never see it (tests/test_evaluation.py poisons it to check).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import math
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from suite.atomic import write_json_atomic, write_text_atomic
+from suite.config import RunConfig
+from suite.data.dataset import PreparedData
+from suite.data.geometry import Originals, VolumeGeometry, to_original_geometry
+from suite.errors import InputError
+from suite.metrics import CLASS_LABELS, class_metrics
+from suite.models import build_segmenter, label_map, prepare_input
+from suite.paths import TEST_METRICS_CHECKPOINTS, TEST_METRICS_COLUMNS, TEST_METRICS_SPLITS, RunPaths
+
+log = logging.getLogger("suite.evaluation")
+
+# the on-disk contract (analysis reads it without torch, so it lives in suite.paths)
+CHECKPOINTS, SPLITS, COLUMNS = TEST_METRICS_CHECKPOINTS, TEST_METRICS_SPLITS, TEST_METRICS_COLUMNS
+BATCH = 32  # slices per forward pass: one ACDC volume has 6-21
+
+
+def evaluated_classes(cfg: RunConfig) -> dict[str, int]:
+    """Class name → ACDC label of the classes a run is evaluated on: LV, plus Myo and RV with
+    ``classes=multi`` (a network trained on LV only has no other foreground class)."""
+    if cfg.classes == "multi":
+        return dict(CLASS_LABELS)
+    return {"LV": CLASS_LABELS["LV"]}
+
+
+# ---------------------------------------------------------------------------------------------- data
+def split_data(data: PreparedData, cfg: RunConfig, split: str) -> tuple[PreparedData, list[str]]:
+    """The prepared dataset holding ``split`` and the names of its volumes: ``test``, every volume of the test
+    split beside ``data``; ``val``, the run's segmenter-validation patients."""
+    if split == "test":
+        test = data.test_split()
+        if test is None:
+            raise InputError(
+                f"{data.path}: has no test split; prepare a source folder with a testing/ folder (ACDC's "
+                "parent folder, or `suite phantom --test-patients N`) or use --split val"
+            )
+        return test, list(test.volumes)
+    if split == "val":
+        patients = set(data.split(cfg.n_labeled, cfg.split_mode, cfg.split_seed).val_seg)
+        return data, [v["volume"] for v in data.manifest["volumes"] if v["patient"] in patients]
+    raise InputError(f"--split {split!r}: choose test or val")
+
+
+# ---------------------------------------------------------------------------------------------- predict
+def load_segmenter(cfg: RunConfig, paths: RunPaths, checkpoint: str, device: torch.device) -> torch.nn.Module:
+    """The run's network with the weights of its ``final`` (``checkpoint_last.pt``) or ``best``
+    (``checkpoint_best.pt``) checkpoint, in eval mode."""
+    from suite.stages.checkpoint import load_checkpoint
+
+    path = paths.checkpoint_last if checkpoint == "final" else paths.checkpoint_best
+    if not path.is_file():
+        raise InputError(f"{path}: missing; the run has no {checkpoint} checkpoint to evaluate")
+    ck = load_checkpoint(path, map_location=device)
+    net = build_segmenter(cfg).to(device)
+    net.load_state_dict(ck["stage"]["model"] if checkpoint == "final" else ck["model"])
+    return net.eval()
+
+
+@torch.no_grad()
+def predict_slices(
+    net: torch.nn.Module, cfg: RunConfig, images: np.ndarray, device: torch.device
+) -> np.ndarray:
+    """ACDC label maps (Z, S, S) uint8 of uint8 slices (Z, S, S) at the run's resolution."""
+    from suite.stages.base import autocast
+
+    out = []
+    for i in range(0, len(images), BATCH):
+        x = torch.from_numpy(np.array(images[i : i + BATCH], dtype=np.uint8)).to(device)  # a writable copy
+        x = prepare_input(x.unsqueeze(1).float().div_(255.0), cfg)
+        with autocast(cfg, device):
+            logits = net(x)
+        out.append(label_map(cfg, logits.float().argmax(dim=1)).cpu().numpy())
+    return np.concatenate(out)
+
+
+def predicted_volumes(
+    net: torch.nn.Module, cfg: RunConfig, data: PreparedData, volumes: list[str], device: torch.device
+) -> Iterator[tuple[VolumeGeometry, dict[str, Any], np.ndarray]]:
+    """``(geometry, manifest record, label map (X, Y, Z) in the original geometry)`` of each volume."""
+    images, _ = data.resized(cfg.image_size)
+    crop = float(data.manifest.get("options", {}).get("crop", 1.0))
+    wanted = set(volumes)
+    for rec in data.manifest["volumes"]:
+        if rec["volume"] not in wanted:
+            continue
+        geom = VolumeGeometry.from_record(rec, crop)
+        pred = predict_slices(net, cfg, np.asarray(images[rec["start"] : rec["stop"]]), device)
+        yield geom, rec, to_original_geometry(pred, geom)
+
+
+# ---------------------------------------------------------------------------------------------- metrics
+def evaluate_network(
+    net: torch.nn.Module,
+    cfg: RunConfig,
+    data: PreparedData,
+    split: str,
+    checkpoint: str,
+    device: torch.device,
+) -> list[dict[str, Any]]:
+    """The rows of one network on one split (:data:`COLUMNS`)."""
+    split_ds, volumes = split_data(data, cfg, split)
+    originals = Originals(split_ds.path)
+    rows: list[dict[str, Any]] = []
+    try:
+        for geom, rec, pred in predicted_volumes(net, cfg, split_ds, volumes, device):
+            true = originals.label(geom.volume)
+            if true.shape != pred.shape:
+                raise InputError(
+                    f"{originals.path}: label of {geom.volume} has shape {true.shape}, the manifest says "
+                    f"{pred.shape}; rerun `suite prepare` with --force"
+                )
+            for name, label in evaluated_classes(cfg).items():
+                m = class_metrics(pred == label, true == label, geom.spacing)
+                rows.append(
+                    {
+                        "checkpoint": checkpoint,
+                        "split": split,
+                        "patient": rec["patient"],
+                        "phase": rec["frame"],
+                        "volume": geom.image_name,
+                        "class": name,
+                        **m,
+                    }
+                )
+    finally:
+        originals.close()
+    return rows
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    """The rows of a ``test_metrics.csv`` as strings; a damaged file is one line naming the fix."""
+    try:
+        with open(path, newline="") as fh:
+            reader = csv.DictReader(fh)
+            if tuple(reader.fieldnames or ()) != COLUMNS:
+                raise ValueError(f"columns {reader.fieldnames}, expected {list(COLUMNS)}")
+            return list(reader)
+    except (OSError, ValueError, csv.Error) as e:
+        raise InputError(f"{path}: unreadable ({e}); delete it and run `suite evaluate` again") from None
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, bool | np.bool_):
+        return str(bool(value))
+    if isinstance(value, float | np.floating):
+        return "nan" if math.isnan(value) else repr(float(value))
+    return str(value)
+
+
+def write_rows(path: Path, rows: list[dict[str, Any]], replaced: set[tuple[str, str]]) -> None:
+    """Write ``rows`` to ``test_metrics.csv`` atomically, keeping the existing rows of every (checkpoint,
+    split) not in ``replaced``."""
+    kept = (
+        [r for r in read_rows(path) if (r["checkpoint"], r["split"]) not in replaced] if path.exists() else []
+    )
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    for r in kept + rows:
+        writer.writerow([_cell(r[c]) for c in COLUMNS])
+    write_text_atomic(path, buf.getvalue())
+
+
+# ---------------------------------------------------------------------------------------------- runs
+def _checkpoint_epochs(paths: RunPaths) -> dict[str, int]:
+    from suite.stages.checkpoint import load_checkpoint
+
+    out = {}
+    for name, path in (("final", paths.checkpoint_last), ("best", paths.checkpoint_best)):
+        if path.is_file():
+            out[name] = int(load_checkpoint(path)["epoch"])
+    return out
+
+
+def _record(paths: RunPaths) -> dict[str, Any]:
+    return paths.read_json(paths.evaluation) if paths.evaluation.exists() else {}
+
+
+def evaluate_run(
+    cfg: RunConfig,
+    paths: RunPaths,
+    data: PreparedData,
+    device: torch.device,
+    split: str = "test",
+    force: bool = False,
+) -> bool:
+    """Evaluate a segmenter run's final and best checkpoints on ``split`` into ``test_metrics.csv``; False
+    when it was up to date (same data, same checkpoint epochs) and nothing was done."""
+    split_ds, _ = split_data(data, cfg, split)
+    epochs = _checkpoint_epochs(paths)
+    want = {"data_hash": split_ds.data_hash, "checkpoint_epochs": epochs}
+    record = _record(paths)
+    if not force and paths.test_metrics.exists() and record.get(split, {}).get("source") == want:
+        log.info("%s: %s evaluation is up to date", paths.run_id, split)
+        return False
+    t0 = time.perf_counter()
+    rows: list[dict[str, Any]] = []
+    for checkpoint in CHECKPOINTS:
+        if checkpoint not in epochs:
+            log.warning("%s: no %s checkpoint: not evaluated", paths.run_id, checkpoint)
+            continue
+        net = load_segmenter(cfg, paths, checkpoint, device)
+        rows += evaluate_network(net, cfg, data, split, checkpoint, device)
+    write_rows(paths.test_metrics, rows, {(c, split) for c in CHECKPOINTS})
+    undefined = sum(1 for r in rows if math.isnan(r["hd95_mm"]))
+    seconds = time.perf_counter() - t0
+    record[split] = {"source": want, "rows": len(rows), "undefined_surface": undefined, "seconds": seconds}
+    write_json_atomic(paths.evaluation, record)
+    log.info(
+        "%s: %s split evaluated in the original geometry (%d rows, %d with one empty mask: HD95/ASSD "
+        "undefined) in %.1f s",
+        paths.run_id,
+        split,
+        len(rows),
+        undefined,
+        seconds,
+    )
+    return True
+
+
+def evaluate_after_training(
+    cfg: RunConfig, paths: RunPaths, data: PreparedData, device: torch.device
+) -> None:
+    """The held-out evaluation of a segmenter run that has just finished its last epoch (main rank)."""
+    if data.test_split() is None:
+        log.info("%s: %s has no test split: no held-out evaluation", paths.run_id, data.path)
+        return
+    evaluate_run(cfg, paths, data, device, "test", force=True)
+
+
+# ---------------------------------------------------------------------------------------------- finished runs
+def segmenter_runs(path: Path) -> list[RunPaths]:
+    """The run directories at ``path``: one run (it holds ``config.json``) or every run of an experiment
+    (it holds ``runs/``); one line naming the fix otherwise."""
+    from suite.paths import ExperimentPaths
+
+    if (path / "config.json").is_file():
+        return [RunPaths(path)]
+    if (path / "runs").is_dir():
+        return ExperimentPaths(path).all_runs()
+    raise InputError(
+        f"{path}: neither a run directory (config.json) nor an experiment folder (runs/); give "
+        "RESULTS/<experiment> or RESULTS/<experiment>/runs/<run_id>"
+    )
+
+
+def open_run(paths: RunPaths, data: str | None = None) -> tuple[RunConfig, PreparedData]:
+    """A run's config (from ``config.json``) and its prepared data (``data`` when the folder moved: its hash
+    must be the run's)."""
+    from suite.stages.runner import open_data
+
+    cfg = RunConfig.from_config_json(paths.read_json(paths.config), source=str(paths.config))
+    if data is not None:
+        cfg = cfg.replace(data=str(Path(data).resolve()))
+    return open_data(cfg)

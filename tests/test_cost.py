@@ -1,0 +1,107 @@
+"""A run's cost in summary.json: what is measured; a resumed run's cost is the sum of its sessions."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from suite.stages import cost as cost_mod
+from suite.stages import execute
+from suite.stages.checkpoint import load_checkpoint
+from suite.testing.small_runs import small_run_config
+
+KEYS = {"cpu_seconds", "wall_seconds", "device_seconds", "peak_rss_mb", "peak_device_mb", "device"}
+
+
+class FakeClock:
+    """``_usage`` that advances 1.5 s of wall and 4.0 s of CPU per call and remembers what it returned."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[float, float]] = []
+
+    def __call__(self) -> tuple[float, float]:
+        k = len(self.calls) + 1
+        self.calls.append((1.5 * k, 4.0 * k))
+        return self.calls[-1]
+
+
+def test_a_finished_run_records_its_cost(prepared_small, tmp_path) -> None:
+    paths = execute(small_run_config(prepared_small, seg_epochs=1), tmp_path)
+    c = json.loads(paths.summary.read_text())["cost"]
+    assert KEYS <= set(c)
+    assert c["device"] == "cpu" and c["peak_device_mb"] is None and c["segments"] == 1
+    assert c["cpu_seconds"] > 0 and c["wall_seconds"] > 0
+    assert c["device_seconds"] == pytest.approx(c["wall_seconds"] * c["world_size"])
+    assert 50 < c["peak_rss_mb"] < 64_000  # a torch process: tens to thousands of MB
+
+
+def test_resumed_run_cost_is_the_sum_of_its_sessions(prepared_small, tmp_path, monkeypatch) -> None:
+    clock = FakeClock()
+    monkeypatch.setattr(cost_mod, "_usage", clock)
+    cfg = small_run_config(prepared_small, seg_epochs=3, method="oracle")
+    part = execute(cfg, tmp_path, stop_after_epoch=0)
+    assert part.status() == "partial"
+    first = load_checkpoint(part.checkpoint_last)["cost"]
+    # session 1: started at call 1, its checkpoint after epoch 0 read call 2
+    assert (first["wall_seconds"], first["cpu_seconds"]) == (1.5, 4.0)
+    assert first["segments"] == 1
+    n_first = len(clock.calls)
+
+    done = execute(cfg, tmp_path)
+    assert done.status() == "finished"
+    total = json.loads(done.summary.read_text())["cost"]
+    (w0, c0), (w1, c1) = clock.calls[n_first], clock.calls[-1]  # session 2: its first and last reading
+    assert total["segments"] == 2
+    assert total["wall_seconds"] == pytest.approx(first["wall_seconds"] + (w1 - w0))
+    assert total["cpu_seconds"] == pytest.approx(first["cpu_seconds"] + (c1 - c0))
+    assert total["device_seconds"] == pytest.approx(total["wall_seconds"] * 1)
+    assert total["peak_rss_mb"] >= first["peak_rss_mb"]
+
+
+def test_a_checkpoint_without_cost_resumes_from_zero(prepared_small, tmp_path, monkeypatch) -> None:
+    """Checkpoints written before cost was recorded resume; only the sessions measured are counted."""
+    cfg = small_run_config(prepared_small, seg_epochs=2)
+    part = execute(cfg, tmp_path, stop_after_epoch=0)
+    ck = load_checkpoint(part.checkpoint_last)
+    del ck["cost"]
+    torch.save(ck, part.checkpoint_last)
+    clock = FakeClock()
+    monkeypatch.setattr(cost_mod, "_usage", clock)
+    done = execute(cfg, tmp_path)
+    c = json.loads(done.summary.read_text())["cost"]
+    assert c["segments"] == 1
+    assert c["wall_seconds"] == pytest.approx(clock.calls[-1][0] - clock.calls[0][0])
+
+
+def test_totals_add_earlier_sessions_and_keep_the_peaks(monkeypatch) -> None:
+    clock = FakeClock()
+    monkeypatch.setattr(cost_mod, "_usage", clock)
+    monkeypatch.setattr(cost_mod, "_peak_rss_mb", lambda: 100.0)
+    meter = cost_mod.CostMeter(torch.device("cpu"), world=1)
+    meter.resume(
+        {
+            "cpu_seconds": 10.0,
+            "wall_seconds": 2.0,
+            "device_seconds": 2.0,
+            "peak_rss_mb": 300.0,
+            "peak_device_mb": 50.0,
+            "device": "cuda:NVIDIA H200",
+            "segments": 2,
+        }
+    )
+    t = meter.totals()
+    assert (t["cpu_seconds"], t["wall_seconds"], t["device_seconds"]) == (14.0, 3.5, 3.5)
+    assert t["peak_rss_mb"] == 300.0 and t["peak_device_mb"] == 50.0
+    assert t["device"] == "cuda:NVIDIA H200 + cpu" and t["segments"] == 3
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (no GPU visible to torch)")
+def test_a_cuda_run_records_its_gpu_and_device_memory(prepared_small, tmp_path) -> None:
+    paths = execute(small_run_config(prepared_small, seg_epochs=1, device="cuda"), tmp_path)
+    c = json.loads(paths.summary.read_text())["cost"]
+    assert c["device"] == f"cuda:{torch.cuda.get_device_name(0)}"
+    assert c["peak_device_mb"] is not None and c["peak_device_mb"] > 0
+    assert c["device_seconds"] == pytest.approx(c["wall_seconds"])
