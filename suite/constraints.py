@@ -44,9 +44,10 @@ from suite.losses import (
     size_regression_loss,
     soft_centroid,
 )
+from suite.metrics import CLASS_LABELS
 from suite.models import constrained_channels, constrained_labels
 
-CLASS_NAMES = {1: "RV", 2: "Myo", 3: "LV"}  # ACDC labels, as tables name them
+CLASS_NAMES = {label: name for name, label in CLASS_LABELS.items()}  # ACDC label → RV, Myo, LV
 CENTROID_MIN_PX = 1.0  # a class is present when its upper size bound allows at least one pixel
 LABEL_CHUNK = 256  # slices per chunk when computing targets from label maps (bounded memory at 256×256)
 

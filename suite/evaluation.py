@@ -30,6 +30,7 @@ import torch
 
 from suite.atomic import write_json_atomic, write_text_atomic
 from suite.config import RunConfig
+from suite.constraints import reported_labels
 from suite.data.dataset import PreparedData
 from suite.data.geometry import Originals, VolumeGeometry, to_original_geometry
 from suite.errors import InputError
@@ -46,10 +47,10 @@ BATCH = 32  # slices per forward pass: one ACDC volume has 6-21
 
 def evaluated_classes(cfg: RunConfig) -> dict[str, int]:
     """Class name → ACDC label of the classes a run is evaluated on: LV, plus Myo and RV with
-    ``classes=multi`` (a network trained on LV only has no other foreground class)."""
-    if cfg.classes == "multi":
-        return dict(CLASS_LABELS)
-    return {"LV": CLASS_LABELS["LV"]}
+    ``classes=multi`` or ``constrained=all`` (``suite.constraints.reported_labels``: a network trained and
+    constrained on LV only has no other foreground class)."""
+    labels = reported_labels(cfg)
+    return {name: label for name, label in CLASS_LABELS.items() if label in labels}
 
 
 # ---------------------------------------------------------------------------------------------- data

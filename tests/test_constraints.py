@@ -444,3 +444,17 @@ def test_logbarrier_run_resumes_exactly(prepared_small, tmp_path):
     part = execute(cfg, tmp_path / "part", stop_after_epoch=0)
     assert part.status() == "partial"
     assert numbers(execute(cfg, tmp_path / "part")) == numbers(whole)
+
+
+def test_all_constrained_classes_are_evaluated_and_mapped_back():
+    from suite.evaluation import evaluated_classes
+    from suite.models import label_map
+
+    lv_only = _cfg(seg_out_channels=4)
+    both = _cfg(seg_out_channels=4, constrained="all")  # RV and Myo trained by their constraints only
+    assert evaluated_classes(lv_only) == {"LV": 3}
+    assert evaluated_classes(both) == {"LV": 3, "Myo": 2, "RV": 1}
+    assert cons.reported_labels(both) == (1, 2, 3) and cons.CLASS_NAMES[2] == "Myo"
+    channels = torch.tensor([[0, 1, 2, 3]])
+    assert label_map(lv_only, channels).tolist() == [[0, 0, 0, 3]]
+    assert label_map(both, channels).tolist() == [[0, 1, 2, 3]]

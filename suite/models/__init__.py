@@ -123,10 +123,11 @@ def channel_target(cfg: Any, labels: torch.Tensor) -> torch.Tensor:
 def label_map(cfg: Any, channels: torch.Tensor) -> torch.Tensor:
     """The inverse of :func:`channel_target` on predictions: arg-max channel indices → ACDC labels (uint8).
 
-    ``classes=multi``: the channel is the label. ``classes=lv``: LV (:func:`lv_channel`) → 3, everything else
-    → 0 (the other channels of a 4-channel head are not trained then).
+    ``classes=multi`` or ``constrained=all`` (4 channels, RV and myocardium trained by their constraints): the
+    channel is the label. ``classes=lv``: LV (:func:`lv_channel`) → 3, everything else → 0 (the other channels
+    of a 4-channel head are not trained then).
     """
-    if cfg.classes == "multi":
+    if cfg.classes == "multi" or getattr(cfg, "constrained", "lv") == "all":
         return channels.to(torch.uint8)
     return (channels == lv_channel(cfg)).to(torch.uint8) * LV_LABEL
 
