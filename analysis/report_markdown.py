@@ -16,6 +16,7 @@ import pandas as pd
 
 from analysis.comparisons import MIN_SEEDS
 from analysis.load import Experiment
+from analysis.power import power_markdown
 from analysis.stats import Analysis
 from analysis.tables import Table1, df_markdown, per_volume_summary, sensitivity_table, table1_markdown
 
@@ -263,6 +264,7 @@ def render_markdown(
     if len(a.paired):
         parts += ["## Paired comparisons (same n, same seeds)", ""]
         parts += [f"- {s}" for s in a.paired["statement"]] + [""]
+        parts.append(power_markdown(a.power, a.scale))
     parts += ["## Figures", ""]
     for f in figures:
         parts += [
