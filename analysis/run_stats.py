@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.load import Experiment
-from suite.config import METHODS
+from suite.config import METHODS, when_set_fields_in_scope
 
 DEFAULT_WINDOW = 50  # the paper's, when a run config does not record stat_window
 # identity fields that are the statistical unit, never a condition (fields outside a run's identity are
@@ -30,6 +30,14 @@ def identity_mask(exp: Experiment, runs: pd.DataFrame) -> pd.DataFrame:
     an Oracle run) never splits its condition. Runs without recorded identity keys are left as they are."""
     out = runs.copy()
     keys = [exp.identity_keys.get(r) for r in out["run_id"]]
+    # a when_set field at its default is outside the run id but still applies (update=alternating vs joint)
+    in_scope = {
+        sm: when_set_fields_in_scope(*sm) for sm in set(zip(out["stage"], out["method"], strict=True))
+    }
+    keys = [
+        k if k is None else k | in_scope[sm]
+        for k, sm in zip(keys, zip(out["stage"], out["method"], strict=True), strict=True)
+    ]
     for c in exp.config_columns:
         if c not in out.columns:
             continue
