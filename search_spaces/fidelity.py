@@ -27,3 +27,10 @@ SPACE = Space(
     default_labeled=LABELED,
     swept=("stage", "method", "n_labeled", "seed"),
 )
+
+
+# Each departure of the fidelity preset from the paper, with the measurement that made it necessary
+# (scripts/fidelity.py prints them; BENCHMARKS.md, fidelity, has the runs).
+DEPARTURES = (
+    "placeholder",
+)
