@@ -30,6 +30,11 @@ import pandas as pd
 
 from analysis.intervals import t_quantile
 
+# the columns of a power_table row that are not a condition axis
+_NOT_AXES = {
+    "method_a", "method_b", "n_labeled", "n_pairs", "mean_diff", "sd_diff", "ci_low", "ci_high", "d_z",
+    "a_better", "statement", "alpha", "power", "mdd_dz", "mdd", "power_observed", "seeds_needed",
+}  # fmt: skip
 ALPHA = 0.05
 POWER = 0.8
 MAX_SEEDS = 10_000  # seeds needed beyond this read as "more than 10000" (a difference of about 0)
@@ -113,9 +118,9 @@ def power_table(paired: pd.DataFrame, alpha: float = ALPHA, power: float = POWER
 def power_statement(r: dict[str, Any], scale: float = 100.0) -> str:
     """One line per comparison, in points × ``scale`` (Dice %)."""
     a, b, n, k = r["method_a"], r["method_b"], r["n_labeled"], int(r["n_pairs"])
-    setting = "".join(
-        f", {c}={r[c]}" for c in ("gamma", "lam") if c in r and r[c] is not None and pd.notna(r[c])
-    )
+    # γ, λ and every other varied axis the paired row carries (two segmenters' lines must not read alike)
+    axes = [c for c in r if c not in _NOT_AXES]
+    setting = "".join(f", {c}={r[c]}" for c in axes if r[c] is not None and pd.notna(r[c]))
     head = f"{a} − {b} at n={n}{setting}"
     if k < 2:
         return f"{head}: 1 paired seed, no sd of the differences: run at least 2 seeds to size the test."

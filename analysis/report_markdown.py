@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.comparisons import MIN_SEEDS
+from analysis.headline import headline_markdown
 from analysis.load import Experiment
 from analysis.power import power_markdown
 from analysis.stats import Analysis
@@ -248,6 +249,7 @@ def render_markdown(
         f"{len(a.conditions)} conditions with {', '.join(map(str, seeds)) or '0'} seed(s) each.",
         "",
     ]
+    parts.append(headline_markdown(a))
     if a.warnings:
         parts += ["## Warnings", ""] + [f"- {w}" for w in a.warnings] + [""]
     parts.append(_definition(a))

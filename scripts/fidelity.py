@@ -130,7 +130,16 @@ def paired_evidence(exp_root: Path, alpha: float, power: float) -> list[dict[str
         sel = a.power.loc[(a.power["method_a"] == m_a) & (a.power["method_b"] == m_b)]
         for _, r in sel.iterrows():
             d = r.to_dict()
-            keys = ("method_a", "method_b", "n_labeled", "n_pairs", "mean_diff", "sd_diff", "ci_low", "ci_high")
+            keys = (
+                "method_a",
+                "method_b",
+                "n_labeled",
+                "n_pairs",
+                "mean_diff",
+                "sd_diff",
+                "ci_low",
+                "ci_high",
+            )
             out.append(
                 {
                     **{k: d[k] for k in keys},
@@ -196,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--strict",
         action="store_true",
-        help="exit 1 unless Oracle >= Proposed > FS on the means and the paired CI of Proposed − FS is above 0",
+        help="exit 1 unless Oracle >= Proposed > FS on the means and the Proposed − FS paired CI is above 0",
     )
     ap.add_argument("--alpha", type=float, default=0.05, help="power computation: two-sided level")
     ap.add_argument("--power", type=float, default=0.8, help="power computation: the power asked for")

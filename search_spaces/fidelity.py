@@ -31,6 +31,4 @@ SPACE = Space(
 
 # Each departure of the fidelity preset from the paper, with the measurement that made it necessary
 # (scripts/fidelity.py prints them; BENCHMARKS.md, fidelity, has the runs).
-DEPARTURES = (
-    "placeholder",
-)
+DEPARTURES = ("placeholder",)

@@ -87,3 +87,21 @@ def test_report_power_per_n_and_pair(tmp_path: Path) -> None:
     assert (res.out_dir / "tables" / "power.csv").exists()
     with pytest.raises(InputError, match="--power 1.5"):
         build_report(root, figures=False, power=1.5)
+
+
+def test_headline_states_the_setting_and_the_ordering(tmp_path: Path) -> None:
+    """The report's first screen: one sentence naming the setting and its departures from the paper, the
+    ordering of the means at the smallest n, per-seed points and intervals."""
+    root = tmp_path / "exp"
+    write_experiment(root, cohort="phantom")
+    dice = {"fs": [0.10, 0.20, 0.15], "proposed": [0.30, 0.35, 0.25], "oracle": [0.50, 0.40, 0.45]}
+    for s in range(3):
+        for m, v in dice.items():
+            write_run(root, method=m, seed=s, epochs=4, stat_window=2, dice=v[s])
+            write_run(root, method=m, n_labeled=10, seed=s, epochs=4, stat_window=2, dice=0.9)
+    res = build_report(root, figures=False)
+    md = res.markdown.read_text()
+    head = md[: md.index("## Warnings")]
+    assert "**What this is:**" in head and "64×64" in head and "image_size 64 (paper 256)" in head
+    assert "Oracle 45.0 > Proposed 30.0 > FS 15.0" in head and "**holds** on the means" in head
+    assert "| FS | s0 10.0, s1 20.0, s2 15.0 |" in head and "proposed − fs at n=5" in head
