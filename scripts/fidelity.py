@@ -255,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     res = analyse(exp_root)
     res["paired"] = paired_evidence(exp_root, args.alpha, args.power)
     res["departures"] = list(DEPARTURES) if args.preset == "fidelity" else []
+    res["departures"] += [f"--set {o} (this run, over the preset)" for o in args.overrides]
     res["wall_time_s"] = time.perf_counter() - t0
     res["patients"] = args.patients
     res["crop"] = args.crop
