@@ -167,3 +167,18 @@ def test_update_is_identity_only_for_unlabeled_methods_and_only_when_joint(prepa
     assert "update" in joint.identity_keys() and joint.run_id != base.run_id
     with pytest.raises(Exception, match="update"):
         base.replace(update="both")
+
+
+def test_joint_proposals_steps_on_ce_plus_pseudo_label_ce(prepared_small, tmp_path, monkeypatch):
+    """Proposals under joint: one step per unlabeled batch; its unlabeled term is the pseudo-label CE."""
+    cfg = small_run_config(prepared_small, method="proposals", update="joint", unl_batch=16)
+    sd = _data(prepared_small, cfg, tmp_path)
+    assert sd.pseudo_target is not None and sd.pseudo_mask is not None
+    sd.lab_idx, sd.unl_idx = sd.lab_idx[:5], sd.unl_idx[:32]
+    sd.pseudo_target, sd.pseudo_mask = sd.pseudo_target[:32], sd.pseudo_mask[:32]
+    st = SegmenterStage(_ctx(cfg, tmp_path), seg_data=sd)
+    steps = _count_steps(st, monkeypatch)
+    seed_epoch(cfg, 0)
+    out = st.train_epoch(0)
+    assert len(steps) == 2 and out["loss_penalty"] > 0
+    assert out["loss_total"] == pytest.approx(out["loss_ce"] + out["loss_penalty"])
