@@ -32,6 +32,7 @@ import pandas as pd
 
 from analysis.intervals import t_quantile
 from analysis.paper import METHOD_LABELS, paper_frame
+from analysis.run_stats import BASE_CONDITION
 from analysis.stats import Analysis
 from analysis.tables import Table1
 from suite.config import METHODS, SEG_METHODS_WITH_PENALTY
@@ -234,15 +235,24 @@ def fig_sensitivity(a: Analysis, out_dir: Path, notes: list[str]) -> Figure | No
     if pen.empty or (pen["gamma"].nunique() < 2 and pen["lam"].nunique() < 2):
         return None  # the experiment did not vary γ, λ: nothing to show (not an omission)
     plt, sns = _plt()
-    methods = _methods_in(pen)
+    # one row per method and setting of the other varied axes (e.g. update): averaging over them would mix
+    extra = [k for k in a.cond if k not in BASE_CONDITION and k in pen.columns]
+    rows = [
+        (m, dict(zip(extra, vals, strict=True)))
+        for m in _methods_in(pen)
+        for vals in sorted(
+            {tuple(r) for r in pen.loc[pen["method"] == m, extra].astype(str).itertuples(index=False)}
+        )
+    ]
     ns = sorted(pen["n_labeled"].unique())
-    fig, axes = plt.subplots(
-        len(methods), len(ns), figsize=(3.6 * len(ns), 3.0 * len(methods)), squeeze=False
-    )
-    for i, m in enumerate(methods):
+    fig, axes = plt.subplots(len(rows), len(ns), figsize=(3.6 * len(ns), 3.0 * len(rows)), squeeze=False)
+    for i, (m, setting) in enumerate(rows):
+        sel = pen["method"] == m
+        for k, v in setting.items():
+            sel &= pen[k].astype(str) == v
         for j, n in enumerate(ns):
             ax = axes[i, j]
-            g = pen.loc[(pen["method"] == m) & (pen["n_labeled"] == n)]
+            g = pen.loc[sel & (pen["n_labeled"] == n)]
             if g.empty:
                 ax.set_visible(False)
                 continue
@@ -257,7 +267,8 @@ def fig_sensitivity(a: Analysis, out_dir: Path, notes: list[str]) -> Figure | No
                 vmin=0,
                 vmax=100 if a.scale == 100 else None,
             )
-            ax.set_title(f"{METHOD_LABELS.get(m, m)}, n = {n}", fontsize=10)
+            label = "".join(f", {k}={v}" for k, v in setting.items())
+            ax.set_title(f"{METHOD_LABELS.get(m, m)}{label}, n = {n}", fontsize=10)
             ax.set_xlabel("λ")
             ax.set_ylabel("γ")
     cap = "Sensitivity: across-seed mean Dice (%) for each γ (rows) and λ (columns)."

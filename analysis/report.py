@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from analysis.load import load_experiment
+from analysis.power import ALPHA, POWER, power_markdown
 from analysis.report_html import markdown_to_html
 from analysis.report_markdown import render_markdown
 from analysis.report_test_cost import build_test_and_cost
@@ -41,6 +42,7 @@ class ReportResult:
     markdown: Path
     html: Path
     table1_text: str
+    power_text: str  # analysis.power's section: the smallest detectable difference and the seeds needed
     analysis: Analysis
     table1: Table1
     timings: dict[str, float]
@@ -56,12 +58,17 @@ def build_report(
     cohort: str | None = None,
     figures: bool = True,
     confidence: float = 0.95,
+    alpha: float = ALPHA,
+    power: float = POWER,
 ) -> ReportResult:
     """Load, analyse and write the report of ``root`` (``RESULTS/<experiment>``); see the module docstring."""
     if window is not None and window < 1:
         raise InputError(f"--window {window}: must be an integer >= 1 (epochs averaged per run)")
     if bootstrap < 0:
         raise InputError(f"--bootstrap {bootstrap}: must be >= 0 (number of patient resamples; 0 = off)")
+    for name, value in (("--alpha", alpha), ("--power", power)):
+        if not 0.0 < value < 1.0:
+            raise InputError(f"{name} {value}: must lie strictly between 0 and 1 (e.g. {name} 0.05 / 0.8)")
     out_dir = Path(out) if out else ExperimentPaths(Path(root)).report_dir
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
@@ -69,7 +76,13 @@ def build_report(
     timings["load_s"] = time.perf_counter() - t0
     t = time.perf_counter()
     a = analyse(
-        exp, window=window, include_partial=include_partial, bootstrap=bootstrap, confidence=confidence
+        exp,
+        window=window,
+        include_partial=include_partial,
+        bootstrap=bootstrap,
+        confidence=confidence,
+        alpha=alpha,
+        power=power,
     )
     coh = cohort or exp.cohort
     t1 = table1(a, coh)
@@ -78,6 +91,7 @@ def build_report(
     with suite_outputs(out_dir) as tmp:
         t = time.perf_counter()
         write_tables(a, t1, tmp / "tables")
+        a.power.to_csv(tmp / "tables" / "power.csv", index=False)
         timings["tables_s"] = time.perf_counter() - t
         t = time.perf_counter()
         figs: list = []
@@ -123,6 +137,7 @@ def build_report(
         markdown=out_dir / "report.md",
         html=out_dir / "report.html",
         table1_text=table1_markdown(t1),
+        power_text=power_markdown(a.power, a.scale),
         analysis=a,
         table1=t1,
         timings=timings,

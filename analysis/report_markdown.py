@@ -16,7 +16,9 @@ import pandas as pd
 
 from analysis.comparisons import MIN_SEEDS
 from analysis.constraint_family import constraint_family_section
+from analysis.headline import headline_markdown
 from analysis.load import Experiment
+from analysis.power import power_markdown
 from analysis.report_test_cost import TestAndCost, test_and_cost_markdown
 from analysis.stats import Analysis
 from analysis.tables import Table1, df_markdown, per_volume_summary, sensitivity_table, table1_markdown
@@ -255,6 +257,7 @@ def render_markdown(
         f"{len(a.conditions)} conditions with {', '.join(map(str, seeds)) or '0'} seed(s) each.",
         "",
     ]
+    parts.append(headline_markdown(a))
     if a.warnings:
         parts += ["## Warnings", ""] + [f"- {w}" for w in a.warnings] + [""]
     parts.append(_definition(a))
@@ -271,6 +274,7 @@ def render_markdown(
     if len(a.paired):
         parts += ["## Paired comparisons (same n, same seeds)", ""]
         parts += [f"- {s}" for s in a.paired["statement"]] + [""]
+        parts.append(power_markdown(a.power, a.scale))
     parts += test_and_cost_markdown(test_and_cost)  # beside Table 1: test set, val/test gap, cost
     parts += ["## Figures", ""]
     for f in figures:

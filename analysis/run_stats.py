@@ -7,7 +7,6 @@ runs are never split by a γ they never used.
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import Any
 
@@ -15,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.load import Experiment
-from suite.config import METHODS, RunConfig
+from suite.config import METHODS, when_set_fields_in_scope
 
 DEFAULT_WINDOW = 50  # the paper's, when a run config does not record stat_window
 # identity fields that are the statistical unit, never a condition (fields outside a run's identity are
@@ -33,32 +32,22 @@ def identity_mask(exp: Experiment, runs: pd.DataFrame) -> pd.DataFrame:
     scope does (``scheme=penalty`` of a Proposed run beside a ``logbarrier`` one): it keeps its value."""
     out = runs.copy()
     keys = [exp.identity_keys.get(r) for r in out["run_id"]]
-    stage_method = list(zip(out["stage"].astype(str), out["method"].astype(str), strict=True))
+    in_scope = {
+        sm: when_set_fields_in_scope(*sm) for sm in set(zip(out["stage"], out["method"], strict=True))
+    }
+    keys = [
+        k if k is None else k | in_scope[sm]
+        for k, sm in zip(keys, zip(out["stage"], out["method"], strict=True), strict=True)
+    ]
     for c in exp.config_columns:
         if c not in out.columns:
             continue
-        keep = np.fromiter(
-            (
-                k is None or c in k or _default_applies(c, *sm)
-                for k, sm in zip(keys, stage_method, strict=True)
-            ),
-            dtype=bool,
-            count=len(keys),
-        )
+        keep = np.fromiter((k is None or c in k for k in keys), dtype=bool, count=len(keys))
         if keep.all():
             continue
         col = out[c]
         out[c] = col.where(keep) if pd.api.types.is_float_dtype(col) else col.astype(object).where(keep, None)
     return out
-
-
-@functools.cache
-def _default_applies(name: str, stage: str, method: str) -> bool:
-    """Whether the ``when_set`` field ``name`` is part of the identity of a (stage, method) run when set."""
-    f = RunConfig.__dataclass_fields__.get(name)
-    if f is None or not f.metadata.get("when_set"):
-        return False
-    return f.metadata.get("identity") in RunConfig(stage=stage, method=method).identity_scopes()
 
 
 def condition_columns(exp: Experiment, runs: pd.DataFrame | None = None) -> list[str]:

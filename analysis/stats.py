@@ -39,6 +39,7 @@ from analysis.comparisons import (
     per_volume_window,
 )
 from analysis.load import Experiment
+from analysis.power import ALPHA, POWER, power_table
 from analysis.run_stats import BASE_CONDITION, condition_columns, epoch_means, run_statistics
 from analysis.summaries import constraint_satisfaction, epoch_curves, regressor_summary
 
@@ -66,6 +67,7 @@ class Analysis:
     confidence: float
     scale: float  # 100 when Dice is logged as a fraction (tables in %), 1 when already in %
     warnings: list[str] = field(default_factory=list)
+    power: pd.DataFrame = field(default_factory=pd.DataFrame)  # analysis.power.power_table of ``paired``
 
 
 def analyse(
@@ -76,6 +78,8 @@ def analyse(
     bootstrap: int = 0,
     confidence: float = 0.95,
     bootstrap_seed: int = 0,
+    alpha: float = ALPHA,
+    power: float = POWER,
 ) -> Analysis:
     """Compute every statistic of the report (see the module docstring for the definitions)."""
     per_epoch = epoch_means(exp)
@@ -114,6 +118,7 @@ def analyse(
         confidence=confidence,
         scale=scale,
     )
+    a.power = power_table(paired, alpha, power)
     a.warnings = collect_warnings(a)
     for w in a.warnings:
         log.warning("%s", w)

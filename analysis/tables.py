@@ -341,12 +341,14 @@ def df_markdown(df: pd.DataFrame, *, nd: int = 3, max_rows: int | None = None) -
 
 
 def sensitivity_table(a: Analysis) -> pd.DataFrame:
-    """Across-seed mean Dice (%) of proposed/oracle per n, γ, λ (all combinations the experiment ran)."""
+    """Across-seed mean Dice (%) of proposed/oracle per n, γ, λ and any other varied axis (e.g. ``update``:
+    how λ behaves under each scheme), all combinations the experiment ran."""
     c = a.conditions
     if c.empty:
         return pd.DataFrame()
     pen = c.loc[c["method"].isin(SEG_METHODS_WITH_PENALTY)]
-    out = pen[["method", "n_labeled", "gamma", "lam", "n_units"]].copy()
+    extra = [k for k in a.cond if k not in BASE_CONDITION and k in pen.columns]
+    out = pen[["method", "n_labeled", "gamma", "lam", *extra, "n_units"]].copy()
     out["dice"] = pen["mean"] * a.scale
     out["ci_low"] = pen["ci_low"] * a.scale
     out["ci_high"] = pen["ci_high"] * a.scale

@@ -14,8 +14,14 @@
    error and how often the true size lies inside its bounds (a poor regressor explains Proposed <= FS
    without any bug).
 
+4. the paired 95 % t-intervals of Proposed − FS and Oracle − FS over seeds (the report's, from
+   ``analysis``) and the power computation (``analysis.power``): the smallest difference the seeds detect and
+   the seeds a difference of the observed size needs (``--alpha``, ``--power``);
+5. the preset's departures from the paper, each with its measurement (``search_spaces.fidelity``).
+
 Writes ``<out>/fidelity.json`` and prints a table. Exit code 0 whatever the ordering (it is a measurement);
-``--strict`` exits 1 when Oracle >= Proposed > FS fails on the across-seed means.
+``--strict`` exits 1 unless Oracle >= Proposed > FS on the across-seed means and the paired CI of
+Proposed − FS lies above 0.
 """
 
 from __future__ import annotations
@@ -108,6 +114,43 @@ def analyse(exp_root: Path) -> dict[str, Any]:
     }
 
 
+EVIDENCE_PAIRS = (("proposed", "fs"), ("oracle", "fs"))
+
+
+def paired_evidence(exp_root: Path, alpha: float, power: float) -> list[dict[str, Any]]:
+    """Proposed − FS and Oracle − FS: the report's paired 95 % t-intervals over seeds (same seed, same
+    labeled set) and the power computation (``analysis.power``), from the run directories."""
+    from analysis.load import load_experiment
+    from analysis.power import power_statement
+    from analysis.stats import analyse as analyse_experiment
+
+    a = analyse_experiment(load_experiment(exp_root), alpha=alpha, power=power)
+    out = []
+    for m_a, m_b in EVIDENCE_PAIRS:
+        sel = a.power.loc[(a.power["method_a"] == m_a) & (a.power["method_b"] == m_b)]
+        for _, r in sel.iterrows():
+            d = r.to_dict()
+            keys = (
+                "method_a",
+                "method_b",
+                "n_labeled",
+                "n_pairs",
+                "mean_diff",
+                "sd_diff",
+                "ci_low",
+                "ci_high",
+            )
+            out.append(
+                {
+                    **{k: d[k] for k in keys},
+                    **{k: d[k] for k in ("d_z", "mdd", "seeds_needed", "alpha", "power")},
+                    "statement": d["statement"],
+                    "power_statement": power_statement(d, a.scale),
+                }
+            )
+    return out
+
+
 def format_table(res: dict[str, Any]) -> str:
     lines = ["seed  FS      Proposed  Oracle   O>=P>F  | Oracle in-bounds first->last | reg |err|% bounds_ok"]
     for seed, v in res["per_seed"].items():
@@ -125,7 +168,23 @@ def format_table(res: dict[str, Any]) -> str:
             f"mean  {m['fs']:.3f}   {m['proposed']:.3f}     {m['oracle']:.3f}    "
             f"{'yes' if res['ordering_holds_on_means'] else 'no'}"
         )
+    for p in res.get("paired", []):
+        lines += ["", p["statement"], p["power_statement"]]
+    if res.get("departures"):
+        lines += ["", "Departures from the paper (each measured; BENCHMARKS.md, fidelity):"]
+        lines += [f"- {d}" for d in res["departures"]]
     return "\n".join(lines)
+
+
+def strict_verdict(res: dict[str, Any]) -> tuple[bool, str]:
+    """``--strict``: Oracle >= Proposed > FS on the means and the paired CI of Proposed − FS above 0."""
+    if not res["ordering_holds_on_means"]:
+        return False, "Oracle >= Proposed > FS does not hold on the across-seed means"
+    pf = [p for p in res.get("paired", []) if (p["method_a"], p["method_b"]) == ("proposed", "fs")]
+    if not pf or not pf[0]["ci_low"] > 0:
+        low = f"{pf[0]['ci_low']:+.3f}" if pf else "undefined"
+        return False, f"the paired 95% CI of Proposed − FS does not lie above 0 (its lower end: {low})"
+    return True, "Oracle >= Proposed > FS on the means and the paired CI of Proposed − FS lies above 0"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -143,7 +202,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--preset", default="fidelity")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--no-ray", action="store_true", help="run the runs standalone, one after the other")
-    ap.add_argument("--strict", action="store_true", help="exit 1 when the ordering fails on the means")
+    ap.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 1 unless Oracle >= Proposed > FS on the means and the Proposed − FS paired CI is above 0",
+    )
+    ap.add_argument("--alpha", type=float, default=0.05, help="power computation: two-sided level")
+    ap.add_argument("--power", type=float, default=0.8, help="power computation: the power asked for")
     args = ap.parse_args(argv)
 
     from suite.log import setup_logging
@@ -185,17 +250,25 @@ def main(argv: list[str] | None = None) -> int:
                 f"warning: not every run finished: {s['failed'] or s['blocked'] or s['incomplete']}",
                 file=sys.stderr,
             )
+    from search_spaces.fidelity import DEPARTURES
+
     res = analyse(exp_root)
+    res["paired"] = paired_evidence(exp_root, args.alpha, args.power)
+    res["departures"] = list(DEPARTURES) if args.preset == "fidelity" else []
+    res["departures"] += [f"--set {o} (this run, over the preset)" for o in args.overrides]
     res["wall_time_s"] = time.perf_counter() - t0
     res["patients"] = args.patients
     res["crop"] = args.crop
     res["size"] = args.size
     res["preset"] = args.preset
     res["overrides"] = args.overrides
-    (out / "fidelity.json").write_text(json.dumps(res, indent=2, default=str) + "\n")
     print(format_table(res))
+    ok, why = strict_verdict(res)
+    res["strict_ok"], res["strict_reason"] = ok, why
+    (out / "fidelity.json").write_text(json.dumps(res, indent=2, default=str) + "\n")
+    print(f"{'PASS' if ok else 'FAIL'} (--strict): {why}")
     print(f"wall time {res['wall_time_s']:.0f} s; details in {out / 'fidelity.json'}")
-    if args.strict and not res["ordering_holds_on_means"]:
+    if args.strict and not ok:
         return 1
     return 0
 

@@ -100,7 +100,49 @@ def main(src: str, prepared: str) -> int:
             f"{ms(g['lv_esv'])} | {ms(g['lv_ef'])} | {np.nanmean(g['wall_mm']):.1f} | {ms(g['myo_mass_g'])} "
             f"| {ms(g['rv_edv'])} | {ms(g['rv_ef'])} |"
         )
+    calibration(pats, d)
     return 0
+
+
+def calibration(pats: list, d) -> None:
+    """What decides size-constrained learning: LV area base -> apex at ED and ES, slices without LV per
+    frame, and the blood-pool / myocardium / RV contrast of the source images."""
+    from suite.data import acdc
+
+    px = np.asarray(d.lv_area_px, dtype=np.float64)
+    frame, vol, sl = np.asarray(d.frame), np.asarray(d.volume), np.asarray(d.slice_index)
+    print(f"\nLV area per slice (% of the {d.size}x{d.size} image) from base (first slice) to apex (last):\n")
+    bins = ("base", "basal-mid", "mid", "mid-apical", "apex")
+    print("| frame | " + " | ".join(bins) + " | slices without LV |")
+    print("|---" * (len(bins) + 2) + "|")
+    for fr in ("ED", "ES"):
+        rel = np.zeros(len(px))
+        sel = frame == fr
+        for v in np.unique(vol[sel]):
+            m = vol == v
+            rel[m] = sl[m] / max(sl[m].max(), 1)
+        b = np.minimum((rel * len(bins)).astype(int), len(bins) - 1)
+        cells = []
+        for i in range(len(bins)):
+            a = px[sel & (b == i)]
+            cells.append(f"{100 * a.mean() / d.size**2:.2f} ({100 * (a == 0).mean():.0f} % empty)")
+        print(f"| {fr} | " + " | ".join(cells) + f" | {100 * (px[sel] == 0).mean():.1f} % |")
+    lv, myo, rv, cnr = [], [], [], []
+    for p in pats:
+        f = acdc.load_frame(next(fr for fr in p.frames if fr.frame == "ED"))
+        img, lab = f.image.astype(np.float64), f.label
+        if not ((lab == 3).any() and (lab == 2).any() and (lab == 1).any()):
+            continue
+        m_lv, m_myo, m_rv = (float(np.median(img[lab == k])) for k in (3, 2, 1))
+        lv.append(m_lv)
+        myo.append(m_myo / m_lv)
+        rv.append(m_rv / m_lv)
+        cnr.append((m_lv - m_myo) / max(float(img[lab == 3].std()), 1e-9))
+    q = lambda v: f"{np.median(v):.2f} (5–95 % {np.percentile(v, 5):.2f}–{np.percentile(v, 95):.2f})"  # noqa: E731
+    print("\nContrast at ED (per patient: median intensity of each structure, relative to the LV pool):\n")
+    print("| myocardium / LV pool | RV pool / LV pool | (LV − myo) / sd within the LV pool | patients |")
+    print("|---|---|---|---|")
+    print(f"| {q(myo)} | {q(rv)} | {q(cnr)} | {len(lv)} |")
 
 
 if __name__ == "__main__":

@@ -27,3 +27,23 @@ SPACE = Space(
     default_labeled=LABELED,
     swept=("stage", "method", "n_labeled", "seed"),
 )
+
+
+# Each departure of the fidelity preset from the paper, with the measurement that made it necessary
+# (scripts/fidelity.py prints them; BENCHMARKS.md, fidelity, has the runs).
+DEPARTURES = (
+    "64x64 crops of the central 60 % of the field of view (paper: 256x256, full view): at 64x64 without the "
+    "crop the LV is ~1 pixel at ENet's bottleneck and FS learned an all-background output (Dice 0.000)",
+    "a 40-patient phantom, 2 labeled patients for n = 5 (paper: 100 ACDC patients, 5 labeled): CPU time",
+    "20 segmenter epochs, statistic over the last 10 (paper: 100, last 50): CPU time",
+    "lambda = 1e-4 with sizes as image fractions (paper: 1e-2): 1e-2 and 1e-3 drove the Oracle to an "
+    "all-background output for the rest of the run (Dice 0.008-0.027 at epoch 20 against 0.38-0.43)",
+    "8 warm-up epochs without the unlabeled term (paper: 0): from epoch 0 the Oracle collapsed (Dice 0.000 "
+    "from epoch 8)",
+    "unlabeled batch 16 (paper: 1): 16x fewer steps; 32 and 64 recovered more slowly "
+    "(0.24 / 0.13 at epoch 18)",
+    "the original ENet, 2-channel head (paper: the authors' variant, 4 channels): with it FS reached 39.5 "
+    "and the penalty methods fell below FS (17.6 / 23.2; arch space, 1 seed)",
+    "a small ResNeXt regressor ([1,1,2,1], 8x4d, 30 epochs; paper: ResNeXt-101, 200 epochs): CPU time; its "
+    "size error is 40-70 %",
+)

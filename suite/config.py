@@ -78,6 +78,10 @@ class RunConfig:
     lam: float = _f(1e-2, PENALTY, Number(0))  # penalty weight lambda
     # first epochs without the unlabeled term (train as FS first); 0 = the paper
     penalty_warmup: int = _f(0, UNLABELED, Int(0), when_set=True)
+    # --- how the unlabeled term enters the optimiser ---
+    # alternating (the authors' code: all labeled CE steps, then all unlabeled-term steps) | joint (the
+    # paper's objective: each step on CE of one labeled batch + lambda * C of one unlabeled batch, summed)
+    update: str = _f("alternating", UNLABELED, OneOf(("alternating", "joint")), when_set=True)
     # name of the preset this config was built from (recorded, not identity)
     preset: str = _f("paper", None, OneOf(PRESETS))
 
@@ -295,16 +299,7 @@ class RunConfig:
 
     def identity_scopes(self) -> set[str]:
         """The identity scopes that apply to this run (see ``ALL`` … ``REG``)."""
-        if self.stage == "regressor":
-            return {ALL, REG, CONSTRAINED}
-        scopes = {ALL, SEG}
-        if self.method != "fs":
-            scopes.add(UNLABELED)
-        if self.method in SEG_METHODS_WITH_PENALTY:
-            scopes |= {PENALTY, CONSTRAINED}
-        if self.method == "proposed":
-            scopes.add(REG)
-        return scopes
+        return identity_scopes_of(self.stage, self.method)
 
     def identity_keys(self) -> list[str]:
         """Sorted names of the fields that change this run's results (its identity), from their scopes."""
@@ -365,6 +360,31 @@ class RunConfig:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
+
+def identity_scopes_of(stage: str, method: str) -> set[str]:
+    """The identity scopes that apply to a run of ``stage`` and ``method`` (see ``ALL`` … ``REG``)."""
+    if stage == "regressor":
+        return {ALL, REG, CONSTRAINED}
+    scopes = {ALL, SEG}
+    if method != "fs":
+        scopes.add(UNLABELED)
+    if method in SEG_METHODS_WITH_PENALTY:
+        scopes |= {PENALTY, CONSTRAINED}
+    if method == "proposed":
+        scopes.add(REG)
+    return scopes
+
+
+def when_set_fields_in_scope(stage: str, method: str) -> frozenset[str]:
+    """The ``when_set`` fields that change a run of ``stage``/``method`` even at their default: left out of
+    its run id only to keep old ids, so a reader comparing runs must not treat them as irrelevant."""
+    scopes = identity_scopes_of(stage, method)
+    return frozenset(
+        f.name
+        for f in fields(RunConfig)
+        if f.metadata.get("when_set") and f.metadata.get("identity") in scopes
+    )
 
 
 def _jsonable(v: Any) -> Any:

@@ -26,6 +26,7 @@ OUTSIDE = {
     "gamma": "1.0",
     "lam": ".nan",
     "penalty_warmup": "-1",
+    "update": "both",
     "preset": "mine",
     "data": "[a, b]",
     "data_hash": "ab/cd",
@@ -194,7 +195,7 @@ def test_every_yaml_key_takes_effect(tmp_path):
     # every field set away from the smoke preset in one YAML file: each value is what the config holds
     want = RunConfig.from_preset("code").replace(
         stage="regressor", method="regressor", n_labeled=10, seed=3, split_mode="random", split_seed=4,
-        gamma=0.2, lam=0.5, penalty_warmup=2, data="/d", data_hash="abc", classes="multi",
+        gamma=0.2, lam=0.5, penalty_warmup=2, update="joint", data="/d", data_hash="abc", classes="multi",
         size_units="fraction", seg_weight_decay=1e-5, seg_batch=2, unl_batch=4, lr_factor=0.25,
         best_metric="dice3d", reg_weight_decay=0.0, reg_lr_factor=0.1, reg_batch=4, threads=1,
         world_size=2, amp="bf16", channels_last=True, compile=True, device="cpu", stat_window=7,

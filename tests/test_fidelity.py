@@ -72,6 +72,33 @@ def test_analyse_per_seed_ordering_and_warmup(tmp_path):
     assert "seed" in fid.format_table(res)
 
 
+def test_paired_intervals_power_and_strict_verdict(tmp_path):
+    """Proposed − FS and Oracle − FS come from the report's paired statistics; --strict also needs the
+    paired CI of Proposed − FS above 0."""
+    from analysis.power import min_detectable_dz
+    from suite.testing.synthetic_runs import write_experiment, write_run
+
+    fid = _script()
+    exp = tmp_path / "fidelity-fidelity"
+    write_experiment(exp)
+    fs, prop, orc = [0.30, 0.40, 0.35], [0.50, 0.55, 0.60], [0.70, 0.65, 0.60]  # Proposed − FS: .2 .15 .25
+    for s in range(3):
+        for m, v in (("fs", fs), ("proposed", prop), ("oracle", orc)):
+            write_run(exp, method=m, seed=s, epochs=4, stat_window=2, dice=v[s])
+    pairs = fid.paired_evidence(exp, 0.05, 0.8)
+    assert [(p["method_a"], p["method_b"]) for p in pairs] == [("proposed", "fs"), ("oracle", "fs")]
+    pf = pairs[0]
+    half = 4.302653 * 0.05 / 3**0.5  # t_{0.975,2} · sd / √3
+    assert pf["n_pairs"] == 3 and pf["ci_low"] == pytest.approx(0.2 - half, abs=1e-6)
+    assert pf["mdd"] == pytest.approx(min_detectable_dz(3) * 0.05) and pf["seeds_needed"] == 3
+    res = {"ordering_holds_on_means": True, "paired": pairs}
+    assert fid.strict_verdict(res)[0]
+    pf["ci_low"] = -0.01
+    ok, why = fid.strict_verdict(res)
+    assert not ok and "Proposed − FS" in why
+    assert not fid.strict_verdict({"ordering_holds_on_means": False, "paired": pairs})[0]
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(3600)
 def test_fidelity_check_orders_oracle_proposed_fs(tmp_path, capsys):
@@ -79,7 +106,9 @@ def test_fidelity_check_orders_oracle_proposed_fs(tmp_path, capsys):
     Oracle 0.170, the ordering on seeds 0 and 1 (seed 2: FS collapses to background). Fails if the ordering
     on the means is lost."""
     fid = _script()
-    rc = fid.main(["--out", str(tmp_path), "--strict"])
+    # without --strict: that now also asks for the paired CI of Proposed − FS above 0, which 3 seeds of this
+    # preset do not give (Proposed − FS +5.2 ± 10.9 points; the power computation asks for 8 seeds)
+    rc = fid.main(["--out", str(tmp_path)])
     res = json.loads((tmp_path / "fidelity.json").read_text())
     print(fid.format_table(res))
     assert res["n_seeds"] == 3

@@ -236,7 +236,8 @@ def test_regressor_trained_once_for_all_proposed_runs(prepared: Path, ray_local,
     runs = out / "sensitivity-smoke" / "runs"
     regs = sorted(p for p in runs.iterdir() if p.name.startswith("reg-"))
     props = sorted(p for p in runs.iterdir() if p.name.startswith("seg-proposed-"))
-    assert len(regs) == 1 and len(props) == 2 and s["total"] == 3 and s["rounds"] == [3]
+    # 2 (gamma, lambda) draws x update {alternating, joint}
+    assert len(regs) == 1 and len(props) == 4 and s["total"] == 5 and s["rounds"] == [5]
     reg = regs[0]
     _assert_no_duplicates(reg)
     assert (reg / "run.log").read_text().count("finishing") == 1  # one training, not one per Proposed run

@@ -49,12 +49,13 @@ def test_paper_grid_is_table_1():
 
 def test_sensitivity_grid_and_shared_regressor():
     cfgs = get_space("sensitivity").configs("smoke", seeds=[0])
-    assert len(cfgs) == 5 * 3 * 2 * 3  # gamma x lambda x {proposed, oracle} x n {5,10,20}
+    assert len(cfgs) == 5 * 3 * 2 * 2 * 3  # gamma x lambda x update x {proposed, oracle} x n {5,10,20}
     assert {c.gamma for c in cfgs} == {0.0, 0.05, 0.1, 0.2, 0.3}
+    assert {c.update for c in cfgs} == {"alternating", "joint"}
     assert {c.lam for c in cfgs} == {1e-3, 1e-2, 1e-1}
     plan = build_plan(cfgs)
     regs = [c for c in plan.runs.values() if c.stage == "regressor"]
-    assert sorted(c.n_labeled for c in regs) == [5, 10, 20]  # one regressor per n, shared by 15 cells
+    assert sorted(c.n_labeled for c in regs) == [5, 10, 20]  # one regressor per n, shared by 30 cells
     assert len(plan.runs) == len(cfgs) + 3
 
 
@@ -134,7 +135,7 @@ def test_random_search_is_deterministic_and_in_range():
     c = sp.configs("smoke", [0], labeled=[5], search="random", num_samples=6, search_seed=8)
     assert [x.run_id for x in a] == [x.run_id for x in b]
     assert [x.run_id for x in a] != [x.run_id for x in c]
-    assert len(a) == 6 * 2  # 6 (gamma, lambda) draws x {proposed, oracle}
+    assert len(a) == 6 * 2 * 2  # 6 (gamma, lambda) draws x {proposed, oracle} x update
     for x in a:
         assert 0.0 <= x.gamma <= 0.3 and 1e-3 <= x.lam <= 1e-1
     pts = {(x.gamma, x.lam) for x in a}

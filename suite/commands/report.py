@@ -54,6 +54,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="override the cohort recorded in experiment.json (acdc: compare with the paper)",
     )
+    p.add_argument(
+        "--alpha",
+        type=float,
+        default=0.05,
+        help="two-sided significance level of the power computation (default %(default)s)",
+    )
+    p.add_argument(
+        "--power",
+        type=float,
+        default=0.8,
+        help="power of the detectable difference and of the seeds needed (default %(default)s)",
+    )
     p.add_argument("--no-figures", action="store_true", help="skip the figures (tables and report only)")
     p.set_defaults(func=handler)
 
@@ -73,11 +85,16 @@ def handler(args: argparse.Namespace) -> int:
         out=args.out,
         cohort=args.cohort,
         figures=not args.no_figures,
+        alpha=args.alpha,
+        power=args.power,
     )
     print(f"report: {res.markdown}")
     print(f"html:   {res.html}")
     print()
     print(res.table1_text.rstrip())
+    if res.power_text:
+        print()
+        print(res.power_text.rstrip())
     n_warn = len(res.analysis.warnings)
     if n_warn:
         print(f"\n{n_warn} warning(s): see the report's Warnings section")

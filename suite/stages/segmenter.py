@@ -1,7 +1,10 @@
 """The segmenter stage: ENet trained with one of the four methods of the paper (section 4).
 
-Each epoch runs **all labeled batches** (partial cross-entropy, global batch ``cfg.seg_batch``) **then all
-unlabeled batches** (global batch ``cfg.unl_batch``), as the authors' code does:
+With ``update: alternating`` (the default, the authors' code) each epoch runs **all labeled batches**
+(partial cross-entropy, global batch ``cfg.seg_batch``) **then all unlabeled batches** (global batch
+``cfg.unl_batch``), each a separate optimiser step; with ``update: joint`` (the paper's objective) each step
+takes one unlabeled batch and the next labeled batch (the labeled set cycled) and steps on their summed loss,
+an epoch being one pass over the unlabeled set. What the unlabeled images contribute:
 
 =============  ==========================================================================================
 method         what the unlabeled images contribute
@@ -220,84 +223,119 @@ class SegmenterStage(OptimisedStage):
         with autocast(self.cfg, self.ctx.device):
             return self.model(x)
 
+    def _labeled_loss(self, logits: torch.Tensor, idx: np.ndarray) -> torch.Tensor:
+        """Partial CE of a labeled batch (its mean over the supervised pixels)."""
+        sd, dev = self.sd, self.ctx.device
+        target = channel_target(self.cfg, sd.labels.index_select(0, torch.as_tensor(idx, device=dev)))
+        return partial_ce(logits, target)
+
+    def _unlabeled_term(
+        self, logits: torch.Tensor, gb: np.ndarray, local: np.ndarray, epoch: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The method's unlabeled term of one batch (global positions ``gb``, this rank's ``local``) in
+        ``epoch`` (the log-barrier's t grows with it: ``suite.constraints``).
+
+        Returns (the loss to add, weighted and scaled for DDP; the unweighted term for the log; the count of
+        slices inside their bounds, 0 for proposals). The one home of the unlabeled term: both update
+        schemes call it."""
+        cfg, sd, dev, world = self.cfg, self.sd, self.ctx.device, self.cfg.world_size
+        pos = torch.as_tensor(local, device=dev)
+        if cfg.method == "proposals":
+            # load_seg_data made the pseudo-labels of a proposals run
+            assert sd.pseudo_target is not None and sd.pseudo_mask is not None
+            target = sd.pseudo_target.index_select(0, pos).long()
+            mask = sd.pseudo_mask.index_select(0, pos)
+            term = partial_ce(logits, target, mask)
+            if world > 1:  # exact global mean over the supervised pixels of the whole global batch
+                gpos = torch.as_tensor(gb, device=dev)
+                g_count = sd.pseudo_mask.index_select(0, gpos).sum().clamp_min(1)
+                term = term * mask.sum().clamp_min(1) * world / g_count
+            return term, term.detach().double() / world, torch.zeros((), dtype=torch.float64, device=dev)
+        assert sd.unl_targets is not None  # load_seg_data made them for the penalty methods
+        term, inside = unlabeled_loss(cfg, logits, sd.unl_targets.index_select(0, pos), epoch)
+        # the penalty is a sum over the batch: DDP averages gradients, so scale by the world size
+        loss = cfg.lam * term * world if world > 1 else cfg.lam * term
+        return loss, term.detach().double(), inside.sum().double()
+
+    def _step(self, loss: torch.Tensor) -> None:
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+
     def train_epoch(self, epoch: int) -> dict[str, float]:
-        """All labeled batches (CE), then all unlabeled batches (the method's unlabeled term)."""
+        """One epoch of the run's update scheme (``cfg.update``); FS and warm-up epochs: labeled CE only.
+
+        ``alternating`` (the authors' code): all labeled batches (CE steps), then all unlabeled batches (steps
+        on the unlabeled term alone). ``joint`` (the paper's objective): one step per unlabeled batch on CE of
+        the next labeled batch + the unlabeled term, the labeled set cycled (a new seeded order per pass),
+        both batches through one forward pass (so DDP sees one graph per step)."""
         cfg, sd, ctx = self.cfg, self.sd, self.ctx
         world = cfg.world_size
         self.model.train()
         dev = ctx.device
-        ce_acc = torch.zeros((), dtype=torch.float64, device=dev)
-        n_lab_batches = 0
+        acc = torch.zeros(4, dtype=torch.float64, device=dev)  # CE, unlabeled term, inside, unlabeled items
         lr = self.rule.lr
-        lab_batches = pg.epoch_batches(
-            len(sd.lab_idx), cfg.seg_batch, cfg.seed, ("segmenter", "labeled", epoch), ctx.rank, world
-        )
-        for _, local in progress(lab_batches, self._bar(epoch, "labeled"), enabled=ctx.is_main):
-            idx = sd.lab_idx[local]
-            logits = self._forward(idx)
-            target = channel_target(cfg, sd.labels.index_select(0, torch.as_tensor(idx, device=dev)))
-            loss = partial_ce(logits, target)
-            self.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            self.opt.step()
-            ce_acc += loss.detach().double()
-            n_lab_batches += 1
-
-        unl_acc = torch.zeros((), dtype=torch.float64, device=dev)
-        inside_acc = torch.zeros((), dtype=torch.float64, device=dev)
-        n_unl_items = 0
-        n_unl_batches = 0
+        n_lab_batches = n_unl_batches = 0
         # penalty_warmup: the first epochs skip the unlabeled pass (they train exactly as FS; 0 = the paper)
-        if cfg.method != "fs" and len(sd.unl_idx) and epoch >= cfg.penalty_warmup:
-            unl_batches = pg.epoch_batches(
+        unlabeled = cfg.method != "fs" and len(sd.unl_idx) > 0 and epoch >= cfg.penalty_warmup
+        unl_batches = (
+            pg.epoch_batches(
                 len(sd.unl_idx), cfg.unl_batch, cfg.seed, ("segmenter", "unlabeled", epoch), ctx.rank, world
             )
+            if unlabeled
+            else []
+        )
+
+        def lab_pass(p: int) -> list[tuple[np.ndarray, np.ndarray]]:
+            axes = ("segmenter", "labeled", epoch) if p == 0 else ("segmenter", "labeled", epoch, p)
+            return pg.epoch_batches(len(sd.lab_idx), cfg.seg_batch, cfg.seed, axes, ctx.rank, world)
+
+        if cfg.update == "joint" and unl_batches:
+            lab_batches: list[tuple[np.ndarray, np.ndarray]] = []
+            n_pass = 0
+            while len(lab_batches) < len(unl_batches):  # load_seg_data refuses an empty labeled set
+                lab_batches += lab_pass(n_pass)
+                n_pass += 1
+            pairs = list(zip(lab_batches, unl_batches, strict=False))  # one pair per unlabeled batch
+            for (_, lab_local), (gb, local) in progress(
+                pairs, self._bar(epoch, "joint"), enabled=ctx.is_main
+            ):
+                idx = sd.lab_idx[lab_local]
+                logits = self._forward(np.concatenate([idx, sd.unl_idx[local]]))
+                ce = self._labeled_loss(logits[: len(idx)], idx)
+                loss, term, inside = self._unlabeled_term(logits[len(idx) :], gb, local, epoch)
+                self._step(ce + loss)
+                acc += torch.stack([ce.detach().double(), term, inside, acc.new_tensor(float(len(local)))])
+                n_lab_batches += 1
+                n_unl_batches += 1
+        else:
+            for _, local in progress(lab_pass(0), self._bar(epoch, "labeled"), enabled=ctx.is_main):
+                idx = sd.lab_idx[local]
+                ce = self._labeled_loss(self._forward(idx), idx)
+                self._step(ce)
+                acc[0] += ce.detach().double()
+                n_lab_batches += 1
             for gb, local in progress(unl_batches, self._bar(epoch, "unlabeled"), enabled=ctx.is_main):
-                idx = sd.unl_idx[local]
-                pos = torch.as_tensor(local, device=dev)
-                logits = self._forward(idx)
-                if cfg.method == "proposals":
-                    # load_seg_data made the pseudo-labels of a proposals run
-                    assert sd.pseudo_target is not None and sd.pseudo_mask is not None
-                    target = sd.pseudo_target.index_select(0, pos).long()
-                    mask = sd.pseudo_mask.index_select(0, pos)
-                    term = partial_ce(logits, target, mask)
-                    if world > 1:  # exact global mean over the supervised pixels of the whole global batch
-                        gpos = torch.as_tensor(gb, device=dev)
-                        g_count = sd.pseudo_mask.index_select(0, gpos).sum().clamp_min(1)
-                        term = term * mask.sum().clamp_min(1) * world / g_count
-                    loss = term
-                    unl_acc += term.detach().double() / world
-                else:
-                    assert sd.unl_targets is not None  # load_seg_data made them for the penalty methods
-                    term, inside = unlabeled_loss(cfg, logits, sd.unl_targets.index_select(0, pos), epoch)
-                    # the penalty is a sum over the batch: DDP averages gradients, so scale by the world size
-                    loss = cfg.lam * term * world if world > 1 else cfg.lam * term
-                    unl_acc += term.detach().double()
-                    inside_acc += inside.sum().double()
-                self.opt.zero_grad(set_to_none=True)
-                loss.backward()
-                self.opt.step()
-                n_unl_items += len(local)
+                loss, term, inside = self._unlabeled_term(self._forward(sd.unl_idx[local]), gb, local, epoch)
+                self._step(loss)
+                acc[1:] += torch.stack([term, inside, acc.new_tensor(float(len(local)))])
                 n_unl_batches += 1
 
-        stats = torch.stack(
-            [ce_acc, unl_acc, inside_acc, torch.tensor(float(n_unl_items), dtype=torch.float64, device=dev)]
-        ).cpu()
+        stats = acc.cpu()
         pg.all_reduce_sum(stats)
-        ce = float(stats[0]) / max(n_lab_batches * world, 1)
-        out = {"loss_ce": ce, "lr": lr}
+        mean_ce = float(stats[0]) / max(n_lab_batches * world, 1)
+        out: dict[str, float] = {"loss_ce": mean_ce, "lr": lr}
         if cfg.method == "fs":
             out["loss_penalty"] = 0.0
-            out["loss_total"] = ce
+            out["loss_total"] = mean_ce
         elif cfg.method == "proposals":
             pen = float(stats[1]) / max(n_unl_batches, 1)
             out["loss_penalty"] = pen
-            out["loss_total"] = ce + pen
+            out["loss_total"] = mean_ce + pen
         else:
             pen = float(stats[1]) / max(float(stats[3]), 1.0)
             out["loss_penalty"] = pen
-            out["loss_total"] = ce + cfg.lam * pen
+            out["loss_total"] = mean_ce + cfg.lam * pen
             if float(stats[3]) > 0:  # not in warm-up epochs: no unlabeled slice was seen
                 out["in_bounds"] = float(stats[2]) / float(stats[3])
         return out

@@ -1,0 +1,130 @@
+"""The report's first screen: what the experiment is, in one sentence, and the ordering it found.
+
+At the smallest n the experiment ran: each method's per-seed values, the across-seed mean with its t-interval,
+the ordering of the means (and whether it is the paper's, Oracle >= Proposed > FS), and the paired
+Proposed − FS interval. The sentence names the cohort, resolution, epochs, segmenter, update scheme and every
+salient setting that departs from the ``paper`` preset (read from the runs' configs, not from a hand-kept
+list), so a reader knows at once what the numbers are and are not.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analysis.paper import METHOD_LABELS
+from analysis.stats import Analysis
+
+# settings that decide what a Dice value means; any that differs from the paper preset is named
+SALIENT = (
+    "image_size",
+    "seg_epochs",
+    "seg_arch",
+    "seg_out_channels",
+    "seg_width",
+    "lam",
+    "gamma",
+    "update",
+    "penalty_warmup",
+    "unl_batch",
+    "size_units",
+    "reg_epochs",
+    "reg_layers",
+)
+ORDER = ("oracle", "proposed", "proposals", "fs")
+
+
+def _setting(runs: pd.DataFrame) -> dict[str, str]:
+    """Each salient field's value(s) over the segmenter runs (several values joined by '/')."""
+    out = {}
+    for k in SALIENT:
+        if k in runs.columns:
+            vals = sorted({str(v) for v in runs[k].dropna()})
+            if vals:
+                out[k] = "/".join(vals)
+    return out
+
+
+def _departures(setting: dict[str, str]) -> list[str]:
+    """``key value (paper value)`` for each salient setting that differs from the ``paper`` preset."""
+    from suite.config import RunConfig, load_preset
+
+    paper: dict[str, Any] = load_preset("paper")
+    defaults = RunConfig().to_dict(include_derived=False)
+    out = []
+    for k, v in setting.items():
+        ref = paper.get(k, defaults.get(k))
+        ref_s = ",".join(map(str, ref)) if isinstance(ref, list | tuple) else str(ref)
+        if v != ref_s:
+            out.append(f"{k} {v} (paper {ref_s})")
+    return out
+
+
+def headline_markdown(a: Analysis) -> str:
+    """The sentence, the smallest-n table and the ordering (empty when no segmenter run is included)."""
+    rs = a.run_stats
+    if rs.empty or not rs["included"].any():
+        return ""
+    inc = rs.loc[rs["included"] & (rs["stage"] == "segmenter")]
+    if inc.empty:
+        return ""
+    exp = a.experiment
+    runs = exp.runs.loc[exp.runs["run_id"].isin(inc["run_id"])]
+    setting = _setting(runs)
+    n0 = int(inc["n_labeled"].min())
+    at_n = inc.loc[inc["n_labeled"] == n0]
+    src = exp.info.get("cohort") if isinstance(exp.info.get("cohort"), dict) else {}
+    patients = f"{src['n_patients']}-patient " if src and "n_patients" in src else ""
+    preset = exp.info.get("preset") or "/".join(sorted(set(runs.get("preset", pd.Series()).dropna())))
+    deps = _departures(setting)
+    sentence = (
+        f"**What this is:** the `{exp.info.get('space', exp.name)}` experiment on a {patients}"
+        f"{a.experiment.cohort} cohort at {setting.get('image_size', '?')}×{setting.get('image_size', '?')}, "
+        f"{setting.get('seg_epochs', '?')} segmenter epochs, segmenter `{setting.get('seg_arch', '?')}`, "
+        f"update `{setting.get('update', 'alternating')}`, preset `{preset}`; departures from the paper: "
+        + ("; ".join(deps) if deps else "none")
+        + "."
+    )
+    rows, means = [], {}
+    for m in ORDER:
+        g = at_n.loc[at_n["method"] == m].sort_values("seed")
+        if g.empty:
+            continue
+        keys = g[[c for c in a.cond if c not in ("stage", "method", "n_labeled")]].drop_duplicates()
+        if len(keys) > 1:  # several settings of one method at this n (a sensitivity grid): no single ordering
+            return sentence + "\n\n" + f"Several settings per method at n = {n0}: see Table 1.\n"
+        c = a.conditions.loc[(a.conditions["method"] == m) & (a.conditions["n_labeled"] == n0)].iloc[0]
+        means[m] = float(c["mean"]) * a.scale
+        pts = ", ".join(f"s{int(s)} {v * a.scale:.1f}" for s, v in zip(g["seed"], g["stat"], strict=True))
+        ci = (
+            f"[{c['ci_low'] * a.scale:.1f}, {c['ci_high'] * a.scale:.1f}]"
+            if np.isfinite(c["ci_low"])
+            else "(one seed: no interval)"
+        )
+        rows.append(f"| {METHOD_LABELS.get(m, m)} | {pts} | {means[m]:.1f} {ci} | {int(c['n_units'])} |")
+    ranked = sorted(means, key=lambda m: -means[m])
+    ordering = " > ".join(f"{METHOD_LABELS.get(m, m)} {means[m]:.1f}" for m in ranked)
+    paper_order = ""
+    if {"oracle", "proposed", "fs"} <= set(means):
+        holds = means["oracle"] >= means["proposed"] > means["fs"]
+        paper_order = " The paper's ordering (Oracle ≥ Proposed > FS) " + (
+            "**holds** on the means." if holds else "**does not hold** on the means."
+        )
+    pf = a.paired.loc[
+        (a.paired["method_a"] == "proposed") & (a.paired["method_b"] == "fs") & (a.paired["n_labeled"] == n0)
+    ]
+    paired = f" {pf.iloc[0]['statement']}" if len(pf) == 1 else ""
+    return "\n".join(
+        [
+            sentence,
+            "",
+            f"**Ordering found at n = {n0}** (Dice %, mean over seeds): {ordering}.{paper_order}{paired}",
+            "",
+            "| method | per seed (Dice %) | mean [95% CI] | seeds |",
+            "|---|---|---|---|",
+            *rows,
+            "",
+        ]
+    )
