@@ -1,6 +1,8 @@
 """``suite demo``: the main job end to end on built-in synthetic ACDC-format data (what ``make demo`` runs).
 
-1. ``suite phantom``  a synthetic cohort in the ACDC release layout (default 30 patients, seed 0);
+1. ``suite phantom``  a synthetic cohort in the ACDC release layout (default 30 patients, seed 0) and 5
+                      held-out test patients (``testing/``: each run's final checkpoint is evaluated on
+                      them once, after training, in mm and in the original geometry);
 2. ``suite prepare``  slices, normalises, crops to the central 60 % of the view (the LV must be more than a
                       pixel at ENet's bottleneck at 64×64), resizes to 64×64, writes the splits;
 3. ``suite tune``     the ``fidelity`` space through Ray Tune: FS, Proposed and Oracle at the smallest n over
@@ -47,6 +49,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--out", default="demo-results", help="folder for data, runs and report (default: %(default)s)"
     )
     p.add_argument("--patients", type=int, default=30, help="phantom patients (>= 30; default: %(default)s)")
+    p.add_argument(
+        "--test-patients",
+        type=int,
+        default=5,
+        help="held-out test patients (evaluated once after training; 0 = none; default: %(default)s)",
+    )
     p.add_argument("--seed", type=int, default=0, help="phantom seed (default: %(default)s)")
     p.add_argument("--size", type=int, default=64, help="prepared image size (default: %(default)s)")
     p.add_argument(
@@ -85,9 +93,12 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     cohort_dir, prepared_dir, results = out / "data" / "phantom", out / "data" / "prepared", out / "results"
 
-    _banner(f"1/5 phantom: {args.patients} patients, seed {args.seed} -> {cohort_dir}")
+    _banner(
+        f"1/5 phantom: {args.patients} patients + {args.test_patients} held-out test patients, "
+        f"seed {args.seed} -> {cohort_dir}"
+    )
     t = time.perf_counter()
-    write_cohort(cohort_dir, patients=args.patients, seed=args.seed)
+    write_cohort(cohort_dir, patients=args.patients, seed=args.seed, test_patients=args.test_patients)
     print(f"   {time.perf_counter() - t:.1f} s")
 
     _banner(f"2/5 prepare at {args.size}x{args.size} -> {prepared_dir}")
