@@ -9,6 +9,8 @@ list), so a reader knows at once what the numbers are and are not.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -62,6 +64,22 @@ def _departures(setting: dict[str, str]) -> list[str]:
     return out
 
 
+def _crop_departure(runs: pd.DataFrame) -> list[str]:
+    """The prepared data's crop (a ``suite prepare`` option, not a run field, so not in ``SALIENT``) when it
+    keeps less than the whole view, read from the manifests the runs name; the paper used the full view."""
+    crops = set()
+    for data in runs["data"].dropna().astype(str).unique() if "data" in runs.columns else []:
+        try:
+            crop = json.loads((Path(data) / "manifest.json").read_text())["options"]["crop"]
+            if crop is not None and float(crop) < 1.0:
+                crops.add(f"{float(crop):g}")
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # data moved or from an older format: nothing to say about it
+    return (
+        [f"crop to the central {'/'.join(sorted(crops))} of the view (paper: the full view)"] if crops else []
+    )
+
+
 def headline_markdown(a: Analysis) -> str:
     """The sentence, the smallest-n table and the ordering (empty when no segmenter run is included)."""
     rs = a.run_stats
@@ -78,7 +96,7 @@ def headline_markdown(a: Analysis) -> str:
     src = exp.info.get("cohort") if isinstance(exp.info.get("cohort"), dict) else {}
     patients = f"{src['n_patients']}-patient " if src and "n_patients" in src else ""
     preset = exp.info.get("preset") or "/".join(sorted(set(runs.get("preset", pd.Series()).dropna())))
-    deps = _departures(setting)
+    deps = _departures(setting) + _crop_departure(runs)
     sentence = (
         f"**What this is:** the `{exp.info.get('space', exp.name)}` experiment on a {patients}"
         f"{a.experiment.cohort} cohort at {setting.get('image_size', '?')}×{setting.get('image_size', '?')}, "

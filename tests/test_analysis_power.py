@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -105,3 +106,18 @@ def test_headline_states_the_setting_and_the_ordering(tmp_path: Path) -> None:
     assert "**What this is:**" in head and "64×64" in head and "image_size 64 (paper 256)" in head
     assert "Oracle 45.0 > Proposed 30.0 > FS 15.0" in head and "**holds** on the means" in head
     assert "| FS | s0 10.0, s1 20.0, s2 15.0 |" in head and "proposed − fs at n=5" in head
+    assert "crop" not in head  # the runs name no prepared data: no crop to state
+
+
+def test_headline_names_the_prepared_crop(tmp_path: Path) -> None:
+    """The crop is a prepare option, not a run field: the first screen still names it as a departure."""
+    data = tmp_path / "prepared"
+    data.mkdir()
+    (data / "manifest.json").write_text(json.dumps({"options": {"crop": 0.6, "size": 64}}))
+    root = tmp_path / "exp"
+    write_experiment(root, cohort="phantom")
+    for s in range(2):
+        for m, v in {"fs": 0.1, "proposed": 0.2, "oracle": 0.3}.items():
+            write_run(root, method=m, seed=s, epochs=4, stat_window=2, dice=v + 0.01 * s, data=str(data))
+    head = build_report(root, figures=False).markdown.read_text().split("## Warnings")[0]
+    assert "crop to the central 0.6 of the view (paper: the full view)" in head
