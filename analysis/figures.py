@@ -369,8 +369,8 @@ def fig_in_bounds(a: Analysis, t1: Table1, out_dir: Path, notes: list[str]) -> F
         plt, c, 3.2, 1.0, a.confidence, "unlabeled slices in bounds", lambda ax, n: ax.set_ylim(-0.02, 1.02)
     )
     cap = (
-        "Constraint satisfaction: fraction of unlabeled training slices whose soft LV size lies inside its "
-        "bounds, per epoch (mean over seeds, 95% t-band)."
+        "Constraint satisfaction: fraction of unlabeled training slices that satisfy every active constraint "
+        "(the paper's setting: the soft LV size inside its bounds), per epoch (mean over seeds, 95% t-band)."
     )
     return _save(fig, out_dir, "constraint_in_bounds", cap)
 

@@ -330,8 +330,10 @@ def render_markdown(
         parts += [
             "## Constraint satisfaction",
             "",
-            "Fraction of unlabeled training slices whose soft LV size is inside its bounds (`in_bounds`), "
-            "at the last epoch; the curves are in the figure above.",
+            "Fraction of unlabeled training slices that satisfy every active constraint (`in_bounds`: the "
+            "soft size of each constrained class inside its bounds, and with `size+centroid` its soft "
+            "centroid within the tolerance; the paper's setting: the LV size), at the last epoch; the curves "
+            "are in the figure above.",
             "",
             df_markdown(cf, nd=3, max_rows=100),
         ]
