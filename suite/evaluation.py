@@ -35,7 +35,7 @@ from suite.data.dataset import PreparedData
 from suite.data.geometry import Originals, VolumeGeometry, to_original_geometry
 from suite.errors import InputError
 from suite.metrics import CLASS_LABELS, class_metrics
-from suite.models import build_segmenter, label_map, prepare_input
+from suite.models import build_segmenter, label_map, slices_input
 from suite.paths import TEST_METRICS_CHECKPOINTS, TEST_METRICS_COLUMNS, TEST_METRICS_SPLITS, RunPaths
 
 log = logging.getLogger("suite.evaluation")
@@ -96,7 +96,7 @@ def predict_slices(
     out = []
     for i in range(0, len(images), BATCH):
         x = torch.from_numpy(np.array(images[i : i + BATCH], dtype=np.uint8)).to(device)  # a writable copy
-        x = prepare_input(x.unsqueeze(1).float().div_(255.0), cfg)
+        x = slices_input(x, cfg)
         with autocast(cfg, device):
             logits = net(x)
         out.append(label_map(cfg, logits.float().argmax(dim=1)).cpu().numpy())

@@ -146,6 +146,16 @@ def prepare_model(model: nn.Module, cfg: Any) -> nn.Module:
     return model
 
 
+def unit_slices(slices: torch.Tensor) -> torch.Tensor:
+    """uint8 slices (B, S, S) → (B, 1, S, S) float32 in [0, 1]: what every network of the suite reads."""
+    return slices.unsqueeze(1).float().div_(255.0)
+
+
+def slices_input(slices: torch.Tensor, cfg: Any) -> torch.Tensor:
+    """uint8 slices (B, S, S) → the network's input: :func:`unit_slices` in :func:`prepare_input`'s format."""
+    return prepare_input(unit_slices(slices), cfg)
+
+
 def prepare_input(x: torch.Tensor, cfg: Any) -> torch.Tensor:
     """The input in the memory format the model was prepared for (channels-last when configured)."""
     if getattr(cfg, "channels_last", False) and x.dim() == 4:

@@ -22,7 +22,7 @@ import torch
 from suite.atomic import atomic_path
 from suite.errors import InputError
 from suite.log import progress
-from suite.models import build_segmenter, lv_channel, prepare_input
+from suite.models import build_segmenter, lv_channel, slices_input
 from suite.paths import ExperimentPaths, RunPaths
 from suite.run_lock import holding
 from suite.stages import process_group as pg
@@ -56,9 +56,9 @@ def make_pseudo_labels(
     out = np.zeros((len(idx), images.shape[1], images.shape[2]), dtype=np.uint8)
     for i in progress(range(0, len(idx), PREDICT_BATCH), "proposals: pseudo-labels of the unlabeled slices"):
         sel = idx[i : i + PREDICT_BATCH]
-        x = torch.from_numpy(np.ascontiguousarray(images[sel])).to(device).unsqueeze(1).float().div_(255.0)
+        x = slices_input(torch.from_numpy(np.ascontiguousarray(images[sel])).to(device), cfg)
         with autocast(cfg, device):
-            logits = net(prepare_input(x, cfg))
+            logits = net(x)
         out[i : i + len(sel)] = logits.float().argmax(dim=1).to(torch.uint8).cpu().numpy()
     return out, int(ck.get("epoch", -1))
 

@@ -41,7 +41,7 @@ from suite.data.acdc import LV_LABEL
 from suite.data.augment import AugmentedSet
 from suite.errors import InputError
 from suite.log import progress
-from suite.models import build_regressor, constrained_labels, prepare_input, prepare_model, regressor_outputs
+from suite.models import build_regressor, constrained_labels, prepare_model, regressor_outputs, slices_input
 from suite.seeding import derive_seed
 from suite.stages import process_group as pg
 from suite.stages.base import EpochResult, OptimisedStage, RunContext, autocast, resized_arrays
@@ -123,7 +123,7 @@ class RegressorStage(OptimisedStage):
         label = f"regressor epoch {epoch + 1}/{cfg.epochs} train"
         for _, local in progress(batches, label, enabled=ctx.is_main):
             imgs, labs, area = self.aug.batch(local)
-            x = prepare_input(imgs.unsqueeze(1).float().div_(255.0), cfg)
+            x = slices_input(imgs, cfg)
             y = area.float() if self.width == 1 else label_targets(cfg, labs)
             with autocast(cfg, ctx.device):
                 pred = self.model(x)
@@ -161,7 +161,7 @@ class RegressorStage(OptimisedStage):
             chunk = store[start : start + EVAL_CHUNK]
             if isinstance(chunk, np.ndarray):
                 chunk = torch.from_numpy(np.ascontiguousarray(chunk))
-            x = prepare_input(chunk.to(self.ctx.device).unsqueeze(1).float().div_(255.0), self.cfg)
+            x = slices_input(chunk.to(self.ctx.device), self.cfg)
             with autocast(self.cfg, self.ctx.device):
                 out[start : start + len(chunk)] = net(x).float().double().cpu()
         pg.all_reduce_sum(out)

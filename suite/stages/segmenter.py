@@ -51,7 +51,14 @@ from suite.errors import InputError
 from suite.log import progress
 from suite.losses import partial_ce
 from suite.metrics import VOLUME_STATS, run_metrics, volume_metrics, volume_stats
-from suite.models import build_segmenter, channel_target, lv_channel, prepare_input, prepare_model
+from suite.models import (
+    build_segmenter,
+    channel_target,
+    lv_channel,
+    prepare_input,
+    prepare_model,
+    unit_slices,
+)
 from suite.seeding import derive_seed
 from suite.stages import process_group as pg
 from suite.stages.base import EpochResult, OptimisedStage, RunContext, autocast, resized_arrays
@@ -88,7 +95,7 @@ class SegData:
 def batch_images(images: torch.Tensor, idx: np.ndarray) -> torch.Tensor:
     """(B, 1, S, S) float32 in [0, 1] from the uint8 slice store."""
     sel = torch.as_tensor(idx, dtype=torch.long, device=images.device)
-    return images.index_select(0, sel).unsqueeze(1).float().div_(255.0)
+    return unit_slices(images.index_select(0, sel))
 
 
 def voxel_ml_per_volume(data: Any, volumes: list[tuple[str, np.ndarray]], size: int) -> np.ndarray:
