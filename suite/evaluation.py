@@ -34,15 +34,15 @@ from suite.constraints import reported_labels
 from suite.data.dataset import PreparedData
 from suite.data.geometry import Originals, VolumeGeometry, to_original_geometry
 from suite.errors import InputError
+from suite.inference import Weights, checkpoint_path, network, predict_channels, read_checkpoint
 from suite.metrics import CLASS_LABELS, class_metrics
-from suite.models import build_segmenter, label_map, slices_input
+from suite.models import label_map
 from suite.paths import TEST_METRICS_CHECKPOINTS, TEST_METRICS_COLUMNS, TEST_METRICS_SPLITS, RunPaths
 
 log = logging.getLogger("suite.evaluation")
 
 # the on-disk contract (analysis reads it without torch, so it lives in suite.paths)
 CHECKPOINTS, SPLITS, COLUMNS = TEST_METRICS_CHECKPOINTS, TEST_METRICS_SPLITS, TEST_METRICS_COLUMNS
-BATCH = 32  # slices per forward pass: one ACDC volume has 6-21
 
 
 def evaluated_classes(cfg: RunConfig) -> dict[str, int]:
@@ -72,37 +72,6 @@ def split_data(data: PreparedData, cfg: RunConfig, split: str) -> tuple[Prepared
 
 
 # ---------------------------------------------------------------------------------------------- predict
-def load_segmenter(cfg: RunConfig, paths: RunPaths, checkpoint: str, device: torch.device) -> torch.nn.Module:
-    """The run's network with the weights of its ``final`` (``checkpoint_last.pt``) or ``best``
-    (``checkpoint_best.pt``) checkpoint, in eval mode."""
-    from suite.stages.checkpoint import load_checkpoint
-
-    path = paths.checkpoint_last if checkpoint == "final" else paths.checkpoint_best
-    if not path.is_file():
-        raise InputError(f"{path}: missing; the run has no {checkpoint} checkpoint to evaluate")
-    ck = load_checkpoint(path, map_location=device)
-    net = build_segmenter(cfg).to(device)
-    net.load_state_dict(ck["stage"]["model"] if checkpoint == "final" else ck["model"])
-    return net.eval()
-
-
-@torch.no_grad()
-def predict_slices(
-    net: torch.nn.Module, cfg: RunConfig, images: np.ndarray, device: torch.device
-) -> np.ndarray:
-    """ACDC label maps (Z, S, S) uint8 of uint8 slices (Z, S, S) at the run's resolution."""
-    from suite.stages.base import autocast
-
-    out = []
-    for i in range(0, len(images), BATCH):
-        x = torch.from_numpy(np.array(images[i : i + BATCH], dtype=np.uint8)).to(device)  # a writable copy
-        x = slices_input(x, cfg)
-        with autocast(cfg, device):
-            logits = net(x)
-        out.append(label_map(cfg, logits.float().argmax(dim=1)).cpu().numpy())
-    return np.concatenate(out)
-
-
 def predicted_volumes(
     net: torch.nn.Module, cfg: RunConfig, data: PreparedData, volumes: list[str], device: torch.device
 ) -> Iterator[tuple[VolumeGeometry, dict[str, Any], np.ndarray]]:
@@ -114,7 +83,8 @@ def predicted_volumes(
         if rec["volume"] not in wanted:
             continue
         geom = VolumeGeometry.from_record(rec, crop)
-        pred = predict_slices(net, cfg, np.asarray(images[rec["start"] : rec["stop"]]), device)
+        channels = predict_channels(net, cfg, images[rec["start"] : rec["stop"]], device)
+        pred = label_map(cfg, torch.from_numpy(channels)).numpy()
         yield geom, rec, to_original_geometry(pred, geom)
 
 
@@ -192,14 +162,13 @@ def write_rows(path: Path, rows: list[dict[str, Any]], replaced: set[tuple[str, 
 
 
 # ---------------------------------------------------------------------------------------------- runs
-def _checkpoint_epochs(paths: RunPaths) -> dict[str, int]:
-    from suite.stages.checkpoint import load_checkpoint
-
-    out = {}
-    for name, path in (("final", paths.checkpoint_last), ("best", paths.checkpoint_best)):
-        if path.is_file():
-            out[name] = int(load_checkpoint(path)["epoch"])
-    return out
+def _checkpoints(paths: RunPaths, device: torch.device) -> dict[str, Weights]:
+    """The run's final and best checkpoints that exist, each read once."""
+    return {
+        name: read_checkpoint(paths, name, device)
+        for name in CHECKPOINTS
+        if checkpoint_path(paths, name).is_file()
+    }
 
 
 def _record(paths: RunPaths) -> dict[str, Any]:
@@ -217,7 +186,8 @@ def evaluate_run(
     """Evaluate a segmenter run's final and best checkpoints on ``split`` into ``test_metrics.csv``; False
     when it was up to date (same data, same checkpoint epochs) and nothing was done."""
     split_ds, _ = split_data(data, cfg, split)
-    epochs = _checkpoint_epochs(paths)
+    weights = _checkpoints(paths, device)
+    epochs = {name: w.epoch for name, w in weights.items()}
     want = {"data_hash": split_ds.data_hash, "checkpoint_epochs": epochs}
     record = _record(paths)
     if not force and paths.test_metrics.exists() and record.get(split, {}).get("source") == want:
@@ -229,7 +199,7 @@ def evaluate_run(
         if checkpoint not in epochs:
             log.warning("%s: no %s checkpoint: not evaluated", paths.run_id, checkpoint)
             continue
-        net = load_segmenter(cfg, paths, checkpoint, device)
+        net = network(cfg, weights[checkpoint], device)
         rows += evaluate_network(net, cfg, data, split, checkpoint, device)
     write_rows(paths.test_metrics, rows, {(c, split) for c in CHECKPOINTS})
     undefined = sum(1 for r in rows if math.isnan(r["hd95_mm"]))

@@ -59,10 +59,11 @@ def export_run(
     """Write the ``checkpoint`` model's prediction of every volume of ``split`` into ``out`` (only the suite's
     own files there are replaced); the file names."""
     from suite.atomic import suite_outputs
-    from suite.evaluation import load_segmenter, predicted_volumes, split_data
+    from suite.evaluation import predicted_volumes, split_data
+    from suite.inference import network, read_checkpoint
 
     split_ds, volumes = split_data(data, cfg, split)
-    net = load_segmenter(cfg, paths, checkpoint, device)
+    net = network(cfg, read_checkpoint(paths, checkpoint, device), device)
     originals = Originals(split_ds.path)
     names = []
     try:

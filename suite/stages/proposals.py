@@ -21,17 +21,14 @@ import torch
 
 from suite.atomic import atomic_path
 from suite.errors import InputError
-from suite.log import progress
-from suite.models import build_segmenter, lv_channel, slices_input
+from suite.inference import network, predict_channels, read_checkpoint
+from suite.models import lv_channel
 from suite.paths import ExperimentPaths, RunPaths
 from suite.run_lock import holding
 from suite.stages import process_group as pg
-from suite.stages.base import RunContext, autocast, resized_arrays
-from suite.stages.checkpoint import load_checkpoint
+from suite.stages.base import RunContext, resized_arrays
 
 log = logging.getLogger("suite.stages.proposals")
-
-PREDICT_BATCH = 16
 
 
 def fs_run(ctx: RunContext) -> RunPaths:
@@ -39,7 +36,6 @@ def fs_run(ctx: RunContext) -> RunPaths:
     return ExperimentPaths(ctx.experiment_root).run(ctx.cfg.fs_config().run_id)
 
 
-@torch.no_grad()
 def make_pseudo_labels(
     cfg: Any, fs_paths: RunPaths, images: np.ndarray, idx: np.ndarray, device: torch.device
 ) -> tuple[np.ndarray, int]:
@@ -49,18 +45,10 @@ def make_pseudo_labels(
             f"{fs_paths.checkpoint_best}: the FS model's best checkpoint is missing; rerun the FS "
             f"run (delete {fs_paths.root} to train it again)"
         )
-    ck = load_checkpoint(fs_paths.checkpoint_best, map_location=device)
-    net = build_segmenter(cfg.fs_config()).to(device)
-    net.load_state_dict(ck["model"])
-    net.eval()
-    out = np.zeros((len(idx), images.shape[1], images.shape[2]), dtype=np.uint8)
-    for i in progress(range(0, len(idx), PREDICT_BATCH), "proposals: pseudo-labels of the unlabeled slices"):
-        sel = idx[i : i + PREDICT_BATCH]
-        x = slices_input(torch.from_numpy(np.ascontiguousarray(images[sel])).to(device), cfg)
-        with autocast(cfg, device):
-            logits = net(x)
-        out[i : i + len(sel)] = logits.float().argmax(dim=1).to(torch.uint8).cpu().numpy()
-    return out, int(ck.get("epoch", -1))
+    weights = read_checkpoint(fs_paths, "best", device)
+    net = network(cfg.fs_config(), weights, device)
+    desc = "proposals: pseudo-labels of the unlabeled slices"
+    return predict_channels(net, cfg, images, device, index=idx, desc=desc), weights.epoch
 
 
 def ensure_pseudo_labels(ctx: RunContext, unl_idx: np.ndarray) -> RunPaths:
