@@ -10,7 +10,8 @@ the experiment that need it, and a run's attributed cost is its own plus its sha
 three (γ, λ) settings of Proposed charges each a third; the FS run of a Proposals run is charged in full to
 it (and still reported as FS's own cost). Summed over the runs that no other run needs, the attributed costs
 equal the total spent, nothing counted twice. Runs without a recorded cost (written before the suite
-measured it) are left out and counted.
+measured it) count their wall time as device time (wall × world size); their CPU time and memory are
+unknown.
 """
 
 from __future__ import annotations
@@ -50,36 +51,63 @@ def _prerequisite_ids(config: dict[str, Any], path: Path) -> tuple[str, ...]:
     return tuple(p.run_id for p in cfg.prerequisites())
 
 
+def _number(v: Any) -> float:
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else math.nan
+
+
 def load_costs(exp: Experiment) -> tuple[pd.DataFrame, list[str]]:
-    """One row per finished run with a recorded cost: ``run_id, stage, method, n_labeled``, the
-    :data:`COST_FIELDS`, ``device``, ``world_size``, ``prerequisites`` (run ids, a tuple); and notes."""
+    """One row per finished run: ``run_id, stage, method, n_labeled``, the :data:`COST_FIELDS`, ``device``,
+    ``world_size``, ``recorded`` (False: the run predates the cost record and only its ``wall_time_s`` is
+    known, so its device-seconds are wall × world size and its CPU-seconds and memory NaN), ``prerequisites``
+    (run ids, a tuple); and notes."""
     runs = exp.runs
-    cols = ["run_id", "stage", "method", "n_labeled", *COST_FIELDS, "device", "world_size", "prerequisites"]
+    cols = [
+        "run_id",
+        "stage",
+        "method",
+        "n_labeled",
+        *COST_FIELDS,
+        "device",
+        "world_size",
+        "recorded",
+        "prerequisites",
+    ]
     if runs.empty or "path" not in runs.columns:
         return pd.DataFrame(columns=cols), []
-    rows, without = [], []
+    rows, wall_only, unknown = [], 0, 0
     for r in runs.loc[runs["status"] == "finished"].to_dict("records"):
         rp = RunPaths(Path(str(r["path"])))
         summary = _read(rp.summary) or {}
         cost = summary.get("cost")
-        if not isinstance(cost, dict):
-            without.append(str(r["run_id"]))
-            continue
         rec: dict[str, Any] = {k: r.get(k) for k in ("run_id", "stage", "method", "n_labeled")}
-        for k in COST_FIELDS:
-            v = cost.get(k)
-            rec[k] = float(v) if isinstance(v, int | float) and not isinstance(v, bool) else math.nan
-        rec["device"] = str(cost.get("device", ""))
-        rec["world_size"] = cost.get("world_size", summary.get("world_size", 1))
-        config = _read(rp.config) or {}
-        rec["prerequisites"] = _prerequisite_ids(config, rp.config)
+        if isinstance(cost, dict):
+            rec.update({k: _number(cost.get(k)) for k in COST_FIELDS})
+            rec["device"] = str(cost.get("device", ""))
+            rec["world_size"] = cost.get("world_size", summary.get("world_size", 1))
+            rec["recorded"] = True
+        else:
+            wall = _number(summary.get("wall_time_s"))
+            if not math.isfinite(wall):
+                unknown += 1
+                continue
+            world = _number(summary.get("world_size", 1))
+            world = world if math.isfinite(world) and world >= 1 else 1.0
+            rec.update({k: math.nan for k in COST_FIELDS})
+            rec.update(wall_seconds=wall, device_seconds=wall * world)
+            rec["device"] = str(summary.get("device", ""))
+            rec["world_size"] = int(world)
+            rec["recorded"] = False
+            wall_only += 1
+        rec["prerequisites"] = _prerequisite_ids(_read(rp.config) or {}, rp.config)
         rows.append(rec)
     notes = []
-    if without and rows:
+    if wall_only:
         notes.append(
-            f"cost: {len(without)} finished run(s) recorded no cost (written before the suite measured it) "
-            "and are left out of the cost table"
+            f"cost: {wall_only} finished run(s) predate the cost record: only their wall time is known "
+            "(device-hours = wall × world size; CPU-hours and memory '–')"
         )
+    if unknown:
+        notes.append(f"cost: {unknown} finished run(s) recorded neither a cost nor a wall time: left out")
     return pd.DataFrame(rows, columns=cols), notes
 
 
@@ -129,7 +157,7 @@ def attribute(costs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     return out, notes
 
 
-def _g3(x: float) -> str:
+def sig3(x: float) -> str:
     """3 significant digits, without an exponent for large values (1000 MB, not 1e+03)."""
     if not math.isfinite(x):
         return "–"
@@ -153,13 +181,13 @@ def cost_table(costs: pd.DataFrame) -> pd.DataFrame:
                 "stage / method": what,
                 "n": int(n),
                 "runs": len(g),
-                "CPU-h (own)": _g3(g["cpu_seconds"].mean() / 3600),
-                "CPU-h (attributed)": _g3(g["attributed_cpu_seconds"].mean() / 3600),
-                "device-h (own)": _g3(g["device_seconds"].mean() / 3600),
-                "device-h (attributed)": _g3(g["attributed_device_seconds"].mean() / 3600),
-                "wall min": _g3(g["wall_seconds"].mean() / 60),
-                "peak RSS MB": _g3(g["peak_rss_mb"].max()),
-                "peak device MB": _g3(g["peak_device_mb"].max()),
+                "CPU-h (own)": sig3(g["cpu_seconds"].mean() / 3600),
+                "CPU-h (attributed)": sig3(g["attributed_cpu_seconds"].mean() / 3600),
+                "device-h (own)": sig3(g["device_seconds"].mean() / 3600),
+                "device-h (attributed)": sig3(g["attributed_device_seconds"].mean() / 3600),
+                "wall min": sig3(g["wall_seconds"].mean() / 60),
+                "peak RSS MB": sig3(g["peak_rss_mb"].max()),
+                "peak device MB": sig3(g["peak_device_mb"].max()),
                 "devices": "; ".join(sorted(set(g["device"].astype(str)))),
                 "shares": "; ".join(sorted({s for s in g["shares"] if s})) or "–",
             }
@@ -173,7 +201,8 @@ def totals(costs: pd.DataFrame) -> dict[str, float]:
     gpu = costs["device"].astype(str).str.contains("cuda", case=False)
     return {
         "runs": float(len(costs)),
-        "cpu_h": float(costs["cpu_seconds"].sum() / 3600),
+        # NaN when no run recorded its CPU time (all predate the cost record), not a misleading 0
+        "cpu_h": float(costs["cpu_seconds"].sum(min_count=1) / 3600),
         "device_h": float(costs["device_seconds"].sum() / 3600),
         "gpu_h": float(costs.loc[gpu, "device_seconds"].sum() / 3600),
     }

@@ -9,7 +9,6 @@ why) and the provenance.
 from __future__ import annotations
 
 import datetime as _dt
-import math
 
 import numpy as np
 import pandas as pd
@@ -102,51 +101,7 @@ def _provenance(exp: Experiment) -> str:
                 )
     if env_rows:
         lines += ["Across the run directories:", "", df_markdown(pd.DataFrame(env_rows))]
-    # wall time and GPU-hours per stage
-    fin = runs.loc[runs["status"] == "finished"].copy()
-    if len(fin) and "summary_wall_time_s" in fin.columns:
-        fin["wall"] = pd.to_numeric(fin["summary_wall_time_s"], errors="coerce")
-        ws = pd.to_numeric(fin.get("summary_world_size", fin.get("world_size", 1)), errors="coerce").fillna(1)
-        fin["dev_h"] = fin["wall"] * ws / 3600.0
-        dev = fin.get("summary_device", pd.Series("", index=fin.index)).astype(str).str.lower()
-        fin["gpu_h"] = np.where(dev.str.contains("cuda|gpu"), fin["dev_h"], 0.0)
-        fin["stage_method"] = np.where(
-            fin["stage"] == "regressor", "regressor", "segmenter: " + fin["method"]
-        )
-        g = (
-            fin.groupby("stage_method")
-            .agg(
-                runs=("run_id", "size"),
-                wall_h=("wall", lambda x: x.sum() / 3600),
-                mean_min=("wall", lambda x: x.mean() / 60),
-                device_h=("dev_h", "sum"),
-                gpu_h=("gpu_h", "sum"),
-            )
-            .reset_index()
-        )
-        g.columns = [
-            "stage",
-            "finished runs",
-            "wall time (h, summed)",
-            "mean per run (min)",
-            "device-hours (wall × world size)",
-            "GPU-hours",
-        ]
-        total = {
-            "stage": "**total**",
-            "finished runs": int(g["finished runs"].sum()),
-            "wall time (h, summed)": float(g["wall time (h, summed)"].sum()),
-            "mean per run (min)": math.nan,
-            "device-hours (wall × world size)": float(g["device-hours (wall × world size)"].sum()),
-            "GPU-hours": float(g["GPU-hours"].sum()),
-        }
-        g = pd.concat([g, pd.DataFrame([total])], ignore_index=True)
-        lines += [
-            "Compute per stage (from summary.json `wall_time_s`, `device`, `world_size`; runs in progress "
-            "and failed runs not counted):",
-            "",
-            df_markdown(g, nd=2),
-        ]
+    lines.append("What the runs cost (CPU-, device- and GPU-hours, memory): the Cost section.\n")
     return "\n".join(lines) + "\n"
 
 

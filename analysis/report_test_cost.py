@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.cost import attribute, cost_table, load_costs, totals
+from analysis.cost import attribute, cost_table, load_costs, sig3, totals
 from analysis.figures import Figure, _main_setting
 from analysis.stats import Analysis
 from analysis.tables import Table1, df_markdown
@@ -183,7 +183,7 @@ def _cost_sections(x: TestAndCost) -> list[str]:
         "the regressor are still listed at their own cost.",
         "",
         df_markdown(x.cost_table, max_rows=200),
-        f"Total over {int(tot['runs'])} runs (each counted once): {tot['cpu_h']:.3g} CPU-hours, "
+        f"Total over {int(tot['runs'])} runs (each counted once): {sig3(tot['cpu_h'])} CPU-hours, "
         f"{tot['device_h']:.3g} device-hours, of which {tot['gpu_h']:.3g} GPU-hours. Files: "
         "`tables/cost.csv`, `tables/cost_runs.csv`.",
         "",

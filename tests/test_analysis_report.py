@@ -114,8 +114,10 @@ def test_report_content_is_honest(phantom_report) -> None:
         "## Size regressor",
     ):
         assert s in md, s
-    # oracle ran on cuda: 4 runs x 360 s = 0.4 GPU-hours
-    assert "| segmenter: oracle | 4 | 0.40 | 6.00 | 0.40 | 0.40 |" in md
+    # oracle ran on cuda: 4 runs x 360 s = 0.4 GPU-hours (wall time only: the runs predate the cost record)
+    assert "of which 0.4 GPU-hours" in md and "only their wall time is known" in md
+    assert "| oracle | 5 | 2 | – | – | 0.1 | 0.1 | 6 | – | – | cuda:0 |" in md
+    assert "Compute per stage" not in md  # one home for cost: the Cost section
     html = res.html.read_text()
     assert html.count("<img ") == html.count("src='data:image/png;base64,") >= 6  # every figure embedded
     assert "<table>" in html and "<h2>Table 1</h2>" in html
