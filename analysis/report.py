@@ -6,8 +6,8 @@
 built in a temporary sibling and renamed into place, so a reader never sees half a report.
 
 The report states the statistic's definition, the window, the seeds per condition, which runs were excluded
-and why, and the provenance (data hash, git sha, versions, hardware, launcher, wall time and GPU-hours per
-stage) from ``experiment.json``, ``env.json`` and ``summary.json``. The text is rendered by
+and why, the provenance (data hash, git sha, versions, hardware, launcher) from ``experiment.json`` and
+``env.json``, and what the runs cost (:mod:`analysis.cost`, from ``summary.json``). The text is rendered by
 :mod:`analysis.report_markdown`, the HTML page by :mod:`analysis.report_html`; this module builds and writes.
 """
 
