@@ -28,10 +28,11 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch
+from bench_steps import SegmenterStep, add_timing_args, load, time_interleaved
 
 from suite.config import RunConfig
 from suite.losses import partial_ce
-from suite.models import build_segmenter, channel_target, count_parameters
+from suite.models import channel_target, count_parameters
 
 
 def make_variants(widths: list[float], size: int) -> dict[str, RunConfig]:
@@ -48,20 +49,13 @@ def make_variants(widths: list[float], size: int) -> dict[str, RunConfig]:
     return out
 
 
-class Step:
+class Step(SegmenterStep):
     """One labeled training step of one variant, on fixed random inputs."""
 
     def __init__(self, cfg: RunConfig, batch: int, seed: int) -> None:
-        torch.manual_seed(seed)
-        self.cfg = cfg
-        self.net = build_segmenter(cfg).train()
-        self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.seg_lr, betas=tuple(cfg.seg_betas))
-        g = torch.Generator().manual_seed(seed)
+        super().__init__(cfg, batch, seed)
         s = cfg.image_size
-        self.x = torch.rand(batch, 1, s, s, generator=g)
-        labels = torch.randint(0, 4, (batch, s, s), generator=g)
-        self.target = channel_target(cfg, labels)
-        self.times: list[float] = []
+        self.target = channel_target(cfg, torch.randint(0, 4, (batch, s, s), generator=self.generator))
 
     def __call__(self, record: bool) -> None:
         t0 = time.perf_counter()
@@ -78,27 +72,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--widths", type=float, nargs="+", default=[1.0], help="widths of the original ENet")
-    ap.add_argument("--steps", type=int, default=30)
-    ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--block", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--seed", type=int, default=0)
+    add_timing_args(ap)
     args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
     steps = {
         name: Step(cfg, args.batch, args.seed) for name, cfg in make_variants(args.widths, args.size).items()
     }
-    for step in steps.values():
-        for _ in range(args.warmup):
-            step(record=False)
-    while any(len(s.times) < args.steps for s in steps.values()):
-        for step in steps.values():
-            for _ in range(min(args.block, args.steps - len(step.times))):
-                step(record=True)
+    time_interleaved(steps, args)
     ref = statistics.median(steps["enet-authors (4 ch)"].times)
     print(
         f"segmenter training step, batch {args.batch}, {args.size}x{args.size}, {args.threads} thread(s), "
-        f"median of {args.steps} (interleaved), load {os.getloadavg()[0]:.2f}"
+        f"median of {args.steps} (interleaved), load {load()}"
     )
     print(
         f"| {'variant':<22} | {'parameters':>10} | {'median ms':>9} | {'IQR ms':>13} | {'vs authors':>10} |"

@@ -31,10 +31,10 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch
+from bench_steps import SegmenterStep, add_timing_args, load, time_interleaved
 
 from suite.config import RunConfig
 from suite.constraints import label_targets, unlabeled_loss
-from suite.models import build_segmenter
 
 PAPER = ("lv", "size", "penalty")
 
@@ -62,20 +62,14 @@ def label_maps(batch: int, size: int, seed: int) -> torch.Tensor:
     return out
 
 
-class Step:
-    """One unlabeled step of one variant (``whole``) and its constraint term alone (``term``)."""
+class Step(SegmenterStep):
+    """One unlabeled step of a variant (``times``: whole step) and its constraint term alone (``term``)."""
 
     def __init__(self, cfg: RunConfig, batch: int, seed: int) -> None:
-        torch.manual_seed(seed)
-        self.cfg = cfg
-        self.net = build_segmenter(cfg).train()
-        self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.seg_lr, betas=tuple(cfg.seg_betas))
-        g = torch.Generator().manual_seed(seed)
+        super().__init__(cfg, batch, seed)
         s = cfg.image_size
-        self.x = torch.rand(batch, 1, s, s, generator=g)
         self.targets = label_targets(cfg, label_maps(batch, s, seed))
-        self.logits = torch.randn(batch, 4, s, s, generator=g)
-        self.whole: list[float] = []
+        self.logits = torch.randn(batch, 4, s, s, generator=self.generator)
         self.term: list[float] = []
 
     def __call__(self, record: bool) -> None:
@@ -90,7 +84,7 @@ class Step:
         term.backward()
         t2 = time.perf_counter()
         if record:
-            self.whole.append(t1 - t0)
+            self.times.append(t1 - t0)
             self.term.append(t2 - t1)
 
 
@@ -98,30 +92,19 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--steps", type=int, default=30)
-    ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--block", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--seed", type=int, default=0)
+    add_timing_args(ap)
     args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
     steps = {key: Step(cfg, args.batch, args.seed) for key, cfg in make_variants(args.size).items()}
-    for step in steps.values():
-        for _ in range(args.warmup):
-            step(record=False)
-    while any(len(s.whole) < args.steps for s in steps.values()):
-        for step in steps.values():
-            for _ in range(min(args.block, args.steps - len(step.whole))):
-                step(record=True)
-    ref = statistics.median(steps[PAPER].whole)
+    time_interleaved(steps, args)
+    ref = statistics.median(steps[PAPER].times)
     print(
         f"unlabeled step, smoke ENet (4 ch), batch {args.batch}, {args.size}x{args.size}, {args.threads} "
-        f"thread(s), median of {args.steps} (interleaved), load {os.getloadavg()[0]:.2f}"
+        f"thread(s), median of {args.steps} (interleaved), load {load()}"
     )
     print(f"| {'classes':<7} | {'constraint':<13} | {'scheme':<10} | step ms | vs paper | term ms |")
     print(f"|{'-' * 9}|{'-' * 15}|{'-' * 12}|{'-' * 9}|{'-' * 10}|{'-' * 9}|")
     for (k, c, s), step in steps.items():
-        whole, term = statistics.median(step.whole), statistics.median(step.term)
+        whole, term = statistics.median(step.times), statistics.median(step.term)
         row = f"| {k:<7} | {c:<13} | {s:<10} | {whole * 1e3:>7.1f} | {whole / ref:>7.2f}x |"
         print(f"{row} {term * 1e3:>7.2f} |")
     return 0
