@@ -34,6 +34,7 @@ from analysis.intervals import t_quantile
 from analysis.paper import METHOD_LABELS, paper_frame
 from analysis.run_stats import BASE_CONDITION
 from analysis.stats import Analysis
+from analysis.summaries import regressor_keys
 from analysis.tables import Table1
 from suite.config import METHODS, SEG_METHODS_WITH_PENALTY
 
@@ -294,19 +295,40 @@ def fig_regressor(a: Analysis, out_dir: Path, notes: list[str]) -> Figure | None
     span = (max(ns) - min(ns)) if len(ns) > 1 else 1.0
     jit = np.random.default_rng(0).uniform(-0.015, 0.015, len(rr)) * span  # display only
     by = a.regressor_by_n.sort_values("n_labeled")
+    # regressors that predict different targets (the constraints space) are separate lines, never pooled
+    keys = [c for c in regressor_keys(by) if c != "n_labeled"]
+
+    def variant(df: pd.DataFrame) -> pd.Series:
+        if not keys:
+            return pd.Series("", index=df.index)
+        return df[keys].astype(str).apply(lambda r: ", ".join(f"{k}={v}" for k, v in r.items()), axis=1)
+
+    rr, by = rr.assign(_v=variant(rr).to_numpy()), by.assign(_v=variant(by).to_numpy())
     for ax, col in zip(axes.flat, panels, strict=True):
-        ax.scatter(rr["n_labeled"].to_numpy() + jit, rr[col], color="0.45", alpha=0.6, s=14, label="runs")
-        mean = by[f"{col}_mean"].to_numpy()
-        yerr = np.vstack([mean - by[f"{col}_ci_low"].to_numpy(), by[f"{col}_ci_high"].to_numpy() - mean])
-        yerr = np.where(np.isfinite(yerr), yerr, 0.0)
-        ax.errorbar(by["n_labeled"], mean, yerr=yerr, fmt="D-", color="C3", capsize=4, label="mean, 95% CI")
+        for i, (name, g) in enumerate(by.groupby("_v", sort=True)):
+            runs = rr["_v"] == name
+            color = "C3" if not keys else f"C{i}"
+            ax.scatter(
+                rr.loc[runs, "n_labeled"].to_numpy() + jit[runs.to_numpy()],
+                rr.loc[runs, col],
+                color="0.45" if not keys else color,
+                alpha=0.6,
+                s=14,
+                label="runs" if not keys else None,
+            )
+            mean = g[f"{col}_mean"].to_numpy()
+            yerr = np.vstack([mean - g[f"{col}_ci_low"].to_numpy(), g[f"{col}_ci_high"].to_numpy() - mean])
+            yerr = np.where(np.isfinite(yerr), yerr, 0.0)
+            label = "mean, 95% CI" if not keys else name
+            ax.errorbar(g["n_labeled"], mean, yerr=yerr, fmt="D-", color=color, capsize=4, label=label)
         ax.set_xticks(ns)
         ax.set_xlabel("labeled patients n")
         ax.set_ylabel(labels[col])
     axes.flat[0].legend(fontsize=8)
     cap = (
         "Size regressor on its validation patients (split regval), last epoch: points = runs (seeds), "
-        "diamonds = mean with 95% t-interval over seeds."
+        "diamonds = mean with 95% t-interval over seeds"
+        + ("; one line per regressor variant (they predict different targets)." if keys else ".")
     )
     return _save(fig, out_dir, "regressor_error_vs_n", cap)
 

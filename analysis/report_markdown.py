@@ -20,7 +20,9 @@ from analysis.load import Experiment
 from analysis.power import power_markdown
 from analysis.report_test_cost import TestAndCost, test_and_cost_markdown
 from analysis.stats import Analysis
+from analysis.summaries import REG_METRICS, regressor_keys
 from analysis.tables import Table1, df_markdown, per_volume_summary, sensitivity_table, table1_markdown
+from suite.metrics import CLASS_LABELS
 
 
 def _definition(a: Analysis) -> str:
@@ -147,29 +149,43 @@ def _fmt_cond_table(a: Analysis) -> pd.DataFrame:
 
 
 def _regressor_table(a: Analysis) -> pd.DataFrame:
-    """The regressor summary in long form: one row per n x metric."""
+    """The regressor summary in long form: one row per condition (n, and the regressor fields that vary)
+    x metric; the RV's and myocardium's errors (``constrained=all``) are named after the class."""
     by = a.regressor_by_n
-    rows = []
+    keys = regressor_keys(by)
     names = {
         "size_abs_err": "abs. error (pixels)",
         "size_abs_err_pct": "abs. error (% of size)",
         "bounds_ok": "true size in bounds (fraction)",
     }
+    rows = []
     for _, r in by.iterrows():
-        for met, label in names.items():
-            if f"{met}_mean" in by.columns:
-                rows.append(
-                    {
-                        "n_labeled": int(r["n_labeled"]),
-                        "seeds": int(r["n_units"]),
-                        "metric": label,
-                        "mean": r[f"{met}_mean"],
-                        "sd": r[f"{met}_sd"],
-                        "CI low": r[f"{met}_ci_low"],
-                        "CI high": r[f"{met}_ci_high"],
-                    }
-                )
+        for met in REG_METRICS:
+            if f"{met}_mean" not in by.columns or not np.isfinite(r[f"{met}_mean"]):
+                continue
+            rows.append(
+                {
+                    **{k: (int(r[k]) if k == "n_labeled" else r[k]) for k in keys},
+                    "seeds": int(r["n_units"]),
+                    "metric": _regressor_metric_label(met, names),
+                    "mean": r[f"{met}_mean"],
+                    "sd": r[f"{met}_sd"],
+                    "CI low": r[f"{met}_ci_low"],
+                    "CI high": r[f"{met}_ci_high"],
+                }
+            )
     return pd.DataFrame(rows)
+
+
+_CLASS_DISPLAY = {name.lower(): name for name in CLASS_LABELS}  # rv -> RV, myo -> Myo
+
+
+def _regressor_metric_label(met: str, names: dict[str, str]) -> str:
+    """``size_abs_err_rv`` → "abs. error (pixels), RV"; the LV's metrics keep their plain names."""
+    if met in names:
+        return names[met]
+    base, cls = met.rsplit("_", 1)
+    return f"{names[base]}, {_CLASS_DISPLAY[cls]}"
 
 
 def _constraint_final(a: Analysis) -> pd.DataFrame:

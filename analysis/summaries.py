@@ -11,18 +11,24 @@ import pandas as pd
 
 from analysis.intervals import t_interval
 from analysis.load import Experiment
-from analysis.run_stats import cat_mask
+from analysis.run_stats import BASE_CONDITION, cat_mask, condition_columns, identity_mask
 
-REG_METRICS = ("size_abs_err", "size_abs_err_pct", "bounds_ok")
+LV_REG_METRICS = ("size_abs_err", "size_abs_err_pct", "bounds_ok")
+# with constrained=all the regressor logs the RV's and myocardium's size error too (suffixed)
+REG_METRICS = LV_REG_METRICS + tuple(f"{m}_{c}" for c in ("rv", "myo") for m in LV_REG_METRICS)
 
 
 def regressor_summary(
     exp: Experiment, *, include_partial: bool = False, confidence: float = 0.95
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Regressor size error: per run (last logged epoch of split ``regval``) and per n across seeds.
+    """Regressor size error: per run (last logged epoch of split ``regval``) and per condition across seeds.
 
-    Returns ``(per_run, per_n)``; per_n has ``<metric>_mean, <metric>_ci_low, <metric>_ci_high`` for
-    ``size_abs_err`` (pixels), ``size_abs_err_pct`` and ``bounds_ok`` plus ``n_units``.
+    A condition is n plus every regressor identity field that varies across the experiment's regressors
+    (:func:`regressor_conditions`: e.g. ``constrained`` and ``constraint`` in the ``constraints`` space, whose
+    regressors predict different targets and must not be pooled as seeds). Returns ``(per_run, per_n)``;
+    per_n has those columns, ``n_units`` and ``<metric>_mean, _sd, _ci_low, _ci_high`` for each of
+    :data:`REG_METRICS` that was logged (``size_abs_err`` pixels, ``size_abs_err_pct``, ``bounds_ok``; with a
+    ``_rv`` / ``_myo`` suffix for the other constrained classes).
     """
     statuses = ("finished", "partial") if include_partial else ("finished",)
     regs = exp.runs.loc[(exp.runs["stage"] == "regressor") & exp.runs["status"].isin(statuses)]
@@ -42,13 +48,15 @@ def regressor_summary(
     last = sub.loc[sub["epoch"] == last_ep].drop_duplicates(["run", "met"], keep="last")
     wide = last.pivot(index="run", columns="met", values="value")
     wide["last_epoch"] = last.groupby("run")["epoch"].max()
-    per_run = regs.set_index("run_id")[["n_labeled", "seed", "split_seed", "unit", "status"]].join(
+    keys = ["n_labeled", *regressor_conditions(exp, regs)]
+    masked = identity_mask(exp, regs)
+    per_run = masked.set_index("run_id")[[*keys, "seed", "split_seed", "unit", "status"]].join(
         wide, how="inner"
     )
     per_run = per_run.reset_index().rename(columns={"index": "run_id"})
     rows = []
-    for n, g in per_run.groupby("n_labeled"):
-        rec: dict[str, Any] = {"n_labeled": n, "n_units": len(g)}
+    for values, g in per_run.groupby(keys, sort=True, dropna=False):
+        rec: dict[str, Any] = {**dict(zip(keys, values, strict=True)), "n_units": len(g)}
         for met in REG_METRICS:
             if met in g.columns:
                 ti = t_interval(g[met].to_numpy(), confidence)
@@ -62,6 +70,19 @@ def regressor_summary(
                 )
         rows.append(rec)
     return per_run, pd.DataFrame(rows)
+
+
+def regressor_keys(per_n: pd.DataFrame) -> list[str]:
+    """The condition columns of :func:`regressor_summary`'s ``per_n``: n and the fields that vary."""
+    return [c for c in per_n.columns if c != "n_units" and not c.endswith(_STATS)]
+
+
+_STATS = ("_mean", "_sd", "_ci_low", "_ci_high")
+
+
+def regressor_conditions(exp: Experiment, regs: pd.DataFrame) -> list[str]:
+    """The regressor identity fields besides n that vary across ``regs`` (the finished regressor runs)."""
+    return [c for c in condition_columns(exp, regs) if c not in BASE_CONDITION]
 
 
 # ---------------------------------------------------------------------------------------------- constraints

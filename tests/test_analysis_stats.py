@@ -279,6 +279,33 @@ def test_regressor_and_constraint(exp_dir: Path) -> None:
     assert math.isclose(last["mean"], 0.85) and last["n_units"] == 2
 
 
+def test_regressors_with_different_targets_are_separate_conditions(exp_dir: Path) -> None:
+    """The constraints space trains an LV-size and an all-classes regressor at the same n: their errors are
+    two conditions, not four seeds of one (and the report names each)."""
+    from analysis.report_markdown import _regressor_table
+
+    for s in (0, 1):
+        write_run(exp_dir, stage="regressor", n_labeled=10, seed=s, epochs=3, reg_err=np.full(3, 10.0 + s))
+        write_run(
+            exp_dir,
+            stage="regressor",
+            n_labeled=10,
+            seed=s,
+            epochs=3,
+            reg_err=np.full(3, 30.0 + s),
+            constrained="all",
+            classes="multi",
+            seg_out_channels=4,
+        )
+    a = analyse(load_experiment(exp_dir))
+    by = a.regressor_by_n.set_index("constrained")
+    assert sorted(by.index) == ["all", "lv"] and (by["n_units"] == 2).all()
+    assert math.isclose(by.loc["lv", "size_abs_err_mean"], 10.5)
+    assert math.isclose(by.loc["all", "size_abs_err_mean"], 30.5)
+    table = _regressor_table(a)
+    assert set(table["constrained"]) == {"all", "lv"} and (table["seeds"] == 2).all()
+
+
 def test_conditions_group_by_other_varied_fields(exp_dir: Path) -> None:
     for s in (0, 1):
         write_run(exp_dir, method="fs", seed=s, epochs=4, stat_window=2, dice=0.5, image_size=64)

@@ -252,6 +252,26 @@ PARENT_RUN_IDS = {
 }
 
 
+def test_regressor_logs_the_size_error_of_every_constrained_class():
+    from suite.stages.regressor import other_class_metrics
+
+    cfg = RunConfig.from_preset("smoke", constrained="all", **MULTI)
+    # columns: size_RV, size_Myo, size_LV; two slices, the second without an RV
+    true = np.array([[100.0, 50.0, 80.0], [0.0, 40.0, 60.0]])
+    pred = np.array([[110.0, 50.0, 0.0], [5.0, 30.0, 0.0]])
+    got = other_class_metrics(cfg.replace(gamma=0.1), pred, true)
+    assert set(got) == {
+        f"{m}_{c}" for m in ("size_abs_err", "size_abs_err_pct", "bounds_ok") for c in ("rv", "myo")
+    }
+    assert got["size_abs_err_rv"] == pytest.approx(7.5) and got["size_abs_err_pct_rv"] == pytest.approx(10.0)
+    assert got["size_abs_err_myo"] == pytest.approx(5.0) and got["size_abs_err_pct_myo"] == pytest.approx(
+        12.5
+    )
+    # RV: 100 in [99, 121] yes; 0 in [4.5, 5.5] no. Myo: 50 in [45, 55] yes; 40 in [27, 33] no
+    assert got["bounds_ok_rv"] == 0.5 and got["bounds_ok_myo"] == 0.5
+    assert other_class_metrics(RunConfig.from_preset("smoke"), pred[:, 2:], true[:, 2:]) == {}
+
+
 def test_default_run_ids_are_the_parents():
     for (preset, method), run_id in PARENT_RUN_IDS.items():
         stage = "regressor" if method == "regressor" else "segmenter"
@@ -369,6 +389,11 @@ def test_all_classes_size_centroid_logbarrier_run(prepared_small, tmp_path):
         assert np.isfinite(got[key]), key
     reg_cfg = cfg.replace(data_hash=_hash(prepared_small)).regressor_config()
     reg = ExperimentPaths(tmp_path).run(reg_cfg.run_id)
+    reg_got = _run_values(reg)
+    for name in ("rv", "myo"):  # every constrained class's size error is logged, not only the LV's
+        for metric in ("size_abs_err", "size_abs_err_pct", "bounds_ok"):
+            assert np.isfinite(reg_got[f"0/{metric}_{name}"]), (metric, name)
+    assert reg_got["0/size_abs_err_rv"] != reg_got["0/size_abs_err"]
     with np.load(reg.sizes) as z:
         assert z["targets"].shape == (len(z["sizes"]), 9) and z["columns"][-1] == "cx_LV"
         assert np.array_equal(z["sizes"], z["targets"][:, 2])  # `sizes` stays the LV size

@@ -22,8 +22,9 @@ At the end the best checkpoint predicts the size of **every** prepared slice onc
 Other constrained targets (``constrained``, ``constraint``: ``suite.constraints``): the network predicts every
 target column (sizes of the constrained classes, then their centroids), trained with
 ``suite.constraints.regression_loss``; ``sizes.npz`` adds ``targets`` and ``true_targets`` (N, W) and
-``columns``; ``sizes``/``true`` and the logged errors stay the LV size's; ``centroid_abs_err`` (pixels, over
-the present classes) is logged too.
+``columns``; ``sizes``/``true``, the logged errors above and the selection stay the LV size's; the other
+constrained classes' size errors are logged with the class as suffix (``size_abs_err_rv``, ``bounds_ok_myo``,
+...: :func:`other_class_metrics`), and ``centroid_abs_err`` (pixels, over the present classes) too.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ import numpy as np
 import torch
 
 from suite.atomic import atomic_path
-from suite.constraints import has_centroid, label_targets, regression_loss, target_columns
+from suite.constraints import CLASS_NAMES, has_centroid, label_targets, regression_loss, target_columns
 from suite.data.acdc import LV_LABEL
 from suite.data.augment import AugmentedSet
 from suite.errors import InputError
@@ -171,13 +172,14 @@ class RegressorStage(OptimisedStage):
         label = f"regressor epoch {epoch + 1}/{self.cfg.epochs} validation"
         pred = self.predict_store(self.val_x, label).astype(np.float64)
         true = self.val_y.cpu().numpy().astype(np.float64)
+        extra: dict[str, float] = {}
         if self.width > 1:
             targets = self.true_targets[self.val_idx].astype(np.float64)
-            centroid = centroid_abs_err(self.cfg, pred, targets) if has_centroid(self.cfg) else None
+            extra = other_class_metrics(self.cfg, pred, targets)
+            if has_centroid(self.cfg):
+                extra["centroid_abs_err"] = centroid_abs_err(self.cfg, pred, targets)
             pred = pred[:, self.lv_col]
-        run = regression_metrics(pred, true, self.cfg.gamma)
-        if self.width > 1 and centroid is not None:
-            run["centroid_abs_err"] = centroid
+        run = {**regression_metrics(pred, true, self.cfg.gamma), **extra}
         return [(epoch, "regval", "", k, v) for k, v in run.items()], run
 
     def epoch(self, epoch: int) -> EpochResult:
@@ -257,6 +259,20 @@ def centroid_abs_err(cfg: Any, pred: np.ndarray, targets: np.ndarray) -> float:
     present = np.repeat(targets[:, :k] > 0, 2, axis=1)
     err = np.abs(pred[:, k:] - targets[:, k:])[present]
     return float(err.mean()) if err.size else float("nan")
+
+
+def other_class_metrics(cfg: Any, pred: np.ndarray, targets: np.ndarray) -> dict[str, float]:
+    """:func:`regression_metrics` of the size of every constrained class but the LV, suffixed with the
+    class (``size_abs_err_rv``, ``bounds_ok_myo``, ...): with ``constrained=all`` the RV and myocardium
+    bounds are as much a part of the method as the LV's, and their errors differ."""
+    out: dict[str, float] = {}
+    for j, label in enumerate(constrained_labels(cfg)):
+        if label == LV_LABEL:
+            continue
+        suffix = CLASS_NAMES[label].lower()
+        for k, v in regression_metrics(pred[:, j], targets[:, j], cfg.gamma).items():
+            out[f"{k}_{suffix}"] = v
+    return out
 
 
 def regression_metrics(pred: np.ndarray, true: np.ndarray, gamma: float) -> dict[str, float]:
