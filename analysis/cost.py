@@ -1,7 +1,8 @@
 """What each run and each method cost: ``summary.json``'s ``"cost"`` as a table, prerequisites attributed.
 
 Each finished run records its own cost (``suite/stages/cost.py``: CPU-seconds summed over ranks,
-device-seconds = wall × world size, i.e. GPU-seconds on CUDA, wall seconds, peak memory, device). A
+device-seconds = wall × world size × the GPU share a packed trial held, i.e. GPU-seconds on CUDA, wall
+seconds, peak memory, device). A
 method's result also needs its prerequisites: a Proposed run needs its size regressor, a Proposals run the FS
 model whose best checkpoint made its pseudo-labels.
 

@@ -176,7 +176,8 @@ def _cost_sections(x: TestAndCost) -> list[str]:
         "## Cost",
         "",
         "Measured by every run (`summary.json` `cost`): CPU-hours (process and children, user + system, "
-        "summed over DDP ranks), device-hours (wall × world size: GPU-hours on GPU), wall minutes, peak "
+        "summed over DDP ranks), device-hours (wall × world size × the share of a GPU a packed trial held: "
+        "GPU-hours on GPU), wall minutes, peak "
         "memory (resident set; `torch.cuda.max_memory_allocated` on GPU), summed over resumed sessions. Mean "
         "per run. **Attributed** adds the prerequisites: a regressor's cost is split equally among the "
         "Proposed runs that use it, the FS model's among the Proposals runs built on it (`shares`); FS and "

@@ -105,3 +105,29 @@ def test_a_cuda_run_records_its_gpu_and_device_memory(prepared_small, tmp_path) 
     assert c["device"] == f"cuda:{torch.cuda.get_device_name(0)}"
     assert c["peak_device_mb"] is not None and c["peak_device_mb"] > 0
     assert c["device_seconds"] == pytest.approx(c["wall_seconds"])
+
+
+def test_a_gpu_share_discounts_device_seconds_and_is_recorded(monkeypatch) -> None:
+    """Trials packed on one GPU (``--gpus-per-trial 0.25``): each run is charged its share, not the GPU."""
+    monkeypatch.setattr(cost_mod, "_usage", FakeClock())
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda device=None: None)
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device=None: 3 * 2**20)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Fake GPU")
+    packed = cost_mod.CostMeter(torch.device("cuda", 0), world=1, share=0.25).totals()
+    assert packed["wall_seconds"] == 1.5 and packed["device_seconds"] == pytest.approx(1.5 * 0.25)
+    assert packed["device_share"] == 0.25 and packed["device"] == "cuda:Fake GPU"
+    whole = cost_mod.CostMeter(torch.device("cuda", 0), world=2).totals()
+    assert whole["device_share"] == 1.0 and whole["device_seconds"] == pytest.approx(1.5 * 2)
+    # a CPU run's device is its cores: never discounted
+    cpu = cost_mod.CostMeter(torch.device("cpu"), world=1, share=0.25).totals()
+    assert cpu["device_share"] == 1.0 and cpu["device_seconds"] == pytest.approx(cpu["wall_seconds"])
+
+
+def test_tune_trials_with_a_fractional_gpu_pass_their_share_to_the_run() -> None:
+    pytest.importorskip("ray")
+    from suite.config import RunConfig
+    from suite.ray_glue.trainable import TuneHooks
+
+    cfg = RunConfig.from_preset("smoke")
+    assert TuneHooks(cfg, 0.25).device_share == 0.25
+    assert TuneHooks(cfg, 1.0).device_share == 1.0 and TuneHooks(cfg, 0.0).device_share == 1.0

@@ -26,9 +26,11 @@ from suite.run_lock import busy_lock
 class TuneHooks:
     """Direct trials: report each epoch's run-level metrics to Tune."""
 
-    def __init__(self, cfg: RunConfig) -> None:
+    def __init__(self, cfg: RunConfig, gpus: float = 0.0) -> None:
         self.cfg = cfg
         self.reported = 0
+        # a fractional --gpus-per-trial packs trials on one GPU: each run is charged its share
+        self.device_share = float(gpus) if 0.0 < gpus < 1.0 else 1.0
 
     def on_epoch_end(self, epoch: int, metrics: dict[str, float], paths: RunPaths) -> None:
         from ray import tune
@@ -64,7 +66,7 @@ def tune_trial(config: dict[str, Any]) -> None:
         from suite.stages import execute
 
         mark_launcher("ray-tune")
-        execute(cfg, opts.experiment_root, hooks=TuneHooks(cfg))
+        execute(cfg, opts.experiment_root, hooks=TuneHooks(cfg, opts.gpus))
     done = paths.is_finished()
     final: dict[str, Any] = {**base, "done": int(done), "skipped": 0, "busy": 0}
     if done:

@@ -24,7 +24,11 @@ from suite.stages.metrics_log import Row
 
 
 class Hooks(Protocol):
-    """Callbacks of a run (the Ray glue reports to Train/Tune from here)."""
+    """Callbacks of a run (the Ray glue reports to Train/Tune from here).
+
+    A launcher that runs several runs on one GPU may also set ``device_share`` (a float in (0, 1], read with
+    ``getattr``, default 1): the fraction of the device this run holds, which discounts its device-seconds
+    (``suite.stages.cost``)."""
 
     def on_epoch_end(self, epoch: int, metrics: dict[str, float], paths: RunPaths) -> None:
         """Called on every rank after the epoch's checkpoint is written (rank 0 writes, then a barrier).

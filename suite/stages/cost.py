@@ -12,8 +12,10 @@ Fields (the contract ``analysis.cost`` reads):
 
 * ``cpu_seconds``: user + system CPU time of the process (all its threads) and of the child processes it
   waited for, summed over the ranks under DDP (an all-reduce: every rank measures its own);
-* ``wall_seconds``: elapsed time of the sessions; ``device_seconds``: ``wall_seconds × world_size`` (one
-  device per rank: GPU-seconds on CUDA, core-group-seconds on CPU; a fractional GPU share is not discounted);
+* ``wall_seconds``: elapsed time of the sessions; ``device_seconds``: ``wall_seconds × world_size ×
+  device_share`` (one device per rank: GPU-seconds on CUDA, core-group-seconds on CPU; ``device_share``: the
+  fraction of a GPU the run held where a launcher packed several runs on one, e.g. Ray Tune trials with
+  ``--gpus-per-trial 0.25``; 1 otherwise and always on CPU);
 * ``peak_rss_mb``: the largest resident set of one rank's process during the run (Linux resets the high-water
   mark through ``/proc/self/clear_refs`` when the run starts; elsewhere it is the process's lifetime peak,
   ``peak_rss_scope: "process"``, an upper bound when one process ran several runs);
@@ -74,9 +76,11 @@ def device_name(device: torch.device) -> str:
 class CostMeter:
     """The cost of one run: this session's measurements on top of the earlier sessions' totals."""
 
-    def __init__(self, device: torch.device, world: int) -> None:
+    def __init__(self, device: torch.device, world: int, share: float = 1.0) -> None:
         self.device = device
         self.world = int(world)
+        # a CPU run's device is its process's cores, not a share of a GPU
+        self.share = float(share) if device.type == "cuda" and 0.0 < share < 1.0 else 1.0
         self.earlier: dict[str, Any] = {}
         self.rss_scope = _reset_peak_rss()
         if device.type == "cuda":
@@ -103,7 +107,8 @@ class CostMeter:
         return {
             "cpu_seconds": float(e.get("cpu_seconds", 0.0)) + session_cpu,
             "wall_seconds": float(e.get("wall_seconds", 0.0)) + session_wall,
-            "device_seconds": float(e.get("device_seconds", 0.0)) + session_wall * self.world,
+            "device_seconds": float(e.get("device_seconds", 0.0)) + session_wall * self.world * self.share,
+            "device_share": self.share,
             "peak_rss_mb": max(float(e.get("peak_rss_mb") or 0.0), rss),
             "peak_rss_scope": "process" if "process" in (self.rss_scope, e.get("peak_rss_scope")) else "run",
             "peak_device_mb": _max_or_none(e.get("peak_device_mb"), dev_mb),

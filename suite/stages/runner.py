@@ -135,7 +135,9 @@ def _execute_locked(
     stop_flag.install()
     t0 = time.time()
     try:
-        meter = CostMeter(device, ctx.world)  # before the stage is built: data and pseudo-labels count
+        # before the stage is built: data and pseudo-labels count; a launcher that packs runs on a GPU says
+        # which share of it this run holds (Hooks.device_share)
+        meter = CostMeter(device, ctx.world, share=float(getattr(hooks, "device_share", 1.0)))
         stage = _make_stage(ctx)
         done = run_epochs(ctx, stage, stop_flag, meter)
         if done is None:
