@@ -20,10 +20,8 @@ Every function takes the :class:`~analysis.stats.Analysis` (and the Table 1 choi
 from __future__ import annotations
 
 import logging
-import math
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +30,16 @@ import pandas as pd
 
 from analysis.intervals import t_quantile
 from analysis.paper import METHOD_LABELS, paper_frame
+from analysis.plotting import (
+    Figure,
+    condition_label,
+    facets_by_n,
+    main_setting,
+    method_palette,
+    methods_in,
+    save_figure,
+    themed_pyplot,
+)
 from analysis.run_stats import BASE_CONDITION
 from analysis.stats import Analysis
 from analysis.summaries import regressor_keys
@@ -39,87 +47,6 @@ from analysis.tables import Table1
 from suite.config import METHODS, SEG_METHODS_WITH_PENALTY
 
 log = logging.getLogger("analysis.figures")
-DPI = 110
-
-
-@dataclass
-class Figure:
-    name: str
-    png: Path
-    svg: Path
-    caption: str
-
-
-_THEMED = False
-
-
-def _facets_by_n(plt, df, height: float):
-    """One panel per labeled count n (up to 3 per row, shared y): (sorted n values, figure, axes grid)."""
-    ns = sorted(df["n_labeled"].unique())
-    ncol = min(3, len(ns))
-    nrow = math.ceil(len(ns) / ncol)
-    fig, axes = plt.subplots(
-        nrow, ncol, figsize=(4.6 * ncol, height * nrow), squeeze=False, sharey=True, layout="constrained"
-    )
-    return ns, fig, axes
-
-
-def _plt():
-    """pyplot and seaborn on the Agg backend, themed once per process."""
-    global _THEMED
-    import matplotlib
-
-    if not _THEMED:
-        matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    if not _THEMED:
-        sns.set_theme(style="whitegrid", context="notebook")
-        _THEMED = True
-    return plt, sns
-
-
-def _save(fig, out_dir: Path, name: str, caption: str) -> Figure:
-    plt, _ = _plt()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    png, svg = out_dir / f"{name}.png", out_dir / f"{name}.svg"
-    fig.savefig(png, dpi=DPI, bbox_inches="tight")
-    fig.savefig(svg, bbox_inches="tight")
-    plt.close(fig)
-    return Figure(name, png, svg, caption)
-
-
-def _palette(methods: list[str]) -> dict[str, tuple]:
-    _, sns = _plt()
-    base = sns.color_palette("colorblind", max(len(METHODS), len(methods)))
-    known = {m: base[i] for i, m in enumerate(METHODS)}
-    extra = [m for m in methods if m not in known]
-    for i, m in enumerate(extra):
-        known[m] = base[(len(METHODS) + i) % len(base)]
-    return known
-
-
-def _main_setting(df: pd.DataFrame, t1: Table1) -> pd.DataFrame:
-    """Rows of Table 1's setting: proposed/oracle only at Table 1's γ, λ."""
-    if df.empty or t1.gamma is None or t1.lam is None or "gamma" not in df.columns:
-        return df
-    pen = df["method"].isin(SEG_METHODS_WITH_PENALTY)
-    ok = np.isclose(df["gamma"].astype(float), t1.gamma) & np.isclose(df["lam"].astype(float), t1.lam)
-    return df.loc[~pen | ok]
-
-
-def _label(df: pd.DataFrame, extra: list[str]) -> pd.Series:
-    lab = df["method"].map(lambda m: METHOD_LABELS.get(m, m))
-    for c in extra:
-        if c in df.columns:
-            lab = lab + f", {c}=" + df[c].astype(str)
-    return lab
-
-
-def _methods_in(df: pd.DataFrame) -> list[str]:
-    present = list(dict.fromkeys(df["method"]))
-    return [m for m in METHODS if m in present] + [m for m in present if m not in METHODS]
 
 
 # ---------------------------------------------------------------------------------------------- Fig. 2
@@ -128,10 +55,10 @@ def fig_dice_vs_n(a: Analysis, t1: Table1, out_dir: Path, notes: list[str]) -> F
     if df.empty:
         notes.append("Fig. 2 skipped: no finished segmenter run passed the checks")
         return None
-    plt, sns = _plt()
-    pal = _palette(_methods_in(df))
+    plt, sns = themed_pyplot()
+    pal = method_palette(methods_in(df))
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    df = df.assign(label=_label(df, t1.extra))
+    df = df.assign(label=condition_label(df, t1.extra))
     for lab, g in df.groupby("label", sort=False):
         g = g.sort_values("n_labeled")
         m = g["method"].iloc[0]
@@ -163,7 +90,7 @@ def fig_dice_vs_n(a: Analysis, t1: Table1, out_dir: Path, notes: list[str]) -> F
         "bars the 95% t-interval over seeds (none for one seed)"
         + ("; dashed: the paper's Table 1." if t1.compare_paper else ".")
     )
-    return _save(fig, out_dir, "fig2_dice_vs_n", cap)
+    return save_figure(fig, out_dir, "fig2_dice_vs_n", cap)
 
 
 # ---------------------------------------------------------------------------------------------- Fig. 3
@@ -184,10 +111,10 @@ def _banded_curves_by_n(
     ylabel: str,
     decorate: Callable[[Any, int], object],
 ):
-    """One panel per n (:func:`_facets_by_n`), a line per label over epochs: ``mean`` × ``scale`` with its
+    """One panel per n (:func:`facets_by_n`), a line per label over epochs: ``mean`` × ``scale`` with its
     t-band over seeds (``sd``, ``n_units``); ``decorate(ax, n)`` adds what one figure shows besides."""
-    ns, fig, axes = _facets_by_n(plt, df, height)
-    pal = _palette(_methods_in(df))
+    ns, fig, axes = facets_by_n(plt, df, height)
+    pal = method_palette(methods_in(df))
     for ax, n in zip(axes.flat, ns, strict=False):
         for lab, gl in df.loc[df["n_labeled"] == n].groupby("label", sort=False):
             gl = gl.sort_values("epoch")
@@ -207,12 +134,12 @@ def _banded_curves_by_n(
 
 
 def fig_dice_over_epochs(a: Analysis, t1: Table1, out_dir: Path, notes: list[str]) -> Figure | None:
-    cur = _main_setting(a.curves, t1)
+    cur = main_setting(a.curves, t1)
     if cur.empty:
         notes.append("Fig. 3 skipped: no per-epoch validation Dice of included runs")
         return None
-    plt, sns = _plt()
-    cur = cur.assign(label=_label(cur, t1.extra))
+    plt, sns = themed_pyplot()
+    cur = cur.assign(label=condition_label(cur, t1.extra))
     rs = a.run_stats.loc[a.run_stats["included"]]
 
     def shade_window(ax, n: int) -> None:
@@ -226,7 +153,7 @@ def fig_dice_over_epochs(a: Analysis, t1: Table1, out_dir: Path, notes: list[str
         "Validation Dice over epochs (paper Fig. 3): mean over volumes per epoch, line = mean over seeds, "
         "band = 95% t-interval over seeds; grey = the statistic's window."
     )
-    return _save(fig, out_dir, "fig3_dice_over_epochs", cap)
+    return save_figure(fig, out_dir, "fig3_dice_over_epochs", cap)
 
 
 # ---------------------------------------------------------------------------------------------- sensitivity
@@ -235,12 +162,12 @@ def fig_sensitivity(a: Analysis, out_dir: Path, notes: list[str]) -> Figure | No
     pen = c.loc[c["method"].isin(SEG_METHODS_WITH_PENALTY)] if len(c) else c
     if pen.empty or (pen["gamma"].nunique() < 2 and pen["lam"].nunique() < 2):
         return None  # the experiment did not vary γ, λ: nothing to show (not an omission)
-    plt, sns = _plt()
+    plt, sns = themed_pyplot()
     # one row per method and setting of the other varied axes (e.g. update): averaging over them would mix
     extra = [k for k in a.cond if k not in BASE_CONDITION and k in pen.columns]
     rows = [
         (m, dict(zip(extra, vals, strict=True)))
-        for m in _methods_in(pen)
+        for m in methods_in(pen)
         for vals in sorted(
             {tuple(r) for r in pen.loc[pen["method"] == m, extra].astype(str).itertuples(index=False)}
         )
@@ -273,7 +200,7 @@ def fig_sensitivity(a: Analysis, out_dir: Path, notes: list[str]) -> Figure | No
             ax.set_xlabel("λ")
             ax.set_ylabel("γ")
     cap = "Sensitivity: across-seed mean Dice (%) for each γ (rows) and λ (columns)."
-    return _save(fig, out_dir, "sensitivity_gamma_lambda", cap)
+    return save_figure(fig, out_dir, "sensitivity_gamma_lambda", cap)
 
 
 # ---------------------------------------------------------------------------------------------- regressor
@@ -282,7 +209,7 @@ def fig_regressor(a: Analysis, out_dir: Path, notes: list[str]) -> Figure | None
     if rr is None or rr.empty or "size_abs_err_pct" not in rr.columns:
         notes.append("regressor figure skipped: no finished regressor run with regval metrics")
         return None
-    plt, sns = _plt()
+    plt, sns = themed_pyplot()
     panels = [c for c in ("size_abs_err_pct", "bounds_ok") if c in rr.columns]
     fig, axes = plt.subplots(
         1, len(panels), figsize=(4.8 * len(panels), 3.6), squeeze=False, layout="constrained"
@@ -330,7 +257,7 @@ def fig_regressor(a: Analysis, out_dir: Path, notes: list[str]) -> Figure | None
         "diamonds = mean with 95% t-interval over seeds"
         + ("; one line per regressor variant (they predict different targets)." if keys else ".")
     )
-    return _save(fig, out_dir, "regressor_error_vs_n", cap)
+    return save_figure(fig, out_dir, "regressor_error_vs_n", cap)
 
 
 # ---------------------------------------------------------------------------------------------- per volume
@@ -339,11 +266,11 @@ def fig_per_volume(a: Analysis, t1: Table1, out_dir: Path, notes: list[str]) -> 
     if pv.empty:
         notes.append("per-volume figure skipped: no per-volume Dice of included runs")
         return None
-    plt, sns = _plt()
+    plt, sns = themed_pyplot()
     cols = ["run_id", "method", "n_labeled", "gamma", "lam", *t1.extra]
     m = pv.merge(a.run_stats[[c for c in cols if c in a.run_stats.columns]], on="run_id")
-    m = _main_setting(m, t1)
-    m = m.assign(dice_pct=m["dice"] * a.scale, label=_label(m, t1.extra))
+    m = main_setting(m, t1)
+    m = m.assign(dice_pct=m["dice"] * a.scale, label=condition_label(m, t1.extra))
     order = list(
         dict.fromkeys(
             m.sort_values("method", key=lambda s: s.map(lambda x: METHODS.index(x) if x in METHODS else 99))[
@@ -352,7 +279,7 @@ def fig_per_volume(a: Analysis, t1: Table1, out_dir: Path, notes: list[str]) -> 
         )
     )
     fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * m["n_labeled"].nunique() * len(order) / 2), 4.0))
-    mpal = _palette(_methods_in(m))
+    mpal = method_palette(methods_in(m))
     pairs = m[["label", "method"]].drop_duplicates()
     pal = {lab: mpal.get(meth) for lab, meth in zip(pairs["label"], pairs["method"], strict=True)}
     with warnings.catch_warnings():  # seaborn 0.13 passes matplotlib's deprecated ``vert``
@@ -376,17 +303,17 @@ def fig_per_volume(a: Analysis, t1: Table1, out_dir: Path, notes: list[str]) -> 
         "Per-volume Dice: each point of a box is one validation volume of one run (its mean over the "
         "window epochs), pooled over seeds."
     )
-    return _save(fig, out_dir, "per_volume_dice", cap)
+    return save_figure(fig, out_dir, "per_volume_dice", cap)
 
 
 # ---------------------------------------------------------------------------------------------- in bounds
 def fig_in_bounds(a: Analysis, t1: Table1, out_dir: Path, notes: list[str]) -> Figure | None:
-    c = _main_setting(a.constraint, t1) if len(a.constraint) else a.constraint
+    c = main_setting(a.constraint, t1) if len(a.constraint) else a.constraint
     if c.empty:
         notes.append("constraint figure skipped: no 'in_bounds' rows logged by included runs")
         return None
-    plt, sns = _plt()
-    c = c.assign(label=_label(c, t1.extra))
+    plt, sns = themed_pyplot()
+    c = c.assign(label=condition_label(c, t1.extra))
     fig = _banded_curves_by_n(
         plt, c, 3.2, 1.0, a.confidence, "unlabeled slices in bounds", lambda ax, n: ax.set_ylim(-0.02, 1.02)
     )
@@ -394,7 +321,7 @@ def fig_in_bounds(a: Analysis, t1: Table1, out_dir: Path, notes: list[str]) -> F
         "Constraint satisfaction: fraction of unlabeled training slices that satisfy every active constraint "
         "(the paper's setting: the soft LV size inside its bounds), per epoch (mean over seeds, 95% t-band)."
     )
-    return _save(fig, out_dir, "constraint_in_bounds", cap)
+    return save_figure(fig, out_dir, "constraint_in_bounds", cap)
 
 
 # ---------------------------------------------------------------------------------------------- Fig. 4
@@ -419,7 +346,7 @@ def _load_examples(path: Path) -> dict[str, np.ndarray] | None:
 
 
 def fig_qualitative(a: Analysis, t1: Table1, out_dir: Path, notes: list[str]) -> Figure | None:
-    rs = _main_setting(a.run_stats.loc[a.run_stats["included"]], t1) if len(a.run_stats) else a.run_stats
+    rs = main_setting(a.run_stats.loc[a.run_stats["included"]], t1) if len(a.run_stats) else a.run_stats
     if rs.empty:
         notes.append("Fig. 4 skipped: no included segmenter run")
         return None
@@ -446,7 +373,7 @@ def fig_qualitative(a: Analysis, t1: Table1, out_dir: Path, notes: list[str]) ->
     if not chosen:
         notes.append("Fig. 4 (qualitative) skipped: no segmenter run wrote predictions/val_examples.npz")
         return None
-    plt, _ = _plt()
+    plt, _ = themed_pyplot()
     first = next(iter(chosen.values()))
     lvc = int(first["lv"])
     # the example slice: the one with the largest ground-truth LV among the fixed set (same for every run)
@@ -496,7 +423,7 @@ def fig_qualitative(a: Analysis, t1: Table1, out_dir: Path, notes: list[str]) ->
         f"One validation slice ({vol}, slice {sl}) per method and n (paper Fig. 4): LV of the ground truth "
         "and of each method's final model, from the lowest seed of each condition."
     )
-    return _save(fig, out_dir, "fig4_qualitative", cap)
+    return save_figure(fig, out_dir, "fig4_qualitative", cap)
 
 
 def make_figures(a: Analysis, t1: Table1, out_dir: Path) -> tuple[list[Figure], list[str]]:

@@ -16,7 +16,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.figures import Figure, _label, _main_setting, _methods_in, _palette, _plt, _save
+from analysis.plotting import (
+    Figure,
+    condition_label,
+    main_setting,
+    method_palette,
+    methods_in,
+    save_figure,
+    themed_pyplot,
+)
 from analysis.stats import Analysis
 from analysis.tables import Table1
 from analysis.test_metrics import MAIN_CLASS, TestSet
@@ -37,9 +45,9 @@ def fig_test_per_volume(
     if sel.empty:
         notes.append("test per-volume figure skipped: no final-checkpoint LV rows on the test split")
         return None
-    m = _main_setting(sel.merge(_run_conditions(a, t1.extra), on="run_id"), t1)
-    m = m.assign(dice_pct=m["dice"] * 100.0, label=_label(m, t1.extra))
-    plt, sns = _plt()
+    m = main_setting(sel.merge(_run_conditions(a, t1.extra), on="run_id"), t1)
+    m = m.assign(dice_pct=m["dice"] * 100.0, label=condition_label(m, t1.extra))
+    plt, sns = themed_pyplot()
     order = list(
         dict.fromkeys(
             m.sort_values("method", key=lambda s: s.map(lambda x: METHODS.index(x) if x in METHODS else 99))[
@@ -47,7 +55,7 @@ def fig_test_per_volume(
             ]
         )
     )
-    mpal = _palette(_methods_in(m))
+    mpal = method_palette(methods_in(m))
     pairs = m[["label", "method"]].drop_duplicates()
     pal = {lab: mpal.get(meth) for lab, meth in zip(pairs["label"], pairs["method"], strict=True)}
     width = max(6.0, 1.2 * m["n_labeled"].nunique() * len(order) / 2)
@@ -77,25 +85,25 @@ def fig_test_per_volume(
         "point per test volume and run, pooled over seeds; volumes with an undefined HD95 (one of prediction "
         "and truth empty) are not drawn on the right (their count is in the test table)."
     )
-    return _save(fig, out_dir, "test_per_volume", cap)
+    return save_figure(fig, out_dir, "test_per_volume", cap)
 
 
 def dice_cost_points(a: Analysis, t1: Table1, ts: TestSet, costs: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     """Per method and n (Table 1's γ, λ): mean attributed device-hours per run and the Dice mean with its
     interval; and which Dice it is (``test`` or ``validation``)."""
-    runs = _main_setting(_run_conditions(a, t1.extra), t1)
+    runs = main_setting(_run_conditions(a, t1.extra), t1)
     c = costs[["run_id", "attributed_device_seconds"]].merge(runs, on="run_id")
     keys = ["method", "n_labeled", *t1.extra]
     hours = c.groupby(keys, dropna=False)["attributed_device_seconds"].mean().div(3600).rename("device_h")
     if not ts.empty:
         tab = ts.table.loc[(ts.table["checkpoint"] == "final") & (ts.table["class"] == MAIN_CLASS)]
-        tab = _main_setting(tab, t1)
+        tab = main_setting(tab, t1)
         d = tab[keys].assign(
             dice=tab["dice_mean"] * 100, low=tab["dice_low"] * 100, high=tab["dice_high"] * 100
         )
         which = "test"
     else:
-        tab = _main_setting(a.conditions, t1) if len(a.conditions) else a.conditions
+        tab = main_setting(a.conditions, t1) if len(a.conditions) else a.conditions
         if tab.empty:
             return pd.DataFrame(), "validation"
         tab = tab.loc[tab["stage"] == "segmenter"]
@@ -113,9 +121,9 @@ def fig_dice_vs_cost(
     if pts.empty:
         notes.append("Dice-versus-cost figure skipped: no segmenter run with both a cost and a Dice")
         return None
-    plt, _ = _plt()
-    pal = _palette(_methods_in(pts))
-    pts = pts.assign(label=_label(pts, t1.extra))
+    plt, _ = themed_pyplot()
+    pal = method_palette(methods_in(pts))
+    pts = pts.assign(label=condition_label(pts, t1.extra))
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for lab, g in pts.groupby("label", sort=False):
         yerr = np.vstack([g["dice"] - g["low"], g["high"] - g["dice"]])
@@ -143,4 +151,4 @@ def fig_dice_vs_cost(
         "seeds) against the mean device-hours of a run, its share of the regressor (Proposed) or of the FS "
         "model (Proposals) included."
     )
-    return _save(fig, out_dir, "dice_vs_cost", cap)
+    return save_figure(fig, out_dir, "dice_vs_cost", cap)

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.cost import attribute, cost_table, load_costs, sig3, totals
-from analysis.figures import Figure, _main_setting
+from analysis.plotting import Figure, main_setting
 from analysis.stats import Analysis
 from analysis.tables import Table1, df_markdown
 from analysis.test_metrics import MAIN_CLASS, TestSet, analyse_test_set
@@ -98,7 +98,7 @@ def test_table_markdown(x: TestAndCost) -> pd.DataFrame:
     keys = [c for c in t.columns[: t.columns.get_loc("n_units")] if c != "checkpoint"]
     best = t.loc[t["checkpoint"] == "best", [*keys, "dice_mean", "dice_low", "dice_high"]]
     fin = t.loc[t["checkpoint"] == "final"].merge(best, on=keys, how="left", suffixes=("", "_best"))
-    fin = _main_setting(fin, t1)
+    fin = main_setting(fin, t1)
     several = fin["class"].nunique() > 1
     rows = []
     for _, r in fin.iterrows():
@@ -147,7 +147,7 @@ def _test_sections(x: TestAndCost) -> list[str]:
         parts += [f"- {s}" for s in paired["statement"]] + [""]
     parts += _figure(x, "test_per_volume")
     parts.append("Files: `tables/test_set.csv`, `tables/test_per_run.csv`, `tables/test_paired.csv`.\n")
-    gap = _main_setting(ts.gap, x.table1) if len(ts.gap) else ts.gap
+    gap = main_setting(ts.gap, x.table1) if len(ts.gap) else ts.gap
     if len(gap):
         g = gap[["method", "n_labeled", *x.table1.extra]].rename(columns={"n_labeled": "n"}).copy()
         g["seeds"] = gap["n_units"]

@@ -1,0 +1,101 @@
+"""What every report figure shares: seaborn on the matplotlib Agg backend themed once, PNG + SVG saving, the
+method colours, facets by n, and which rows a figure of Table 1's setting shows.
+
+:mod:`analysis.figures` (the paper's figures and the diagnostics) and :mod:`analysis.figures_test_cost` (the
+test-set and cost figures) draw with these, so every figure of a report looks and is saved alike.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis.paper import METHOD_LABELS
+from analysis.tables import Table1
+from suite.config import METHODS, SEG_METHODS_WITH_PENALTY
+
+DPI = 110
+
+
+@dataclass
+class Figure:
+    name: str
+    png: Path
+    svg: Path
+    caption: str
+
+
+_THEMED = False
+
+
+def facets_by_n(plt, df, height: float):
+    """One panel per labeled count n (up to 3 per row, shared y): (sorted n values, figure, axes grid)."""
+    ns = sorted(df["n_labeled"].unique())
+    ncol = min(3, len(ns))
+    nrow = math.ceil(len(ns) / ncol)
+    fig, axes = plt.subplots(
+        nrow, ncol, figsize=(4.6 * ncol, height * nrow), squeeze=False, sharey=True, layout="constrained"
+    )
+    return ns, fig, axes
+
+
+def themed_pyplot():
+    """pyplot and seaborn on the Agg backend, themed once per process."""
+    global _THEMED
+    import matplotlib
+
+    if not _THEMED:
+        matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    if not _THEMED:
+        sns.set_theme(style="whitegrid", context="notebook")
+        _THEMED = True
+    return plt, sns
+
+
+def save_figure(fig, out_dir: Path, name: str, caption: str) -> Figure:
+    plt, _ = themed_pyplot()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    png, svg = out_dir / f"{name}.png", out_dir / f"{name}.svg"
+    fig.savefig(png, dpi=DPI, bbox_inches="tight")
+    fig.savefig(svg, bbox_inches="tight")
+    plt.close(fig)
+    return Figure(name, png, svg, caption)
+
+
+def method_palette(methods: list[str]) -> dict[str, tuple]:
+    _, sns = themed_pyplot()
+    base = sns.color_palette("colorblind", max(len(METHODS), len(methods)))
+    known = {m: base[i] for i, m in enumerate(METHODS)}
+    extra = [m for m in methods if m not in known]
+    for i, m in enumerate(extra):
+        known[m] = base[(len(METHODS) + i) % len(base)]
+    return known
+
+
+def main_setting(df: pd.DataFrame, t1: Table1) -> pd.DataFrame:
+    """Rows of Table 1's setting: proposed/oracle only at Table 1's γ, λ."""
+    if df.empty or t1.gamma is None or t1.lam is None or "gamma" not in df.columns:
+        return df
+    pen = df["method"].isin(SEG_METHODS_WITH_PENALTY)
+    ok = np.isclose(df["gamma"].astype(float), t1.gamma) & np.isclose(df["lam"].astype(float), t1.lam)
+    return df.loc[~pen | ok]
+
+
+def condition_label(df: pd.DataFrame, extra: list[str]) -> pd.Series:
+    lab = df["method"].map(lambda m: METHOD_LABELS.get(m, m))
+    for c in extra:
+        if c in df.columns:
+            lab = lab + f", {c}=" + df[c].astype(str)
+    return lab
+
+
+def methods_in(df: pd.DataFrame) -> list[str]:
+    present = list(dict.fromkeys(df["method"]))
+    return [m for m in METHODS if m in present] + [m for m in present if m not in METHODS]
