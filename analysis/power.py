@@ -38,6 +38,27 @@ _NOT_AXES = {
 ALPHA = 0.05
 POWER = 0.8
 MAX_SEEDS = 10_000  # seeds needed beyond this read as "more than 10000" (a difference of about 0)
+# the significance levels the report accepts: below 1e-6 a 2-seed t critical value passes 1e5 and the
+# detectable effect stops being a number anyone can use; above 0.5 a "test" rejects more often than not
+ALPHA_RANGE = (1e-6, 0.5)
+# a detectable effect beyond 10^4 standard deviations reads as undefined (NaN); scipy's noncentral t also
+# returns NaN for noncentralities near 10^5, so the bracket search stops well before
+MAX_DZ = 1e4
+
+
+def check_levels(alpha: float, power: float) -> None:
+    """The one domain of ``--alpha`` and ``--power``: ``ALPHA_RANGE[0] <= alpha <= ALPHA_RANGE[1]`` and
+    ``alpha < power < 1`` (at no difference the test rejects with probability alpha, so a power at or below it
+    is met by every difference, 0 included); one line naming the option otherwise."""
+    from suite.errors import InputError
+
+    lo, hi = ALPHA_RANGE
+    if not (isinstance(alpha, int | float) and lo <= alpha <= hi):
+        raise InputError(f"--alpha {alpha}: must lie in [{lo:g}, {hi:g}] (the default is {ALPHA})")
+    if not (isinstance(power, int | float) and alpha < power < 1.0):
+        raise InputError(
+            f"--power {power}: must lie strictly between --alpha ({alpha:g}) and 1 (the default is {POWER})"
+        )
 
 
 def paired_power(dz: float, pairs: int, alpha: float = ALPHA) -> float:
@@ -62,8 +83,10 @@ def min_detectable_dz(pairs: int, alpha: float = ALPHA, power: float = POWER) ->
     if pairs < 2:
         return math.nan
     hi = 1.0
-    while paired_power(hi, pairs, alpha) < power:  # bracket: power rises with d
+    while not paired_power(hi, pairs, alpha) >= power:  # bracket: power rises with d (NaN: keep going)
         hi *= 2.0
+        if hi > MAX_DZ:
+            return math.nan
     return float(brentq(lambda d: paired_power(d, pairs, alpha) - power, 0.0, hi, xtol=1e-10))
 
 
@@ -92,8 +115,7 @@ def power_table(paired: pd.DataFrame, alpha: float = ALPHA, power: float = POWER
     """One row per paired comparison of ``paired`` (``paired_comparisons``' columns) with ``mdd`` (the
     minimum detectable difference, in the statistic's units), ``mdd_dz``, ``power_observed`` (the power
     at the observed mean difference) and ``seeds_needed`` (None: more than MAX_SEEDS or no difference)."""
-    if not 0.0 < alpha < 1.0 or not 0.0 < power < 1.0:
-        raise ValueError(f"alpha={alpha}, power={power}: both must lie strictly between 0 and 1")
+    check_levels(alpha, power)
     rows: list[dict[str, Any]] = []
     for _, r in paired.iterrows():
         k = int(r["n_pairs"])

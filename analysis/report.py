@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from analysis.load import load_experiment
-from analysis.power import ALPHA, POWER, power_markdown
+from analysis.power import ALPHA, POWER, check_levels, power_markdown
 from analysis.report_html import markdown_to_html
 from analysis.report_markdown import render_markdown
 from analysis.report_test_cost import build_test_and_cost
@@ -31,7 +31,7 @@ from analysis.stats import Analysis, analyse
 from analysis.tables import Table1, table1, table1_markdown, write_tables
 from suite.atomic import suite_outputs
 from suite.errors import InputError
-from suite.paths import ExperimentPaths
+from suite.paths import ExperimentPaths, output_folder
 
 log = logging.getLogger("analysis.report")
 
@@ -66,10 +66,9 @@ def build_report(
         raise InputError(f"--window {window}: must be an integer >= 1 (epochs averaged per run)")
     if bootstrap < 0:
         raise InputError(f"--bootstrap {bootstrap}: must be >= 0 (number of patient resamples; 0 = off)")
-    for name, value in (("--alpha", alpha), ("--power", power)):
-        if not 0.0 < value < 1.0:
-            raise InputError(f"{name} {value}: must lie strictly between 0 and 1 (e.g. {name} 0.05 / 0.8)")
-    out_dir = Path(out) if out else ExperimentPaths(Path(root)).report_dir
+    check_levels(alpha, power)
+    # a file where the report folder should go is refused before the analysis, not after it
+    out_dir = output_folder(Path(out), "--out") if out else ExperimentPaths(Path(root)).report_dir
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
     exp = load_experiment(root)

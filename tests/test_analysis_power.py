@@ -90,6 +90,31 @@ def test_report_power_per_n_and_pair(tmp_path: Path) -> None:
         build_report(root, figures=False, power=1.5)
 
 
+@pytest.mark.parametrize(
+    "alpha, power, option",
+    [
+        (0.05, 0.04, "--power 0.04"),  # at or below alpha every difference, 0 included, is "detected"
+        (0.5, 0.4, "--power 0.4"),
+        (0.05, 0.05, "--power 0.05"),
+        (1e-300, 0.8, "--alpha 1e-300"),  # used to search for a bracket forever
+        (0.6, 0.8, "--alpha 0.6"),
+        (math.nan, 0.8, "--alpha nan"),
+        (0.05, math.inf, "--power inf"),
+    ],
+)
+def test_levels_outside_their_domain_are_one_line_before_any_work(tmp_path, alpha, power, option) -> None:
+    from analysis.report import build_report
+
+    with pytest.raises(InputError, match=f"^{option}: must lie"):
+        build_report(tmp_path / "does-not-exist", figures=False, alpha=alpha, power=power)
+
+
+def test_the_detectable_effect_search_is_bounded() -> None:
+    assert math.isnan(min_detectable_dz(2, alpha=1e-300))  # t* is astronomically large: undefined, not a hang
+    assert math.isnan(min_detectable_dz(2, alpha=1e-6))  # t* = 636,619 with one degree of freedom
+    assert 10 < min_detectable_dz(3, alpha=1e-6) < 1e4
+
+
 def test_headline_states_the_setting_and_the_ordering(tmp_path: Path) -> None:
     """The report's first screen: one sentence naming the setting and its departures from the paper, the
     ordering of the means at the smallest n, per-seed points and intervals."""
