@@ -15,8 +15,8 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field, fields
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +24,14 @@ import yaml
 
 from suite.data.splits import MODES as SPLIT_MODES
 from suite.data.splits import PAPER_N_TRAIN
-from suite.domains import Domain, Flag, Int, ListOf, Number, OneOf, Text
+from suite.domains import Domain, Flag, Int, ListOf, Number, OneOf, Text, coerce_scalar
 from suite.errors import ConfigError
+from suite.presets import available_presets, load_preset, preset_description
 
 STAGES = ("regressor", "segmenter")
+# the largest log-barrier t a run may reach (see barrier_t); the fields that act only under the log-barrier
+BARRIER_T_MAX = 1e12
+LOGBARRIER = ("scheme", "logbarrier")
 METHODS = ("fs", "proposals", "proposed", "oracle")
 SEG_METHODS_WITH_PENALTY = ("proposed", "oracle")
 PRESETS = ("paper", "code", "smoke", "fidelity")
@@ -53,11 +57,21 @@ REG = "regressor"  # the regressor run and the proposed runs that read its predi
 CONSTRAINED = "constrained"
 
 
-def _f(default: Any, scope: str | None, domain: Domain, *, when_set: bool = False) -> Any:
+def _f(
+    default: Any,
+    scope: str | None,
+    domain: Domain,
+    *,
+    when_set: bool = False,
+    active_when: tuple[str, str] | None = None,
+) -> Any:
     """A config field with its identity scope and its domain (the values it accepts); ``when_set``: part of
     the identity only when it differs from its default (fields added later: the runs that leave them at the
-    default keep their run ids)."""
-    return field(default=default, metadata={"identity": scope, "when_set": when_set, "domain": domain})
+    default keep their run ids); ``active_when=(field, value)``: the field acts only when that other field
+    has that value (the log-barrier's t under ``scheme=logbarrier``), so elsewhere it is no part of the
+    identity: the same work is never trained twice under two run ids."""
+    meta = {"identity": scope, "when_set": when_set, "domain": domain, "active_when": active_when}
+    return field(default=default, metadata=meta)
 
 
 @dataclass(frozen=True)
@@ -158,11 +172,19 @@ class RunConfig:
     # centroid bounds c +- centroid_tol, c in [0, 1] image coordinates: 20 px at 256 = 0.078125 (HKervadec/
     # shape_descriptors acdc.make: soft_centroid 'margin': 20, 'mode': 'abs', on the 256x256 slices of its
     # preprocess/slice_acdc.py --shape)
-    centroid_tol: float = _f(0.078125, PENALTY, Number(0, 1), when_set=True)
+    centroid_tol: float = _f(
+        0.078125, PENALTY, Number(0, 1), when_set=True, active_when=("constraint", "size+centroid")
+    )
     # log-barrier t at epoch e: barrier_t * barrier_growth**e (shape_descriptors acdc.make: LogBarrierLoss
     # 't': 1 with scheduler MultiplyT 'mu': 1.1 per epoch; LIVIAETS/extended_logbarrier toy.make the same)
-    barrier_t: float = _f(1.0, PENALTY, Number(0, open_lo=True), when_set=True)
-    barrier_growth: float = _f(1.1, PENALTY, Number(1, 10), when_set=True)
+    # t starts in [1e-6, 1e6] and may not pass BARRIER_T_MAX by the last epoch (validate): float32 keeps the
+    # switch point -1/t² and log(1/t²) finite there; the authors reach 1.1^199 ≈ 1.7e8 in 200 epochs
+    barrier_t: float = _f(
+        1.0, PENALTY, Number(1e-6, 1e6), when_set=True, active_when=("scheme", "logbarrier")
+    )
+    barrier_growth: float = _f(
+        1.1, PENALTY, Number(1, 10), when_set=True, active_when=("scheme", "logbarrier")
+    )
 
     # --- runtime (identity: these change the numbers) ---
     # torch intra-op threads (Ray sets its own defaults: we always set this)
@@ -278,6 +300,16 @@ class RunConfig:
             raise bad("seg_out_channels", "cannot hold classes=multi (4 classes); set seg_out_channels=4")
         if self.constrained == "all" and self.seg_out_channels != 4:
             raise bad("constrained", "needs seg_out_channels=4 (a channel per ACDC class); set it")
+        if self.scheme == "logbarrier":
+            # log10 of t at the last epoch (in logs: barrier_growth ** epochs overflows a float first)
+            last = math.log10(self.barrier_t) + max(self.seg_epochs - 1, 0) * math.log10(self.barrier_growth)
+            if last > math.log10(BARRIER_T_MAX):
+                raise bad(
+                    "barrier_growth",
+                    f"takes t = barrier_t · barrier_growth^epoch to 10^{last:.0f} by epoch "
+                    f"{self.seg_epochs} (at most {BARRIER_T_MAX:g}: beyond it the log-barrier's switch point "
+                    "underflows); lower barrier_growth or barrier_t, or train fewer epochs",
+                )
         if self.reg_arch == "resnext-authors" and self.constraint != "size":
             raise bad("reg_arch", "predicts sizes only (one output per label); use reg_arch=resnext")
         if self.seg_arch == "enet-authors" and self.seg_width != 1.0:
@@ -309,6 +341,9 @@ class RunConfig:
             if f.metadata.get("identity") not in scopes:
                 continue
             if f.metadata.get("when_set") and getattr(self, f.name) == f.default:
+                continue
+            active = f.metadata.get("active_when")
+            if active is not None and getattr(self, active[0]) != active[1]:
                 continue
             keys.append(f.name)
         return sorted(keys)
@@ -403,8 +438,8 @@ def _coerce(key: str, value: Any, source: str) -> Any:
         if isinstance(default, tuple):  # a list of the default's element type
             if not isinstance(value, list | tuple):
                 raise ValueError
-            return tuple(_coerce_scalar(default[0], x) for x in value)
-        return _coerce_scalar(default, value)
+            return tuple(coerce_scalar(default[0], x) for x in value)
+        return coerce_scalar(default, value)
     except (TypeError, ValueError):
         kind = (
             f"a list of {type(default[0]).__name__}" if isinstance(default, tuple) else type(default).__name__
@@ -412,52 +447,6 @@ def _coerce(key: str, value: Any, source: str) -> Any:
         raise ConfigError(
             f"{source}: field {key}={value!r} has the wrong type; expected {kind} like {_jsonable(default)!r}"
         ) from None
-
-
-def _coerce_scalar(default: Any, value: Any) -> Any:
-    """``value`` as the type of ``default`` (bool, int, float or str); ValueError when it is not one."""
-    if isinstance(default, bool):
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
-            return value.lower() in ("true", "1", "yes")
-        if isinstance(value, int) and value in (0, 1):
-            return bool(value)
-        raise ValueError
-    if isinstance(default, int):
-        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-            raise ValueError
-        return int(value)
-    if isinstance(default, float):
-        if isinstance(value, bool):
-            raise ValueError
-        return float(value)
-    if isinstance(default, str):
-        if not isinstance(value, str | int | float) or isinstance(value, bool):
-            raise ValueError
-        return str(value)
-    raise TypeError(f"no coercion to {type(default).__name__}")
-
-
-def load_preset(name: str) -> dict[str, Any]:
-    """A preset is data: ``suite/presets/<name>.yaml`` (keys over the paper defaults)."""
-    avail = available_presets()
-    if name not in avail:
-        raise ConfigError(f"preset {name!r} does not exist; available presets: {', '.join(avail)}")
-    text = resources.files("suite.presets").joinpath(f"{name}.yaml").read_text()
-    data = yaml.safe_load(text) or {}
-    data.pop("description", None)
-    return data
-
-
-def preset_description(name: str) -> str:
-    text = resources.files("suite.presets").joinpath(f"{name}.yaml").read_text()
-    return str((yaml.safe_load(text) or {}).get("description", "")).strip()
-
-
-def available_presets() -> list[str]:
-    root = resources.files("suite.presets")
-    return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".yaml"))
 
 
 __all__ = [

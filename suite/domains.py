@@ -4,7 +4,8 @@ so in one line ("must be a finite number in (0, 1)").
 Each :class:`suite.config.RunConfig` field declares one next to its default (``_f(default, scope, domain)``);
 ``RunConfig.from_dict`` checks every field against it, and ``suite run --list-keys`` prints
 :meth:`Domain.describe`. Cross-field rules (a batch divisible by the world size, …) stay in
-``RunConfig.validate``.
+``RunConfig.validate``. :func:`coerce_scalar` turns a raw YAML / ``--set`` / JSON value into the field's type
+first.
 """
 
 from __future__ import annotations
@@ -138,3 +139,28 @@ class ListOf(Domain):
         ok = ok and all(self.item.contains(v) for v in value)
         ok = ok and (not self.increasing or all(a < b for a, b in zip(value, value[1:], strict=False)))
         return None if ok else f"must be {self.describe()}"
+
+
+def coerce_scalar(default: Any, value: Any) -> Any:
+    """``value`` as the type of ``default`` (bool, int, float or str); ValueError when it is not one."""
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        raise ValueError
+    if isinstance(default, int):
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise ValueError
+        return int(value)
+    if isinstance(default, float):
+        if isinstance(value, bool):
+            raise ValueError
+        return float(value)
+    if isinstance(default, str):
+        if not isinstance(value, str | int | float) or isinstance(value, bool):
+            raise ValueError
+        return str(value)
+    raise TypeError(f"no coercion to {type(default).__name__}")

@@ -272,6 +272,37 @@ def test_regressor_logs_the_size_error_of_every_constrained_class():
     assert other_class_metrics(RunConfig.from_preset("smoke"), pred[:, 2:], true[:, 2:]) == {}
 
 
+def test_fields_that_do_not_act_do_not_change_the_run_id():
+    """The log-barrier's t under scheme=penalty and the centroid tolerance under constraint=size change no
+    number, so they change no run id: the same work is never trained twice under two ids."""
+    for method in ("proposed", "oracle"):
+        base = RunConfig.from_preset("smoke", method=method)
+        for change in ({"barrier_t": 2.0}, {"barrier_growth": 2.0}, {"centroid_tol": 0.1}):
+            assert base.replace(**change).run_id == base.run_id, (method, change)
+        barrier = base.replace(scheme="logbarrier")
+        assert barrier.replace(barrier_t=2.0).run_id != barrier.run_id
+        assert barrier.replace(barrier_growth=2.0).run_id != barrier.run_id
+        centroid = base.replace(constraint="size+centroid", reg_arch="resnext")
+        assert centroid.replace(centroid_tol=0.1).run_id != centroid.run_id
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"barrier_t": 1e200},  # used to pass, then log(1/t^2) failed at the first step
+        {"barrier_t": 1e-200},
+        {"barrier_growth": 10.0, "seg_epochs": 155},  # t = 10^154 by the last epoch
+        {"barrier_t": 1e6, "barrier_growth": 1.5, "seg_epochs": 40},
+    ],
+)
+def test_a_log_barrier_t_that_would_overflow_is_refused_when_read(change):
+    cfg = RunConfig.from_preset("smoke", method="oracle", scheme="logbarrier")
+    with pytest.raises(ConfigError, match=r"field barrier_(t|growth)=.*(must be|takes t)"):
+        RunConfig.from_dict({**cfg.to_dict(include_derived=False), **change}, source="--set")
+    # the authors' schedule over the paper's 200 epochs is fine
+    RunConfig.from_preset("paper", method="oracle", scheme="logbarrier")
+
+
 def test_default_run_ids_are_the_parents():
     for (preset, method), run_id in PARENT_RUN_IDS.items():
         stage = "regressor" if method == "regressor" else "segmenter"
@@ -293,8 +324,11 @@ def test_which_runs_each_new_field_changes():
         assert (reg.replace(**extra, **{field: value}).run_id != reg.replace(**extra).run_id) == (
             field != "scheme"
         )
+    active = {"centroid_tol": {"constraint": "size+centroid"}, "barrier_t": {"scheme": "logbarrier"}}
+    active["barrier_growth"] = active["barrier_t"]
     for field, value in (("centroid_tol", 0.1), ("barrier_t", 5.0), ("barrier_growth", 1.0)):
-        assert base["oracle"].replace(**{field: value}).run_id != base["oracle"].run_id
+        oracle = base["oracle"].replace(**active[field])  # where the field acts
+        assert oracle.replace(**{field: value}).run_id != oracle.run_id
         assert base["fs"].replace(**{field: value}).run_id == base["fs"].run_id
         assert reg.replace(**{field: value}).run_id == reg.run_id
 
