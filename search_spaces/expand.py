@@ -53,6 +53,25 @@ class Expanded:
     def exp(self) -> ExperimentPaths:
         return ExperimentPaths(self.spec.root)
 
+    def plan_lines(self) -> list[str]:
+        """What a launch of this experiment would run, by dependency phase, finished runs counted apart
+        (``suite tune --dry-run``)."""
+        finished = {rid for rid in self.plan.runs if self.exp.run(rid).is_finished()}
+        levels = self.plan.levels(finished)
+        todo = sum(len(level) for level in levels)
+        requested = set(self.plan.requested)
+        lines = [
+            f"# dry run: nothing started; experiment {self.exp.root}",
+            f"# runs: {len(self.plan.runs)} ({len(requested)} asked for by the space {self.spec.space!r}, "
+            f"{len(self.plan.runs) - len(requested)} prerequisites), {len(finished)} finished and skipped, "
+            f"{todo} to run",
+        ]
+        for k, level in enumerate(levels):
+            what = "without unfinished prerequisites" if k == 0 else f"after phase {k}"
+            lines.append(f"# phase {k + 1}: {len(level)} run(s) {what}")
+            lines += [f"#   {rid}" for rid in level]
+        return lines
+
     def record(self) -> ExperimentRecord:
         """What experiment.json says about this launch (merged by ``suite.experiment.record_launch``)."""
         from suite.provenance import git_sha, versions

@@ -297,3 +297,33 @@ def test_dependency_searcher_releases_runs_as_prerequisites_finish(tmp_path):
     s.on_trial_complete("t4", error=True)  # FS failed: Proposals can never start
     assert s.waiting() == 0 and run("t5") == Searcher.FINISHED and "waiting" not in progress.line()
     set_active_progress(None)
+
+
+def test_tune_dry_run_prints_the_plan_by_phase_and_starts_nothing(prepared_small, tmp_path, capsys):
+    """`suite tune --dry-run`: the runs a launch would make (the constraints space with one seed: 16
+    Proposed/Oracle and FS asked for, 4 regressors needed), by dependency phase; no Ray, no folder written."""
+    from suite.cli import main
+
+    out = tmp_path / "results"
+    argv = [
+        "tune",
+        "--data",
+        str(prepared_small),
+        "--space",
+        "constraints",
+        "--seeds",
+        "0",
+        "--preset",
+        "smoke",
+    ]
+    assert main([*argv, "--out", str(out), "--dry-run"]) == 0
+    text = capsys.readouterr().out
+    assert "# runs: 21 (17 asked for by the space 'constraints', 4 prerequisites), 0 finished" in text
+    phases = [ln for ln in text.splitlines() if ln.startswith("# phase")]
+    # the regressors, FS and the 8 Oracle runs first; the 8 Proposed runs need their regressor
+    assert phases == [
+        "# phase 1: 13 run(s) without unfinished prerequisites",
+        "# phase 2: 8 run(s) after phase 1",
+    ]
+    assert sum(ln.startswith("#   reg-") for ln in text.splitlines()) == 4
+    assert not out.exists()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from search_spaces import SPACES
 from suite.experiment_spec import RAY_OPTIONS, SEARCH_MODES
 
 
@@ -16,7 +17,7 @@ def add_experiment_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--space",
         default="smoke",
-        help="search space: paper, sensitivity, splits, smoke, fidelity, arch (default smoke)",
+        help=f"search space: {', '.join(SPACES)} (default smoke)",
     )
     p.add_argument("--preset", help="config preset (default: the space's own: paper, or smoke/fidelity)")
     p.add_argument("--seeds", type=int, nargs="+", metavar="S", help="training seeds (default: the space's)")

@@ -18,6 +18,8 @@ spaces:
   splits       all methods x n {5,10} x random labeled draws (--seeds are the split seeds)
   smoke        all methods x n {5,10} x one seed (the demo)
   fidelity     fs/proposed/oracle x n 5 x 3 seeds on the fidelity preset (does the method work at all?)
+  arch         the original ENet vs the authors' variant (seg_arch), fs/proposed/oracle
+  constraints  {size, size+centroid} x {penalty, logbarrier} x {LV, all classes}, proposed/oracle, + FS
 
 resources:
   A local Ray is started (everything on 127.0.0.1, temp files under /tmp/sray-*) unless --address joins a
@@ -32,6 +34,7 @@ examples:
   suite tune --data data/prepared --space paper --seeds 0 1 2 --out results --gpus-per-trial 0.25
   suite tune --data data/prepared --space paper --preset smoke --out results --resume
   suite tune --data data/prepared --space sensitivity --search random --num-samples 20 --out results
+  suite tune --data data/prepared --space constraints --seeds 0 --out results --dry-run   # the plan only
 """
 
 from __future__ import annotations
@@ -66,10 +69,21 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--num-cpus", dest="num_cpus", type=int, help="local Ray only: use at most this many CPUs")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument(
+        "--dry-run",
+        dest="dry_run",
+        action="store_true",
+        help="print the runs the launch would make, by phase; start nothing, write nothing",
+    )
     p.set_defaults(func=handle)
 
 
 def handle(args: argparse.Namespace) -> int:
+    if args.dry_run:
+        from search_spaces.expand import expand
+
+        print("\n".join(expand(spec_from_args(args)).plan_lines()))
+        return 0
     from search_spaces.driver import run_experiment
 
     summary = run_experiment(spec_from_args(args))
