@@ -97,8 +97,11 @@ def headline_markdown(a: Analysis) -> str:
     patients = f"{src['n_patients']}-patient " if src and "n_patients" in src else ""
     preset = exp.info.get("preset") or "/".join(sorted(set(runs.get("preset", pd.Series()).dropna())))
     deps = _departures(setting) + _crop_departure(runs)
+    # experiments of `suite run` record no space (None): name the folder instead
+    space = exp.info.get("space")
+    what = f"the `{space}` experiment" if space else f"the experiment `{exp.name}`"
     sentence = (
-        f"**What this is:** the `{exp.info.get('space', exp.name)}` experiment on a {patients}"
+        f"**What this is:** {what} on a {patients}"
         f"{a.experiment.cohort} cohort at {setting.get('image_size', '?')}×{setting.get('image_size', '?')}, "
         f"{setting.get('seg_epochs', '?')} segmenter epochs, segmenter `{setting.get('seg_arch', '?')}`, "
         f"update `{setting.get('update', 'alternating')}`, preset `{preset}`; departures from the paper: "

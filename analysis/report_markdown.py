@@ -158,6 +158,8 @@ def _regressor_table(a: Analysis) -> pd.DataFrame:
         "size_abs_err_pct": "abs. error (% of size)",
         "bounds_ok": "true size in bounds (fraction)",
     }
+    # beside the RV's and myocardium's rows the LV's say so too
+    per_class = any(c.endswith(("_rv_mean", "_myo_mean")) for c in by.columns)
     rows = []
     for _, r in by.iterrows():
         for met in REG_METRICS:
@@ -167,7 +169,7 @@ def _regressor_table(a: Analysis) -> pd.DataFrame:
                 {
                     **{k: (int(r[k]) if k == "n_labeled" else r[k]) for k in keys},
                     "seeds": int(r["n_units"]),
-                    "metric": _regressor_metric_label(met, names),
+                    "metric": _regressor_metric_label(met, names, per_class),
                     "mean": r[f"{met}_mean"],
                     "sd": r[f"{met}_sd"],
                     "CI low": r[f"{met}_ci_low"],
@@ -180,10 +182,12 @@ def _regressor_table(a: Analysis) -> pd.DataFrame:
 _CLASS_DISPLAY = {name.lower(): name for name in CLASS_LABELS}  # rv -> RV, myo -> Myo
 
 
-def _regressor_metric_label(met: str, names: dict[str, str]) -> str:
-    """``size_abs_err_rv`` → "abs. error (pixels), RV"; the LV's metrics keep their plain names."""
+def _regressor_metric_label(met: str, names: dict[str, str], per_class: bool) -> str:
+    """``size_abs_err_rv`` → "abs. error (pixels), RV"; the LV's metrics get ", LV" beside other classes."""
+    if met == "centroid_abs_err":
+        return "centroid error (pixels, present classes)"
     if met in names:
-        return names[met]
+        return names[met] + (", LV" if per_class else "")
     base, cls = met.rsplit("_", 1)
     return f"{names[base]}, {_CLASS_DISPLAY[cls]}"
 

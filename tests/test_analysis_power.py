@@ -132,6 +132,12 @@ def test_headline_states_the_setting_and_the_ordering(tmp_path: Path) -> None:
     assert "Oracle 45.0 > Proposed 30.0 > FS 15.0" in head and "**holds** on the means" in head
     assert "| FS | s0 10.0, s1 20.0, s2 15.0 |" in head and "proposed − fs at n=5" in head
     assert "crop" not in head  # the runs name no prepared data: no crop to state
+    assert "the `synthetic` experiment on a" in head
+    # `suite run` records no space: the folder is named, never "the `None` experiment"
+    doc = json.loads((root / "experiment.json").read_text())
+    (root / "experiment.json").write_text(json.dumps({**doc, "space": None}))
+    head = build_report(root, figures=False).markdown.read_text()
+    assert "the experiment `exp` on a" in head and "None" not in head[: head.index("## Warnings")]
 
 
 def test_headline_names_the_prepared_crop(tmp_path: Path) -> None:

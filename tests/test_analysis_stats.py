@@ -306,6 +306,17 @@ def test_regressors_with_different_targets_are_separate_conditions(exp_dir: Path
     assert set(table["constrained"]) == {"all", "lv"} and (table["seeds"] == 2).all()
 
 
+def test_regressor_metric_labels_name_every_class_once_others_are_there() -> None:
+    from analysis.report_markdown import _regressor_metric_label as label
+
+    names = {"size_abs_err": "abs. error (pixels)", "bounds_ok": "true size in bounds (fraction)"}
+    assert label("size_abs_err", names, per_class=False) == "abs. error (pixels)"
+    assert label("size_abs_err", names, per_class=True) == "abs. error (pixels), LV"
+    assert label("bounds_ok_myo", names, per_class=True) == "true size in bounds (fraction), Myo"
+    assert label("size_abs_err_rv", names, per_class=True) == "abs. error (pixels), RV"
+    assert label("centroid_abs_err", names, per_class=True).startswith("centroid error (pixels")
+
+
 def test_conditions_group_by_other_varied_fields(exp_dir: Path) -> None:
     for s in (0, 1):
         write_run(exp_dir, method="fs", seed=s, epochs=4, stat_window=2, dice=0.5, image_size=64)

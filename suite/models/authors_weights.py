@@ -103,7 +103,7 @@ def load_authors_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Ten
         what, to_replica, to_authors, ignored = "networks.ResNeXt", str, str, ()
     else:
         raise InputError(
-            f"load_authors_state_dict: a {type(model).__name__} is not a replica of the authors' networks; "
+            f"load_authors_state_dict: {type(model).__name__} is not a replica of the authors' networks; "
             "build it with seg_arch=enet-authors or reg_arch=resnext-authors"
         )
     own = model.state_dict()
