@@ -333,17 +333,25 @@ class RunConfig:
         """The identity scopes that apply to this run (see ``ALL`` … ``REG``)."""
         return identity_scopes_of(self.stage, self.method)
 
+    def acts_on(self, name: str) -> bool:
+        """Whether field ``name`` can change this run's results: its scope applies to the stage and method
+        (λ does not to FS) and, for an ``active_when`` field, its condition holds. Runtime fields (no scope:
+        paths, the device) always act."""
+        meta = _FIELDS[name].metadata
+        if meta.get("identity") is None:
+            return True
+        if meta.get("identity") not in self.identity_scopes():
+            return False
+        active = meta.get("active_when")
+        return active is None or getattr(self, active[0]) == active[1]
+
     def identity_keys(self) -> list[str]:
         """Sorted names of the fields that change this run's results (its identity), from their scopes."""
-        scopes = self.identity_scopes()
         keys = []
         for f in fields(self):
-            if f.metadata.get("identity") not in scopes:
+            if f.metadata.get("identity") is None or not self.acts_on(f.name):
                 continue
             if f.metadata.get("when_set") and getattr(self, f.name) == f.default:
-                continue
-            active = f.metadata.get("active_when")
-            if active is not None and getattr(self, active[0]) != active[1]:
                 continue
             keys.append(f.name)
         return sorted(keys)

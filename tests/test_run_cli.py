@@ -131,3 +131,23 @@ def test_log_handler_follows_stderr_after_it_is_swapped(monkeypatch):
     logging.getLogger("suite.test").info("to the second stream")
     assert not errors
     assert "to the second stream" in second.getvalue()
+
+
+@pytest.mark.parametrize(
+    "method, key, warned",
+    [
+        ("fs", "lam=5", True),  # FS has no constraint to weigh
+        ("proposed", "barrier_t=2", True),  # the log-barrier's t under the quadratic penalty
+        ("oracle", "centroid_tol=0.1", True),  # a centroid tolerance without a centroid constraint
+        ("proposed", "lam=5", False),
+        ("fs", "seg_lr=0.01", False),
+    ],
+)
+def test_a_set_key_without_effect_on_the_run_is_named(prepared_small, tmp_path, caplog, method, key, warned):
+    argv = ["run", "--data", str(prepared_small), "--out", str(tmp_path / "e"), "--preset", "smoke"]
+    with caplog.at_level("WARNING", logger="suite.commands.run"):
+        assert main([*argv, "--method", method, "--set", key, "--dry-run"]) == 0
+    said = [r.getMessage() for r in caplog.records if "has no effect" in r.getMessage()]
+    assert bool(said) == warned, said
+    if warned:
+        assert said[0].startswith(f"--set {key.split('=')[0]}: has no effect on this {method} run")

@@ -106,6 +106,14 @@ def build_config(args: argparse.Namespace) -> Any:
         cfg = RunConfig.from_dict({**cfg.to_dict(include_derived=False), **changes}, source="options")
     if args.overrides:
         cfg = cfg.with_overrides(args.overrides)
+        for key in dict.fromkeys(item.partition("=")[0].strip() for item in args.overrides):
+            if key in RunConfig.field_names() and not cfg.acts_on(key):
+                log.warning(
+                    "--set %s: has no effect on this %s run (not part of its run id); drop it, or change "
+                    "the method or the field it depends on",
+                    key,
+                    cfg.method if cfg.stage == "segmenter" else "regressor",
+                )
     if not cfg.data:
         raise ConfigError("no prepared dataset: pass --data PREPARED (or set data: in the --config file)")
     return cfg
