@@ -6,7 +6,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -87,25 +87,38 @@ OUTPUTS_MANIFEST = ".suite-outputs.json"
 
 
 @contextmanager
-def suite_outputs(folder: str | os.PathLike, option: str = "--out") -> Iterator[Path]:
+def suite_outputs(
+    folder: str | os.PathLike, option: str = "--out", adopt: Iterable[str] = ()
+) -> Iterator[Path]:
     """Write a set of files into ``folder`` without ever touching a file the suite did not write there.
 
-    Yields an empty private staging folder beside ``folder``; on success each staged file is moved into
-    ``folder`` (one ``os.replace`` each), files that the previous run listed in ``folder/.suite-outputs.json``
-    and that are no longer produced are removed, and the manifest is rewritten. Anything else in ``folder`` —
-    a user's notes, a LaTeX file beside the report — is left alone. A staged name that already exists in
-    ``folder`` but is not in the manifest is refused before anything moves (``InputError``: it would overwrite
-    a file the suite did not write). On error nothing in ``folder`` changes.
+    Yields an empty private staging folder (a hidden one inside ``folder``, or above it while it is
+    missing); on success each staged file is moved into ``folder`` (one ``os.replace`` each), files that the
+    previous run listed in ``folder/.suite-outputs.json`` and that are no longer produced are removed, and
+    the manifest is rewritten. Anything else in ``folder`` — a user's notes, a LaTeX file beside the report —
+    is left alone. A staged name that already exists in ``folder`` but is not in the manifest is refused
+    before anything moves (``InputError``: it would overwrite a file the suite did not write). On error
+    nothing in ``folder`` changes.
+
+    ``adopt``: names in ``folder`` that the suite wrote before it kept this manifest (the caller recognises
+    them by its own record, e.g. a cohort's ``phantom.json``); taken as the previous outputs without one.
+    ``folder`` may be ``.``, relative or a symlink: the files go into the folder it names.
     """
     from suite.errors import InputError
     from suite.paths import output_folder
 
-    folder = output_folder(Path(folder), option)
+    folder = output_folder(Path(folder), option).resolve()
     manifest = folder / OUTPUTS_MANIFEST
-    previous = _read_outputs_manifest(manifest)
-    parent = folder.resolve().parent
-    parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{folder.resolve().name}.", suffix=".tmp", dir=parent))
+    previous = _read_outputs_manifest(manifest) if manifest.exists() else _plain_names(adopt)
+    # staged inside the folder when it exists (its parent may be read-only), else in the nearest existing
+    # folder above it (nothing is created before the outputs are complete)
+    base = next(d for d in (folder, *folder.parents) if d.exists())
+    try:
+        stage = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=base))
+    except OSError as e:
+        raise InputError(
+            f"{option} {folder}: cannot write in {base} ({e.strerror}); choose a folder you can write to"
+        ) from None
     try:
         yield stage
         produced = sorted(p.relative_to(stage).as_posix() for p in stage.rglob("*") if p.is_file())
@@ -128,6 +141,11 @@ def suite_outputs(folder: str | os.PathLike, option: str = "--out") -> Iterator[
         shutil.rmtree(stage, ignore_errors=True)
 
 
+def recorded_outputs(folder: str | os.PathLike) -> set[str]:
+    """The files that the suite's outputs manifest in ``folder`` lists (empty without one)."""
+    return _read_outputs_manifest(Path(folder) / OUTPUTS_MANIFEST)
+
+
 def _read_outputs_manifest(manifest: Path) -> set[str]:
     from suite.errors import InputError
 
@@ -140,10 +158,38 @@ def _read_outputs_manifest(manifest: Path) -> set[str]:
             f"{manifest}: unreadable list of the suite's earlier outputs ({type(e).__name__}); "
             "delete that file (the outputs it listed are then kept, not replaced) or choose another folder"
         ) from e
-    # only plain relative names inside the folder: a tampered manifest must not reach outside it
+    return _plain_names(files)
+
+
+def _plain_names(files: Iterable[object]) -> set[str]:
+    """Only plain relative names inside the folder: a tampered manifest must not reach outside it."""
     return {
         f for f in files if isinstance(f, str) and not Path(f).is_absolute() and ".." not in Path(f).parts
     }
+
+
+def remove_suite_outputs(folder: str | os.PathLike, adopt: Iterable[str] = ()) -> list[str]:
+    """Remove what the suite wrote in ``folder`` (the files its manifest lists, or ``adopt`` without one), the
+    manifest, and ``folder`` itself when that leaves it empty.
+
+    Returns the files in ``folder`` that the suite did not write; when there is one, nothing is removed (the
+    caller says in one line why it wanted the folder gone and names the file)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    manifest = folder / OUTPUTS_MANIFEST
+    ours = _read_outputs_manifest(manifest) if manifest.exists() else _plain_names(adopt)
+    present = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if not p.is_dir())
+    foreign = [r for r in present if r not in ours and r != OUTPUTS_MANIFEST]
+    if foreign:
+        return foreign
+    for rel in sorted(ours):
+        (folder / rel).unlink(missing_ok=True)
+        _remove_empty_parents(folder, (folder / rel).parent)
+    manifest.unlink(missing_ok=True)
+    if not any(folder.iterdir()):
+        folder.rmdir()
+    return []
 
 
 def _remove_empty_parents(top: Path, d: Path) -> None:

@@ -19,6 +19,7 @@ RESULTS/<experiment>/
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,7 +61,7 @@ def metrics_row_problem(row: list[str]) -> str | None:
     return None
 
 
-def output_folder(path: str | Path, option: str) -> Path:
+def output_folder(path: str | os.PathLike, option: str) -> Path:
     """``path`` as a folder to write into; an existing non-folder there is an input error (one line)."""
     from suite.errors import InputError
 

@@ -30,7 +30,7 @@ def _frames(folder: Path):
 
 
 def test_layout_is_the_release_layout(phantom_dir):
-    names = sorted(p.name for p in phantom_dir.iterdir())
+    names = sorted(p.name for p in phantom_dir.iterdir() if not p.name.startswith("."))
     assert names == [f"patient{k:03d}" for k in range(1, 31)] + ["phantom.json"]
     for folder in phantom_dir.glob("patient*"):
         files = sorted(p.name for p in folder.iterdir())
@@ -171,7 +171,7 @@ def test_cli_phantom_idempotent_and_refuses_other(tmp_path, capsys):
     assert main(["phantom", str(out), "--patients", "2", "--seed", "6"]) == 2
     assert "different phantom cohort" in capsys.readouterr().err
     assert main(["phantom", str(out), "--patients", "1", "--seed", "6", "--force", "--workers", "1"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["patient001", "phantom.json"]
+    assert sorted(p.name for p in out.iterdir()) == [".suite-outputs.json", "patient001", "phantom.json"]
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep me")
     assert main(["phantom", str(tmp_path / "mine"), "--patients", "1"]) == 2

@@ -178,7 +178,7 @@ def test_open_errors(tmp_path):
     with pytest.raises(InputError, match="does not exist"):
         PreparedData.open(tmp_path / "nope")
     (tmp_path / "half").mkdir()
-    with pytest.raises(InputError, match="manifest.json: missing"):
+    with pytest.raises(InputError, match="manifest.json: missing; the folder is not a complete"):
         PreparedData.open(tmp_path / "half")
 
 

@@ -4,6 +4,13 @@ from __future__ import annotations
 
 import argparse
 
+EPILOG = """\
+examples:
+  suite prepare data/acdc-phantom data/prepared                           # 256 x 256, as the paper
+  suite prepare ~/ACDC/database data/acdc-128 --size 128                  # the release: training/ + testing/
+  suite prepare data/acdc-phantom data/prepared-crop --size 128 --crop 0.6  # a heart-centred crop
+"""
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -16,6 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "testing/patient101…150 beside training/, with _gt files, or `suite phantom --test-patients`) is "
         "prepared as the held-out test split into OUT/test/, with its own hash (run ids do not depend on "
         "it).",
+        epilog=EPILOG,
     )
     p.add_argument(
         "src", metavar="SRC", help="ACDC-format folder (patientXXX/ folders, or its parent with training/)"
@@ -38,7 +46,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--force",
         action="store_true",
-        help="rebuild even if OUT is up to date / replace another prepared dataset",
+        help="rebuild even if OUT is up to date / replace another prepared dataset (only the files the suite "
+        "wrote: anything else in OUT stays)",
     )
     p.set_defaults(func=run)
 
@@ -49,7 +58,9 @@ def run(args: argparse.Namespace) -> int:
     r = prepare(
         args.src, args.out, size=args.size, split_seed=args.split_seed, force=args.force, crop=args.crop
     )
-    state = "up to date (skipped)" if r.skipped else f"written in {r.seconds:.1f} s"
+    state = f"written in {r.seconds:.1f} s"
+    if r.skipped or r.test_state:
+        state = f"up to date ({r.test_state or 'skipped'})"
     test = f" test_hash={r.test_hash}" if r.test_hash else " (no test split)"
     print(f"prepared: {r.path} data_hash={r.data_hash} slices={r.n_slices}{test} {state}")
     return 0

@@ -54,9 +54,14 @@ class PreparedData:
             manifest = json.loads((path / "manifest.json").read_text())
             splits = json.loads((path / "splits.json").read_text())
         except FileNotFoundError as e:
+            if _is_source_folder(path):
+                raise InputError(
+                    f"{path}: an ACDC-format source folder (patientXXX/ folders), not a prepared dataset: "
+                    f"run `suite prepare {path} OUT` and pass OUT"
+                ) from None
             raise InputError(
-                f"{e.filename}: missing; the folder is not a complete prepared dataset, "
-                "rerun `suite prepare` with --force"
+                f"{e.filename}: missing; the folder is not a complete prepared dataset: rerun "
+                f"`suite prepare SRC {path}` (SRC: the folder it was prepared from)"
             ) from None
         except (OSError, json.JSONDecodeError) as e:
             raise InputError(
@@ -172,3 +177,12 @@ class PreparedData:
                 labs[i : i + step] = resize_stack(np.asarray(self.labels[i : i + step]), size, "nearest")
             self._resized[size] = (imgs, labs)
         return self._resized[size]
+
+
+def _is_source_folder(path: Path) -> bool:
+    """Whether ``path`` looks like what ``suite prepare`` reads (patient folders, the release's training/, a
+    phantom cohort) rather than what it writes."""
+    root = path / "training" if (path / "training").is_dir() else path
+    return (path / "phantom.json").is_file() or any(
+        p.is_dir() and p.name.lower().startswith("patient") for p in root.iterdir()
+    )

@@ -5,7 +5,7 @@ For every patient, the ED and ES frames named in ``Info.cfg`` are read and valid
 ``norm_arr``), and every slice is resized to ``size x size`` (bilinear with half-pixel centres for the image,
 nearest for the labels; no anti-aliasing, like ``skimage.transform.resize(..., anti_aliasing=False)``). The
 image is quantised to uint8 *after* resizing (the authors quantise before and truncate after: at most one grey
-level apart). Output, written into a temporary folder beside ``OUT`` and renamed only when complete::
+level apart). Output, staged in a temporary folder and moved into ``OUT`` only when complete::
 
     OUT/images.npy      uint8 (N, size, size)  per-volume min-max -> 0..255
     OUT/labels.npy      uint8 (N, size, size)  0 bg, 1 RV, 2 myocardium, 3 LV cavity (the target)
@@ -26,7 +26,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +36,7 @@ import numpy as np
 from suite.data import acdc
 from suite.data.geometry import ORIGINALS, center_crop, crop_box, resize_stack, to_uint8
 from suite.data.splits import PAPER_SEED, splits_document
-from suite.data.test_split import TEST_DIR, UNAVAILABLE, scan_testing, testing_root
+from suite.data.test_split import TEST_DIR, TESTING, UNAVAILABLE, scan_testing, testing_root
 from suite.errors import InputError
 
 log = logging.getLogger("suite.data.prepare")
@@ -55,6 +54,7 @@ class PrepareResult:
     seconds: float
     n_slices: int
     test_hash: str | None = None  # the test split's data_hash (OUT/test), None without one
+    test_state: str | None = None  # beside an up-to-date training dataset: what was done to the test split
 
 
 def input_key(patients: list[acdc.PatientRef], size: int, split_seed: int, crop: float = 1.0) -> str:
@@ -101,22 +101,26 @@ def prepare(
 
     Any bad input raises :class:`InputError` before ``out`` is touched (the work happens in a temporary
     folder that is removed on error). ``force`` rebuilds even when the key matches, and replaces an ``out``
-    that holds a prepared dataset of other inputs or options (never an unrelated folder).
+    that holds a prepared dataset of other inputs or options (never an unrelated folder). Only the files the
+    suite wrote in ``out`` are ever replaced or removed: a user's file beside them stays.
     """
-    from suite.atomic import atomic_dir
+    from suite.atomic import suite_outputs
+    from suite.paths import output_folder
 
     t0 = time.perf_counter()
     if size < 8 or size > 2048:
         raise InputError(f"--size {size}: must be between 8 and 2048 pixels")
     if not 0.1 <= crop <= 1.0:
         raise InputError(f"--crop {crop}: must be a fraction of the field of view between 0.1 and 1.0")
-    out = Path(out)
+    out = output_folder(out, "OUT")
+    if out.exists() and out.resolve() in (Path(src).resolve(), (Path(src) / "training").resolve()):
+        raise InputError(
+            f"{out}: is the source folder SRC; give another folder for the prepared dataset "
+            f"(e.g. {Path(src).resolve()}-prepared)"
+        )
     old = _existing_key(out) if out.exists() else None
-    if out.exists():
-        if not out.is_dir():
-            raise InputError(f"{out}: is a file; choose a folder path for the prepared dataset")
-        if old is None and any(out.iterdir()):
-            raise InputError(f"{out}: exists and is not a prepared dataset; choose a new or empty folder")
+    if out.exists() and old is None and not _ours(out) and any(out.iterdir()):
+        raise InputError(f"{out}: exists and is not a prepared dataset; choose a new or empty folder")
     patients = acdc.scan(src)
     test_patients = scan_testing(src, patients)
     key = input_key(patients, size, split_seed, crop)
@@ -125,12 +129,12 @@ def prepare(
     if out.exists():
         damage = _damage(out) if old == key and not force else None
         if old == key and not force and damage is None:
-            test_seconds = _update_test_split(src, out, test_patients, test_key, size, split_seed, crop)
-            state = "up to date: skipped" if test_seconds is None else "up to date (test split rewritten)"
-            log.info("prepared dataset %s is %s (data_hash %s)", out, state, key)
-            return PrepareResult(
-                out, key, test_seconds is None, time.perf_counter() - t0, _n_slices(out), test_key
+            test_state = _update_test_split(src, out, test_patients, test_key, size, split_seed, crop)
+            log.info(
+                "prepared dataset %s is up to date: %s (data_hash %s)", out, test_state or "skipped", key
             )
+            seconds = time.perf_counter() - t0
+            return PrepareResult(out, key, test_state is None, seconds, _n_slices(out), test_key, test_state)
         if damage:
             log.warning("prepared dataset %s: %s; rebuilding it from the inputs", out, damage)
         if old is not None and old != key and not force:
@@ -139,12 +143,11 @@ def prepare(
                 f"{key}); use --force to replace it or choose another folder"
             )
 
-    with atomic_dir(out) as tmp:
+    # only the suite's own files are replaced or removed: anything else in OUT stays. Both splits are staged
+    # before either moves in (the test split is moved in first)
+    with suite_outputs(out, "OUT", adopt=FILES if old is not None else ()) as tmp:
         n_slices = _write_prepared(src, tmp, patients, key, size, split_seed, crop, "training")
-        if test_patients:
-            assert test_key is not None  # made with test_patients
-            test_src = testing_root(src) or Path(src)
-            _write_prepared(test_src, tmp / TEST_DIR, test_patients, test_key, size, split_seed, crop, "test")
+        _update_test_split(src, out, test_patients, test_key, size, split_seed, crop, force=True)
     dt = time.perf_counter() - t0
     log.info(
         "prepared %d training patients (data_hash %s)%s into %s in %.1f s",
@@ -157,6 +160,14 @@ def prepare(
     return PrepareResult(out, key, False, dt, n_slices, test_key)
 
 
+def _ours(out: Path) -> bool:
+    """Whether the suite's outputs manifest in ``out`` lists a prepared dataset (one whose manifest.json is
+    missing or unreadable: damaged, rebuilt rather than refused as an unrelated folder)."""
+    from suite.atomic import recorded_outputs
+
+    return "manifest.json" in recorded_outputs(out)
+
+
 def _update_test_split(
     src: str | os.PathLike,
     out: Path,
@@ -165,26 +176,34 @@ def _update_test_split(
     size: int,
     split_seed: int,
     crop: float,
-) -> float | None:
-    """Bring ``OUT/test`` in line with ``SRC/testing`` beside an up-to-date training dataset: seconds spent,
-    or None when it already was (a test split that was removed from SRC is removed from OUT)."""
-    from suite.atomic import atomic_dir
+    force: bool = False,
+) -> str | None:
+    """Bring ``OUT/test`` in line with ``SRC/testing``: what was done ("test split rewritten" or "test split
+    removed", when SRC has no testing/ folder any more), or None when it already was (``force``: rewrite it
+    anyway). Only the files the suite wrote there are replaced or removed."""
+    from suite.atomic import remove_suite_outputs, suite_outputs
 
-    t0 = time.perf_counter()
     test_out = out / TEST_DIR
+    legacy = FILES if (test_out / "manifest.json").is_file() else ()  # written before the outputs manifest
     if not test_patients:
-        if not test_out.exists():
+        if not test_out.is_dir():
             return None
-        log.warning("%s: SRC has no testing/ folder any more; removing the prepared test split", test_out)
-        shutil.rmtree(test_out)
-        return time.perf_counter() - t0
-    if test_out.exists() and _existing_key(test_out) == test_key and _damage(test_out) is None:
+        foreign = remove_suite_outputs(test_out, adopt=legacy)
+        if foreign:
+            raise InputError(
+                f"{test_out / foreign[0]}: not written by the suite, in the prepared test split that is to "
+                f"be removed ({src} has no {TESTING}/ folder any more): move that file away, or put the "
+                f"{TESTING}/ folder back"
+            )
+        log.warning("%s: SRC has no %s/ folder any more; removed the prepared test split", test_out, TESTING)
+        return "test split removed"
+    if not force and _existing_key(test_out) == test_key and _damage(test_out) is None:
         return None
     assert test_key is not None  # made with test_patients
-    with atomic_dir(test_out) as tmp:
+    with suite_outputs(test_out, "OUT", adopt=legacy) as tmp:
         root = testing_root(src) or Path(src)
         _write_prepared(root, tmp, test_patients, test_key, size, split_seed, crop, "test")
-    return time.perf_counter() - t0
+    return "test split rewritten"
 
 
 def _write_prepared(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -70,6 +71,28 @@ def _write_patient(args: tuple[int, int, str, str]) -> str:
     return pid
 
 
+_PATIENT_DIR = re.compile(r"patient\d{3}")
+
+
+def _cohort_files(out: Path) -> list[str]:
+    """The files in ``out`` that a cohort writes (``phantom.json``, each ``[testing/]patientXXX``'s
+    ``Info.cfg`` and frames), when ``out`` holds one: what a cohort written before the suite kept its outputs
+    manifest owns."""
+    if not (out / "phantom.json").is_file():
+        return []
+    found = ["phantom.json"]
+    for d in [*out.glob("patient*"), *out.glob("testing/patient*")]:
+        if not (d.is_dir() and _PATIENT_DIR.fullmatch(d.name)):
+            continue
+        frame = re.compile(rf"{d.name}_frame\d{{2}}(_gt)?\.nii\.gz")
+        found += [
+            f.relative_to(out).as_posix()
+            for f in d.iterdir()
+            if f.is_file() and (f.name == "Info.cfg" or frame.fullmatch(f.name))
+        ]
+    return found
+
+
 def write_cohort(
     out: str | os.PathLike,
     patients: int = 100,
@@ -79,16 +102,18 @@ def write_cohort(
     workers: int | None = None,
     test_patients: int = 0,
 ) -> Path:
-    """Write a phantom cohort to ``out`` atomically (built in a temporary folder beside it, then renamed).
+    """Write a phantom cohort to ``out`` (built in a temporary folder, then moved in file by file).
 
-    If ``out`` already holds the same cohort (same ``phantom.json``) nothing is done; a different cohort or
-    any other folder is an :class:`InputError` unless ``force`` (which only replaces an earlier phantom).
+    If ``out`` already holds the same cohort (same ``phantom.json``) nothing is done; a different cohort is
+    an :class:`InputError` unless ``force``, which replaces the earlier phantom's files only (anything else in
+    ``out`` stays); any other non-empty folder is an :class:`InputError`.
     ``test_patients``: patients ``patients + 1 …`` (each a pure function of the seed and its number, like the
     training ones) written to ``out/testing/``.
     """
-    from suite.atomic import atomic_dir, write_json_atomic
+    from suite.atomic import suite_outputs, write_json_atomic
+    from suite.paths import output_folder
 
-    out = Path(out)
+    out = output_folder(out, "OUT")
     if patients < 1 or patients > 999:
         raise InputError(f"--patients {patients}: must be between 1 and 999")
     if test_patients < 0 or patients + test_patients > 999:
@@ -122,7 +147,9 @@ def write_cohort(
         elif any(out.iterdir()):
             raise InputError(f"{out}: exists and is not a phantom cohort; choose a new or empty folder")
     workers = workers or min(os.cpu_count() or 1, 8)
-    with atomic_dir(out) as tmp:
+    # --force replaces only what the suite wrote (its outputs manifest, or a cohort of an older version by the
+    # names it writes); anything else in OUT, a user's notes or analysis, stays
+    with suite_outputs(out, "OUT", adopt=_cohort_files(out)) as tmp:
         folder = {k: str(tmp if k <= patients else tmp / "testing") for k in range(1, total + 1)}
         jobs = [(k, seed, groups[k - 1], folder[k]) for k in range(1, total + 1)]
         if workers > 1 and total > 2:
@@ -136,5 +163,13 @@ def write_cohort(
             for j in jobs:
                 _write_patient(j)
         write_json_atomic(tmp / "phantom.json", asdict(spec))
+    kept = out / "testing"
+    if not test_patients and kept.is_dir():
+        log.warning(
+            "%s: kept (it holds files the suite did not write); `suite prepare %s` takes testing/ as the "
+            "test split: move it away to prepare the training patients only",
+            kept,
+            out,
+        )
     log.info("wrote %d phantom patients (+%d test patients in testing/) to %s", patients, test_patients, out)
     return out
