@@ -87,7 +87,9 @@ OUTPUTS_MANIFEST = ".suite-outputs.json"
 
 
 @contextmanager
-def suite_outputs(folder: str | os.PathLike, option: str = "--out") -> Iterator[Path]:
+def suite_outputs(
+    folder: str | os.PathLike, option: str = "--out", keep_previous: bool = False
+) -> Iterator[Path]:
     """Write a set of files into ``folder`` without ever touching a file the suite did not write there.
 
     Yields an empty private staging folder beside ``folder``; on success each staged file is moved into
@@ -96,6 +98,9 @@ def suite_outputs(folder: str | os.PathLike, option: str = "--out") -> Iterator[
     a user's notes, a LaTeX file beside the report — is left alone. A staged name that already exists in
     ``folder`` but is not in the manifest is refused before anything moves (``InputError``: it would overwrite
     a file the suite did not write). On error nothing in ``folder`` changes.
+
+    ``keep_previous=True`` (outputs that add up, e.g. ``suite export``'s files of one split beside another's):
+    the suite's earlier files that are not produced again are kept, and stay listed in the manifest.
     """
     from suite.errors import InputError
     from suite.paths import output_folder
@@ -120,10 +125,11 @@ def suite_outputs(folder: str | os.PathLike, option: str = "--out") -> Iterator[
             target = folder / rel
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(stage / rel, target)
-        for rel in sorted(previous - set(produced)):
+        kept = sorted(r for r in previous - set(produced) if (folder / r).exists()) if keep_previous else []
+        for rel in sorted(previous - set(produced) - set(kept)):
             (folder / rel).unlink(missing_ok=True)
             _remove_empty_parents(folder, (folder / rel).parent)
-        write_json_atomic(manifest, {"files": produced})
+        write_json_atomic(manifest, {"files": sorted([*produced, *kept])})
     finally:
         shutil.rmtree(stage, ignore_errors=True)
 
