@@ -140,8 +140,8 @@ def test_a_config_changed_after_training_is_one_line(run, capsys):
 
 
 # ---------------------------------------------------------------------------------------------- state_dict
-def _sd_argv(prepared: Path, sd: Path | str, out: Path) -> list[str]:
-    sets = ["image_size=32", "reg_arch=resnext", "threads=1", "device=cpu"]
+def _sd_argv(prepared: Path, sd: Path | str, out: Path, reg_arch: bool = True) -> list[str]:
+    sets = ["image_size=32", *(["reg_arch=resnext"] if reg_arch else []), "threads=1", "device=cpu"]
     return [
         "evaluate",
         "--state-dict",
@@ -252,3 +252,11 @@ def test_moved_or_other_data_names_the_data_option(run, prepared, phantom_dir, t
     assert main(["evaluate", str(run.root), "--data", str(other)]) == 2
     err = _error(capsys)
     assert "was trained on data_hash" in err and "clear data_hash" not in err
+
+
+def test_state_dict_at_a_small_size_needs_no_regressor_setting(prepared, tmp_path, capsys):
+    # the regressor plays no part: the code preset's resnext-authors (200-416 px only) must not refuse 32 px
+    assert main(_sd_argv(prepared, AUTHORS_SD, tmp_path / "out", reg_arch=False)) == 0
+    argv = _sd_argv(prepared, AUTHORS_SD, tmp_path / "out", reg_arch=False)
+    assert main([*argv[:-1], "--set", "reg_arch=resnext-authors", argv[-1]]) == 2  # chosen: still refused
+    assert "reg_arch=resnext-authors" in _error(capsys)
