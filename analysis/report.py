@@ -103,6 +103,7 @@ def build_report(
             notes.append("figures not drawn (--no-figures)")
         # the held-out test set and the cost: their tables, figures and notes (only where the data exist)
         extra = build_test_and_cost(a, t1, tmp, figures=figures)
+        a.warnings.extend(extra.warnings if extra else [])  # runs left out of the test set: in Warnings
         timings["figures_s"] = time.perf_counter() - t
         t = time.perf_counter()
         md = render_markdown(a, t1, coh, figs, notes, elapsed=time.perf_counter() - t0, test_and_cost=extra)

@@ -34,6 +34,8 @@ class TestAndCost:
     table1: Table1
     confidence: float
     notes: list[str] = field(default_factory=list)
+    # runs left out of the test tables (a damaged test_metrics.csv...): shown among the report's Warnings
+    warnings: list[str] = field(default_factory=list)
     figures: dict[str, Figure] = field(default_factory=dict)
     figure_notes: list[str] = field(default_factory=list)
 
@@ -45,7 +47,9 @@ def build_test_and_cost(a: Analysis, t1: Table1, out_dir: Path, *, figures: bool
     ts = analyse_test_set(a)
     raw, notes = load_costs(a.experiment)
     costs, more = attribute(raw)
-    res = TestAndCost(ts, costs, cost_table(costs), t1, a.confidence, notes=[*ts.warnings, *notes, *more])
+    res = TestAndCost(
+        ts, costs, cost_table(costs), t1, a.confidence, notes=[*notes, *more], warnings=list(ts.warnings)
+    )
     files = {}
     if not ts.empty:
         files["test_per_run.csv"] = ts.per_run

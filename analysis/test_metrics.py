@@ -24,6 +24,7 @@ describe the same runs; the test split is read here only after training and neve
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,35 +64,61 @@ class TestSet:
         return self.per_run.empty
 
 
+def _reevaluate(path: Path) -> str:
+    """The fix for a damaged ``test_metrics.csv``: ``suite evaluate`` on its run re-evaluates a file that does
+    not read back with the rows ``evaluation.json`` records."""
+    return f"run `suite evaluate {path.parent}`"
+
+
 def read_test_metrics(path: Path) -> pd.DataFrame:
     """One ``test_metrics.csv``, checked; an InputError naming the file, the column and the fix when not."""
     try:
         df = pd.read_csv(path, dtype={"patient": str, "phase": str, "volume": str, "class": str})
     except (OSError, ValueError, UnicodeDecodeError) as e:
         raise InputError(
-            f"{path}: unreadable test_metrics.csv ({type(e).__name__}); rerun suite evaluate"
+            f"{path}: unreadable test_metrics.csv ({type(e).__name__}); {_reevaluate(path)}"
         ) from e
     missing = [c for c in TEST_METRICS_COLUMNS if c not in df.columns]
     if missing:
         raise InputError(
             f"{path}: missing column(s) {', '.join(missing)}; expected {','.join(TEST_METRICS_COLUMNS)} "
-            "(rerun suite evaluate on the run)"
+            f"({_reevaluate(path)})"
         )
     for col, allowed in (("checkpoint", TEST_METRICS_CHECKPOINTS), ("split", TEST_METRICS_SPLITS)):
         bad = sorted(set(df[col].astype(str)) - set(allowed))
         if bad:
-            raise InputError(f"{path}: column {col} has {bad[0]!r}; expected one of {', '.join(allowed)}")
+            raise InputError(
+                f"{path}: column {col} has {bad[0]!r}, not one of {', '.join(allowed)}; {_reevaluate(path)}"
+            )
     for col in ("dice", "hd95_mm", "assd_mm", "volume_true_ml", "volume_pred_ml"):
         num = pd.to_numeric(df[col], errors="coerce")
         if (num.isna() & df[col].notna()).any():
-            raise InputError(f"{path}: column {col} holds a non-number; rerun suite evaluate on the run")
+            raise InputError(f"{path}: column {col} holds a non-number; {_reevaluate(path)}")
         df[col] = num.astype(np.float64)
     for col in ("empty_true", "empty_pred"):
         s = df[col].astype(str).str.strip().str.lower()
         if not s.isin(_TRUE | _FALSE).all():
-            raise InputError(f"{path}: column {col} is not boolean (True/False); rerun suite evaluate")
+            raise InputError(f"{path}: column {col} is not boolean (True/False); {_reevaluate(path)}")
         df[col] = s.isin(_TRUE)
     return df[list(TEST_METRICS_COLUMNS)]
+
+
+def _check_recorded_rows(path: Path, df: pd.DataFrame) -> None:
+    """An InputError when ``test_metrics.csv`` holds another number of rows of a split than the run's
+    ``evaluation.json`` records (a file cut at a row's end reads back cleanly); no record, no check."""
+    try:
+        record = json.loads((path.parent / "evaluation.json").read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return
+    for split in TEST_METRICS_SPLITS:
+        entry = record.get(split) if isinstance(record, dict) else None
+        want = entry.get("rows") if isinstance(entry, dict) else None
+        have = int((df["split"] == split).sum())
+        if isinstance(want, int) and have != want:
+            raise InputError(
+                f"{path}: {have} {split} rows, evaluation.json records {want} (the file was cut short or "
+                f"edited); {_reevaluate(path)}"
+            )
 
 
 def load_test_rows(exp: Experiment, run_ids: pd.Series) -> tuple[pd.DataFrame, list[str]]:
@@ -104,7 +131,9 @@ def load_test_rows(exp: Experiment, run_ids: pd.Series) -> tuple[pd.DataFrame, l
         if not tm.exists():
             continue
         try:
-            parts.append(read_test_metrics(tm).assign(run_id=rid))
+            df = read_test_metrics(tm)
+            _check_recorded_rows(tm, df)
+            parts.append(df.assign(run_id=rid))
         except InputError as e:
             warns.append(f"test set: run {rid} left out: {e}")
     if not parts:

@@ -88,7 +88,10 @@ OUTPUTS_MANIFEST = ".suite-outputs.json"
 
 @contextmanager
 def suite_outputs(
-    folder: str | os.PathLike, option: str = "--out", adopt: Iterable[str] = ()
+    folder: str | os.PathLike,
+    option: str = "--out",
+    adopt: Iterable[str] = (),
+    keep_previous: bool = False,
 ) -> Iterator[Path]:
     """Write a set of files into ``folder`` without ever touching a file the suite did not write there.
 
@@ -103,6 +106,8 @@ def suite_outputs(
     ``adopt``: names in ``folder`` that the suite wrote before it kept this manifest (the caller recognises
     them by its own record, e.g. a cohort's ``phantom.json``); taken as the previous outputs without one.
     ``folder`` may be ``.``, relative or a symlink: the files go into the folder it names.
+    ``keep_previous=True`` (outputs that add up, e.g. ``suite export``'s files of one split beside another's):
+    the suite's earlier files that are not produced again are kept, and stay listed in the manifest.
     """
     from suite.errors import InputError
     from suite.paths import output_folder
@@ -133,10 +138,11 @@ def suite_outputs(
             target = folder / rel
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(stage / rel, target)
-        for rel in sorted(previous - set(produced)):
+        kept = sorted(r for r in previous - set(produced) if (folder / r).exists()) if keep_previous else []
+        for rel in sorted(previous - set(produced) - set(kept)):
             (folder / rel).unlink(missing_ok=True)
             _remove_empty_parents(folder, (folder / rel).parent)
-        write_json_atomic(manifest, {"files": produced})
+        write_json_atomic(manifest, {"files": sorted([*produced, *kept])})
     finally:
         shutil.rmtree(stage, ignore_errors=True)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import logging
 import math
 import time
@@ -32,7 +33,7 @@ from suite.atomic import write_json_atomic, write_text_atomic
 from suite.config import RunConfig
 from suite.constraints import reported_labels
 from suite.data.dataset import PreparedData
-from suite.data.geometry import Originals, VolumeGeometry, to_original_geometry
+from suite.data.geometry import Originals, VolumeGeometry, prepare_command, to_original_geometry
 from suite.errors import InputError
 from suite.inference import Weights, checkpoint_path, network, predict_channels, read_checkpoint
 from suite.metrics import CLASS_LABELS, class_metrics
@@ -107,7 +108,7 @@ def evaluate_network(
             if true.shape != pred.shape:
                 raise InputError(
                     f"{originals.path}: label of {geom.volume} has shape {true.shape}, the manifest says "
-                    f"{pred.shape}; rerun `suite prepare` with --force"
+                    f"{pred.shape}; rerun `{prepare_command(split_ds.path)}`"
                 )
             for name, label in evaluated_classes(cfg).items():
                 m = class_metrics(pred == label, true == label, geom.spacing)
@@ -128,15 +129,61 @@ def evaluate_network(
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:
-    """The rows of a ``test_metrics.csv`` as strings; a damaged file is one line naming the fix."""
+    """The rows of a ``test_metrics.csv`` as strings; a damaged file (wrong columns, a row cut short or too
+    long, as a truncated file ends, a cell of the wrong kind) is one line naming the fix."""
     try:
-        with open(path, newline="") as fh:
-            reader = csv.DictReader(fh)
-            if tuple(reader.fieldnames or ()) != COLUMNS:
-                raise ValueError(f"columns {reader.fieldnames}, expected {list(COLUMNS)}")
-            return list(reader)
+        return _parse_rows(path)
     except (OSError, ValueError, csv.Error) as e:
-        raise InputError(f"{path}: unreadable ({e}); delete it and run `suite evaluate` again") from None
+        raise InputError(f"{path}: unreadable ({e}); run `suite evaluate {path.parent}` again") from None
+
+
+def _parse_rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        if tuple(reader.fieldnames or ()) != COLUMNS:
+            raise ValueError(f"columns {reader.fieldnames}, expected {list(COLUMNS)}")
+        rows = list(reader)
+    for i, r in enumerate(rows, start=2):
+        _check_row(i, r)
+    return rows
+
+
+_NUMBERS = ("dice", "hd95_mm", "assd_mm", "volume_true_ml", "volume_pred_ml")
+
+
+def _check_row(line: int, r: dict[str, Any]) -> None:
+    """A ``ValueError`` naming what is wrong with one row (as the report's reader would refuse it)."""
+    if None in r:
+        raise ValueError(f"line {line} has more than {len(COLUMNS)} cells")
+    if any(v is None or v == "" for v in r.values()):
+        raise ValueError(f"line {line} has fewer than {len(COLUMNS)} cells or an empty one")
+    flags = ("True", "False")
+    for col, allowed in (
+        ("checkpoint", CHECKPOINTS),
+        ("split", SPLITS),
+        ("empty_true", flags),
+        ("empty_pred", flags),
+    ):
+        if r[col] not in allowed:
+            raise ValueError(f"line {line}: {col} {r[col]!r} is not one of {', '.join(allowed)}")
+    for col in _NUMBERS:
+        try:
+            float(r[col])
+        except ValueError:
+            raise ValueError(f"line {line}: {col} {r[col]!r} is not a number") from None
+
+
+def damage(path: Path, record: dict[str, Any], split: str) -> str | None:
+    """Why ``test_metrics.csv`` does not hold what ``evaluation.json`` records for ``split`` (None when it
+    does): missing, unreadable, or another number of rows of that split (e.g. a file cut at a row's end)."""
+    try:
+        rows = _parse_rows(path)
+    except FileNotFoundError:
+        return f"{path.name} is missing"
+    except (OSError, ValueError, csv.Error) as e:
+        return f"{path.name} is unreadable ({e})"
+    have, want = sum(1 for r in rows if r["split"] == split), _entry(record, split).get("rows")
+    return None if have == want else f"{path.name} holds {have} {split} rows, evaluation.json records {want}"
 
 
 def _cell(value: Any) -> str:
@@ -147,18 +194,38 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def write_rows(path: Path, rows: list[dict[str, Any]], replaced: set[tuple[str, str]]) -> None:
+def write_rows(
+    path: Path, rows: list[dict[str, Any]], replaced: set[tuple[str, str]]
+) -> list[dict[str, Any]]:
     """Write ``rows`` to ``test_metrics.csv`` atomically, keeping the existing rows of every (checkpoint,
-    split) not in ``replaced``."""
-    kept = (
-        [r for r in read_rows(path) if (r["checkpoint"], r["split"]) not in replaced] if path.exists() else []
-    )
+    split) not in ``replaced``; an unreadable existing file (the suite's own) is replaced whole (logged).
+    Returns every row written."""
+    kept: list[dict[str, Any]] = []
+    if path.exists():
+        try:
+            kept = [r for r in _parse_rows(path) if (r["checkpoint"], r["split"]) not in replaced]
+        except (OSError, ValueError, csv.Error) as e:
+            log.warning("%s: unreadable (%s); replaced by the rows evaluated now", path, e)
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(COLUMNS)
     for r in kept + rows:
         writer.writerow([_cell(r[c]) for c in COLUMNS])
     write_text_atomic(path, buf.getvalue())
+    return kept + rows
+
+
+def merge_record(
+    record: dict[str, Any], split: str, entry: dict[str, Any], rows: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """``record`` (``evaluation.json``) with ``split``'s entry set and the entries of other splits dropped
+    when the written ``rows`` no longer hold their recorded number of rows (their rows were lost with a
+    damaged file): the record says only what ``test_metrics.csv`` holds."""
+    record[split] = entry
+    for other in [k for k in SPLITS if k != split and k in record]:
+        if sum(1 for r in rows if r["split"] == other) != _entry(record, other).get("rows"):
+            del record[other]
+    return record
 
 
 # ---------------------------------------------------------------------------------------------- runs
@@ -171,8 +238,25 @@ def _checkpoints(paths: RunPaths, device: torch.device) -> dict[str, Weights]:
     }
 
 
-def _record(paths: RunPaths) -> dict[str, Any]:
-    return paths.read_json(paths.evaluation) if paths.evaluation.exists() else {}
+def read_record(path: Path) -> dict[str, Any]:
+    """``evaluation.json``, the suite's own record of what was evaluated; unreadable → no record (logged): it
+    is only needed to skip an up-to-date evaluation, so a damaged one means evaluate again."""
+    if not path.exists():
+        return {}
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        record = e
+    if isinstance(record, dict):
+        return record
+    what = f"{type(record).__name__}: {record}" if isinstance(record, Exception) else type(record).__name__
+    log.warning("%s: unreadable (%s); ignored: the split is evaluated again", path, what.splitlines()[0])
+    return {}
+
+
+def _entry(record: dict[str, Any], split: str) -> dict[str, Any]:
+    entry = record.get(split)
+    return entry if isinstance(entry, dict) else {}
 
 
 def evaluate_run(
@@ -189,10 +273,13 @@ def evaluate_run(
     weights = _checkpoints(paths, device)
     epochs = {name: w.epoch for name, w in weights.items()}
     want = {"data_hash": split_ds.data_hash, "checkpoint_epochs": epochs}
-    record = _record(paths)
-    if not force and paths.test_metrics.exists() and record.get(split, {}).get("source") == want:
-        log.info("%s: %s evaluation is up to date", paths.run_id, split)
-        return False
+    record = read_record(paths.evaluation)
+    if not force and _entry(record, split).get("source") == want:
+        why = damage(paths.test_metrics, record, split)
+        if why is None:
+            log.info("%s: %s evaluation is up to date", paths.run_id, split)
+            return False
+        log.warning("%s: %s evaluation recorded, but %s: evaluating again", paths.run_id, split, why)
     t0 = time.perf_counter()
     rows: list[dict[str, Any]] = []
     for checkpoint in CHECKPOINTS:
@@ -201,10 +288,11 @@ def evaluate_run(
             continue
         net = network(cfg, weights[checkpoint], device)
         rows += evaluate_network(net, cfg, data, split, checkpoint, device)
-    write_rows(paths.test_metrics, rows, {(c, split) for c in CHECKPOINTS})
+    written = write_rows(paths.test_metrics, rows, {(c, split) for c in CHECKPOINTS})
     undefined = sum(1 for r in rows if math.isnan(r["hd95_mm"]))
     seconds = time.perf_counter() - t0
-    record[split] = {"source": want, "rows": len(rows), "undefined_surface": undefined, "seconds": seconds}
+    entry = {"source": want, "rows": len(rows), "undefined_surface": undefined, "seconds": seconds}
+    merge_record(record, split, entry, written)
     write_json_atomic(paths.evaluation, record)
     log.info(
         "%s: %s split evaluated in the original geometry (%d rows, %d with one empty mask: HD95/ASSD "
@@ -246,10 +334,21 @@ def segmenter_runs(path: Path) -> list[RunPaths]:
 
 def open_run(paths: RunPaths, data: str | None = None) -> tuple[RunConfig, PreparedData]:
     """A run's config (from ``config.json``) and its prepared data (``data`` when the folder moved: its hash
-    must be the run's)."""
-    from suite.stages.runner import open_data
-
+    must be the run's); a dataset that moved, or another one, is one line with the fix for a finished run."""
     cfg = RunConfig.from_config_json(paths.read_json(paths.config), source=str(paths.config))
+    if data is None and not Path(cfg.data).is_dir():
+        raise InputError(
+            f"{cfg.data}: the prepared dataset {paths.run_id} was trained on is not there; pass --data "
+            f"PREPARED where it is now, or rebuild it with `suite prepare SRC {cfg.data}` and the options it "
+            "was prepared with"
+        )
     if data is not None:
         cfg = cfg.replace(data=str(Path(data).resolve()))
-    return open_data(cfg)
+    opened = PreparedData.open(cfg.data)
+    if cfg.data_hash and opened.data_hash != cfg.data_hash:
+        raise InputError(
+            f"{'--data ' if data is not None else ''}{cfg.data}: data_hash {opened.data_hash}, but "
+            f"{paths.run_id} was trained on data_hash {cfg.data_hash}; pass --data with the dataset the run "
+            "was trained on"
+        )
+    return cfg.replace(data_hash=opened.data_hash), opened

@@ -36,7 +36,7 @@ def nifti_bytes(label: np.ndarray, geom: VolumeGeometry, header: bytes) -> bytes
     if kind is None or geom.affine is None:
         raise InputError(
             f"{geom.volume}: the prepared data records no NIfTI header/affine for it (prepared by an older "
-            "version); rerun `suite prepare SRC OUT --force`"
+            "version); rerun `suite prepare SRC PREPARED --force` with the options it was prepared with"
         )
     hdr = kind(binaryblock=header)
     img = (nib.Nifti1Image if kind is nib.Nifti1Header else nib.Nifti2Image)(
@@ -56,8 +56,10 @@ def export_run(
     out: Path,
     device: torch.device,
 ) -> list[str]:
-    """Write the ``checkpoint`` model's prediction of every volume of ``split`` into ``out`` (only the suite's
-    own files there are replaced); the file names."""
+    """Write the ``checkpoint`` model's prediction of every volume of ``split`` into ``out``; the file names.
+
+    Only the files of the volumes written now are replaced: an earlier export of another split into ``out``
+    stays (``keep_previous``), and a file the suite did not write there is never touched."""
     from suite.atomic import suite_outputs
     from suite.evaluation import predicted_volumes, split_data
     from suite.inference import network, read_checkpoint
@@ -67,7 +69,7 @@ def export_run(
     originals = Originals(split_ds.path)
     names = []
     try:
-        with suite_outputs(out, "OUT") as stage:
+        with suite_outputs(out, "OUT", keep_previous=True) as stage:
             for geom, _rec, pred in predicted_volumes(net, cfg, split_ds, volumes, device):
                 name = f"{geom.image_name}.nii.gz"
                 (stage / name).write_bytes(nifti_bytes(pred, geom, originals.header(geom.volume)))

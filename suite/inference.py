@@ -14,6 +14,7 @@ Checkpoint layouts (``suite.stages.checkpoint``): ``checkpoint_best.pt`` holds `
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,6 +37,7 @@ class Weights:
     checkpoint: str  # "final" (checkpoint_last.pt) | "best" (checkpoint_best.pt)
     epoch: int
     state_dict: dict[str, Any]
+    path: Path | None = None  # the file they were read from (named when they do not fit the network)
 
 
 def checkpoint_path(paths: RunPaths, checkpoint: str) -> Any:
@@ -45,20 +47,78 @@ def checkpoint_path(paths: RunPaths, checkpoint: str) -> Any:
     return paths.checkpoint_last if checkpoint == "final" else paths.checkpoint_best
 
 
+def not_weights(state: Any) -> str | None:
+    """Why ``state`` is not a network's weights (a non-empty dict of tensors by name), or None when it is."""
+    if not isinstance(state, dict) or not state:
+        return f"holds {type(state).__name__}, not a network's weights (tensors by name)"
+    bad = next(
+        (k for k, v in state.items() if not (isinstance(k, str) and isinstance(v, torch.Tensor))), None
+    )
+    return None if bad is None else f"entry {bad!r} is {type(state[bad]).__name__}, not a tensor"
+
+
+def _refit(path: Path) -> str:
+    """The fix for a run checkpoint that loads but does not fit the run: the run directory's, since a finished
+    run whose checkpoint alone is deleted counts as finished and is never retrained."""
+    return (
+        "the run's config.json was changed or the file belongs to another run: delete the run directory "
+        f"{path.parent} to train it again"
+    )
+
+
+def _foreign(path: Path, what: str) -> InputError:
+    return InputError(
+        f"{path}: not a checkpoint the suite wrote ({what}); delete the run directory {path.parent} to train "
+        "it again"
+    )
+
+
 def read_checkpoint(paths: RunPaths, checkpoint: str, device: torch.device | str = "cpu") -> Weights:
-    """The ``final`` or ``best`` checkpoint of a run, read once; a missing file is one line naming it."""
+    """The ``final`` or ``best`` checkpoint of a run, read once; a missing file, or one whose layout is not
+    the suite's (no model dict of tensors, an epoch that is not an integer), is one line naming it."""
     path = checkpoint_path(paths, checkpoint)
     if not path.is_file():
         raise InputError(f"{path}: missing; the run has no {checkpoint} checkpoint")
     ck = load_checkpoint(path, map_location=device)
-    state = ck["stage"]["model"] if checkpoint == "final" else ck["model"]
-    return Weights(checkpoint, int(ck.get("epoch", -1)), state)
+    if not isinstance(ck, dict):
+        raise _foreign(path, f"holds a {type(ck).__name__}")
+    keys = ("stage", "model") if checkpoint == "final" else ("model",)
+    state: Any = ck
+    for depth, key in enumerate(keys):
+        if not isinstance(state, dict) or key not in state:
+            where = "".join(f"[{k!r}]" for k in keys[:depth])
+            raise _foreign(path, f"{where or 'it'} has no {key!r} entry")
+        state = state[key]
+    why = not_weights(state)
+    if why is not None:
+        raise _foreign(path, f"its {''.join(f'[{k!r}]' for k in keys)} {why}")
+    epoch = ck.get("epoch", -1)
+    if isinstance(epoch, torch.Tensor) and epoch.numel() == 1 and not epoch.is_floating_point():
+        epoch = int(epoch.item())
+    if not isinstance(epoch, int) or isinstance(epoch, bool):
+        raise _foreign(path, f"its ['epoch'] is {epoch!r}, not an integer")
+    return Weights(checkpoint, epoch, state, path)
+
+
+def load_weights(net: torch.nn.Module, state: dict[str, Any], path: Path | str, fix: str) -> None:
+    """``net.load_state_dict(state)`` (strict); weights that do not fit ``net`` (missing or unexpected keys,
+    another shape) are one line naming ``path``, the first mismatches and ``fix``."""
+    try:
+        net.load_state_dict(state)
+    except (RuntimeError, TypeError, ValueError, AttributeError) as e:
+        # torch lists every mismatch on its own line after a heading: keep them, on one line, a few at most
+        lines = [ln.strip().rstrip(".") for ln in str(e).splitlines()[1:] if ln.strip()] or [str(e).strip()]
+        detail = "; ".join(lines[:3]) + (f"; and {len(lines) - 3} more" if len(lines) > 3 else "")
+        raise InputError(f"{path}: its weights do not fit the run's network ({detail}); {fix}") from None
 
 
 def network(cfg: Any, weights: Weights, device: torch.device) -> torch.nn.Module:
     """The segmenter of ``cfg`` with ``weights``, on ``device``, in eval mode."""
     net = build_segmenter(cfg).to(device)
-    net.load_state_dict(weights.state_dict)
+    if weights.path is None:
+        load_weights(net, weights.state_dict, f"the {weights.checkpoint} checkpoint", "check its source")
+    else:
+        load_weights(net, weights.state_dict, weights.path, _refit(weights.path))
     return net.eval()
 
 

@@ -19,8 +19,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from suite.commands._experiment_args import add_overrides_arg
+
+if TYPE_CHECKING:
+    from suite.config import RunConfig
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -46,40 +50,67 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="FILE",
         help="evaluate a state_dict converted from the authors' code instead of runs (needs --data)",
     )
-    p.add_argument("--preset", default="code", help="--state-dict: the preset of the network's config")
+    # defaults applied in _state_dict: None here tells "not given" from "given", to refuse them on runs
+    p.add_argument("--preset", help="--state-dict: the preset of the network's config (default code)")
     add_overrides_arg(p, "--state-dict: override a config key")
     p.add_argument(
         "--checkpoint",
         choices=("final", "best"),
-        default="best",
-        help="--state-dict: the label of its rows (the authors' best.pkl is their best epoch)",
+        help="--state-dict: the label of its rows (default best: the authors' best.pkl is their best epoch)",
     )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from suite.errors import InputError
+
     if args.state_dict:
         return _state_dict(args)
-    from suite.errors import InputError
+    given = [
+        o
+        for o, v in (("--set", args.overrides), ("--preset", args.preset), ("--checkpoint", args.checkpoint))
+        if v
+    ]
+    if given:
+        raise InputError(
+            f"{' '.join(given)} given without --state-dict: --set/--preset/--checkpoint apply only with "
+            "--state-dict (a run is evaluated with its own config.json, on both its checkpoints); drop them"
+        )
     from suite.evaluation import evaluate_run, open_run, segmenter_runs
     from suite.stages.base import configure_torch, select_device
 
     done = skipped = 0
-    for paths in segmenter_runs(Path(args.path)):
+    failed: list[str] = []
+    runs = segmenter_runs(Path(args.path))
+    for paths in runs:
         if not paths.is_finished():
             print(f"{paths.run_id}: not finished ({paths.status()}): skipped")
             continue
-        cfg, data = open_run(paths, args.data)
-        if cfg.stage != "segmenter":
+        try:
+            cfg, data = open_run(paths, args.data)
+            if cfg.stage != "segmenter":
+                continue
+            device = select_device(cfg)
+            configure_torch(cfg, device)
+            fresh = evaluate_run(cfg, paths, data, device, args.split, force=args.force)
+        except InputError as e:
+            if len(runs) == 1 and (Path(args.path) / "config.json").is_file():
+                raise
+            # one bad run does not stop the others; each is named with its reason, the exit code says it
+            failed.append(paths.run_id)
+            print(f"{paths.run_id}: failed: {e}")
             continue
-        device = select_device(cfg)
-        configure_torch(cfg, device)
-        if evaluate_run(cfg, paths, data, device, args.split, force=args.force):
+        if fresh:
             done += 1
             print(f"{paths.run_id}: {args.split} split evaluated -> {paths.test_metrics}")
         else:
             skipped += 1
             print(f"{paths.run_id}: up to date")
+    if failed:
+        raise InputError(
+            f"{args.path}: {len(failed)} run(s) not evaluated ({', '.join(failed[:6])}"
+            f"{' …' if len(failed) > 6 else ''}); each run's reason and fix are printed above"
+        )
     if done + skipped == 0:
         raise InputError(f"{args.path}: no finished segmenter run to evaluate; train one with suite run")
     return 0
@@ -88,43 +119,84 @@ def run(args: argparse.Namespace) -> int:
 def _state_dict(args: argparse.Namespace) -> int:
     import time
 
-    import torch
-
     from suite.atomic import write_json_atomic
     from suite.config import RunConfig
     from suite.errors import InputError
-    from suite.evaluation import evaluate_network, write_rows
+    from suite.evaluation import evaluate_network, merge_record, read_record, write_rows
     from suite.models import build_segmenter, load_authors_state_dict
-    from suite.paths import output_folder
+    from suite.paths import ExperimentPaths, output_folder
     from suite.stages.base import configure_torch, select_device
     from suite.stages.runner import open_data
 
     if not args.data:
         raise InputError("suite evaluate --state-dict: --data PREPARED is required (the prepared dataset)")
     out = output_folder(args.path, "OUT")
-    cfg = RunConfig.from_preset(args.preset, data=str(Path(args.data).resolve()))
-    cfg, data = open_data(cfg.with_overrides(args.overrides))
-    try:
-        state = torch.load(args.state_dict, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - torch raises many types for an unreadable file
+    if (out / "config.json").exists() or (out / "runs").is_dir() or ExperimentPaths(out).experiment.exists():
+        # its test_metrics.csv and evaluation.json are the run's own record of its checkpoints
         raise InputError(
-            f"{args.state_dict}: not a loadable state_dict ({type(e).__name__}); convert the authors' pickle "
-            "with `torch.save(model.state_dict(), FILE)` in their environment"
-        ) from None
+            f"OUT {out}: a run directory or an experiment folder; give a folder of its own for the "
+            "state_dict's rows (e.g. results/authors-eval)"
+        )
+    checkpoint = args.checkpoint or "best"
+    cfg = RunConfig.from_preset(args.preset or "code", data=str(Path(args.data).resolve()))
+    cfg, data = open_data(_segmenter_config(cfg, args.overrides))
+    state = _read_state_dict(Path(args.state_dict))
     device = select_device(cfg)
     configure_torch(cfg, device)
     net = load_authors_state_dict(build_segmenter(cfg), state).to(device).eval()
     t0 = time.perf_counter()
-    rows = evaluate_network(net, cfg, data, args.split, args.checkpoint, device)
+    rows = evaluate_network(net, cfg, data, args.split, checkpoint, device)
     out.mkdir(parents=True, exist_ok=True)
-    write_rows(out / "test_metrics.csv", rows, {(args.checkpoint, args.split)})
-    write_json_atomic(
-        out / "evaluation.json",
-        {
-            "state_dict": str(Path(args.state_dict).resolve()),
-            "config": cfg.to_dict(),
-            args.split: {"rows": len(rows), "seconds": time.perf_counter() - t0},
-        },
-    )
+    written = write_rows(out / "test_metrics.csv", rows, {(checkpoint, args.split)})
+    entry = {
+        "state_dict": str(Path(args.state_dict).resolve()),
+        "checkpoint": checkpoint,
+        "config": cfg.to_dict(),
+        "rows": sum(1 for r in written if r["split"] == args.split),
+        "seconds": time.perf_counter() - t0,
+    }
+    # one entry per split, as a run's record: a --split val call keeps the test entry its rows still match
+    record = merge_record(read_record(out / "evaluation.json"), args.split, entry, written)
+    record.update(state_dict=entry["state_dict"], config=entry["config"])  # the latest call's, as before
+    write_json_atomic(out / "evaluation.json", record)
     print(f"{args.state_dict}: {args.split} split evaluated -> {out / 'test_metrics.csv'}")
     return 0
+
+
+def _segmenter_config(cfg: RunConfig, overrides: list[str]) -> RunConfig:
+    """``cfg`` with ``overrides``; the regressor plays no part in evaluating a segmenter's weights, so when
+    the preset's regressor alone refuses them (``reg_arch=resnext-authors`` fits only 200-416 px) and the
+    user did not choose it, torchvision's ``resnext``, which fits any size, stands in."""
+    from suite.errors import ConfigError
+
+    try:
+        return cfg.with_overrides(overrides)
+    except ConfigError:
+        if any(o.split("=", 1)[0].strip() == "reg_arch" for o in overrides):
+            raise
+        try:
+            return cfg.with_overrides(["reg_arch=resnext", *overrides])
+        except ConfigError:
+            pass
+        raise
+
+
+def _read_state_dict(path: Path) -> dict:
+    """A converted state_dict file: a dict of tensors by name, or one line naming the file and the fix."""
+    import torch
+
+    from suite.errors import InputError
+    from suite.inference import not_weights
+
+    convert = "convert the authors' pickle with `torch.save(model.state_dict(), FILE)` in their environment"
+    if not path.is_file():
+        what = "is not a file" if path.exists() else "does not exist"
+        raise InputError(f"--state-dict {path}: {what}; give the converted state_dict ({convert})")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - torch raises many types for an unreadable file
+        raise InputError(f"{path}: not a loadable state_dict ({type(e).__name__}); {convert}") from None
+    why = not_weights(state)
+    if why is not None:
+        raise InputError(f"{path}: not a state_dict: it {why}; {convert}")
+    return state

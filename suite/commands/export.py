@@ -6,7 +6,8 @@
 One ``OUT/patientXXX_frameYY.nii.gz`` per volume of the split, named after its input image: uint8 labels in
 ACDC numbering (0 background, 1 RV, 2 myocardium, 3 LV cavity) on the original matrix with any --crop of
 suite prepare undone, with the input image's affine and header, so that ITK-SNAP or 3D Slicer overlays it on
-the input. Only files the suite wrote earlier in OUT are ever replaced.
+the input. Only files the suite wrote earlier in OUT are ever replaced, and only those of the volumes
+written now: an earlier export of the other split into OUT stays.
 """
 
 from __future__ import annotations

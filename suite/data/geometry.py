@@ -129,27 +129,71 @@ def to_original_geometry(slices: np.ndarray, geom: VolumeGeometry) -> np.ndarray
     return np.ascontiguousarray(np.moveaxis(out, 0, 2))
 
 
+def prepare_command(prepared: Path) -> str:
+    """The ``suite prepare`` command that rebuilds the prepared dataset holding ``prepared`` (its root, or
+    its ``test/`` split) exactly as it was made: the dataset root, never the test split (that would nest a new
+    dataset inside it), with the recorded source and options (without them ``--force`` would prepare at the
+    defaults, under another data hash, and every run trained on the old one would refuse it)."""
+    import json
+
+    prepared = Path(prepared)
+    root = prepared
+    try:
+        manifest = json.loads((prepared / "manifest.json").read_text())
+        if manifest.get("role") == "test":
+            root = prepared.parent
+            manifest = json.loads((root / "manifest.json").read_text())
+        src = str(manifest["source"])
+        opts = manifest.get("options", {})
+        flags = f" --size {int(opts['size'])} --crop {opts['crop']} --split-seed {int(opts['split_seed'])}"
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        src, flags = "SRC", " --size SIZE --crop CROP"
+    return f"suite prepare {src} {root}{flags} --force"
+
+
 class Originals:
     """``originals.npz`` of a prepared dataset: each volume's original label map and NIfTI header bytes.
 
-    Read lazily, one array at a time, without pickle; a dataset prepared before it existed is refused with
-    the command that rebuilds it.
+    Read lazily, one array at a time, without pickle; a dataset prepared before it existed, or a damaged
+    file, is refused with the command that rebuilds it (:func:`prepare_command`).
     """
 
     def __init__(self, prepared: Path) -> None:
         self.path = Path(prepared) / ORIGINALS
         if not self.path.is_file():
             raise InputError(
-                f"{self.path}: missing (the dataset was prepared by an older version); rerun `suite prepare "
-                f"SRC {prepared} --force` to record the original geometry"
+                f"{self.path}: missing (the dataset was prepared by an older version, or the file was "
+                f"removed); rerun `{prepare_command(Path(prepared))}` to record the original geometry"
             )
-        self._npz = np.load(self.path, allow_pickle=False)
+        try:
+            self._npz = np.load(self.path, allow_pickle=False)
+        except Exception as e:  # noqa: BLE001 - zipfile, zlib and numpy raise many types for a damaged file
+            raise self._damaged(e) from None
+        if not hasattr(self._npz, "files"):  # np.load of a plain .npy: not the suite's archive
+            raise self._damaged(ValueError("not an .npz archive"))
+
+    def _damaged(self, e: Exception) -> InputError:
+        reason = f"{type(e).__name__}: {str(e).splitlines()[0]}" if str(e) else type(e).__name__
+        return InputError(
+            f"{self.path}: unreadable ({reason}); rerun `{prepare_command(self.path.parent)}` to rebuild it"
+        )
+
+    def _array(self, key: str) -> np.ndarray:
+        try:
+            return np.asarray(self._npz[key])
+        except KeyError:
+            raise InputError(
+                f"{self.path}: has no {key} (it does not match manifest.json); rerun "
+                f"`{prepare_command(self.path.parent)}` to rebuild it"
+            ) from None
+        except Exception as e:  # noqa: BLE001 - a member truncated or corrupt inside the archive
+            raise self._damaged(e) from None
 
     def label(self, volume: str) -> np.ndarray:
-        return np.asarray(self._npz[f"label_{volume}"])
+        return self._array(f"label_{volume}")
 
     def header(self, volume: str) -> bytes:
-        return bytes(np.asarray(self._npz[f"header_{volume}"], dtype=np.uint8).tobytes())
+        return bytes(self._array(f"header_{volume}").astype(np.uint8).tobytes())
 
     def close(self) -> None:
         self._npz.close()
