@@ -62,7 +62,7 @@ def across_seeds(run_stats: pd.DataFrame, cond: list[str], *, confidence: float 
         "units",
         "few_seeds",
     ]
-    return sort_conditions(pd.DataFrame(rows, columns=cols))
+    return sort_conditions(pd.DataFrame(rows, columns=cols), [c for c in cond if c not in BASE_CONDITION])
 
 
 def paired_comparisons(

@@ -8,6 +8,7 @@ runs are never split by a γ they never used.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -63,12 +64,14 @@ def condition_columns(exp: Experiment, runs: pd.DataFrame | None = None) -> list
     return BASE_CONDITION + extra
 
 
-def sort_conditions(df: pd.DataFrame) -> pd.DataFrame:
+def sort_conditions(df: pd.DataFrame, extra: Sequence[str] = ()) -> pd.DataFrame:
+    """Rows in the paper's method order, then by n, γ, λ and the ``extra`` condition columns (e.g. the
+    constraint family's ``constraint``, ``scheme``, ``constrained``); ties keep their order."""
     if df.empty or "method" not in df.columns:
         return df
     order = {m: i for i, m in enumerate(METHODS)}
     key = df["method"].map(lambda m: order.get(m, len(order)))
-    cols = [c for c in ("n_labeled", "gamma", "lam") if c in df.columns]
+    cols = [c for c in ("n_labeled", "gamma", "lam", *extra) if c in df.columns]
     return (
         df.assign(_k=key)
         .sort_values(["_k", *cols], kind="stable", na_position="first")

@@ -34,7 +34,7 @@ import pandas as pd
 from analysis.comparisons import paired_comparisons
 from analysis.intervals import t_interval
 from analysis.load import Experiment
-from analysis.run_stats import sort_conditions
+from analysis.run_stats import BASE_CONDITION, sort_conditions
 from analysis.stats import Analysis
 from suite.errors import InputError
 from suite.metrics import ejection_fraction
@@ -215,7 +215,8 @@ def across_seed_table(
         rec["n_undefined"] = int(g["n_undefined"].sum())
         rows.append(rec)
     cols = [*keys, "n_units", *[f"{v}_{s}" for v in RUN_VALUES for s in ("mean", "low", "high")]]
-    return sort_conditions(pd.DataFrame(rows, columns=[*cols, "n_volumes", "n_undefined"]))
+    extra = [c for c in cond if c not in BASE_CONDITION]
+    return sort_conditions(pd.DataFrame(rows, columns=[*cols, "n_volumes", "n_undefined"]), extra)
 
 
 def _main(per_run: pd.DataFrame) -> pd.DataFrame:
@@ -263,7 +264,7 @@ def val_test_gap(a: Analysis, per_run: pd.DataFrame, runs: pd.DataFrame) -> pd.D
                 "gap_high": ti.high,
             }
         )
-    return sort_conditions(pd.DataFrame(rows, columns=cols))
+    return sort_conditions(pd.DataFrame(rows, columns=cols), [c for c in a.cond if c not in BASE_CONDITION])
 
 
 def analyse_test_set(a: Analysis) -> TestSet:

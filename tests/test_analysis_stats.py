@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from analysis.comparisons import across_seeds
@@ -379,3 +380,23 @@ def test_cohort_detection(tmp_path: Path) -> None:
     (src / "phantom.json").unlink()
     assert detect_cohort({"cohort": {"source": str(src), "n_patients": 1}}) == "acdc"
     assert detect_cohort({"cohort": {"kind": "phantom", "source": str(src)}}) == "phantom"
+
+
+def test_conditions_sort_by_method_n_and_the_other_condition_columns() -> None:
+    from analysis.run_stats import sort_conditions
+
+    df = pd.DataFrame(
+        {
+            "method": ["oracle", "fs", "oracle", "oracle"],
+            "n_labeled": [5, 5, 5, 5],
+            "scheme": ["penalty", None, "logbarrier", "logbarrier"],
+            "constrained": ["lv", None, "lv", "all"],
+        }
+    )
+    out = sort_conditions(df, ["scheme", "constrained"])
+    assert list(zip(out["method"], out["scheme"], out["constrained"], strict=True)) == [
+        ("fs", None, None),
+        ("oracle", "logbarrier", "all"),
+        ("oracle", "logbarrier", "lv"),
+        ("oracle", "penalty", "lv"),
+    ]
