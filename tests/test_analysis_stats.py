@@ -393,9 +393,9 @@ def test_conditions_sort_by_method_n_and_the_other_condition_columns() -> None:
             "constrained": ["lv", None, "lv", "all"],
         }
     )
-    out = sort_conditions(df, ["scheme", "constrained"])
+    out = sort_conditions(df, ["scheme", "constrained"]).fillna("–")
     assert list(zip(out["method"], out["scheme"], out["constrained"], strict=True)) == [
-        ("fs", None, None),
+        ("fs", "–", "–"),
         ("oracle", "logbarrier", "all"),
         ("oracle", "logbarrier", "lv"),
         ("oracle", "penalty", "lv"),
