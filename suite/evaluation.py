@@ -344,11 +344,7 @@ def open_run(paths: RunPaths, data: str | None = None) -> tuple[RunConfig, Prepa
         )
     if data is not None:
         cfg = cfg.replace(data=str(Path(data).resolve()))
-    opened = PreparedData.open(cfg.data)
-    if cfg.data_hash and opened.data_hash != cfg.data_hash:
-        raise InputError(
-            f"{'--data ' if data is not None else ''}{cfg.data}: data_hash {opened.data_hash}, but "
-            f"{paths.run_id} was trained on data_hash {cfg.data_hash}; pass --data with the dataset the run "
-            "was trained on"
-        )
-    return cfg.replace(data_hash=opened.data_hash), opened
+    from suite.stages.runner import open_data
+
+    fix = "pass --data with the dataset the run was trained on"
+    return open_data(cfg, expected=f"{paths.run_id} was trained on data_hash", fix=fix)
