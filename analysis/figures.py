@@ -20,7 +20,6 @@ Every function takes the :class:`~analysis.stats.Analysis` (and the Table 1 choi
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -32,8 +31,10 @@ from analysis.intervals import t_quantile
 from analysis.paper import METHOD_LABELS, paper_frame
 from analysis.plotting import (
     Figure,
+    boxplot_by_n,
     condition_label,
     facets_by_n,
+    label_order_and_palette,
     main_setting,
     method_palette,
     methods_in,
@@ -266,39 +267,14 @@ def fig_per_volume(a: Analysis, t1: Table1, out_dir: Path, notes: list[str]) -> 
     if pv.empty:
         notes.append("per-volume figure skipped: no per-volume Dice of included runs")
         return None
-    plt, sns = themed_pyplot()
+    plt, _ = themed_pyplot()
     cols = ["run_id", "method", "n_labeled", "gamma", "lam", *t1.extra]
     m = pv.merge(a.run_stats[[c for c in cols if c in a.run_stats.columns]], on="run_id")
     m = main_setting(m, t1)
     m = m.assign(dice_pct=m["dice"] * a.scale, label=condition_label(m, t1.extra))
-    order = list(
-        dict.fromkeys(
-            m.sort_values("method", key=lambda s: s.map(lambda x: METHODS.index(x) if x in METHODS else 99))[
-                "label"
-            ]
-        )
-    )
+    order, pal = label_order_and_palette(m)
     fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * m["n_labeled"].nunique() * len(order) / 2), 4.0))
-    mpal = method_palette(methods_in(m))
-    pairs = m[["label", "method"]].drop_duplicates()
-    pal = {lab: mpal.get(meth) for lab, meth in zip(pairs["label"], pairs["method"], strict=True)}
-    with warnings.catch_warnings():  # seaborn 0.13 passes matplotlib's deprecated ``vert``
-        warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.filterwarnings("ignore", message=".*vert.*")
-        sns.boxplot(
-            data=m,
-            x="n_labeled",
-            y="dice_pct",
-            hue="label",
-            hue_order=order,
-            ax=ax,
-            palette=pal,
-            fliersize=2,
-            linewidth=0.8,
-        )
-    ax.set_xlabel("labeled patients n")
-    ax.set_ylabel("per-volume Dice (%)")
-    ax.legend(fontsize=8, title=None)
+    boxplot_by_n(ax, m, "dice_pct", "per-volume Dice (%)", order, pal)
     cap = (
         "Per-volume Dice: each point of a box is one validation volume of one run (its mean over the "
         "window epochs), pooled over seeds."

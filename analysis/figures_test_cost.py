@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,9 @@ import pandas as pd
 
 from analysis.plotting import (
     Figure,
+    boxplot_by_n,
     condition_label,
+    label_order_and_palette,
     main_setting,
     method_palette,
     methods_in,
@@ -28,7 +29,6 @@ from analysis.plotting import (
 from analysis.stats import Analysis
 from analysis.tables import Table1
 from analysis.test_metrics import MAIN_CLASS, TestSet
-from suite.config import METHODS
 
 
 def _run_conditions(a: Analysis, extra: list[str]) -> pd.DataFrame:
@@ -47,37 +47,12 @@ def fig_test_per_volume(
         return None
     m = main_setting(sel.merge(_run_conditions(a, t1.extra), on="run_id"), t1)
     m = m.assign(dice_pct=m["dice"] * 100.0, label=condition_label(m, t1.extra))
-    plt, sns = themed_pyplot()
-    order = list(
-        dict.fromkeys(
-            m.sort_values("method", key=lambda s: s.map(lambda x: METHODS.index(x) if x in METHODS else 99))[
-                "label"
-            ]
-        )
-    )
-    mpal = method_palette(methods_in(m))
-    pairs = m[["label", "method"]].drop_duplicates()
-    pal = {lab: mpal.get(meth) for lab, meth in zip(pairs["label"], pairs["method"], strict=True)}
+    plt, _ = themed_pyplot()
+    order, pal = label_order_and_palette(m)
     width = max(6.0, 1.2 * m["n_labeled"].nunique() * len(order) / 2)
     fig, axes = plt.subplots(1, 2, figsize=(2 * width, 4.0), layout="constrained")
     for ax, y, ylabel in ((axes[0], "dice_pct", "test Dice (%)"), (axes[1], "hd95_mm", "test HD95 (mm)")):
-        with warnings.catch_warnings():  # seaborn 0.13 passes matplotlib's deprecated ``vert``
-            warnings.simplefilter("ignore", DeprecationWarning)
-            warnings.filterwarnings("ignore", message=".*vert.*")
-            sns.boxplot(
-                data=m.dropna(subset=[y]),
-                x="n_labeled",
-                y=y,
-                hue="label",
-                hue_order=order,
-                ax=ax,
-                palette=pal,
-                fliersize=2,
-                linewidth=0.8,
-            )
-        ax.set_xlabel("labeled patients n")
-        ax.set_ylabel(ylabel)
-        ax.legend(fontsize=8, title=None)
+        boxplot_by_n(ax, m.dropna(subset=[y]), y, ylabel, order, pal)
     for ax in axes:  # Dice and distances from 0: a zoomed axis inflates small differences
         ax.set_ylim(bottom=0)
     cap = (

@@ -8,8 +8,10 @@ test-set and cost figures) draw with these, so every figure of a report looks an
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -99,3 +101,35 @@ def condition_label(df: pd.DataFrame, extra: list[str]) -> pd.Series:
 def methods_in(df: pd.DataFrame) -> list[str]:
     present = list(dict.fromkeys(df["method"]))
     return [m for m in METHODS if m in present] + [m for m in present if m not in METHODS]
+
+
+def label_order_and_palette(df: pd.DataFrame) -> tuple[list[str], dict[str, Any]]:
+    """The condition labels of ``df`` (``label``, ``method`` columns) in the paper's method order, and each
+    label's colour: its method's."""
+    rank = df["method"].map(lambda m: METHODS.index(m) if m in METHODS else len(METHODS))
+    order = list(dict.fromkeys(df.assign(_r=rank).sort_values("_r", kind="stable")["label"]))
+    colours = method_palette(methods_in(df))
+    pairs = df[["label", "method"]].drop_duplicates()
+    return order, {lab: colours.get(m) for lab, m in zip(pairs["label"], pairs["method"], strict=True)}
+
+
+def boxplot_by_n(ax: Any, df: pd.DataFrame, y: str, ylabel: str, order: list[str], palette: dict) -> None:
+    """Boxes of ``y`` per labeled count n, one per condition label (``label``), in ``order``."""
+    _, sns = themed_pyplot()
+    with warnings.catch_warnings():  # seaborn 0.13 passes matplotlib's deprecated ``vert``
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.filterwarnings("ignore", message=".*vert.*")
+        sns.boxplot(
+            data=df,
+            x="n_labeled",
+            y=y,
+            hue="label",
+            hue_order=order,
+            ax=ax,
+            palette=palette,
+            fliersize=2,
+            linewidth=0.8,
+        )
+    ax.set_xlabel("labeled patients n")
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=8, title=None)
