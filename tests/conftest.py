@@ -46,3 +46,25 @@ def prepared_small(phantom_dir: Path, tmp_path_factory: pytest.TempPathFactory) 
     out = tmp_path_factory.mktemp("prepared") / f"phantom{PHANTOM_PATIENTS}-{SMALL_SIZE}"
     prepare(phantom_dir, out, size=SMALL_SIZE, split_seed=1)
     return out
+
+
+@pytest.fixture
+def loss_images(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """Counts of the images each segmenter loss sees (``ce``: partial CE, ``penalty``: the unlabeled term),
+    through spies on the segmenter module's two losses; reset them with ``.update(ce=0, penalty=0)``."""
+    import suite.stages.segmenter as seg
+
+    seen = {"ce": 0, "penalty": 0}
+    real_ce, real_pen = seg.partial_ce, seg.unlabeled_loss
+
+    def ce_spy(logits, target, mask=None):
+        seen["ce"] += logits.shape[0]
+        return real_ce(logits, target, mask)
+
+    def pen_spy(cfg, logits, targets, epoch):
+        seen["penalty"] += logits.shape[0]
+        return real_pen(cfg, logits, targets, epoch)
+
+    monkeypatch.setattr(seg, "partial_ce", ce_spy)
+    monkeypatch.setattr(seg, "unlabeled_loss", pen_spy)
+    return seen

@@ -286,23 +286,11 @@ def test_logged_validation_metrics_are_the_hand_checked_ones(prepared_small, tmp
     assert logged[("", "dice2d_slices")] == run["dice2d_slices"]
 
 
-def test_loss_spy_counts_images_per_loss(prepared_small, tmp_path, monkeypatch):
+def test_loss_spy_counts_images_per_loss(prepared_small, tmp_path, loss_images):
     """CE sees exactly the labeled images, the penalty exactly the unlabeled ones (oracle), once per epoch."""
     import suite.stages.segmenter as seg
 
-    seen: dict[str, int] = {"ce": 0, "penalty": 0}
-    real_ce, real_pen = seg.partial_ce, seg.unlabeled_loss
-
-    def ce_spy(logits, target, mask=None):
-        seen["ce"] += logits.shape[0]
-        return real_ce(logits, target, mask)
-
-    def pen_spy(cfg, logits, targets, epoch):
-        seen["penalty"] += logits.shape[0]
-        return real_pen(cfg, logits, targets, epoch)
-
-    monkeypatch.setattr(seg, "partial_ce", ce_spy)
-    monkeypatch.setattr(seg, "unlabeled_loss", pen_spy)
+    seen = loss_images
     for method, expect_pen in (("fs", 0), ("oracle", 5)):
         seen.update(ce=0, penalty=0)
         ctx = _ctx(smoke_cfg(prepared_small, method=method), tmp_path)

@@ -126,24 +126,12 @@ def test_joint_one_step_is_a_hand_made_step_on_the_summed_loss(prepared_small, t
     assert not all(torch.allclose(a[k], c[k], rtol=0, atol=1e-7) for k in a)
 
 
-def test_joint_steps_once_per_unlabeled_batch_cycling_the_labeled_set(prepared_small, tmp_path, monkeypatch):
+def test_joint_steps_once_per_unlabeled_batch_cycling_the_labeled_set(
+    prepared_small, tmp_path, monkeypatch, loss_images
+):
     """An epoch is one pass over the unlabeled set: one step per unlabeled batch, each with a labeled batch;
     the labeled set is cycled (3 unlabeled batches, 1 labeled batch per pass: the labeled images 3 times)."""
-    import suite.stages.segmenter as seg
-
-    seen = {"ce": 0, "penalty": 0}
-    real_ce, real_pen = seg.partial_ce, seg.unlabeled_loss
-
-    def ce_spy(logits, target, mask=None):
-        seen["ce"] += logits.shape[0]
-        return real_ce(logits, target, mask)
-
-    def pen_spy(cfg, logits, targets, epoch):
-        seen["penalty"] += logits.shape[0]
-        return real_pen(cfg, logits, targets, epoch)
-
-    monkeypatch.setattr(seg, "partial_ce", ce_spy)
-    monkeypatch.setattr(seg, "unlabeled_loss", pen_spy)
+    seen = loss_images
     cfg = small_run_config(prepared_small, method="oracle", update="joint", unl_batch=16)
     sd = _data(prepared_small, cfg, tmp_path)
     sd.lab_idx, sd.unl_idx = sd.lab_idx[:5], sd.unl_idx[:40]  # 3 unlabeled batches (16, 16, 8)
