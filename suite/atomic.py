@@ -18,11 +18,10 @@ def current_umask() -> int:
     return mask
 
 
-def _readable_like_open(path: str | os.PathLike, directory: bool = False) -> None:
-    """mkstemp/mkdtemp create 0600 files and 0700 folders; give a result the mode a plain ``open``/``mkdir``
-    would (0666/0777 minus the umask), so lab-mates in the user's group can read results as the umask
-    allows."""
-    os.chmod(path, (0o777 if directory else 0o666) & ~current_umask())
+def _readable_like_open(path: str | os.PathLike) -> None:
+    """mkstemp creates 0600 files; give a result the mode a plain ``open`` would (0666 minus the umask), so
+    lab-mates in the user's group can read results as the umask allows (folders come from ``mkdir``)."""
+    os.chmod(path, 0o666 & ~current_umask())
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
@@ -59,27 +58,6 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp_path, path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
-        raise
-
-
-@contextmanager
-def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary directory; on success it replaces ``path`` (old one removed), on error removed."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    _readable_like_open(tmp, directory=True)
-    try:
-        yield tmp
-        if path.exists():
-            old = path.with_name(f".{path.name}.old-{os.getpid()}")
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 

@@ -115,14 +115,14 @@ def test_sigterm_on_run_exits_nonzero_and_leaves_a_resumable_run(prepared_small,
 
 @pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
 def test_results_respect_the_umask(tmp_path: Path, umask: int) -> None:
-    from suite.atomic import atomic_dir, atomic_path, suite_outputs, write_json_atomic
+    from suite.atomic import atomic_path, suite_outputs, write_json_atomic
 
     old = os.umask(umask)
     try:
         write_json_atomic(tmp_path / "a.json", {"x": 1})
         with atomic_path(tmp_path / "b.bin") as p:
             p.write_bytes(b"x")
-        with atomic_dir(tmp_path / "d") as d:
+        with suite_outputs(tmp_path / "d") as d:
             (d / "f").write_text("x")
         with suite_outputs(tmp_path / "report") as d:
             (d / "sub").mkdir()
