@@ -76,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     from suite.stages.checkpoint import seed_epoch
     from suite.stages.regressor import RegressorStage
     from suite.stages.runner import open_data
-    from suite.stages.segmenter import SegmenterStage, load_seg_data
+    from suite.stages.segmenter import SegmenterStage
+    from suite.stages.segmenter_data import load_seg_data
 
     results: dict[str, object] = {
         "data": str(args.data),

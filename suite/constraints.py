@@ -35,6 +35,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from suite.data.acdc import LV_LABEL
 from suite.losses import (
     REF_PIXELS,
     REF_SIDE,
@@ -45,7 +46,8 @@ from suite.losses import (
     soft_centroid,
 )
 from suite.metrics import CLASS_LABELS
-from suite.models import constrained_channels, constrained_labels
+from suite.models import constrained_channels, constrained_labels, lv_channel
+from suite.ramps import sigmoid_rampup
 
 CLASS_NAMES = {label: name for name, label in CLASS_LABELS.items()}  # ACDC label → RV, Myo, LV
 CENTROID_MIN_PX = 1.0  # a class is present when its upper size bound allows at least one pixel
@@ -64,6 +66,12 @@ def has_centroid(cfg: Any) -> bool:
 def barrier_t(cfg: Any, epoch: int) -> float:
     """The log-barrier's t at ``epoch`` (0-based): ``barrier_t · barrier_growth**epoch``."""
     return float(cfg.barrier_t) * float(cfg.barrier_growth) ** int(epoch)
+
+
+def lam_at(cfg: Any, epoch: int) -> float:
+    """λ at ``epoch`` (0-based): ``cfg.lam``, ramped up over the first ``cfg.lam_rampup`` epochs
+    (``suite.ramps.sigmoid_rampup``; no ramp at 0, the paper)."""
+    return float(cfg.lam) * sigmoid_rampup(epoch, getattr(cfg, "lam_rampup", 0))
 
 
 def target_columns(cfg: Any) -> list[str]:
@@ -153,6 +161,44 @@ def unlabeled_loss(cfg: Any, logits: Tensor, targets: Tensor, epoch: int) -> tup
         c_ok = ((c.detach() >= c_lo) & (c.detach() <= c_hi)).all(dim=-1)
         inside = inside & (~present | c_ok)
     return terms.sum() / area, inside.all(dim=1)
+
+
+# what size_dynamics sums over a batch (the segmenter logs each sum over the epoch's unlabeled slices)
+DYNAMICS = ("soft_size", "target_size", "above_bounds", "below_bounds", "empty_slices", "soft_size_empty")
+
+
+def size_dynamics(cfg: Any, logits: Tensor, targets: Tensor) -> Tensor:
+    """How the soft LV size of a batch of unlabeled slices sits against its bounds: the sums named by
+    :data:`DYNAMICS` (float64, shape (6,)) -- soft size (pixels), target size R, slices above their upper and
+    below their lower bound, slices whose upper bound allows no pixel ("empty": the Oracle's slices without
+    an LV) and their soft size. Read off the detached logits: it changes no gradient."""
+    with torch.no_grad():
+        fg = torch.softmax(logits.detach().float(), dim=1)[:, lv_channel(cfg)]
+        s = fg.sum(dim=(1, 2))
+        targets = torch.as_tensor(targets, dtype=torch.float32, device=logits.device)
+        r = targets.reshape(len(s), -1)[:, constrained_labels(cfg).index(LV_LABEL)]
+        lower, upper = size_bounds(r, cfg.gamma)
+        empty = upper < CENTROID_MIN_PX
+        sums = [s.sum(), r.sum(), (s > upper).sum(), (s < lower).sum(), empty.sum(), s[empty].sum()]
+        return torch.stack([x.double() for x in sums])
+
+
+def dynamics_metrics(sums: list[float], n_slices: float) -> dict[str, float]:
+    """The epoch's :func:`size_dynamics` sums over ``n_slices`` unlabeled slices as train metrics: the mean
+    soft LV size and target size (pixels), the fractions of slices above / below their bounds and of empty
+    slices, and the mean soft size of the empty slices (absent when there were none)."""
+    d = dict(zip(DYNAMICS, sums, strict=True))
+    n = max(n_slices, 1.0)
+    out = {
+        "soft_size": d["soft_size"] / n,
+        "target_size": d["target_size"] / n,
+        "above_bounds": d["above_bounds"] / n,
+        "below_bounds": d["below_bounds"] / n,
+        "empty_slices": d["empty_slices"] / n,
+    }
+    if d["empty_slices"] > 0:
+        out["soft_size_empty"] = d["soft_size_empty"] / d["empty_slices"]
+    return out
 
 
 def regression_loss(cfg: Any, pred: Tensor, target: Tensor, world: int = 1) -> Tensor:

@@ -180,7 +180,7 @@ def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
 def test_unlabeled_and_validation_data_reach_only_the_losses_they_should(prepared_small, tmp_path, method):
     """FS never sees unlabeled images; no method sees the labels of unlabeled or validation slices except
     through the Oracle's exact sizes; validation images never reach training."""
-    from suite.stages.segmenter import load_seg_data
+    from suite.stages.segmenter_data import load_seg_data
 
     ctx = _ctx(smoke_cfg(prepared_small, method=method), tmp_path)
     base = _small(load_seg_data(ctx))
@@ -212,7 +212,8 @@ def test_penalty_warmup_epochs_train_exactly_as_fs(prepared_small, tmp_path):
     """``penalty_warmup=1``: epoch 0 of an Oracle run skips the unlabeled pass (weights bit-identical to FS's,
     no ``in_bounds`` reported); epoch 1 applies the penalty (weights differ from FS's); it is part of the run
     id."""
-    from suite.stages.segmenter import SegmenterStage, load_seg_data
+    from suite.stages.segmenter import SegmenterStage
+    from suite.stages.segmenter_data import load_seg_data
 
     def two_epochs(method: str, **kw):
         ctx = _ctx(smoke_cfg(prepared_small, method=method, **kw), tmp_path / method)
@@ -237,7 +238,8 @@ def test_penalty_warmup_epochs_train_exactly_as_fs(prepared_small, tmp_path):
 
 def test_channels_last_and_bf16_options_train(prepared_small, tmp_path):
     """The runtime options reach the step: channels-last weights, bf16 autocast; the loss stays finite."""
-    from suite.stages.segmenter import SegmenterStage, load_seg_data
+    from suite.stages.segmenter import SegmenterStage
+    from suite.stages.segmenter_data import load_seg_data
 
     ctx = _ctx(smoke_cfg(prepared_small, method="oracle", channels_last=True, amp="bf16"), tmp_path)
     sd = _small(load_seg_data(ctx))
@@ -250,7 +252,7 @@ def test_channels_last_and_bf16_options_train(prepared_small, tmp_path):
 
 
 def test_oracle_bounds_are_the_exact_sizes(prepared_small, tmp_path):
-    from suite.stages.segmenter import load_seg_data
+    from suite.stages.segmenter_data import load_seg_data
 
     ctx = _ctx(smoke_cfg(prepared_small, method="oracle"), tmp_path)
     sd = load_seg_data(ctx)

@@ -45,7 +45,14 @@ from suite.log import progress
 from suite.models import build_regressor, constrained_labels, prepare_model, regressor_outputs, slices_input
 from suite.seeding import derive_seed
 from suite.stages import process_group as pg
-from suite.stages.base import EpochResult, OptimisedStage, RunContext, autocast, resized_arrays
+from suite.stages.base import (
+    EpochResult,
+    OptimisedStage,
+    RunContext,
+    autocast,
+    optimizer_options,
+    resized_arrays,
+)
 from suite.stages.checkpoint import load_checkpoint
 from suite.stages.lr_rules import MultiStepRule
 from suite.stages.metrics_log import metric_dict
@@ -249,7 +256,11 @@ def check_batch_norm_fits(cfg: Any, n_samples: int) -> None:
 def regressor_optimizer(cfg: Any, net: torch.nn.Module) -> torch.optim.SGD:
     """SGD with the config's lr, momentum and weight decay (the paper's and the authors' optimiser)."""
     return torch.optim.SGD(
-        net.parameters(), lr=cfg.reg_lr, momentum=cfg.reg_momentum, weight_decay=cfg.reg_weight_decay
+        net.parameters(),
+        lr=cfg.reg_lr,
+        momentum=cfg.reg_momentum,
+        weight_decay=cfg.reg_weight_decay,
+        **optimizer_options(cfg),
     )
 
 

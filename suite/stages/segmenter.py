@@ -37,7 +37,6 @@ same order (common random numbers for the paired comparisons).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,9 +44,16 @@ import numpy as np
 import torch
 
 from suite.atomic import atomic_path
-from suite.constraints import label_targets, metric_suffix, reported_labels, target_columns, unlabeled_loss
+from suite.constraints import (
+    DYNAMICS,
+    dynamics_metrics,
+    lam_at,
+    metric_suffix,
+    reported_labels,
+    size_dynamics,
+    unlabeled_loss,
+)
 from suite.data.acdc import LV_LABEL
-from suite.errors import InputError
 from suite.log import progress
 from suite.losses import partial_ce
 from suite.metrics import VOLUME_STATS, run_metrics, volume_metrics, volume_stats
@@ -57,137 +63,23 @@ from suite.models import (
     lv_channel,
     prepare_input,
     prepare_model,
-    unit_slices,
 )
 from suite.seeding import derive_seed
 from suite.stages import process_group as pg
-from suite.stages.base import EpochResult, OptimisedStage, RunContext, autocast, resized_arrays
+from suite.stages.base import (
+    EpochResult,
+    OptimisedStage,
+    RunContext,
+    autocast,
+    optimizer_options,
+)
 from suite.stages.lr_rules import CodeRule, LrRule, PlateauRule
 from suite.stages.metrics_log import metric_dict
+from suite.stages.segmenter_data import SegData, batch_images, load_seg_data
 
 log = logging.getLogger("suite.stages.segmenter")
 
 N_EXAMPLES_PATIENTS = 2  # val_examples.npz: mid slices of the first two validation patients, ED and ES
-
-
-@dataclass
-class SegData:
-    """Everything a segmenter run reads, in memory (uint8 on the device; converted per batch).
-
-    ``images``/``labels`` are full (N, S, S) arrays at ``cfg.image_size`` indexed by prepared-slice index.
-    ``unl_targets`` (proposed/oracle) are the constraint targets (N_unl, W) of the unlabeled slices
-    (``suite.constraints``: the sizes R in pixels, then the centroids);
-    ``pseudo_target``/``pseudo_mask`` (proposals) the pseudo-labels of the unlabeled slices.
-    """
-
-    images: torch.Tensor
-    labels: torch.Tensor
-    lab_idx: np.ndarray
-    unl_idx: np.ndarray
-    val_idx: np.ndarray
-    volumes: list[tuple[str, np.ndarray]]  # (volume name, prepared-slice indices in slice order)
-    voxel_ml: np.ndarray  # (n_volumes,) millilitres per voxel at the training resolution
-    unl_targets: torch.Tensor | None = None
-    pseudo_target: torch.Tensor | None = None
-    pseudo_mask: torch.Tensor | None = None
-
-
-def batch_images(images: torch.Tensor, idx: np.ndarray) -> torch.Tensor:
-    """(B, 1, S, S) float32 in [0, 1] from the uint8 slice store."""
-    sel = torch.as_tensor(idx, dtype=torch.long, device=images.device)
-    return unit_slices(images.index_select(0, sel))
-
-
-def voxel_ml_per_volume(data: Any, volumes: list[tuple[str, np.ndarray]], size: int) -> np.ndarray:
-    """Millilitres per voxel at the training resolution, per volume.
-
-    The in-plane pixel area at the prepared size is ``lv_area_mm2 / lv_area_px`` (the prepared arrays carry
-    both); it scales by ``(prepared size / size)²`` at another resolution; the slice thickness is the third
-    spacing component.
-    """
-    spacing = np.asarray(data.spacing, dtype=np.float64)
-    area_mm2 = np.asarray(data.lv_area_mm2, dtype=np.float64)
-    area_px = np.asarray(data.lv_area_px, dtype=np.float64)
-    scale = (float(data.size) / float(size)) ** 2
-    out = np.zeros(len(volumes))
-    for i, (_name, idx) in enumerate(volumes):
-        ok = area_px[idx] > 0
-        if ok.any():
-            px_mm2 = area_mm2[idx][ok].sum() / area_px[idx][ok].sum()
-        else:  # no LV in the whole volume: fall back to the spacing scaled to the prepared size
-            px_mm2 = float(spacing[idx[0], 0] * spacing[idx[0], 1])
-        out[i] = px_mm2 * scale * float(spacing[idx[0], 2]) / 1000.0
-    return out
-
-
-def load_seg_data(ctx: RunContext) -> SegData:
-    """Slices of (n, split) at the training resolution, as device tensors; targets for the method."""
-    cfg, data = ctx.cfg, ctx.data
-    split = data.split(cfg.n_labeled, cfg.split_mode, cfg.split_seed)
-    lab_idx = np.sort(np.asarray(data.indices(split.labeled), dtype=np.int64))
-    unl_idx = np.sort(np.asarray(data.indices(split.unlabeled), dtype=np.int64))
-    val_patients = sorted(split.val_seg)
-    val_idx = np.sort(np.asarray(data.indices(val_patients), dtype=np.int64))
-    if len(lab_idx) == 0:
-        raise InputError(
-            f"{cfg.data}: split n_labeled={cfg.n_labeled} has no labeled slices; check splits.json"
-        )
-    if len(val_idx) == 0:
-        raise InputError(f"{cfg.data}: the split has no segmenter-validation slices; check splits.json")
-    images, labels = resized_arrays(data, cfg.image_size)
-    volume_names = np.asarray(data.volume)
-    slice_index = np.asarray(data.slice_index)
-    volumes: list[tuple[str, np.ndarray]] = []
-    for name in sorted(set(volume_names[val_idx].tolist())):
-        idx = val_idx[volume_names[val_idx] == name]
-        volumes.append((str(name), idx[np.argsort(slice_index[idx], kind="stable")]))
-    dev = ctx.device
-    sd = SegData(
-        images=torch.from_numpy(np.ascontiguousarray(images)).to(dev),
-        labels=torch.from_numpy(np.ascontiguousarray(labels)).to(dev),
-        lab_idx=lab_idx,
-        unl_idx=unl_idx,
-        val_idx=val_idx,
-        volumes=volumes,
-        voxel_ml=voxel_ml_per_volume(data, volumes, cfg.image_size),
-    )
-    if cfg.method == "oracle":
-        sd.unl_targets = label_targets(cfg, sd.labels.index_select(0, torch.as_tensor(unl_idx, device=dev)))
-    elif cfg.method == "proposed":
-        sd.unl_targets = regressor_targets(ctx, unl_idx).to(dev)
-    elif cfg.method == "proposals":
-        from suite.stages.proposals import load_pseudo_labels
-
-        target, mask = load_pseudo_labels(ctx, unl_idx)
-        sd.pseudo_target, sd.pseudo_mask = target.to(dev), mask.to(dev)
-    return sd
-
-
-def regressor_targets(ctx: RunContext, idx: np.ndarray) -> torch.Tensor:
-    """The prerequisite regressor's cached predictions (len(idx), W) for slices ``idx``: the target columns of
-    ``suite.constraints`` (the LV size R in pixels at ``cfg.image_size`` in the paper's setting)."""
-    from suite.paths import ExperimentPaths
-
-    reg_paths = ExperimentPaths(ctx.experiment_root).run(ctx.cfg.regressor_config().run_id)
-    if not reg_paths.sizes.exists():
-        raise InputError(
-            f"{reg_paths.sizes}: the regressor's size predictions are missing; rerun its stage "
-            f"(delete {reg_paths.summary} to make it run again)"
-        )
-    with np.load(reg_paths.sizes) as z:
-        sizes, size = (z["targets"] if "targets" in z.files else z["sizes"]), int(z["image_size"])
-    sizes = sizes.reshape(len(sizes), -1)
-    if sizes.shape[1] != len(target_columns(ctx.cfg)):
-        raise InputError(
-            f"{reg_paths.sizes}: {sizes.shape[1]} predicted columns, the config constrains "
-            f"{', '.join(target_columns(ctx.cfg))}; delete {reg_paths.summary} to rerun the regressor"
-        )
-    if size != ctx.cfg.image_size or len(sizes) != len(ctx.data.volume):
-        raise InputError(
-            f"{reg_paths.sizes}: predictions for {len(sizes)} slices at {size}px do not match "
-            f"the prepared data ({len(ctx.data.volume)} slices at image_size={ctx.cfg.image_size})"
-        )
-    return torch.from_numpy(np.asarray(sizes, dtype=np.float32)[idx])
 
 
 def make_lr_rule(cfg: Any) -> LrRule:
@@ -216,6 +108,7 @@ class SegmenterStage(OptimisedStage):
             lr=cfg.seg_lr,
             betas=(cfg.seg_betas[0], cfg.seg_betas[1]),
             weight_decay=cfg.seg_weight_decay,
+            **optimizer_options(cfg),
         )
         self.rule = make_lr_rule(cfg)
         self.lv = lv_channel(cfg)
@@ -238,13 +131,13 @@ class SegmenterStage(OptimisedStage):
 
     def _unlabeled_term(
         self, logits: torch.Tensor, gb: np.ndarray, local: np.ndarray, epoch: int
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """The method's unlabeled term of one batch (global positions ``gb``, this rank's ``local``) in
-        ``epoch`` (the log-barrier's t grows with it: ``suite.constraints``).
+        ``epoch`` (the log-barrier's t grows with it and λ may ramp up: ``suite.constraints``).
 
-        Returns (the loss to add, weighted and scaled for DDP; the unweighted term for the log; the count of
-        slices inside their bounds, 0 for proposals). The one home of the unlabeled term: both update
-        schemes call it."""
+        Returns (the loss to add, weighted and scaled for DDP; the log's sums: the unweighted term, the count
+        of slices inside their bounds (0 for proposals), then the ``DYNAMICS`` sums of the penalty methods).
+        The one home of the unlabeled term: both update schemes call it."""
         cfg, sd, dev, world = self.cfg, self.sd, self.ctx.device, self.cfg.world_size
         pos = torch.as_tensor(local, device=dev)
         if cfg.method == "proposals":
@@ -257,12 +150,17 @@ class SegmenterStage(OptimisedStage):
                 gpos = torch.as_tensor(gb, device=dev)
                 g_count = sd.pseudo_mask.index_select(0, gpos).sum().clamp_min(1)
                 term = term * mask.sum().clamp_min(1) * world / g_count
-            return term, term.detach().double() / world, torch.zeros((), dtype=torch.float64, device=dev)
+            log = torch.zeros(2 + len(DYNAMICS), dtype=torch.float64, device=dev)
+            log[0] = term.detach().double() / world
+            return term, log
         assert sd.unl_targets is not None  # load_seg_data made them for the penalty methods
-        term, inside = unlabeled_loss(cfg, logits, sd.unl_targets.index_select(0, pos), epoch)
+        targets = sd.unl_targets.index_select(0, pos)
+        term, inside = unlabeled_loss(cfg, logits, targets, epoch)
         # the penalty is a sum over the batch: DDP averages gradients, so scale by the world size
-        loss = cfg.lam * term * world if world > 1 else cfg.lam * term
-        return loss, term.detach().double(), inside.sum().double()
+        lam = lam_at(cfg, epoch)
+        loss = lam * term * world if world > 1 else lam * term
+        dyn = size_dynamics(cfg, logits, targets)
+        return loss, torch.cat([torch.stack([term.detach().double(), inside.sum().double()]), dyn])
 
     def _step(self, loss: torch.Tensor) -> None:
         self.opt.zero_grad(set_to_none=True)
@@ -280,7 +178,9 @@ class SegmenterStage(OptimisedStage):
         world = cfg.world_size
         self.model.train()
         dev = ctx.device
-        acc = torch.zeros(4, dtype=torch.float64, device=dev)  # CE, unlabeled term, inside, unlabeled items
+        # CE, unlabeled term, inside, the DYNAMICS sums, unlabeled items
+        acc = torch.zeros(4 + len(DYNAMICS), dtype=torch.float64, device=dev)
+        items = acc.new_tensor([0.0] * (3 + len(DYNAMICS)) + [1.0])  # adds one unlabeled item per slice
         lr = self.rule.lr
         n_lab_batches = n_unl_batches = 0
         # penalty_warmup: the first epochs skip the unlabeled pass (they train exactly as FS; 0 = the paper)
@@ -310,9 +210,11 @@ class SegmenterStage(OptimisedStage):
                 idx = sd.lab_idx[lab_local]
                 logits = self._forward(np.concatenate([idx, sd.unl_idx[local]]))
                 ce = self._labeled_loss(logits[: len(idx)], idx)
-                loss, term, inside = self._unlabeled_term(logits[len(idx) :], gb, local, epoch)
+                loss, log = self._unlabeled_term(logits[len(idx) :], gb, local, epoch)
                 self._step(ce + loss)
-                acc += torch.stack([ce.detach().double(), term, inside, acc.new_tensor(float(len(local)))])
+                acc[0] += ce.detach().double()
+                acc[1:-1] += log
+                acc += items * len(local)
                 n_lab_batches += 1
                 n_unl_batches += 1
         else:
@@ -323,9 +225,10 @@ class SegmenterStage(OptimisedStage):
                 acc[0] += ce.detach().double()
                 n_lab_batches += 1
             for gb, local in progress(unl_batches, self._bar(epoch, "unlabeled"), enabled=ctx.is_main):
-                loss, term, inside = self._unlabeled_term(self._forward(sd.unl_idx[local]), gb, local, epoch)
+                loss, log = self._unlabeled_term(self._forward(sd.unl_idx[local]), gb, local, epoch)
                 self._step(loss)
-                acc[1:] += torch.stack([term, inside, acc.new_tensor(float(len(local)))])
+                acc[1:-1] += log
+                acc += items * len(local)
                 n_unl_batches += 1
 
         stats = acc.cpu()
@@ -340,11 +243,15 @@ class SegmenterStage(OptimisedStage):
             out["loss_penalty"] = pen
             out["loss_total"] = mean_ce + pen
         else:
-            pen = float(stats[1]) / max(float(stats[3]), 1.0)
+            n_unl = float(stats[-1])
+            pen = float(stats[1]) / max(n_unl, 1.0)
             out["loss_penalty"] = pen
-            out["loss_total"] = mean_ce + cfg.lam * pen
-            if float(stats[3]) > 0:  # not in warm-up epochs: no unlabeled slice was seen
-                out["in_bounds"] = float(stats[2]) / float(stats[3])
+            out["loss_total"] = mean_ce + lam_at(cfg, epoch) * pen
+            if cfg.lam_rampup:
+                out["lam"] = lam_at(cfg, epoch)
+            if n_unl > 0:  # not in warm-up epochs: no unlabeled slice was seen
+                out["in_bounds"] = float(stats[2]) / n_unl
+                out.update(dynamics_metrics(stats[3:-1].tolist(), n_unl))
         return out
 
     # -------------------------------------------------------------- validation
