@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.paper import METHOD_LABELS, PAPER_GAMMA, PAPER_LAM, TABLE1, paper_value
-from analysis.run_stats import BASE_CONDITION
+from analysis.run_stats import BASE_CONDITION, setting_text
 from analysis.stats import Analysis
 from suite.atomic import write_text_atomic
 from suite.config import METHODS, SEG_METHODS_WITH_PENALTY
@@ -235,7 +235,7 @@ def _settings(t: Table1) -> list[tuple[str, pd.DataFrame]]:
     for key, g in own.groupby(t.extra, sort=True, dropna=False):
         key = key if isinstance(key, tuple) else (key,)
         rows = pd.concat([shared, g]) if len(shared) else g
-        out.append((", ".join(f"{c}={v}" for c, v in zip(t.extra, key, strict=True)), rows))
+        out.append((", ".join(f"{c}={setting_text(v)}" for c, v in zip(t.extra, key, strict=True)), rows))
     return out
 
 
