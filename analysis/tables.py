@@ -396,6 +396,11 @@ def write_tables(a: Analysis, t: Table1, out_dir: Path) -> dict[str, Path]:
         files["regressor_runs.csv"] = a.regressor_runs.to_csv(index=False, float_format="%.6f")
     if len(a.per_volume):
         files["per_volume.csv"] = a.per_volume.to_csv(index=False, float_format="%.6f")
+    if len(a.per_seed):
+        files["per_seed.csv"] = a.per_seed.to_csv(index=False, float_format="%.4f")
+    if len(a.dynamics_table):
+        files["dynamics.csv"] = a.dynamics_table.to_csv(index=False, float_format="%.6g")
+        files["dynamics_epochs.csv"] = a.dynamics.to_csv(index=False, float_format="%.6g")
     sens = sensitivity_table(a)
     if len(sens):
         files["sensitivity.csv"] = sens.to_csv(index=False, float_format="%.4f")
