@@ -24,7 +24,13 @@ import numpy as np
 import pandas as pd
 
 from analysis.load import Experiment
-from analysis.run_stats import condition_keys, condition_text, varying_columns
+from analysis.run_stats import (
+    BASE_CONDITION,
+    condition_keys,
+    condition_text,
+    sort_conditions,
+    varying_columns,
+)
 from analysis.summaries import train_curves
 
 # the first epochs (where an early collapse shows) and then a few further out; the first and last logged
@@ -83,7 +89,9 @@ def dynamics_table(
             rec.update(epoch=e, seeds=seeds[e])
             rec.update({m: means.get((k, m, e), np.nan) for m in TABLE_METRICS})
             rows.append(rec)
-    return pd.DataFrame(rows, columns=[*keys, "epoch", "seeds", *TABLE_METRICS])
+    out = pd.DataFrame(rows, columns=[*keys, "epoch", "seeds", *TABLE_METRICS])
+    # the paper's method order, as every other table (the grouping above sorted methods by name)
+    return sort_conditions(out, [*(c for c in keys if c not in BASE_CONDITION), "epoch"])
 
 
 # ---------------------------------------------------------------------------------------------- in words

@@ -35,15 +35,20 @@ def _panels(a: Analysis, series: dict[str, str]) -> list[tuple[str, pd.DataFrame
     d = d.loc[d["metric"].isin(list(series))]
     d = d.assign(_k=condition_keys(d, keys), series=d["metric"].map(series))
     shown = varying_columns(d, [c for c in keys if c != "method"])
-    return [(condition_text(g.iloc[0].to_dict(), shown), g) for _, g in d.groupby("_k", sort=False)]
+    groups = dict(tuple(d.groupby("_k", sort=False)))
+    order = dict.fromkeys(condition_keys(a.dynamics_table, keys))  # the table's: the paper's method order
+    return [(condition_text(groups[k].iloc[0].to_dict(), shown), groups[k]) for k in order if k in groups]
 
 
 def _draw(a: Analysis, series: dict[str, str], ylabel: str, symlog: bool):
     plt, sns = themed_pyplot()
+    from matplotlib.lines import Line2D  # after themed_pyplot: matplotlib loads only when figures are drawn
+
     panels = _panels(a, series)
     fig, axes = facet_grid(plt, len(panels), 3.2)
     palette = dict(zip(series.values(), sns.color_palette("colorblind", len(series)), strict=True))
-    for i, (ax, (label, g)) in enumerate(zip(axes.flat, panels, strict=False)):
+    last = max(int(g["epoch"].max()) for _, g in panels)
+    for ax, (label, g) in zip(axes.flat, panels, strict=False):
         sns.lineplot(
             data=g.sort_values("epoch"),
             x="epoch",
@@ -53,17 +58,21 @@ def _draw(a: Analysis, series: dict[str, str], ylabel: str, symlog: bool):
             palette=palette,
             errorbar=None,
             ax=ax,
-            legend=i == 0,
+            legend=False,
         )
         if symlog:
             ax.set_yscale("symlog", linthresh=1.0)
         else:
             ax.set_ylim(-0.02, 1.02)
+        # one epoch axis for all: a warm start's curves begin where its first unlabeled epoch was
+        ax.set_xlim(0, last)
         ax.set_title(label, fontsize=9)
         ax.set_xlabel("epoch")
         ax.set_ylabel(ylabel)
-    if panels:
-        axes.flat[0].legend(fontsize=8, title=None)
+    # every series in the legend, also those the first panel lacks (Proposed has no empty slices)
+    present = [s for s in series.values() if any(s in set(g["series"]) for _, g in panels)]
+    handles = [Line2D([], [], color=palette[s], label=s) for s in present]
+    axes.flat[0].legend(handles=handles, fontsize=8)
     return fig
 
 
