@@ -12,7 +12,7 @@ import pandas as pd
 
 from analysis.intervals import cohens_dz, t_interval
 from analysis.load import Experiment
-from analysis.run_stats import BASE_CONDITION, cat_mask, sort_conditions
+from analysis.run_stats import BASE_CONDITION, cat_mask, setting_text, sort_conditions
 from suite.seeding import numpy_rng
 
 MIN_SEEDS = 5
@@ -140,7 +140,7 @@ def _paired_statement(
     a, b, n = r["method_a"], r["method_b"], r["n_labeled"]
     pts = "points" if scale == 100.0 else "units"
     # the other varied axes name the setting: two segmenters' lines must not read alike
-    setting = "".join(f", {c}={r[c]}" for c in extra or () if c in r and pd.notna(r[c]))
+    setting = "".join(f", {c}={setting_text(r[c])}" for c in extra or () if c in r and pd.notna(r[c]))
     head = f"{a} − {b} at n={n}{setting}: {r['mean_diff'] * scale:+.1f} {pts}"
     if r["n_pairs"] < 2:
         return f"{head} on a single paired seed: no interval, no effect size; run more seeds."

@@ -12,6 +12,8 @@
 * ``constraint_in_bounds``: fraction of unlabeled slices inside their size bounds over epochs.
 * ``fig4_qualitative``: one validation slice per method and n (image, ground truth, predictions) from each
   segmenter run's ``predictions/val_examples.npz``; skipped with a note when no run wrote one.
+* ``dynamics_soft_size``, ``dynamics_bounds``: :mod:`analysis.figures_dynamics` (runs that logged the soft
+  size only).
 
 Every function takes the :class:`~analysis.stats.Analysis` (and the Table 1 choice of γ, λ) and returns a
 :class:`Figure` (paths + caption) or ``None`` with the reason in ``notes``.
@@ -27,6 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analysis.figures_dynamics import fig_dynamics_bounds, fig_dynamics_size
 from analysis.intervals import t_quantile
 from analysis.paper import METHOD_LABELS, paper_frame
 from analysis.plotting import (
@@ -414,6 +417,8 @@ def make_figures(a: Analysis, t1: Table1, out_dir: Path) -> tuple[list[Figure], 
         lambda: fig_per_volume(a, t1, out_dir, notes),
         lambda: fig_in_bounds(a, t1, out_dir, notes),
         lambda: fig_qualitative(a, t1, out_dir, notes),
+        lambda: fig_dynamics_size(a, out_dir, notes),
+        lambda: fig_dynamics_bounds(a, out_dir, notes),
     ):
         f = fn()
         if f is not None:

@@ -2,9 +2,10 @@
 
 At the smallest n the experiment ran: each method's per-seed values, the across-seed mean with its t-interval,
 the ordering of the means (and whether it is the paper's, Oracle >= Proposed > FS), and the paired
-Proposed − FS interval. The sentence names the cohort, resolution, epochs, segmenter, update scheme and every
-salient setting that departs from the ``paper`` preset (read from the runs' configs, not from a hand-kept
-list), so a reader knows at once what the numbers are and are not.
+Proposed − FS interval; with several settings of a method at that n (variants, a sensitivity grid), each
+setting's mean and in how many seeds it ends above FS. The sentence names the cohort, resolution, epochs,
+segmenter, update scheme and every salient setting that departs from the ``paper`` preset (read from the
+runs' configs, not from a hand-kept list), so a reader knows at once what the numbers are and are not.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import numpy as np
 import pandas as pd
 
 from analysis.paper import METHOD_LABELS
+from analysis.per_seed import above_text, interval_text
+from analysis.run_stats import condition_text, varying_columns
 from analysis.stats import Analysis
 
 # settings that decide what a Dice value means; any that differs from the paper preset is named
@@ -30,6 +33,8 @@ SALIENT = (
     "gamma",
     "update",
     "penalty_warmup",
+    "lam_rampup",
+    "scheme",
     "unl_batch",
     "size_units",
     "reg_epochs",
@@ -80,6 +85,28 @@ def _crop_departure(runs: pd.DataFrame) -> list[str]:
     )
 
 
+def _several_settings(a: Analysis, n0: int) -> str:
+    """Several settings of a method at ``n0``: no single ordering, so per setting its mean and, where FS
+    ran, in how many seeds it ends above FS and the paired difference (the section "Per seed and against
+    FS" has every seed)."""
+    head = f"Several settings per method at n = {n0}: see Table 1"
+    t = a.per_seed.loc[a.per_seed["n_labeled"] == n0] if len(a.per_seed) else a.per_seed
+    if t.empty:
+        return head + ".\n"
+    keys = [c for c in a.cond if c not in ("stage", "method", "n_labeled")]
+    shown = varying_columns(t, keys)
+    lines = [head + " and, for every seed, *Per seed and against FS*. Dice %, mean [95% CI]:", ""]
+    for r in t.to_dict("records"):
+        mean = interval_text(r["mean_pct"], r["ci_low_pct"], r["ci_high_pct"])
+        if r["method"] == "fs":
+            lines.append(f"- {condition_text(r, shown)}: {mean} (the reference)")
+            continue
+        diff = interval_text(r["diff_pct"], r["diff_low_pct"], r["diff_high_pct"], signed=True)
+        vs = f"; {above_text(r)}, paired difference {diff} points" if r["n_pairs"] else f"; {above_text(r)}"
+        lines.append(f"- {condition_text(r, shown)}: {mean}{vs}")
+    return "\n".join(lines) + "\n"
+
+
 def headline_markdown(a: Analysis) -> str:
     """The sentence, the smallest-n table and the ordering (empty when no segmenter run is included)."""
     rs = a.run_stats
@@ -115,7 +142,7 @@ def headline_markdown(a: Analysis) -> str:
             continue
         keys = g[[c for c in a.cond if c not in ("stage", "method", "n_labeled")]].drop_duplicates()
         if len(keys) > 1:  # several settings of one method at this n (a sensitivity grid): no single ordering
-            return sentence + "\n\n" + f"Several settings per method at n = {n0}: see Table 1.\n"
+            return sentence + "\n\n" + _several_settings(a, n0)
         c = a.conditions.loc[(a.conditions["method"] == m) & (a.conditions["n_labeled"] == n0)].iloc[0]
         means[m] = float(c["mean"]) * a.scale
         pts = ", ".join(f"s{int(s)} {v * a.scale:.1f}" for s, v in zip(g["seed"], g["stat"], strict=True))

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.paper import METHOD_LABELS
+from analysis.run_stats import condition_text
 from analysis.tables import Table1
 from suite.config import METHODS, SEG_METHODS_WITH_PENALTY
 
@@ -31,17 +31,31 @@ class Figure:
     caption: str
 
 
+def figure_lines(f: Figure) -> list[str]:
+    """A figure in the report's Markdown: the PNG (its caption as alt text), the caption, the SVG's name."""
+    return [f"![{f.caption}](figures/{f.png.name})", "", f"*{f.caption}* (SVG: `figures/{f.svg.name}`)", ""]
+
+
 _THEMED = False
 
 
-def facets_by_n(plt, df, height: float):
-    """One panel per labeled count n (up to 3 per row, shared y): (sorted n values, figure, axes grid)."""
-    ns = sorted(df["n_labeled"].unique())
-    ncol = min(3, len(ns))
-    nrow = math.ceil(len(ns) / ncol)
+def facet_grid(plt, panels: int, height: float):
+    """``panels`` panels, up to 3 per row, shared y (so that panels compare at a glance), the unused cells of
+    the last row hidden: (figure, axes grid)."""
+    ncol = min(3, panels)
+    nrow = math.ceil(panels / ncol)
     fig, axes = plt.subplots(
         nrow, ncol, figsize=(4.6 * ncol, height * nrow), squeeze=False, sharey=True, layout="constrained"
     )
+    for ax in list(axes.flat)[panels:]:
+        ax.set_visible(False)
+    return fig, axes
+
+
+def facets_by_n(plt, df, height: float):
+    """One panel per labeled count n (:func:`facet_grid`): (sorted n values, figure, axes grid)."""
+    ns = sorted(df["n_labeled"].unique())
+    fig, axes = facet_grid(plt, len(ns), height)
     return ns, fig, axes
 
 
@@ -91,11 +105,11 @@ def main_setting(df: pd.DataFrame, t1: Table1) -> pd.DataFrame:
 
 
 def condition_label(df: pd.DataFrame, extra: list[str]) -> pd.Series:
-    lab = df["method"].map(lambda m: METHOD_LABELS.get(m, m))
-    for c in extra:
-        if c in df.columns:
-            lab = lab + f", {c}=" + df[c].astype(str)
-    return lab
+    """Each row's condition in words (:func:`analysis.run_stats.condition_text`): FS beside Oracle variants
+    reads "FS", not "FS, scheme=None"."""
+    cols = [c for c in extra if c in df.columns]
+    recs = df[["method", *cols]].to_dict("records")
+    return pd.Series([condition_text(r, cols) for r in recs], index=df.index, dtype=object)
 
 
 def methods_in(df: pd.DataFrame) -> list[str]:

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.intervals import t_quantile
+from analysis.run_stats import setting_text
 
 # the columns of a power_table row that are not a condition axis
 _NOT_AXES = {
@@ -142,7 +143,7 @@ def power_statement(r: dict[str, Any], scale: float = 100.0) -> str:
     a, b, n, k = r["method_a"], r["method_b"], r["n_labeled"], int(r["n_pairs"])
     # γ, λ and every other varied axis the paired row carries (two segmenters' lines must not read alike)
     axes = [c for c in r if c not in _NOT_AXES]
-    setting = "".join(f", {c}={r[c]}" for c in axes if r[c] is not None and pd.notna(r[c]))
+    setting = "".join(f", {c}={setting_text(r[c])}" for c in axes if r[c] is not None and pd.notna(r[c]))
     head = f"{a} − {b} at n={n}{setting}"
     if k < 2:
         return f"{head}: 1 paired seed, no sd of the differences: run at least 2 seeds to size the test."

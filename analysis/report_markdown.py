@@ -1,9 +1,9 @@
 """The report's text (``report.md``): each section rendered as Markdown from the analysis and Table 1.
 
 Sections: the header (cohort, how many runs enter the statistics), warnings, how the numbers are made,
-Table 1, paired comparisons, figures, every condition across seeds, sensitivity to γ and λ, the cluster
-bootstrap, per-volume Dice, the size regressor, constraint satisfaction, the runs (which were excluded, and
-why) and the provenance.
+Table 1, paired comparisons, each seed against FS, figures, every condition across seeds, sensitivity to γ
+and λ, the cluster bootstrap, per-volume Dice, the size regressor, constraint satisfaction, the training
+dynamics against the bounds, the runs (which were excluded, and why) and the provenance.
 """
 
 from __future__ import annotations
@@ -15,9 +15,12 @@ import pandas as pd
 
 from analysis.comparisons import MIN_SEEDS
 from analysis.constraint_family import constraint_family_section
+from analysis.figures_dynamics import NAMES as DYNAMICS_FIGURES
 from analysis.headline import headline_markdown
 from analysis.load import Experiment
+from analysis.plotting import figure_lines
 from analysis.power import power_markdown
+from analysis.report_evidence import dynamics_markdown, per_seed_markdown
 from analysis.report_test_cost import TestAndCost, test_and_cost_markdown
 from analysis.stats import Analysis
 from analysis.summaries import REG_METRICS, regressor_keys
@@ -250,15 +253,13 @@ def render_markdown(
         parts += ["## Paired comparisons (same n, same seeds)", ""]
         parts += [f"- {s}" for s in a.paired["statement"]] + [""]
         parts.append(power_markdown(a.power, a.scale))
+    parts += per_seed_markdown(a)
     parts += test_and_cost_markdown(test_and_cost)  # beside Table 1: test set, val/test gap, cost
     parts += ["## Figures", ""]
+    own = [f for f in figures if f.name in DYNAMICS_FIGURES]  # shown in their section, beside its numbers
     for f in figures:
-        parts += [
-            f"![{f.caption}](figures/{f.png.name})",
-            "",
-            f"*{f.caption}* (SVG: `figures/{f.svg.name}`)",
-            "",
-        ]
+        if f not in own:
+            parts += figure_lines(f)
     parts += [f"- {n}" for n in fig_notes] + [""]
     parts += ["## All conditions (across seeds)", "", df_markdown(_fmt_cond_table(a), nd=2, max_rows=200)]
     sens = sensitivity_table(a)
@@ -312,6 +313,7 @@ def render_markdown(
             "",
             df_markdown(cf, nd=3, max_rows=100),
         ]
+    parts += dynamics_markdown(a, own)
     parts.append(_runs_section(a))
     parts.append(_provenance(exp))
     return "\n".join(parts).rstrip() + "\n"

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.cost import attribute, cost_table, load_costs, sig3, totals
-from analysis.plotting import Figure, main_setting
+from analysis.plotting import Figure, figure_lines, main_setting
 from analysis.stats import Analysis
 from analysis.tables import Table1, df_markdown
 from analysis.test_metrics import MAIN_CLASS, TestSet, analyse_test_set
@@ -91,9 +91,7 @@ def _table1_setting(paired: pd.DataFrame, t1: Table1) -> pd.DataFrame:
 
 def _figure(x: TestAndCost, name: str) -> list[str]:
     f = x.figures.get(name)
-    if f is None:
-        return []
-    return [f"![{f.caption}](figures/{f.png.name})", "", f"*{f.caption}* (SVG: `figures/{f.svg.name}`)", ""]
+    return [] if f is None else figure_lines(f)
 
 
 def test_table_markdown(x: TestAndCost) -> pd.DataFrame:

@@ -8,13 +8,14 @@ runs are never split by a γ they never used.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from analysis.load import Experiment
+from analysis.paper import METHOD_LABELS
 from suite.config import METHODS, when_set_fields_in_scope
 
 DEFAULT_WINDOW = 50  # the paper's, when a run config does not record stat_window
@@ -78,6 +79,66 @@ def sort_conditions(df: pd.DataFrame, extra: Sequence[str] = ()) -> pd.DataFrame
         .drop(columns="_k")
         .reset_index(drop=True)
     )
+
+
+_SHORT_NAMES = {"n_labeled": "n", "gamma": "γ", "lam": "λ"}
+
+
+def setting_text(value: Any) -> str:
+    """A condition value as the report prints it: a whole number without ``.0`` (a field that only some
+    methods have is a float column, NaN for the others: ``lam_rampup=40``, not ``40.0``), other numbers as
+    given (``1e-04``), anything else as text."""
+    if isinstance(value, bool | np.bool_):
+        return str(value)
+    if isinstance(value, int | np.integer):
+        return str(int(value))
+    if isinstance(value, float | np.floating):
+        return str(int(value)) if float(value).is_integer() else f"{float(value):g}"
+    return str(value)
+
+
+def is_missing(value: Any) -> bool:
+    """True for the blank of a field outside a run's identity (None or NaN; see :func:`identity_mask`)."""
+    return value is None or (isinstance(value, float | np.floating) and math.isnan(value))
+
+
+def condition_text(rec: Mapping[str, Any], columns: Sequence[str]) -> str:
+    """One condition in words: its method's label, then ``column=value`` for each of ``columns`` the
+    condition has (blanked fields are left out: FS names no λ), e.g. ``Oracle, n=5, lam_rampup=40``."""
+    parts = [METHOD_LABELS.get(str(rec["method"]), str(rec["method"]))]
+    for c in columns:
+        v = rec.get(c)
+        if not is_missing(v):
+            parts.append(f"{_SHORT_NAMES.get(c, c)}={setting_text(v)}")
+    return ", ".join(parts)
+
+
+def condition_key(rec: Mapping[str, Any], columns: Sequence[str]) -> tuple[str, ...]:
+    """A hashable key of a condition on which blanks match (NaN != NaN) and 5 matches 5.0 (a field that is
+    a float column in one table, with NaN for the methods without it, and an int column in another)."""
+    out = []
+    for c in columns:
+        v = rec.get(c)
+        if is_missing(v):
+            out.append("")
+        elif isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool | np.bool_):
+            out.append(f"{float(v):.12g}")
+        else:
+            out.append(str(v))
+    return tuple(out)
+
+
+def condition_keys(df: pd.DataFrame, columns: Sequence[str]) -> pd.Series:
+    """Each row's :func:`condition_key` as one string, to group rows of different tables by condition."""
+    recs = df[list(columns)].to_dict("records")
+    return pd.Series(["\x1f".join(condition_key(r, columns)) for r in recs], index=df.index, dtype=object)
+
+
+def varying_columns(df: pd.DataFrame, columns: Sequence[str]) -> list[str]:
+    """The ``columns`` of ``df`` whose set values differ between its rows (blanks do not count): what a
+    label must name to tell the rows apart."""
+    present = [c for c in columns if c in df.columns]
+    return [c for c in present if len({setting_text(v) for v in df[c] if not is_missing(v)}) > 1]
 
 
 # ---------------------------------------------------------------------------------------------- per epoch

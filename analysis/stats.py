@@ -38,7 +38,9 @@ from analysis.comparisons import (
     paired_comparisons,
     per_volume_window,
 )
+from analysis.dynamics import dynamics_curves, dynamics_table
 from analysis.load import Experiment
+from analysis.per_seed import per_seed_table
 from analysis.power import ALPHA, POWER, power_table
 from analysis.run_stats import BASE_CONDITION, condition_columns, epoch_means, run_statistics
 from analysis.summaries import constraint_satisfaction, epoch_curves, regressor_summary
@@ -68,6 +70,12 @@ class Analysis:
     scale: float  # 100 when Dice is logged as a fraction (tables in %), 1 when already in %
     warnings: list[str] = field(default_factory=list)
     power: pd.DataFrame = field(default_factory=pd.DataFrame)  # analysis.power.power_table of ``paired``
+    # each seed and the paired difference against FS per condition (analysis.per_seed)
+    per_seed: pd.DataFrame = field(default_factory=pd.DataFrame)
+    # the soft size against the bounds, every epoch (long) and at the chosen epochs (analysis.dynamics);
+    # empty for runs that did not log it
+    dynamics: pd.DataFrame = field(default_factory=pd.DataFrame)
+    dynamics_table: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def analyse(
@@ -100,6 +108,7 @@ def analyse(
     reg_runs, reg_n = regressor_summary(exp, include_partial=include_partial, confidence=confidence)
     cons = constraint_satisfaction(exp, rs, cond)
     curves = epoch_curves(per_epoch, rs, cond)
+    dyn = dynamics_curves(exp, rs, cond)
     a = Analysis(
         experiment=exp,
         cond=cond,
@@ -117,6 +126,9 @@ def analyse(
         include_partial=include_partial,
         confidence=confidence,
         scale=scale,
+        per_seed=per_seed_table(rs, conditions, paired, cond, scale),
+        dynamics=dyn,
+        dynamics_table=dynamics_table(dyn, cons, curves, cond, scale),
     )
     a.power = power_table(paired, alpha, power)
     a.warnings = collect_warnings(a)

@@ -1,12 +1,12 @@
 """Diagnostics beside the paper statistic: the regressor's size error, how often the size constraint holds
-during training, and the validation Dice curves (Fig. 3)."""
+during training (and any other run-level training metric per epoch), and the validation Dice curves
+(Fig. 3)."""
 
 from __future__ import annotations
 
-import math
+from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from analysis.intervals import t_interval
@@ -90,27 +90,34 @@ def regressor_conditions(exp: Experiment, regs: pd.DataFrame) -> list[str]:
 def constraint_satisfaction(exp: Experiment, run_stats: pd.DataFrame, cond: list[str]) -> pd.DataFrame:
     """``in_bounds`` (train, fraction of unlabeled slices inside their size bounds) per epoch, across the
     included runs of each condition: columns ``<cond>, epoch, mean, sd, n_units``."""
+    out = train_curves(exp, run_stats, cond, ("in_bounds",))
+    return out.drop(columns="metric") if len(out) else out
+
+
+def train_curves(
+    exp: Experiment, run_stats: pd.DataFrame, cond: list[str], metrics: Sequence[str]
+) -> pd.DataFrame:
+    """Run-level training ``metrics`` (split ``train``) per epoch, across the included runs of each
+    condition: columns ``<cond>, metric, epoch, mean, sd`` (ddof 1; NaN for one run) and ``n_units`` (the
+    runs that logged it that epoch: a warm-up epoch logs no unlabeled-term metric). Empty when none was
+    logged."""
     inc = run_stats.loc[run_stats["included"]] if len(run_stats) else run_stats
     if inc.empty:
         return pd.DataFrame()
     m = exp.metrics
     sel = (
         cat_mask(m["split"], ["train"])
-        & cat_mask(m["metric"], ["in_bounds"])
+        & cat_mask(m["metric"], metrics)
         & cat_mask(m["run_id"], inc["run_id"])
     )
-    sub = m.loc[sel, ["run_id", "epoch", "value"]]
+    sub = m.loc[sel, ["run_id", "metric", "epoch", "value"]]
     if sub.empty:
         return pd.DataFrame()
-    sub = sub.assign(run_id=sub["run_id"].astype(str)).drop_duplicates(["run_id", "epoch"], keep="last")
+    sub = sub.assign(run_id=sub["run_id"].astype(str), metric=sub["metric"].astype(str))
+    sub = sub.drop_duplicates(["run_id", "metric", "epoch"], keep="last")
     sub = sub.merge(inc[["run_id", *cond]], on="run_id")
-    g = sub.groupby([*cond, "epoch"], dropna=False)["value"]
-    out = g.agg(
-        mean="mean",
-        sd=lambda x: float(np.std(x.to_numpy(), ddof=1)) if len(x) > 1 else math.nan,
-        n_units="size",
-    ).reset_index()
-    return out
+    g = sub.groupby([*cond, "metric", "epoch"], dropna=False)["value"]
+    return g.agg(mean="mean", sd="std", n_units="size").reset_index()
 
 
 def epoch_curves(per_epoch: pd.DataFrame, run_stats: pd.DataFrame, cond: list[str]) -> pd.DataFrame:

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.paper import METHOD_LABELS, PAPER_GAMMA, PAPER_LAM, TABLE1, paper_value
-from analysis.run_stats import BASE_CONDITION
+from analysis.run_stats import BASE_CONDITION, setting_text
 from analysis.stats import Analysis
 from suite.atomic import write_text_atomic
 from suite.config import METHODS, SEG_METHODS_WITH_PENALTY
@@ -235,7 +235,7 @@ def _settings(t: Table1) -> list[tuple[str, pd.DataFrame]]:
     for key, g in own.groupby(t.extra, sort=True, dropna=False):
         key = key if isinstance(key, tuple) else (key,)
         rows = pd.concat([shared, g]) if len(shared) else g
-        out.append((", ".join(f"{c}={v}" for c, v in zip(t.extra, key, strict=True)), rows))
+        out.append((", ".join(f"{c}={setting_text(v)}" for c, v in zip(t.extra, key, strict=True)), rows))
     return out
 
 
@@ -396,6 +396,11 @@ def write_tables(a: Analysis, t: Table1, out_dir: Path) -> dict[str, Path]:
         files["regressor_runs.csv"] = a.regressor_runs.to_csv(index=False, float_format="%.6f")
     if len(a.per_volume):
         files["per_volume.csv"] = a.per_volume.to_csv(index=False, float_format="%.6f")
+    if len(a.per_seed):
+        files["per_seed.csv"] = a.per_seed.to_csv(index=False, float_format="%.4f")
+    if len(a.dynamics_table):
+        files["dynamics.csv"] = a.dynamics_table.to_csv(index=False, float_format="%.6g")
+        files["dynamics_epochs.csv"] = a.dynamics.to_csv(index=False, float_format="%.6g")
     sens = sensitivity_table(a)
     if len(sens):
         files["sensitivity.csv"] = sens.to_csv(index=False, float_format="%.4f")

@@ -24,7 +24,9 @@ def load_preset(name: str, _seen: tuple[str, ...] = ()) -> dict[str, Any]:
     if parent is None:
         return data
     if parent in (*_seen, name):
-        raise ConfigError(f"preset {name!r}: 'extends: {parent}' makes a cycle ({' -> '.join((*_seen, name))})")
+        raise ConfigError(
+            f"preset {name!r}: 'extends: {parent}' makes a cycle ({' -> '.join((*_seen, name))})"
+        )
     return {**load_preset(str(parent), (*_seen, name)), **data}
 
 

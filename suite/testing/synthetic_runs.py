@@ -13,7 +13,7 @@ The validation Dice is exactly what the caller asks for, so statistics can be ch
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -71,8 +71,10 @@ def metrics_frame(
     in_bounds: np.ndarray | None = None,
     reg_err: np.ndarray | None = None,
     seed: int = 0,
+    train_extra: Mapping[str, Sequence[float]] | None = None,
 ) -> pd.DataFrame:
-    """The tidy metrics rows of one run (vectorised: fast enough for 1,000 x 100 x 40)."""
+    """The tidy metrics rows of one run (vectorised: fast enough for 1,000 x 100 x 40); ``train_extra``:
+    more run-level ``train`` metrics, one value per epoch, NaN where the run does not log it that epoch."""
     rng = np.random.default_rng(seed)
     ep = np.arange(epochs)
     parts: list[pd.DataFrame] = []
@@ -135,6 +137,7 @@ def metrics_frame(
             block(
                 "train", ["loss_ce", "loss_penalty", "loss_total", "lr", "in_bounds", "epoch_time_s"], train
             ),
+            *_extra_blocks(block, train_extra, epochs),
             block("val", ["dice", "dice2d", "lv_volume_pred_ml", "lv_volume_true_ml"], per_vol, volumes),
             block("val", ["dice2d_slices", "dice_mean"], run_level),
         ]
@@ -143,6 +146,19 @@ def metrics_frame(
     df = pd.concat(parts, ignore_index=True)
     df = df.sort_values(["epoch", "_order"], kind="stable").drop(columns="_order")
     return df[list(METRICS_COLUMNS)]
+
+
+def _extra_blocks(
+    block: Callable[..., pd.DataFrame], extra: Mapping[str, Sequence[float]] | None, epochs: int
+) -> list[pd.DataFrame]:
+    """The ``train_extra`` rows: a metric absent in an epoch (NaN: soft_size_empty without empty slices, a
+    warm-up epoch) has no row, as the segmenter writes it."""
+    if not extra:
+        return []
+    names = list(extra)
+    values = np.stack([np.asarray(extra[k], dtype=np.float64)[:epochs] for k in names], axis=1)
+    df = block("train", names, values)
+    return [df.loc[np.isfinite(df["value"].to_numpy())]]
 
 
 def write_run(
@@ -171,6 +187,7 @@ def write_run(
     float_format: str = "%.17g",
     unterminated_tail: bool = False,
     cost: dict[str, Any] | None = None,
+    train_extra: Mapping[str, Sequence[float]] | None = None,
     **config_overrides: Any,
 ) -> RunPaths:
     """Write one run directory under ``root/runs`` and return its paths.
@@ -179,7 +196,8 @@ def write_run(
     ``logged_epochs``: epochs actually in metrics.csv (default ``epochs``: a short or partial run logs fewer);
     ``status``: finished | partial | failed; ``unterminated_tail``: append half a line (a run caught
     mid-write); ``cost``: the ``summary.json`` ``"cost"`` object (absent by default, as in runs written
-    before the suite recorded it).
+    before the suite recorded it); ``train_extra``: further train metrics per epoch (the size dynamics
+    ``soft_size``, ``target_size``... of the penalty methods; absent by default, as in older runs).
     """
     if stage == "regressor":
         method = "regressor"
@@ -222,6 +240,7 @@ def write_run(
         in_bounds=None if in_bounds is None else np.asarray(in_bounds)[:n_log],
         reg_err=None if reg_err is None else np.asarray(reg_err)[:n_log],
         seed=seed,
+        train_extra=train_extra,
     )
     df.to_csv(rp.metrics, index=False, float_format=float_format)
     if unterminated_tail:
