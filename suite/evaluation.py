@@ -9,8 +9,9 @@ that ``suite export`` shares. Per volume and class (LV; Myo and RV too when ``cl
 the volumes in ml. Rows go to ``RUN/test_metrics.csv`` (tidy, :data:`COLUMNS`), what they were computed from
 to ``RUN/evaluation.json``; both atomically.
 
-The test split is opened only here, and only after the last epoch (``SegmenterStage.finish``, before
-``summary.json``: a run resumed after training but before its evaluation does it again, idempotently);
+The test split is opened only here, and only after the last epoch (the runner calls
+:func:`evaluate_after_training` after the stage's ``finish``, before ``summary.json``: a run resumed after
+training but before its evaluation does it again, idempotently);
 selection, early stopping and the lr rule never see it (tests/test_evaluation.py poisons it to check).
 """
 
@@ -39,6 +40,7 @@ from suite.inference import Weights, checkpoint_path, network, predict_channels,
 from suite.metrics import CLASS_LABELS, class_metrics
 from suite.models import label_map
 from suite.paths import TEST_METRICS_CHECKPOINTS, TEST_METRICS_COLUMNS, TEST_METRICS_SPLITS, RunPaths
+from suite.stages.base import open_data
 
 log = logging.getLogger("suite.evaluation")
 
@@ -344,7 +346,5 @@ def open_run(paths: RunPaths, data: str | None = None) -> tuple[RunConfig, Prepa
         )
     if data is not None:
         cfg = cfg.replace(data=str(Path(data).resolve()))
-    from suite.stages.runner import open_data
-
     fix = "pass --data with the dataset the run was trained on"
     return open_data(cfg, expected=f"{paths.run_id} was trained on data_hash", fix=fix)

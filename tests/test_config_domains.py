@@ -266,7 +266,7 @@ def test_a_regressor_batch_norm_cannot_train_is_refused_before_any_work(
 ):
     # 38 labeled slices at n=5 (one copy each): global batches of 37 leave a last batch of 1 sample
     from suite.errors import InputError
-    from suite.stages import execute
+    from suite.stages.runner import execute
 
     cfg = RunConfig.from_preset(
         "smoke",

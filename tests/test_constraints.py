@@ -394,7 +394,7 @@ def _run_values(paths) -> dict[str, float]:
 
 @pytest.mark.parametrize("method", ["oracle", "proposed"])
 def test_default_lv_size_run_gives_the_parents_numbers(prepared_small, tmp_path, method):
-    from suite.stages import execute
+    from suite.stages.runner import execute
 
     cfg = small_run_config(prepared_small, method=method, seg_epochs=2, reg_epochs=1, reg_aug_copies=1)
     got = _run_values(execute(cfg, tmp_path))
@@ -405,7 +405,7 @@ def test_default_lv_size_run_gives_the_parents_numbers(prepared_small, tmp_path,
 
 def test_all_classes_size_centroid_logbarrier_run(prepared_small, tmp_path):
     from suite.paths import ExperimentPaths
-    from suite.stages import execute
+    from suite.stages.runner import execute
 
     cfg = small_run_config(
         prepared_small,
@@ -484,7 +484,7 @@ def test_report_table_separates_schemes_and_shows_defaults(tmp_path):
 
 def test_logbarrier_run_resumes_exactly(prepared_small, tmp_path):
     """t grows with the epoch (a function of it, no state): a resumed run continues the schedule exactly."""
-    from suite.stages import execute
+    from suite.stages.runner import execute
     from suite.stages.metrics_log import read_metrics
 
     cfg = small_run_config(

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from suite.stages import cost as cost_mod
-from suite.stages import execute
 from suite.stages.checkpoint import load_checkpoint
+from suite.stages.runner import execute
 from suite.testing.small_runs import small_run_config
 
 KEYS = {"cpu_seconds", "wall_seconds", "device_seconds", "peak_rss_mb", "peak_device_mb", "device"}

@@ -23,7 +23,7 @@ from suite.errors import InputError
 from suite.evaluation import COLUMNS
 from suite.export import nifti_bytes
 from suite.paths import RunPaths
-from suite.stages import execute
+from suite.stages.runner import execute
 from suite.testing.small_runs import small_run_config
 
 TEST_IDS = (31, 32, 33)

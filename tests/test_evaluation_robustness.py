@@ -18,7 +18,7 @@ from suite.data.dataset import PreparedData
 from suite.data.phantom.cohort import _write_patient, patient_group
 from suite.data.prepare import prepare
 from suite.paths import RunPaths
-from suite.stages import execute
+from suite.stages.runner import execute
 from suite.testing.small_runs import small_run_config
 
 AUTHORS_SD = Path(__file__).parent / "data" / "authors_networks" / "enet_authors_state_dict.pt"

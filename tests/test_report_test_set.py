@@ -238,7 +238,7 @@ def test_real_runs_with_a_test_split_give_the_test_table_and_the_cost_figure(tmp
     from analysis.report import build_report
     from suite.data.phantom.cohort import write_cohort
     from suite.data.prepare import prepare
-    from suite.stages import execute
+    from suite.stages.runner import execute
     from suite.testing.small_runs import small_run_config
 
     write_cohort(tmp_path / "phantom", patients=30, seed=0, workers=2, test_patients=2)

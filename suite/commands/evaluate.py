@@ -125,8 +125,7 @@ def _state_dict(args: argparse.Namespace) -> int:
     from suite.evaluation import evaluate_network, merge_record, read_record, write_rows
     from suite.models import build_segmenter, load_authors_state_dict
     from suite.paths import ExperimentPaths, output_folder
-    from suite.stages.base import configure_torch, select_device
-    from suite.stages.runner import open_data
+    from suite.stages.base import configure_torch, open_data, select_device
 
     if not args.data:
         raise InputError("suite evaluate --state-dict: --data PREPARED is required (the prepared dataset)")

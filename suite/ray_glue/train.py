@@ -1,7 +1,7 @@
 """One run as a Ray Train V2 ``TorchTrainer`` (``world_size > 1``, or ``use_train``).
 
-The worker loop (:func:`train_loop_per_worker`) calls the standalone :func:`suite.stages.execute` unchanged on
-every rank; rank 0 reports each epoch with a checkpoint (the run's own ``checkpoint_last.pt``,
+The worker loop (:func:`train_loop_per_worker`) calls the standalone :func:`suite.stages.runner.execute`
+unchanged on every rank; rank 0 reports each epoch with a checkpoint (the run's own ``checkpoint_last.pt``,
 ``checkpoint_best.pt`` and ``metrics.csv``), ``TuneReportCallback`` forwards the metrics to Tune, and a
 restarted worker group resumes from ``ray.train.get_checkpoint()`` *and* the run directory, whichever is newer
 (so a run can move between launchers).
@@ -124,7 +124,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     import ray.train
     import torch
 
-    from suite.stages import execute
+    from suite.stages.runner import execute
 
     cfg = RunConfig.from_dict(config["run"], source="trial config")
     torch.set_num_threads(int(cfg.threads))

@@ -1,8 +1,8 @@
 """The Tune function trainable: one trial runs one run directory.
 
-- ``world_size == 1`` (default): :func:`suite.stages.execute` runs directly in the trial process and each
-  epoch is reported to Tune from the ``on_epoch_end`` hook (no ``TorchTrainer`` start-up: ~1 s per trial
-  instead of 8–20 s);
+- ``world_size == 1`` (default): :func:`suite.stages.runner.execute` runs directly in the trial process and
+  each epoch is reported to Tune from the ``on_epoch_end`` hook (no ``TorchTrainer`` start-up: ~1 s per
+  trial instead of 8–20 s);
 - ``world_size > 1`` (``--workers-per-trial``) or ``use_train``: the trial fits a Ray Train ``TorchTrainer``
   (:mod:`suite.ray_glue.train`).
 
@@ -63,7 +63,7 @@ def tune_trial(config: dict[str, Any]) -> None:
         if getattr(result, "error", None) is not None:
             raise RuntimeError(f"{cfg.run_id}: Ray Train failed: {result.error}")
     else:
-        from suite.stages import execute
+        from suite.stages.runner import execute
 
         mark_launcher("ray-tune")
         execute(cfg, opts.experiment_root, hooks=TuneHooks(cfg, opts.gpus))
