@@ -286,21 +286,31 @@ class RunConfig:
 
     # ------------------------------------------------------------------ validation
     def validate(self, source: str = "config") -> None:
-        """The rules between fields (each field's own domain is checked by :meth:`from_dict`)."""
+        """The rules between fields (each field's own domain is checked by :meth:`from_dict`). A rule binds
+        only where every field it reads acts on the run (:meth:`acts_on`): the authors' ResNeXt refuses 64 px
+        for a regressor or Proposed run, never for FS or the Oracle, which build no regressor; so dropping a
+        ``--set`` that has no effect, as ``suite run`` advises, never brings a refusal back."""
 
         def bad(key: str, msg: str) -> ConfigError:
             return ConfigError(f"{source}: field {key}={getattr(self, key)!r} {msg}")
 
+        def acts(*keys: str) -> bool:
+            return all(self.acts_on(k) for k in keys)
+
         if self.stage == "segmenter" and self.method not in METHODS:
             raise bad("method", f"is not one of {', '.join(METHODS)} (the segmenter's methods)")
         for key in ("seg_batch", "unl_batch", "reg_batch"):
-            if getattr(self, key) % self.world_size:
+            if acts(key) and getattr(self, key) % self.world_size:
                 raise bad(key, f"(global batch) must be divisible by world_size={self.world_size}")
-        if self.classes == "multi" and self.seg_out_channels != 4:
+        if acts("classes", "seg_out_channels") and self.classes == "multi" and self.seg_out_channels != 4:
             raise bad("seg_out_channels", "cannot hold classes=multi (4 classes); set seg_out_channels=4")
-        if self.constrained == "all" and self.seg_out_channels != 4:
+        if (
+            acts("constrained", "seg_out_channels")
+            and self.constrained == "all"
+            and self.seg_out_channels != 4
+        ):
             raise bad("constrained", "needs seg_out_channels=4 (a channel per ACDC class); set it")
-        if self.scheme == "logbarrier":
+        if acts("barrier_t", "barrier_growth", "seg_epochs"):  # scheme=logbarrier on a penalty method
             # log10 of t at the last epoch (in logs: barrier_growth ** epochs overflows a float first)
             last = math.log10(self.barrier_t) + max(self.seg_epochs - 1, 0) * math.log10(self.barrier_growth)
             if last > math.log10(BARRIER_T_MAX):
@@ -310,18 +320,24 @@ class RunConfig:
                     f"{self.seg_epochs} (at most {BARRIER_T_MAX:g}: beyond it the log-barrier's switch point "
                     "underflows); lower barrier_growth or barrier_t, or train fewer epochs",
                 )
-        if self.reg_arch == "resnext-authors" and self.constraint != "size":
+        if (
+            acts("reg_arch", "constraint")
+            and self.reg_arch == "resnext-authors"
+            and self.constraint != "size"
+        ):
             raise bad("reg_arch", "predicts sizes only (one output per label); use reg_arch=resnext")
-        if self.seg_arch == "enet-authors" and self.seg_width != 1.0:
+        if acts("seg_arch", "seg_width") and self.seg_arch == "enet-authors" and self.seg_width != 1.0:
             raise bad("seg_width", "must be 1.0 with seg_arch=enet-authors (the authors' widths are fixed)")
-        if self.reg_arch == "resnext-authors":
+        if acts("reg_arch", "image_size") and self.reg_arch == "resnext-authors":
             # five stride-2 steps make a ceil(S/32) map; AvgPool2d(7) must see 7..13 pixels for one output
             side = -(-self.image_size // 32)
             if not 7 <= side <= 13:
+                run = self.method if self.stage == "segmenter" else "regressor"
                 raise bad(
                     "image_size",
-                    "does not fit reg_arch=resnext-authors (its AvgPool2d(7) needs image_size 200 to 416, "
-                    "e.g. 256); use reg_arch=resnext at this size",
+                    f"does not fit reg_arch=resnext-authors, the regressor this {run} run trains or reads "
+                    "(its AvgPool2d(7) needs image_size 200 to 416, e.g. 256); use reg_arch=resnext at this "
+                    "size",
                 )
 
     # ------------------------------------------------------------------ identity

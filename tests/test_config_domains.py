@@ -143,7 +143,7 @@ def test_a_value_outside_the_domain_is_one_line_naming_field_value_and_range(key
     [
         (dict(stage="segmenter", method="regressor"), "method='regressor' is not one of fs, proposals"),
         (dict(world_size=2, seg_batch=3), "seg_batch=3 .global batch. must be divisible by world_size=2"),
-        (dict(world_size=2, seg_batch=2, unl_batch=2, reg_batch=5), "reg_batch=5"),
+        (dict(method="proposed", world_size=2, seg_batch=2, unl_batch=2, reg_batch=5), "reg_batch=5"),
         (dict(classes="multi"), "seg_out_channels=2 cannot hold classes=multi"),
     ],
 )

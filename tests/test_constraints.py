@@ -337,7 +337,9 @@ def test_bad_combinations_are_refused_in_one_line():
     with pytest.raises(ConfigError, match="constrained='all' needs seg_out_channels=4"):
         _cfg(constrained="all")
     with pytest.raises(ConfigError, match="reg_arch='resnext-authors' predicts sizes only"):
-        RunConfig.from_preset("paper", constraint="size+centroid", reg_arch="resnext-authors")
+        RunConfig.from_preset(
+            "paper", method="proposed", constraint="size+centroid", reg_arch="resnext-authors"
+        )
     with pytest.raises(ConfigError, match="scheme"):
         _cfg(scheme="lagrangian")
 
@@ -484,8 +486,8 @@ def test_report_table_separates_schemes_and_shows_defaults(tmp_path):
 
 def test_logbarrier_run_resumes_exactly(prepared_small, tmp_path):
     """t grows with the epoch (a function of it, no state): a resumed run continues the schedule exactly."""
-    from suite.stages.runner import execute
     from suite.stages.metrics_log import read_metrics
+    from suite.stages.runner import execute
 
     cfg = small_run_config(
         prepared_small,
