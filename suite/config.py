@@ -20,13 +20,12 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from suite.data.splits import MODES as SPLIT_MODES
 from suite.data.splits import PAPER_N_TRAIN
 from suite.domains import Domain, Flag, Int, ListOf, Number, OneOf, Text, coerce_scalar
 from suite.errors import ConfigError
 from suite.presets import available_presets, load_preset, preset_description
+from suite.yaml_input import load_yaml, read_yaml
 
 STAGES = ("regressor", "segmenter")
 # the largest log-barrier t a run may reach (see barrier_t); the fields that act only under the log-barrier
@@ -251,14 +250,7 @@ class RunConfig:
     @classmethod
     def from_yaml(cls, path: str | Path, preset: str | None = None) -> RunConfig:
         path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except OSError as e:
-            raise ConfigError(f"{path}: cannot read config file ({e.strerror}); check the path") from e
-        except UnicodeDecodeError as e:
-            raise ConfigError(f"{path}: not a text file ({e.reason}); give a YAML file of config keys") from e
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]}); fix the syntax") from e
+        data = read_yaml(path, "config file") or {}
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a mapping of config keys, got {type(data).__name__}")
         preset = data.pop("preset", preset) or "paper"
@@ -278,10 +270,7 @@ class RunConfig:
                 raise ConfigError(f"--set {item!r}: expected key=value, e.g. --set seg_lr=1e-3")
             k, v = item.split("=", 1)
             k = k.strip()
-            try:
-                changes[k] = yaml.safe_load(v)
-            except yaml.YAMLError as e:
-                raise ConfigError(f"--set {k}: cannot parse value {v!r}") from e
+            changes[k] = load_yaml(v, f"--set {k}={v}")
         return RunConfig.from_dict({**self.to_dict(include_derived=False), **changes}, source="--set")
 
     # ------------------------------------------------------------------ validation
