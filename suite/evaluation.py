@@ -17,8 +17,6 @@ selection, early stopping and the lr rule never see it (tests/test_evaluation.py
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
 import math
@@ -39,7 +37,14 @@ from suite.errors import InputError
 from suite.inference import Weights, checkpoint_path, network, predict_channels, read_checkpoint
 from suite.metrics import CLASS_LABELS, class_metrics
 from suite.models import label_map
-from suite.paths import TEST_METRICS_CHECKPOINTS, TEST_METRICS_COLUMNS, TEST_METRICS_SPLITS, RunPaths
+from suite.paths import (
+    TEST_METRICS_CHECKPOINTS,
+    TEST_METRICS_COLUMNS,
+    TEST_METRICS_SPLITS,
+    RunPaths,
+    format_test_metrics,
+    parse_test_metrics,
+)
 from suite.stages.base import open_data
 
 log = logging.getLogger("suite.evaluation")
@@ -130,70 +135,17 @@ def evaluate_network(
     return rows
 
 
-def read_rows(path: Path) -> list[dict[str, str]]:
-    """The rows of a ``test_metrics.csv`` as strings; a damaged file (wrong columns, a row cut short or too
-    long, as a truncated file ends, a cell of the wrong kind) is one line naming the fix."""
-    try:
-        return _parse_rows(path)
-    except (OSError, ValueError, csv.Error) as e:
-        raise InputError(f"{path}: unreadable ({e}); run `suite evaluate {path.parent}` again") from None
-
-
-def _parse_rows(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as fh:
-        reader = csv.DictReader(fh)
-        if tuple(reader.fieldnames or ()) != COLUMNS:
-            raise ValueError(f"columns {reader.fieldnames}, expected {list(COLUMNS)}")
-        rows = list(reader)
-    for i, r in enumerate(rows, start=2):
-        _check_row(i, r)
-    return rows
-
-
-_NUMBERS = ("dice", "hd95_mm", "assd_mm", "volume_true_ml", "volume_pred_ml")
-
-
-def _check_row(line: int, r: dict[str, Any]) -> None:
-    """A ``ValueError`` naming what is wrong with one row (as the report's reader would refuse it)."""
-    if None in r:
-        raise ValueError(f"line {line} has more than {len(COLUMNS)} cells")
-    if any(v is None or v == "" for v in r.values()):
-        raise ValueError(f"line {line} has fewer than {len(COLUMNS)} cells or an empty one")
-    flags = ("True", "False")
-    for col, allowed in (
-        ("checkpoint", CHECKPOINTS),
-        ("split", SPLITS),
-        ("empty_true", flags),
-        ("empty_pred", flags),
-    ):
-        if r[col] not in allowed:
-            raise ValueError(f"line {line}: {col} {r[col]!r} is not one of {', '.join(allowed)}")
-    for col in _NUMBERS:
-        try:
-            float(r[col])
-        except ValueError:
-            raise ValueError(f"line {line}: {col} {r[col]!r} is not a number") from None
-
-
 def damage(path: Path, record: dict[str, Any], split: str) -> str | None:
     """Why ``test_metrics.csv`` does not hold what ``evaluation.json`` records for ``split`` (None when it
     does): missing, unreadable, or another number of rows of that split (e.g. a file cut at a row's end)."""
     try:
-        rows = _parse_rows(path)
+        rows = parse_test_metrics(path)
     except FileNotFoundError:
         return f"{path.name} is missing"
-    except (OSError, ValueError, csv.Error) as e:
+    except (OSError, ValueError) as e:
         return f"{path.name} is unreadable ({e})"
     have, want = sum(1 for r in rows if r["split"] == split), _entry(record, split).get("rows")
     return None if have == want else f"{path.name} holds {have} {split} rows, evaluation.json records {want}"
-
-
-def _cell(value: Any) -> str:
-    if isinstance(value, bool | np.bool_):
-        return str(bool(value))
-    if isinstance(value, float | np.floating):
-        return "nan" if math.isnan(value) else repr(float(value))
-    return str(value)
 
 
 def write_rows(
@@ -205,15 +157,10 @@ def write_rows(
     kept: list[dict[str, Any]] = []
     if path.exists():
         try:
-            kept = [r for r in _parse_rows(path) if (r["checkpoint"], r["split"]) not in replaced]
-        except (OSError, ValueError, csv.Error) as e:
+            kept = [r for r in parse_test_metrics(path) if (r["checkpoint"], r["split"]) not in replaced]
+        except (OSError, ValueError) as e:
             log.warning("%s: unreadable (%s); replaced by the rows evaluated now", path, e)
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(COLUMNS)
-    for r in kept + rows:
-        writer.writerow([_cell(r[c]) for c in COLUMNS])
-    write_text_atomic(path, buf.getvalue())
+    write_text_atomic(path, format_test_metrics(kept + rows))
     return kept + rows
 
 
