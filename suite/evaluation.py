@@ -1,13 +1,13 @@
 """The held-out evaluation: a segmenter's final (and best-on-validation) checkpoint on the test split, once,
 after training, in the original geometry against the original labels.
 
-Each volume's slices are predicted at the run's ``image_size`` (arg-max, eval mode), turned into ACDC labels
-(:func:`suite.models.label_map`) and taken back to the original matrix by
-:func:`suite.data.geometry.to_original_geometry` (nearest on the label map, the crop undone), the one way back
-that ``suite export`` shares. Per volume and class (LV; Myo and RV too when ``classes=multi``),
-:func:`suite.metrics.class_metrics` gives 3-D Dice, HD95 and ASSD in mm with the volume's own spacing and
-the volumes in ml. Rows go to ``RUN/test_metrics.csv`` (tidy, :data:`COLUMNS`), what they were computed from
-to ``RUN/evaluation.json``; both atomically.
+Each volume's slices are predicted at the run's ``image_size`` (softmax, eval mode), the class probabilities
+taken back to the original matrix and their arg-max taken there
+(:func:`suite.data.geometry.probabilities_to_original`: bilinear per channel, the crop undone; the way back
+``suite export`` shares), then turned into ACDC labels (:func:`suite.models.label_map`). Per volume and
+class (LV; Myo and RV too when ``classes=multi``), :func:`suite.metrics.class_metrics` gives 3-D Dice, HD95
+and ASSD in mm with the volume's own spacing and the volumes in ml. Rows go to ``RUN/test_metrics.csv``
+(tidy, :data:`COLUMNS`), what they were computed from to ``RUN/evaluation.json``; both atomically.
 
 The test split is opened only here, and only after the last epoch (the runner calls
 :func:`evaluate_after_training` after the stage's ``finish``, before ``summary.json``: a run resumed after
@@ -32,9 +32,9 @@ from suite.atomic import write_json_atomic, write_text_atomic
 from suite.config import RunConfig
 from suite.constraints import reported_labels
 from suite.data.dataset import PreparedData
-from suite.data.geometry import Originals, VolumeGeometry, prepare_command, to_original_geometry
+from suite.data.geometry import Originals, VolumeGeometry, prepare_command, probabilities_to_original
 from suite.errors import InputError
-from suite.inference import Weights, checkpoint_path, network, predict_channels, read_checkpoint
+from suite.inference import Weights, checkpoint_path, network, predict_probabilities, read_checkpoint
 from suite.metrics import CLASS_LABELS, class_metrics
 from suite.models import label_map
 from suite.paths import (
@@ -48,6 +48,11 @@ from suite.paths import (
 from suite.stages.base import open_data
 
 log = logging.getLogger("suite.evaluation")
+
+# how a prediction went back to the original matrix, recorded with the rows: an evaluation recorded without it
+# took the label map back by nearest neighbour (other HD95/ASSD), so `suite evaluate` computes it again rather
+# than keep rows of two definitions side by side
+WAY_BACK = "probabilities"
 
 # the on-disk contract (analysis reads it without torch, so it lives in suite.paths)
 CHECKPOINTS, SPLITS, COLUMNS = TEST_METRICS_CHECKPOINTS, TEST_METRICS_SPLITS, TEST_METRICS_COLUMNS
@@ -91,9 +96,9 @@ def predicted_volumes(
         if rec["volume"] not in wanted:
             continue
         geom = VolumeGeometry.from_record(rec, crop)
-        channels = predict_channels(net, cfg, images[rec["start"] : rec["stop"]], device)
-        pred = label_map(cfg, torch.from_numpy(channels)).numpy()
-        yield geom, rec, to_original_geometry(pred, geom)
+        probs = predict_probabilities(net, cfg, images[rec["start"] : rec["stop"]], device)
+        channels = probabilities_to_original(probs, geom)
+        yield geom, rec, label_map(cfg, torch.from_numpy(channels)).numpy()
 
 
 # ---------------------------------------------------------------------------------------------- metrics
@@ -221,7 +226,7 @@ def evaluate_run(
     split_ds, _ = split_data(data, cfg, split)
     weights = _checkpoints(paths, device)
     epochs = {name: w.epoch for name, w in weights.items()}
-    want = {"data_hash": split_ds.data_hash, "checkpoint_epochs": epochs}
+    want = {"data_hash": split_ds.data_hash, "checkpoint_epochs": epochs, "way_back": WAY_BACK}
     record = read_record(paths.evaluation)
     if not force and _entry(record, split).get("source") == want:
         why = damage(paths.test_metrics, record, split)

@@ -76,6 +76,18 @@ def test_a_damaged_test_metrics_csv_is_not_up_to_date(run, capsys, damage):
     assert run.test_metrics.read_text() == good  # deterministic on CPU: the same rows again
 
 
+def test_an_evaluation_recorded_with_the_label_map_taken_back_is_done_again(run, capsys):
+    # a record from before the probabilities went back (no way_back): its HD95/ASSD are of another definition
+    record = json.loads(run.evaluation.read_text())
+    assert record["test"]["source"].pop("way_back") == "probabilities"
+    run.evaluation.write_text(json.dumps(record))
+    assert main(["evaluate", str(run.root)]) == 0
+    assert "up to date" not in capsys.readouterr().out
+    assert json.loads(run.evaluation.read_text())["test"]["source"]["way_back"] == "probabilities"
+    assert main(["evaluate", str(run.root)]) == 0
+    assert "up to date" in capsys.readouterr().out
+
+
 def test_an_unreadable_evaluation_json_is_no_record(run, capsys):
     good = run.test_metrics.read_text()
     for argv in (["--force"], []):
