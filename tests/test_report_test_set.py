@@ -180,6 +180,8 @@ def test_cost_table_attribution(report) -> None:
     assert re.search(
         r"Total over 18 runs \(each counted once\): 8\.4 CPU-hours, 16\.8 device-hours, of which 15 GPU", md
     )
+    # the legend says how a trial packed on a GPU (--gpus-per-trial 0.25) is counted
+    assert "device-hours (wall × world size × the share of a GPU a packed trial held" in md
 
 
 def test_figures_written_and_embedded(report) -> None:
