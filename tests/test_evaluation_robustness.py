@@ -272,3 +272,36 @@ def test_state_dict_at_a_small_size_needs_no_regressor_setting(prepared, tmp_pat
     assert main(_sd_argv(prepared, AUTHORS_SD, tmp_path / "out", reg_arch=False)) == 0
     argv = _sd_argv(prepared, AUTHORS_SD, tmp_path / "out", reg_arch=False)
     assert main([*argv[:-1], "--set", "reg_arch=resnext-authors", argv[-1]]) == 0
+
+
+# ---------------------------------------------------------------------------------------------- one read
+def test_each_checkpoint_is_read_once_and_every_prediction_takes_one_forward_loop(run, monkeypatch):
+    import numpy as np
+
+    import suite.inference as inference
+    from suite.config import RunConfig
+    from suite.stages.proposals import make_pseudo_labels
+
+    loaded: list[str] = []
+    real_load = torch.load
+    monkeypatch.setattr(
+        torch, "load", lambda f, *a, **k: loaded.append(Path(f).name) or real_load(f, *a, **k)
+    )
+    batches: list[int] = []
+    real_logits = inference._logits
+
+    def logits(*args):
+        for i, out in real_logits(*args):
+            batches.append(len(out))
+            yield i, out
+
+    monkeypatch.setattr(inference, "_logits", logits)
+    assert main(["evaluate", str(run.root), "--force"]) == 0  # final and best: weights and epoch, one read
+    assert sorted(loaded) == ["checkpoint_best.pt", "checkpoint_last.pt"] and batches
+    # a Proposals run's pseudo-labels: the FS run's best checkpoint, read once, through the same loop
+    loaded.clear()
+    batches.clear()
+    cfg = RunConfig.from_config_json(json.loads(run.config.read_text()), source="config.json")
+    images = np.zeros((5, cfg.image_size, cfg.image_size), dtype=np.uint8)
+    labels, epoch = make_pseudo_labels(cfg, run, images, np.arange(5), torch.device("cpu"))
+    assert loaded == ["checkpoint_best.pt"] and batches == [5] and labels.shape == images.shape
