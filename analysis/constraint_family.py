@@ -11,6 +11,8 @@ paper: LV, size, penalty), and "–" where a method has no constraint (FS, Propo
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -21,6 +23,8 @@ from analysis.tables import df_markdown
 from suite.config import SEG_METHODS_WITH_PENALTY, RunConfig
 
 AXES = ("constraint", "scheme", "constrained")  # the rows: constraint x scheme x classes
+CLASSES = {"lv": "LV", "all": "RV+Myo+LV"}  # the values of `constrained`, as the report names them
+SCHEMES = {"penalty": "quadratic penalty", "logbarrier": "log-barrier"}
 CLASS_METRICS = (("LV", "dice"), ("RV", "dice_rv"), ("Myo", "dice_myo"))
 
 
@@ -69,12 +73,37 @@ def constraint_family_table(a: Analysis) -> pd.DataFrame:
             row[f"{name} %"] = _cell(v)
         rows.append(row)
     out = pd.DataFrame(rows)
-    out["constrained"] = out["constrained"].replace({"all": "RV+Myo+LV", "lv": "LV"})
+    out["constrained"] = out["constrained"].replace(CLASSES)
     order = {m: i for i, m in enumerate(("fs", "proposals", "proposed", "oracle"))}
     out = out.sort_values(
         ["n_labeled", "method", *AXES], key=lambda s: s.map(order) if s.name == "method" else s, kind="stable"
     )
     return out.rename(columns={"constrained": "classes"}).reset_index(drop=True)
+
+
+def bounded(config: Mapping[str, Any]) -> str:
+    """What a Proposed or Oracle run's unlabeled term bounds, in words, from its config fields (the defaults
+    where a run did not record one): ``LV size (quadratic penalty)``, ``RV+Myo+LV size+centroid
+    (log-barrier)``."""
+    v: dict[str, str] = {}
+    for ax in AXES:
+        value = config.get(ax)
+        v[ax] = value if isinstance(value, str) else _default(ax)
+    scheme = SCHEMES.get(v["scheme"], v["scheme"])
+    return f"{CLASSES.get(v['constrained'], v['constrained'])} {v['constraint']} ({scheme})"
+
+
+def bounded_by_condition(a: Analysis, keys: list[str]) -> pd.DataFrame:
+    """``keys`` (condition columns) and ``bounded`` (:func:`bounded`) of the included Proposed and Oracle
+    runs, one row per condition: the constraint fields either vary (then they are condition columns) or
+    are the same for every run, so a condition has one."""
+    rs = a.run_stats
+    if rs.empty:
+        return pd.DataFrame(columns=[*keys, "bounded"])
+    inc = rs.loc[rs["included"] & rs["method"].isin(SEG_METHODS_WITH_PENALTY), [*keys, "run_id"]]
+    runs = a.experiment.runs.set_index("run_id")
+    inc = inc.assign(bounded=[bounded(runs.loc[r]) for r in inc["run_id"]])
+    return inc.drop(columns="run_id").drop_duplicates(keys)
 
 
 def _cell(v: np.ndarray) -> str:

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.comparisons import MIN_SEEDS
-from analysis.constraint_family import constraint_family_section
+from analysis.constraint_family import bounded_by_condition, constraint_family_section
 from analysis.figures_dynamics import NAMES as DYNAMICS_FIGURES
 from analysis.headline import headline_markdown
 from analysis.load import Experiment
@@ -189,6 +189,8 @@ def _regressor_metric_label(met: str, names: dict[str, str], per_class: bool) ->
     """``size_abs_err_rv`` → "abs. error (pixels), RV"; the LV's metrics get ", LV" beside other classes."""
     if met == "centroid_abs_err":
         return "centroid error (pixels, present classes)"
+    if met.startswith("centroid_abs_err_"):
+        return f"centroid error (pixels), {_CLASS_DISPLAY[met.rsplit('_', 1)[1]]}"
     if met in names:
         return names[met] + (", LV" if per_class else "")
     base, cls = met.rsplit("_", 1)
@@ -201,7 +203,8 @@ def _constraint_final(a: Analysis) -> pd.DataFrame:
         return c
     keys = [k for k in a.cond if k in c.columns and k != "stage"]
     last = c.loc[c.groupby(keys, dropna=False)["epoch"].transform("max") == c["epoch"]]
-    return last[[*keys, "epoch", "mean", "sd", "n_units"]].rename(
+    last = last.merge(bounded_by_condition(a, keys), on=keys, how="left").fillna({"bounded": "–"})
+    return last[[*keys, "bounded", "epoch", "mean", "sd", "n_units"]].rename(
         columns={"mean": "in_bounds (last epoch, mean)", "sd": "sd over seeds"}
     )
 
@@ -306,10 +309,10 @@ def render_markdown(
         parts += [
             "## Constraint satisfaction",
             "",
-            "Fraction of unlabeled training slices that satisfy every active constraint (`in_bounds`: the "
-            "soft size of each constrained class inside its bounds, and with `size+centroid` its soft "
-            "centroid within the tolerance; the paper's setting: the LV size), at the last epoch; the curves "
-            "are in the figure above.",
+            "Fraction of unlabeled training slices that satisfy every constraint of their run (`in_bounds`), "
+            "at the last epoch; `bounded` names them: the soft size of the constrained classes inside its "
+            "bounds and, with `size+centroid`, their soft centroid within the tolerance, under the scheme "
+            "named (the paper: LV size, quadratic penalty). The curves are in the figure above.",
             "",
             df_markdown(cf, nd=3, max_rows=100),
         ]

@@ -16,7 +16,8 @@ from analysis.run_stats import BASE_CONDITION, cat_mask, condition_columns, iden
 LV_REG_METRICS = ("size_abs_err", "size_abs_err_pct", "bounds_ok")
 # with constrained=all the regressor logs the RV's and myocardium's size error too (suffixed)
 REG_METRICS = LV_REG_METRICS + tuple(f"{m}_{c}" for c in ("rv", "myo") for m in LV_REG_METRICS)
-REG_METRICS += ("centroid_abs_err",)  # with constraint=size+centroid: pixels, over the present classes
+# with constraint=size+centroid: pixels, over the present classes, and with constrained=all per class too
+REG_METRICS += ("centroid_abs_err", *(f"centroid_abs_err_{c}" for c in ("rv", "myo", "lv")))
 
 
 def regressor_summary(

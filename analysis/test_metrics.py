@@ -38,14 +38,19 @@ from analysis.run_stats import BASE_CONDITION, sort_conditions
 from analysis.stats import Analysis
 from suite.errors import InputError
 from suite.metrics import ejection_fraction
-from suite.paths import TEST_METRICS_CHECKPOINTS, TEST_METRICS_COLUMNS, TEST_METRICS_SPLITS, RunPaths
+from suite.paths import (
+    TEST_METRICS_COLUMNS,
+    TEST_METRICS_FLAGS,
+    TEST_METRICS_NUMBERS,
+    TEST_METRICS_SPLITS,
+    RunPaths,
+)
+from suite.paths import read_test_metrics as read_rows
 
 CAVITIES = ("LV", "RV")  # the classes with an ejection fraction
 MAIN_CLASS = "LV"  # the paper's target: paired differences and the val/test gap
 # per-run values summarised across seeds (final checkpoint; Dice also for best)
 RUN_VALUES = ("dice", "hd95_mm", "assd_mm", "vol_err_ed_ml", "vol_err_es_ml", "ef_err")
-_TRUE = {"true", "1", "yes", "t"}
-_FALSE = {"false", "0", "no", "f", ""}
 
 
 @dataclass
@@ -71,36 +76,12 @@ def _reevaluate(path: Path) -> str:
 
 
 def read_test_metrics(path: Path) -> pd.DataFrame:
-    """One ``test_metrics.csv``, checked; an InputError naming the file, the column and the fix when not."""
-    try:
-        df = pd.read_csv(path, dtype={"patient": str, "phase": str, "volume": str, "class": str})
-    except (OSError, ValueError, UnicodeDecodeError) as e:
-        raise InputError(
-            f"{path}: unreadable test_metrics.csv ({type(e).__name__}); {_reevaluate(path)}"
-        ) from e
-    missing = [c for c in TEST_METRICS_COLUMNS if c not in df.columns]
-    if missing:
-        raise InputError(
-            f"{path}: missing column(s) {', '.join(missing)}; expected {','.join(TEST_METRICS_COLUMNS)} "
-            f"({_reevaluate(path)})"
-        )
-    for col, allowed in (("checkpoint", TEST_METRICS_CHECKPOINTS), ("split", TEST_METRICS_SPLITS)):
-        bad = sorted(set(df[col].astype(str)) - set(allowed))
-        if bad:
-            raise InputError(
-                f"{path}: column {col} has {bad[0]!r}, not one of {', '.join(allowed)}; {_reevaluate(path)}"
-            )
-    for col in ("dice", "hd95_mm", "assd_mm", "volume_true_ml", "volume_pred_ml"):
-        num = pd.to_numeric(df[col], errors="coerce")
-        if (num.isna() & df[col].notna()).any():
-            raise InputError(f"{path}: column {col} holds a non-number; {_reevaluate(path)}")
-        df[col] = num.astype(np.float64)
-    for col in ("empty_true", "empty_pred"):
-        s = df[col].astype(str).str.strip().str.lower()
-        if not s.isin(_TRUE | _FALSE).all():
-            raise InputError(f"{path}: column {col} is not boolean (True/False); {_reevaluate(path)}")
-        df[col] = s.isin(_TRUE)
-    return df[list(TEST_METRICS_COLUMNS)]
+    """One ``test_metrics.csv`` as a frame, through the suite's one reader (:func:`suite.paths.
+    read_test_metrics`: the rows the evaluation accepts, an InputError naming the file and the fix else)."""
+    df = pd.DataFrame(read_rows(path), columns=list(TEST_METRICS_COLUMNS))
+    return df.astype(
+        {**dict.fromkeys(TEST_METRICS_NUMBERS, np.float64), **dict.fromkeys(TEST_METRICS_FLAGS, bool)}
+    )
 
 
 def _check_recorded_rows(path: Path, df: pd.DataFrame) -> None:

@@ -72,10 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     from suite.config import RunConfig
     from suite.data.acdc import LV_LABEL
     from suite.paths import RunPaths
-    from suite.stages.base import RunContext, configure_torch
+    from suite.stages.base import RunContext, configure_torch, open_data
     from suite.stages.checkpoint import seed_epoch
     from suite.stages.regressor import RegressorStage
-    from suite.stages.runner import open_data
     from suite.stages.segmenter import SegmenterStage
     from suite.stages.segmenter_data import load_seg_data
 

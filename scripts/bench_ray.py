@@ -139,7 +139,7 @@ def bench_grid(root: Path, prepared: Path, standalone: bool) -> dict:
     from search_spaces.driver import run_experiment
     from suite.data.dataset import PreparedData
     from suite.experiment_spec import ExperimentSpec
-    from suite.stages import execute
+    from suite.stages.runner import execute
 
     out = root / "grid"
     shutil.rmtree(out, ignore_errors=True)

@@ -304,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     exp_root = out / "results" / f"fidelity-{args.preset}"
     if args.no_ray:
         from search_spaces import get_space
-        from suite.stages import execute
+        from suite.stages.runner import execute
 
         base = {"data": str(out / "prepared"), "data_hash": PreparedData.open(out / "prepared").data_hash}
         for cfg in get_space("fidelity").configs(

@@ -1,6 +1,6 @@
 """What runs inside a SLURM job: the submitit callables of ``suite slurm``.
 
-* :class:`RunTask` (array mode): one run (``suite.stages.execute``); a dependant first checks that its
+* :class:`RunTask` (array mode): one run (``suite.stages.runner.execute``); a dependant first checks that its
   prerequisites finished and otherwise fails with a line naming the prerequisite and its log.
 * :class:`RayAllocationJob` (ray mode): starts Ray (locally, or head + workers over the allocation's hosts:
   ``slurm.ray_cluster``), runs the Tune driver of ``suite tune`` against it, stops Ray.
@@ -64,14 +64,15 @@ class PrerequisiteError(RuntimeError):
 
 
 class RunTask(submitit.helpers.Checkpointable):
-    """One array task: one run (``suite.stages.execute``). On USR2 submitit calls :meth:`checkpoint` (the
-    inherited one resubmits the same call) and requeues; the rerun resumes from ``checkpoint_last.pt``."""
+    """One array task: one run (``suite.stages.runner.execute``). On USR2 submitit calls :meth:`checkpoint`
+    (the inherited one resubmits the same call) and requeues; the rerun resumes from
+    ``checkpoint_last.pt``."""
 
     def __call__(
         self, cfg_dict: dict[str, Any], experiment: str, check_prerequisites: bool
     ) -> dict[str, Any]:
         _job_setup("slurm-array")
-        from suite.stages import execute
+        from suite.stages.runner import execute
 
         cfg = RunConfig.from_dict(cfg_dict, source="slurm task")
         exp = ExperimentPaths(Path(experiment))

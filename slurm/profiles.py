@@ -24,9 +24,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from suite.errors import InputError
+from suite.yaml_input import read_yaml
 
 MODES = ("ray", "array")
 
@@ -306,13 +305,7 @@ def load_profile(name_or_path: str | Path) -> Profile:
             f"--profile {text_name!r}: no such profile; available: {', '.join(available_profiles())} "
             "(or give a path to a .yaml file)"
         )
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as e:
-        raise InputError(f"{source}: cannot read profile ({e.strerror}); check the path") from e
-    except yaml.YAMLError as e:
-        raise InputError(f"{source}: not valid YAML ({str(e).splitlines()[0]}); fix the syntax") from e
-    data = data or {}
+    data = read_yaml(path, "profile", source, InputError) or {}
     if isinstance(data, dict):
         data.setdefault("name", path.stem)
     return Profile.from_dict(data, source=source)

@@ -20,13 +20,12 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from suite.data.splits import MODES as SPLIT_MODES
 from suite.data.splits import PAPER_N_TRAIN
 from suite.domains import Domain, Flag, Int, ListOf, Number, OneOf, Text, coerce_scalar
 from suite.errors import ConfigError
 from suite.presets import available_presets, load_preset, preset_description
+from suite.yaml_input import load_yaml, read_yaml
 
 STAGES = ("regressor", "segmenter")
 # the largest log-barrier t a run may reach (see barrier_t); the fields that act only under the log-barrier
@@ -260,14 +259,7 @@ class RunConfig:
     @classmethod
     def from_yaml(cls, path: str | Path, preset: str | None = None) -> RunConfig:
         path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except OSError as e:
-            raise ConfigError(f"{path}: cannot read config file ({e.strerror}); check the path") from e
-        except UnicodeDecodeError as e:
-            raise ConfigError(f"{path}: not a text file ({e.reason}); give a YAML file of config keys") from e
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]}); fix the syntax") from e
+        data = read_yaml(path, "config file") or {}
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a mapping of config keys, got {type(data).__name__}")
         preset = data.pop("preset", preset) or "paper"
@@ -287,29 +279,36 @@ class RunConfig:
                 raise ConfigError(f"--set {item!r}: expected key=value, e.g. --set seg_lr=1e-3")
             k, v = item.split("=", 1)
             k = k.strip()
-            try:
-                changes[k] = yaml.safe_load(v)
-            except yaml.YAMLError as e:
-                raise ConfigError(f"--set {k}: cannot parse value {v!r}") from e
+            changes[k] = load_yaml(v, f"--set {k}={v}")
         return RunConfig.from_dict({**self.to_dict(include_derived=False), **changes}, source="--set")
 
     # ------------------------------------------------------------------ validation
     def validate(self, source: str = "config") -> None:
-        """The rules between fields (each field's own domain is checked by :meth:`from_dict`)."""
+        """The rules between fields (each field's own domain is checked by :meth:`from_dict`). A rule binds
+        only where every field it reads acts on the run (:meth:`acts_on`): the authors' ResNeXt refuses 64 px
+        for a regressor or Proposed run, never for FS or the Oracle, which build no regressor; so dropping a
+        ``--set`` that has no effect, as ``suite run`` advises, never brings a refusal back."""
 
         def bad(key: str, msg: str) -> ConfigError:
             return ConfigError(f"{source}: field {key}={getattr(self, key)!r} {msg}")
 
+        def acts(*keys: str) -> bool:
+            return all(self.acts_on(k) for k in keys)
+
         if self.stage == "segmenter" and self.method not in METHODS:
             raise bad("method", f"is not one of {', '.join(METHODS)} (the segmenter's methods)")
         for key in ("seg_batch", "unl_batch", "reg_batch"):
-            if getattr(self, key) % self.world_size:
+            if acts(key) and getattr(self, key) % self.world_size:
                 raise bad(key, f"(global batch) must be divisible by world_size={self.world_size}")
-        if self.classes == "multi" and self.seg_out_channels != 4:
+        if acts("classes", "seg_out_channels") and self.classes == "multi" and self.seg_out_channels != 4:
             raise bad("seg_out_channels", "cannot hold classes=multi (4 classes); set seg_out_channels=4")
-        if self.constrained == "all" and self.seg_out_channels != 4:
+        if (
+            acts("constrained", "seg_out_channels")
+            and self.constrained == "all"
+            and self.seg_out_channels != 4
+        ):
             raise bad("constrained", "needs seg_out_channels=4 (a channel per ACDC class); set it")
-        if self.scheme == "logbarrier":
+        if acts("barrier_t", "barrier_growth", "seg_epochs"):  # scheme=logbarrier on a penalty method
             # log10 of t at the last epoch (in logs: barrier_growth ** epochs overflows a float first)
             last = math.log10(self.barrier_t) + max(self.seg_epochs - 1, 0) * math.log10(self.barrier_growth)
             if last > math.log10(BARRIER_T_MAX):
@@ -319,18 +318,24 @@ class RunConfig:
                     f"{self.seg_epochs} (at most {BARRIER_T_MAX:g}: beyond it the log-barrier's switch point "
                     "underflows); lower barrier_growth or barrier_t, or train fewer epochs",
                 )
-        if self.reg_arch == "resnext-authors" and self.constraint != "size":
+        if (
+            acts("reg_arch", "constraint")
+            and self.reg_arch == "resnext-authors"
+            and self.constraint != "size"
+        ):
             raise bad("reg_arch", "predicts sizes only (one output per label); use reg_arch=resnext")
-        if self.seg_arch == "enet-authors" and self.seg_width != 1.0:
+        if acts("seg_arch", "seg_width") and self.seg_arch == "enet-authors" and self.seg_width != 1.0:
             raise bad("seg_width", "must be 1.0 with seg_arch=enet-authors (the authors' widths are fixed)")
-        if self.reg_arch == "resnext-authors":
+        if acts("reg_arch", "image_size") and self.reg_arch == "resnext-authors":
             # five stride-2 steps make a ceil(S/32) map; AvgPool2d(7) must see 7..13 pixels for one output
             side = -(-self.image_size // 32)
             if not 7 <= side <= 13:
+                run = self.method if self.stage == "segmenter" else "regressor"
                 raise bad(
                     "image_size",
-                    "does not fit reg_arch=resnext-authors (its AvgPool2d(7) needs image_size 200 to 416, "
-                    "e.g. 256); use reg_arch=resnext at this size",
+                    f"does not fit reg_arch=resnext-authors, the regressor this {run} run trains or reads "
+                    "(its AvgPool2d(7) needs image_size 200 to 416, e.g. 256); use reg_arch=resnext at this "
+                    "size",
                 )
 
     # ------------------------------------------------------------------ identity

@@ -1,23 +1,22 @@
 """The held-out evaluation: a segmenter's final (and best-on-validation) checkpoint on the test split, once,
 after training, in the original geometry against the original labels.
 
-Each volume's slices are predicted at the run's ``image_size`` (arg-max, eval mode), turned into ACDC labels
-(:func:`suite.models.label_map`) and taken back to the original matrix by
-:func:`suite.data.geometry.to_original_geometry` (nearest on the label map, the crop undone), the one way back
-that ``suite export`` shares. Per volume and class (LV; Myo and RV too when ``classes=multi``),
-:func:`suite.metrics.class_metrics` gives 3-D Dice, HD95 and ASSD in mm with the volume's own spacing and
-the volumes in ml. Rows go to ``RUN/test_metrics.csv`` (tidy, :data:`COLUMNS`), what they were computed from
-to ``RUN/evaluation.json``; both atomically.
+Each volume's slices are predicted at the run's ``image_size`` (softmax, eval mode), the class probabilities
+taken back to the original matrix and their arg-max taken there
+(:func:`suite.data.geometry.probabilities_to_original`: bilinear per channel, the crop undone; the way back
+``suite export`` shares), then turned into ACDC labels (:func:`suite.models.label_map`). Per volume and
+class (LV; Myo and RV too when ``classes=multi``), :func:`suite.metrics.class_metrics` gives 3-D Dice, HD95
+and ASSD in mm with the volume's own spacing and the volumes in ml. Rows go to ``RUN/test_metrics.csv``
+(tidy, :data:`COLUMNS`), what they were computed from to ``RUN/evaluation.json``; both atomically.
 
-The test split is opened only here, and only after the last epoch (``SegmenterStage.finish``, before
-``summary.json``: a run resumed after training but before its evaluation does it again, idempotently);
+The test split is opened only here, and only after the last epoch (the runner calls
+:func:`evaluate_after_training` after the stage's ``finish``, before ``summary.json``: a run resumed after
+training but before its evaluation does it again, idempotently);
 selection, early stopping and the lr rule never see it (tests/test_evaluation.py poisons it to check).
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
 import math
@@ -33,14 +32,27 @@ from suite.atomic import write_json_atomic, write_text_atomic
 from suite.config import RunConfig
 from suite.constraints import reported_labels
 from suite.data.dataset import PreparedData
-from suite.data.geometry import Originals, VolumeGeometry, prepare_command, to_original_geometry
+from suite.data.geometry import Originals, VolumeGeometry, prepare_command, probabilities_to_original
 from suite.errors import InputError
-from suite.inference import Weights, checkpoint_path, network, predict_channels, read_checkpoint
+from suite.inference import Weights, checkpoint_path, network, predict_probabilities, read_checkpoint
 from suite.metrics import CLASS_LABELS, class_metrics
 from suite.models import label_map
-from suite.paths import TEST_METRICS_CHECKPOINTS, TEST_METRICS_COLUMNS, TEST_METRICS_SPLITS, RunPaths
+from suite.paths import (
+    TEST_METRICS_CHECKPOINTS,
+    TEST_METRICS_COLUMNS,
+    TEST_METRICS_SPLITS,
+    RunPaths,
+    format_test_metrics,
+    parse_test_metrics,
+)
+from suite.stages.base import open_data
 
 log = logging.getLogger("suite.evaluation")
+
+# how a prediction went back to the original matrix, recorded with the rows: an evaluation recorded without it
+# took the label map back by nearest neighbour (other HD95/ASSD), so `suite evaluate` computes it again rather
+# than keep rows of two definitions side by side
+WAY_BACK = "probabilities"
 
 # the on-disk contract (analysis reads it without torch, so it lives in suite.paths)
 CHECKPOINTS, SPLITS, COLUMNS = TEST_METRICS_CHECKPOINTS, TEST_METRICS_SPLITS, TEST_METRICS_COLUMNS
@@ -84,9 +96,9 @@ def predicted_volumes(
         if rec["volume"] not in wanted:
             continue
         geom = VolumeGeometry.from_record(rec, crop)
-        channels = predict_channels(net, cfg, images[rec["start"] : rec["stop"]], device)
-        pred = label_map(cfg, torch.from_numpy(channels)).numpy()
-        yield geom, rec, to_original_geometry(pred, geom)
+        probs = predict_probabilities(net, cfg, images[rec["start"] : rec["stop"]], device)
+        channels = probabilities_to_original(probs, geom)
+        yield geom, rec, label_map(cfg, torch.from_numpy(channels)).numpy()
 
 
 # ---------------------------------------------------------------------------------------------- metrics
@@ -128,70 +140,17 @@ def evaluate_network(
     return rows
 
 
-def read_rows(path: Path) -> list[dict[str, str]]:
-    """The rows of a ``test_metrics.csv`` as strings; a damaged file (wrong columns, a row cut short or too
-    long, as a truncated file ends, a cell of the wrong kind) is one line naming the fix."""
-    try:
-        return _parse_rows(path)
-    except (OSError, ValueError, csv.Error) as e:
-        raise InputError(f"{path}: unreadable ({e}); run `suite evaluate {path.parent}` again") from None
-
-
-def _parse_rows(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as fh:
-        reader = csv.DictReader(fh)
-        if tuple(reader.fieldnames or ()) != COLUMNS:
-            raise ValueError(f"columns {reader.fieldnames}, expected {list(COLUMNS)}")
-        rows = list(reader)
-    for i, r in enumerate(rows, start=2):
-        _check_row(i, r)
-    return rows
-
-
-_NUMBERS = ("dice", "hd95_mm", "assd_mm", "volume_true_ml", "volume_pred_ml")
-
-
-def _check_row(line: int, r: dict[str, Any]) -> None:
-    """A ``ValueError`` naming what is wrong with one row (as the report's reader would refuse it)."""
-    if None in r:
-        raise ValueError(f"line {line} has more than {len(COLUMNS)} cells")
-    if any(v is None or v == "" for v in r.values()):
-        raise ValueError(f"line {line} has fewer than {len(COLUMNS)} cells or an empty one")
-    flags = ("True", "False")
-    for col, allowed in (
-        ("checkpoint", CHECKPOINTS),
-        ("split", SPLITS),
-        ("empty_true", flags),
-        ("empty_pred", flags),
-    ):
-        if r[col] not in allowed:
-            raise ValueError(f"line {line}: {col} {r[col]!r} is not one of {', '.join(allowed)}")
-    for col in _NUMBERS:
-        try:
-            float(r[col])
-        except ValueError:
-            raise ValueError(f"line {line}: {col} {r[col]!r} is not a number") from None
-
-
 def damage(path: Path, record: dict[str, Any], split: str) -> str | None:
     """Why ``test_metrics.csv`` does not hold what ``evaluation.json`` records for ``split`` (None when it
     does): missing, unreadable, or another number of rows of that split (e.g. a file cut at a row's end)."""
     try:
-        rows = _parse_rows(path)
+        rows = parse_test_metrics(path)
     except FileNotFoundError:
         return f"{path.name} is missing"
-    except (OSError, ValueError, csv.Error) as e:
+    except (OSError, ValueError) as e:
         return f"{path.name} is unreadable ({e})"
     have, want = sum(1 for r in rows if r["split"] == split), _entry(record, split).get("rows")
     return None if have == want else f"{path.name} holds {have} {split} rows, evaluation.json records {want}"
-
-
-def _cell(value: Any) -> str:
-    if isinstance(value, bool | np.bool_):
-        return str(bool(value))
-    if isinstance(value, float | np.floating):
-        return "nan" if math.isnan(value) else repr(float(value))
-    return str(value)
 
 
 def write_rows(
@@ -203,15 +162,10 @@ def write_rows(
     kept: list[dict[str, Any]] = []
     if path.exists():
         try:
-            kept = [r for r in _parse_rows(path) if (r["checkpoint"], r["split"]) not in replaced]
-        except (OSError, ValueError, csv.Error) as e:
+            kept = [r for r in parse_test_metrics(path) if (r["checkpoint"], r["split"]) not in replaced]
+        except (OSError, ValueError) as e:
             log.warning("%s: unreadable (%s); replaced by the rows evaluated now", path, e)
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(COLUMNS)
-    for r in kept + rows:
-        writer.writerow([_cell(r[c]) for c in COLUMNS])
-    write_text_atomic(path, buf.getvalue())
+    write_text_atomic(path, format_test_metrics(kept + rows))
     return kept + rows
 
 
@@ -272,7 +226,7 @@ def evaluate_run(
     split_ds, _ = split_data(data, cfg, split)
     weights = _checkpoints(paths, device)
     epochs = {name: w.epoch for name, w in weights.items()}
-    want = {"data_hash": split_ds.data_hash, "checkpoint_epochs": epochs}
+    want = {"data_hash": split_ds.data_hash, "checkpoint_epochs": epochs, "way_back": WAY_BACK}
     record = read_record(paths.evaluation)
     if not force and _entry(record, split).get("source") == want:
         why = damage(paths.test_metrics, record, split)
@@ -344,7 +298,5 @@ def open_run(paths: RunPaths, data: str | None = None) -> tuple[RunConfig, Prepa
         )
     if data is not None:
         cfg = cfg.replace(data=str(Path(data).resolve()))
-    from suite.stages.runner import open_data
-
     fix = "pass --data with the dataset the run was trained on"
     return open_data(cfg, expected=f"{paths.run_id} was trained on data_hash", fix=fix)

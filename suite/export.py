@@ -2,7 +2,8 @@
 
 Each file is named after its input image (``patient101_frame01.nii.gz``) and carries the input's affine and
 header (data type set to uint8, no intensity scaling), on the original matrix with the crop undone
-(:func:`suite.data.geometry.to_original_geometry`, the one way back the held-out evaluation uses too): a
+(:func:`suite.data.geometry.probabilities_to_original`: the class probabilities resampled, then the
+arg-max; the one way back the held-out evaluation uses too): a
 viewer (ITK-SNAP, 3D Slicer) overlays it on the input image. Labels in ACDC numbering (0 background, 1 RV,
 2 myocardium, 3 LV cavity; only 0 and 3 from a network trained on the LV alone).
 """

@@ -1,10 +1,10 @@
 """A trained segmenter on prepared slices: one home for loading a checkpoint's network and predicting.
 
-The held-out evaluation (:mod:`suite.evaluation`), the NIfTI export (:mod:`suite.export`) and the
-pseudo-labels of the ``proposals`` method (:mod:`suite.stages.proposals`) all predict through
-:func:`predict_channels`, so they cannot disagree on input scaling, autocast, eval mode or batching, and all
-load weights through :func:`read_checkpoint`, which reads a checkpoint file once for both its weights and its
-epoch.
+The held-out evaluation (:mod:`suite.evaluation`) and the NIfTI export (:mod:`suite.export`), through
+:func:`predict_probabilities`, and the pseudo-labels of the ``proposals`` method
+(:mod:`suite.stages.proposals`), through :func:`predict_channels`, share one forward pass, so they cannot
+disagree on input scaling, autocast, eval mode or batching; all load weights through :func:`read_checkpoint`,
+which reads a checkpoint file once for both its weights and its epoch.
 
 Checkpoint layouts (``suite.stages.checkpoint``): ``checkpoint_best.pt`` holds ``{"model", "epoch", ...}``;
 ``checkpoint_last.pt`` (the ``final`` one) holds the whole stage state, ``{"stage": {"model", ...}, "epoch",
@@ -13,6 +13,7 @@ Checkpoint layouts (``suite.stages.checkpoint``): ``checkpoint_best.pt`` holds `
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -122,7 +123,19 @@ def network(cfg: Any, weights: Weights, device: torch.device) -> torch.nn.Module
     return net.eval()
 
 
-@torch.no_grad()
+def _logits(
+    net: torch.nn.Module, cfg: Any, images: np.ndarray, device: torch.device, rows: np.ndarray, desc: str
+) -> Iterator[tuple[int, torch.Tensor]]:
+    """``(offset, float32 logits (B, C, S, S))`` of ``images[rows]``, a batch at a time (no grad)."""
+    for i in progress(range(0, len(rows), BATCH), desc, enabled=bool(desc)):
+        sel = rows[i : i + BATCH]
+        # a fresh contiguous copy: a memory map's slice is read-only and torch wants writable memory
+        x = slices_input(torch.from_numpy(np.array(images[sel], dtype=np.uint8)).to(device), cfg)
+        with torch.no_grad(), autocast(cfg, device):
+            logits = net(x)
+        yield i, logits.float()
+
+
 def predict_channels(
     net: torch.nn.Module,
     cfg: Any,
@@ -135,12 +148,16 @@ def predict_channels(
     ``images[index]`` read a batch at a time (``images`` may be a memory map); a bar if ``desc``."""
     rows = np.arange(len(images)) if index is None else np.asarray(index)
     out = np.empty((len(rows), *images.shape[1:]), dtype=np.uint8)
-    steps = range(0, len(rows), BATCH)
-    for i in progress(steps, desc, enabled=bool(desc)):
-        sel = rows[i : i + BATCH]
-        # a fresh contiguous copy: a memory map's slice is read-only and torch wants writable memory
-        x = slices_input(torch.from_numpy(np.array(images[sel], dtype=np.uint8)).to(device), cfg)
-        with autocast(cfg, device):
-            logits = net(x)
-        out[i : i + len(sel)] = logits.float().argmax(dim=1).to(torch.uint8).cpu().numpy()
+    for i, logits in _logits(net, cfg, images, device, rows, desc):
+        out[i : i + len(logits)] = logits.argmax(dim=1).to(torch.uint8).cpu().numpy()
     return out
+
+
+def predict_probabilities(
+    net: torch.nn.Module, cfg: Any, images: np.ndarray, device: torch.device
+) -> np.ndarray:
+    """Softmax class probabilities (float32 (N, C, S, S)) of ``net`` on the uint8 slices ``images`` (one
+    volume: what goes back to the original geometry through
+    :func:`suite.data.geometry.probabilities_to_original`); their arg-max is :func:`predict_channels`."""
+    batches = _logits(net, cfg, images, device, np.arange(len(images)), "")
+    return np.concatenate([torch.softmax(logits, dim=1).cpu().numpy() for _, logits in batches])

@@ -18,11 +18,16 @@ RESULTS/<experiment>/
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 METRICS_COLUMNS = ("epoch", "split", "volume", "metric", "value")
 # test_metrics.csv: one row per checkpoint x split x volume x class (LV | Myo | RV); hd95_mm / assd_mm are
@@ -45,6 +50,10 @@ TEST_METRICS_COLUMNS = (
     "empty_true",
     "empty_pred",
 )
+TEST_METRICS_NUMBERS = ("dice", "hd95_mm", "assd_mm", "volume_true_ml", "volume_pred_ml")
+# written True | False, the only spellings read back
+TEST_METRICS_FLAGS = ("empty_true", "empty_pred")
+_CHOICES = {"checkpoint": TEST_METRICS_CHECKPOINTS, "split": TEST_METRICS_SPLITS}
 
 
 def metrics_row_problem(row: list[str]) -> str | None:
@@ -59,6 +68,70 @@ def metrics_row_problem(row: list[str]) -> str | None:
     except ValueError:
         return f"value {row[4][:20]!r} is not a number"
     return None
+
+
+def format_test_metrics(rows: list[dict[str, Any]]) -> str:
+    """The text of a ``test_metrics.csv`` holding ``rows`` (dicts with every column): numbers as Python's
+    shortest round-trip repr (``nan`` where undefined), flags ``True``/``False``; what
+    :func:`parse_test_metrics` reads back to the same values."""
+
+    def cell(value: Any) -> str:
+        if isinstance(value, bool | np.bool_):
+            return str(bool(value))
+        if isinstance(value, float | np.floating):
+            return "nan" if math.isnan(value) else repr(float(value))
+        return str(value)
+
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(TEST_METRICS_COLUMNS)
+    writer.writerows([cell(r[c]) for c in TEST_METRICS_COLUMNS] for r in rows)
+    return buf.getvalue()
+
+
+def parse_test_metrics(path: Path) -> list[dict[str, Any]]:
+    """The rows of a ``test_metrics.csv``, typed (the numbers float, NaN where undefined; the flags bool; the
+    rest strings): the one reader, for the evaluation (is a recorded file intact?) and the report alike. A
+    ``ValueError`` names the first line that breaks the contract (wrong columns, a row cut short or too
+    long, as a truncated file ends, an empty cell, a value of the wrong kind); ``OSError`` when unreadable."""
+    with open(path, newline="") as fh:
+        try:
+            reader = csv.DictReader(fh)
+            if tuple(reader.fieldnames or ()) != TEST_METRICS_COLUMNS:
+                raise ValueError(f"columns {reader.fieldnames}, expected {','.join(TEST_METRICS_COLUMNS)}")
+            return [_test_metrics_row(i, r) for i, r in enumerate(reader, start=2)]
+        except csv.Error as e:
+            raise ValueError(f"line {reader.line_num}: {e}") from None
+
+
+def _test_metrics_row(line: int, r: dict[Any, Any]) -> dict[str, Any]:
+    if None in r:
+        raise ValueError(f"line {line} has more than {len(TEST_METRICS_COLUMNS)} cells")
+    if any(v is None or v == "" for v in r.values()):
+        raise ValueError(f"line {line} has fewer than {len(TEST_METRICS_COLUMNS)} cells or an empty one")
+    row: dict[str, Any] = dict(r)
+    for col, allowed in (*_CHOICES.items(), *((c, ("True", "False")) for c in TEST_METRICS_FLAGS)):
+        if r[col] not in allowed:
+            raise ValueError(f"line {line}: {col} {r[col][:20]!r} is not one of {', '.join(allowed)}")
+    for col in TEST_METRICS_FLAGS:
+        row[col] = r[col] == "True"
+    for col in TEST_METRICS_NUMBERS:
+        try:
+            row[col] = float(r[col])
+        except ValueError:
+            raise ValueError(f"line {line}: {col} {r[col][:20]!r} is not a number") from None
+    return row
+
+
+def read_test_metrics(path: Path) -> list[dict[str, Any]]:
+    """:func:`parse_test_metrics`, or an ``InputError`` naming the file, what is wrong and the fix: the
+    evaluation writes the file again (a run directory's ``suite evaluate`` re-evaluates a damaged one)."""
+    from suite.errors import InputError
+
+    try:
+        return parse_test_metrics(path)
+    except (OSError, ValueError) as e:
+        raise InputError(f"{path}: unreadable ({e}); run `suite evaluate {path.parent}`") from None
 
 
 def output_folder(path: str | os.PathLike, option: str) -> Path:

@@ -1,7 +1,7 @@
 """The run lock: one file lock per run directory (``RunPaths.lock``), so that no two launchers ever train the
 same run, and the rules every launcher follows around it.
 
-* Training a run (rank 0 of :func:`suite.stages.execute`) and writing into another run's directory (the
+* Training a run (rank 0 of :func:`suite.stages.runner.execute`) and writing into another run's directory (the
   proposals pseudo-labels in the FS run) happen inside :func:`holding`: a second process waits for the
   holder, then finds the run finished and skips it.
 * A launcher that holds scarce resources (a Ray trial) never waits for a lock: it probes with

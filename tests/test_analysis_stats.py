@@ -280,6 +280,30 @@ def test_regressor_and_constraint(exp_dir: Path) -> None:
     assert math.isclose(last["mean"], 0.85) and last["n_units"] == 2
 
 
+@pytest.mark.parametrize(
+    ("fields", "named"),
+    [
+        ({}, "LV size (quadratic penalty)"),  # the paper's setting
+        (
+            dict(constrained="all", constraint="size+centroid", scheme="logbarrier", seg_out_channels=4),
+            "RV+Myo+LV size+centroid (log-barrier)",
+        ),
+    ],
+)
+def test_constraint_satisfaction_names_what_was_constrained(exp_dir: Path, fields, named) -> None:
+    # the same setting for every run: no condition column says it, so the section's table must
+    from analysis.report_markdown import _constraint_final
+
+    for s in (0, 1):
+        ib = np.array([0.2, 0.4, 0.6, 0.8]) + 0.1 * s
+        write_run(
+            exp_dir, method="proposed", seed=s, epochs=4, stat_window=2, dice=0.5, in_bounds=ib, **fields
+        )
+    a = analyse(load_experiment(exp_dir))
+    table = _constraint_final(a)
+    assert list(table["bounded"]) == [named] and not {"constrained", "scheme"} & set(table.columns)
+
+
 def test_regressors_with_different_targets_are_separate_conditions(exp_dir: Path) -> None:
     """The constraints space trains an LV-size and an all-classes regressor at the same n: their errors are
     two conditions, not four seeds of one (and the report names each)."""
@@ -316,6 +340,8 @@ def test_regressor_metric_labels_name_every_class_once_others_are_there() -> Non
     assert label("bounds_ok_myo", names, per_class=True) == "true size in bounds (fraction), Myo"
     assert label("size_abs_err_rv", names, per_class=True) == "abs. error (pixels), RV"
     assert label("centroid_abs_err", names, per_class=True).startswith("centroid error (pixels")
+    assert label("centroid_abs_err_myo", names, per_class=True) == "centroid error (pixels), Myo"
+    assert label("centroid_abs_err_lv", names, per_class=True) == "centroid error (pixels), LV"
 
 
 def test_conditions_group_by_other_varied_fields(exp_dir: Path) -> None:

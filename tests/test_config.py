@@ -136,16 +136,49 @@ def test_identity_keys_come_from_the_fields_and_reach_config_json():
             "seg_width=0.5 must be 1.0 with seg_arch=enet-authors",
         ),
         (
-            dict(reg_arch="resnext-authors", image_size=192),
-            "image_size=192 does not fit reg_arch=resnext-auth",
+            dict(method="proposed", reg_arch="resnext-authors", image_size=192),
+            "image_size=192 does not fit reg_arch=resnext-authors, the regressor this proposed run",
         ),
-        (dict(reg_arch="resnext-authors", image_size=448), "image_size=448 does not fit.*200 to 416"),
+        (
+            dict(stage="regressor", method="regressor", reg_arch="resnext-authors", image_size=448),
+            "image_size=448 does not fit.*this regressor run.*200 to 416",
+        ),
     ],
 )
 def test_new_fields_are_validated_in_one_line(change, message):
     with pytest.raises(ConfigError, match=message) as e:
         RunConfig.from_dict(change)
     assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        # FS and the Oracle build no regressor: its architecture and batch cannot refuse them
+        dict(method="fs", reg_arch="resnext-authors", image_size=64),
+        dict(method="oracle", reg_arch="resnext-authors", image_size=64),
+        dict(method="fs", world_size=2, seg_batch=2, unl_batch=3, reg_batch=3),
+        dict(method="oracle", reg_arch="resnext-authors", constraint="size+centroid"),
+        # nor the log-barrier's schedule a run without the log-barrier; nor the head a regressor
+        dict(method="fs", scheme="logbarrier", barrier_growth=10.0, seg_epochs=1000),
+        dict(stage="regressor", method="regressor", constrained="all", seg_out_channels=2),
+        dict(stage="regressor", method="regressor", seg_arch="enet-authors", seg_width=0.5),
+    ],
+)
+def test_a_field_that_does_not_act_on_a_run_never_refuses_it(change):
+    cfg = RunConfig.from_dict(change)
+    unused = [k for k in change if not cfg.acts_on(k)]
+    assert unused  # the case sets a field the run does not use, and that field is what would refuse it
+    with pytest.raises(ConfigError) as e:  # where the fields act, the same values are refused
+        RunConfig.from_dict({**change, **_ACTING[cfg.stage]})
+    assert any(k in str(e.value) for k in unused), e.value
+
+
+# a run on which every field of the cases above acts: Proposed builds a regressor, with the log-barrier
+_ACTING = {
+    "segmenter": dict(method="proposed", scheme="logbarrier", seg_out_channels=4),
+    "regressor": dict(stage="segmenter", method="proposed"),
+}
 
 
 def test_code_and_paper_presets_use_the_authors_networks():

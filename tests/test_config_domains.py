@@ -123,7 +123,7 @@ def test_a_value_outside_the_domain_is_one_line_naming_field_value_and_range(key
             smoke.with_overrides([f"{key}={text}"])
         elif path == "yaml":
             f = tmp_path / "cfg.yaml"
-            f.write_text(f"preset: smoke\n{key}: {text}\n")
+            f.write_text(("" if key == "preset" else "preset: smoke\n") + f"{key}: {text}\n")
             RunConfig.from_yaml(f)
         elif path == "dict":  # a Ray trial's or a SLURM task's dict
             RunConfig.from_dict({**smoke.to_dict(include_derived=False), key: value}, source="trial config")
@@ -143,7 +143,7 @@ def test_a_value_outside_the_domain_is_one_line_naming_field_value_and_range(key
     [
         (dict(stage="segmenter", method="regressor"), "method='regressor' is not one of fs, proposals"),
         (dict(world_size=2, seg_batch=3), "seg_batch=3 .global batch. must be divisible by world_size=2"),
-        (dict(world_size=2, seg_batch=2, unl_batch=2, reg_batch=5), "reg_batch=5"),
+        (dict(method="proposed", world_size=2, seg_batch=2, unl_batch=2, reg_batch=5), "reg_batch=5"),
         (dict(classes="multi"), "seg_out_channels=2 cannot hold classes=multi"),
     ],
 )
@@ -260,13 +260,44 @@ def test_cli_yaml_epochs_is_refused(tmp_path: Path, capsys):
     assert "epochs is derived" in err and "seg_epochs" in err
 
 
+def test_a_key_given_twice_in_a_yaml_config_is_refused_naming_both_lines(tmp_path: Path, capsys):
+    # YAML itself keeps the last one silently: the run would have trained at gamma 0.2
+    f = tmp_path / "cfg.yaml"
+    f.write_text("preset: smoke\ngamma: 0.1\nlam: 0.01\ngamma: 0.2\n")
+    rc = main(["run", "--config", str(f), "--data", str(tmp_path), "--out", str(tmp_path / "exp")])
+    assert rc == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: {f}: key 'gamma' is given twice, on lines 2 and 4 (YAML would keep the second " + (
+        "silently); keep one of them"
+    )
+    assert not (tmp_path / "exp").exists()
+    # on one line, in a flow mapping, and through a --set value too
+    f.write_text("{gamma: 0.1, gamma: 0.2}\n")
+    with pytest.raises(ConfigError, match="key 'gamma' is given twice, on lines 1 and 1"):
+        RunConfig.from_yaml(f)
+    with pytest.raises(ConfigError, match=r"--set seg_betas=\[\{a: 1, a: 2\}\]: key 'a' is given twice"):
+        RunConfig.from_preset("smoke").with_overrides(["seg_betas=[{a: 1, a: 2}]"])
+
+
+def test_yaml_that_repeats_no_key_reads_as_before(tmp_path: Path):
+    # a merge key (<<) and keys it brings that the mapping then overrides are no duplicates
+    from suite.yaml_input import load_yaml
+
+    text = "base: &b {gamma: 0.1, lam: 0.5}\nrun:\n  <<: *b\n  gamma: 0.2\nother: {gamma: 0.3}\n"
+    assert load_yaml(text, "t") == yaml.safe_load(text)
+    assert load_yaml(text, "t")["run"] == {"gamma": 0.2, "lam": 0.5}
+    f = tmp_path / "cfg.yaml"
+    f.write_text("preset: smoke\ngamma: 0.2\n")
+    assert RunConfig.from_yaml(f).gamma == 0.2
+
+
 @pytest.mark.parametrize("world_size, reg_batch", [(1, 37), (1, 1)])
 def test_a_regressor_batch_norm_cannot_train_is_refused_before_any_work(
     prepared_small, tmp_path, world_size, reg_batch
 ):
     # 38 labeled slices at n=5 (one copy each): global batches of 37 leave a last batch of 1 sample
     from suite.errors import InputError
-    from suite.stages import execute
+    from suite.stages.runner import execute
 
     cfg = RunConfig.from_preset(
         "smoke",

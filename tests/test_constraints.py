@@ -272,6 +272,25 @@ def test_regressor_logs_the_size_error_of_every_constrained_class():
     assert other_class_metrics(RunConfig.from_preset("smoke"), pred[:, 2:], true[:, 2:]) == {}
 
 
+def test_regressor_logs_the_centroid_error_of_every_constrained_class():
+    from suite.stages.regressor import centroid_errors
+
+    cfg = RunConfig.from_preset("smoke", constrained="all", constraint="size+centroid", **MULTI)
+    # columns: size_RV, size_Myo, size_LV, then cy, cx of RV, Myo, LV; the second slice has no RV
+    true = np.array([[9.0, 9, 9, 10, 10, 20, 20, 30, 30], [0.0, 9, 9, 0, 0, 20, 20, 30, 30]])
+    pred = np.array([[0.0, 0, 0, 12, 10, 21, 20, 30, 34], [0.0, 0, 0, 50, 50, 20, 22, 30, 30]])
+    got = centroid_errors(cfg, pred, true)
+    # RV: slice 0 only, |2|, |0|; Myo: |1|, |0|, |0|, |2|; LV: |0|, |4|, |0|, |0|
+    assert got == {
+        "centroid_abs_err_rv": pytest.approx(1.0),
+        "centroid_abs_err_myo": pytest.approx(0.75),
+        "centroid_abs_err_lv": pytest.approx(1.0),
+        "centroid_abs_err": pytest.approx(9 / 10),  # every present (slice, class) coordinate
+    }
+    lv = RunConfig.from_preset("smoke", constraint="size+centroid")  # one class: its error alone
+    assert centroid_errors(lv, pred[:, [2, 7, 8]], true[:, [2, 7, 8]]) == {"centroid_abs_err": 1.0}
+
+
 def test_fields_that_do_not_act_do_not_change_the_run_id():
     """The log-barrier's t under scheme=penalty and the centroid tolerance under constraint=size change no
     number, so they change no run id: the same work is never trained twice under two ids."""
@@ -337,7 +356,9 @@ def test_bad_combinations_are_refused_in_one_line():
     with pytest.raises(ConfigError, match="constrained='all' needs seg_out_channels=4"):
         _cfg(constrained="all")
     with pytest.raises(ConfigError, match="reg_arch='resnext-authors' predicts sizes only"):
-        RunConfig.from_preset("paper", constraint="size+centroid", reg_arch="resnext-authors")
+        RunConfig.from_preset(
+            "paper", method="proposed", constraint="size+centroid", reg_arch="resnext-authors"
+        )
     with pytest.raises(ConfigError, match="scheme"):
         _cfg(scheme="lagrangian")
 
@@ -380,7 +401,7 @@ def test_default_lv_size_run_is_the_papers_penalty_bit_for_bit(prepared_small, t
     import suite.stages.segmenter as seg
     from suite.losses import size_bounds, size_penalty
     from suite.models import lv_channel
-    from suite.stages import execute
+    from suite.stages.runner import execute
 
     cfg = small_run_config(prepared_small, method=method, seg_epochs=2, reg_epochs=1, reg_aug_copies=1)
     got = _run_values(execute(cfg, tmp_path / "family"))
@@ -402,7 +423,7 @@ def test_default_lv_size_run_is_the_papers_penalty_bit_for_bit(prepared_small, t
 
 def test_all_classes_size_centroid_logbarrier_run(prepared_small, tmp_path):
     from suite.paths import ExperimentPaths
-    from suite.stages import execute
+    from suite.stages.runner import execute
 
     cfg = small_run_config(
         prepared_small,
@@ -425,6 +446,8 @@ def test_all_classes_size_centroid_logbarrier_run(prepared_small, tmp_path):
         for metric in ("size_abs_err", "size_abs_err_pct", "bounds_ok"):
             assert np.isfinite(reg_got[f"0/{metric}_{name}"]), (metric, name)
     assert reg_got["0/size_abs_err_rv"] != reg_got["0/size_abs_err"]
+    for name in ("rv", "myo", "lv"):  # and its centroid error (constraint=size+centroid)
+        assert np.isfinite(reg_got[f"0/centroid_abs_err_{name}"]), name
     with np.load(reg.sizes) as z:
         assert z["targets"].shape == (len(z["sizes"]), 9) and z["columns"][-1] == "cx_LV"
         assert np.array_equal(z["sizes"], z["targets"][:, 2])  # `sizes` stays the LV size
@@ -481,8 +504,8 @@ def test_report_table_separates_schemes_and_shows_defaults(tmp_path):
 
 def test_logbarrier_run_resumes_exactly(prepared_small, tmp_path):
     """t grows with the epoch (a function of it, no state): a resumed run continues the schedule exactly."""
-    from suite.stages import execute
     from suite.stages.metrics_log import read_metrics
+    from suite.stages.runner import execute
 
     cfg = small_run_config(
         prepared_small,

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from suite.stages import cost as cost_mod
-from suite.stages import execute
 from suite.stages.checkpoint import load_checkpoint
+from suite.stages.runner import execute
 from suite.testing.small_runs import small_run_config
 
 KEYS = {"cpu_seconds", "wall_seconds", "device_seconds", "peak_rss_mb", "peak_device_mb", "device"}
@@ -131,3 +131,36 @@ def test_tune_trials_with_a_fractional_gpu_pass_their_share_to_the_run() -> None
     cfg = RunConfig.from_preset("smoke")
     assert TuneHooks(cfg, 0.25).device_share == 0.25
     assert TuneHooks(cfg, 1.0).device_share == 1.0 and TuneHooks(cfg, 0.0).device_share == 1.0
+
+
+def test_train_workers_with_a_fractional_gpu_pass_their_share_to_the_run(monkeypatch, tmp_path) -> None:
+    """``--workers-per-trial 2 --gpus-per-trial 0.5``: each DDP worker holds half a GPU, and is charged it."""
+    pytest.importorskip("ray")
+    import ray.train
+    from ray.train.v2.torch import torch_trainer
+
+    import suite.stages.runner
+    from suite.config import RunConfig
+    from suite.ray_glue import train
+    from suite.ray_glue.resources import TrialOptions
+
+    cfg = RunConfig.from_preset("smoke", world_size=2, seg_batch=2, unl_batch=2)
+    made: dict = {}
+
+    class FakeTrainer:  # what fit_with_train hands Ray Train: the worker loop and its config
+        def __init__(self, loop, train_loop_config, **kw) -> None:
+            made.update(loop=loop, config=train_loop_config)
+
+        def fit(self) -> None:
+            return None
+
+    monkeypatch.setattr(torch_trainer, "TorchTrainer", FakeTrainer)
+    train.fit_with_train(cfg, TrialOptions(str(tmp_path), gpus=0.5), in_tune=False)
+    # the worker loop on one rank: the run it executes is charged the worker's share
+    seen: dict = {}
+    monkeypatch.setattr(suite.stages.runner, "execute", lambda c, root, hooks: seen.update(hooks=hooks))
+    monkeypatch.setattr(ray.train, "get_context", lambda: type("C", (), {"get_world_rank": lambda s: 1})())
+    monkeypatch.setattr(ray.train, "get_checkpoint", lambda: None)
+    made["loop"](made["config"])
+    assert seen["hooks"].device_share == 0.5
+    assert train.TrainHooks(cfg).device_share == 1.0  # a whole GPU per worker, or none

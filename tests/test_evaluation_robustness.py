@@ -18,7 +18,7 @@ from suite.data.dataset import PreparedData
 from suite.data.phantom.cohort import _write_patient, patient_group
 from suite.data.prepare import prepare
 from suite.paths import RunPaths
-from suite.stages import execute
+from suite.stages.runner import execute
 from suite.testing.small_runs import small_run_config
 
 AUTHORS_SD = Path(__file__).parent / "data" / "authors_networks" / "enet_authors_state_dict.pt"
@@ -74,6 +74,18 @@ def test_a_damaged_test_metrics_csv_is_not_up_to_date(run, capsys, damage):
     assert main(["evaluate", str(run.root)]) == 0
     assert "up to date" not in capsys.readouterr().out
     assert run.test_metrics.read_text() == good  # deterministic on CPU: the same rows again
+
+
+def test_an_evaluation_recorded_with_the_label_map_taken_back_is_done_again(run, capsys):
+    # a record from before the probabilities went back (no way_back): its HD95/ASSD are of another definition
+    record = json.loads(run.evaluation.read_text())
+    assert record["test"]["source"].pop("way_back") == "probabilities"
+    run.evaluation.write_text(json.dumps(record))
+    assert main(["evaluate", str(run.root)]) == 0
+    assert "up to date" not in capsys.readouterr().out
+    assert json.loads(run.evaluation.read_text())["test"]["source"]["way_back"] == "probabilities"
+    assert main(["evaluate", str(run.root)]) == 0
+    assert "up to date" in capsys.readouterr().out
 
 
 def test_an_unreadable_evaluation_json_is_no_record(run, capsys):
@@ -255,8 +267,41 @@ def test_moved_or_other_data_names_the_data_option(run, prepared, phantom_dir, t
 
 
 def test_state_dict_at_a_small_size_needs_no_regressor_setting(prepared, tmp_path, capsys):
-    # the regressor plays no part: the code preset's resnext-authors (200-416 px only) must not refuse 32 px
+    # the regressor plays no part: the code preset's resnext-authors (200-416 px only) must not refuse 32 px,
+    # whether the preset or the user names it (the config's rule binds only runs that build a regressor)
     assert main(_sd_argv(prepared, AUTHORS_SD, tmp_path / "out", reg_arch=False)) == 0
     argv = _sd_argv(prepared, AUTHORS_SD, tmp_path / "out", reg_arch=False)
-    assert main([*argv[:-1], "--set", "reg_arch=resnext-authors", argv[-1]]) == 2  # chosen: still refused
-    assert "reg_arch=resnext-authors" in _error(capsys)
+    assert main([*argv[:-1], "--set", "reg_arch=resnext-authors", argv[-1]]) == 0
+
+
+# ---------------------------------------------------------------------------------------------- one read
+def test_each_checkpoint_is_read_once_and_every_prediction_takes_one_forward_loop(run, monkeypatch):
+    import numpy as np
+
+    import suite.inference as inference
+    from suite.config import RunConfig
+    from suite.stages.proposals import make_pseudo_labels
+
+    loaded: list[str] = []
+    real_load = torch.load
+    monkeypatch.setattr(
+        torch, "load", lambda f, *a, **k: loaded.append(Path(f).name) or real_load(f, *a, **k)
+    )
+    batches: list[int] = []
+    real_logits = inference._logits
+
+    def logits(*args):
+        for i, out in real_logits(*args):
+            batches.append(len(out))
+            yield i, out
+
+    monkeypatch.setattr(inference, "_logits", logits)
+    assert main(["evaluate", str(run.root), "--force"]) == 0  # final and best: weights and epoch, one read
+    assert sorted(loaded) == ["checkpoint_best.pt", "checkpoint_last.pt"] and batches
+    # a Proposals run's pseudo-labels: the FS run's best checkpoint, read once, through the same loop
+    loaded.clear()
+    batches.clear()
+    cfg = RunConfig.from_config_json(json.loads(run.config.read_text()), source="config.json")
+    images = np.zeros((5, cfg.image_size, cfg.image_size), dtype=np.uint8)
+    labels, epoch = make_pseudo_labels(cfg, run, images, np.arange(5), torch.device("cpu"))
+    assert loaded == ["checkpoint_best.pt"] and batches == [5] and labels.shape == images.shape

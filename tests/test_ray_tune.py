@@ -74,7 +74,7 @@ def standalone(prepared: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     """Reference runs without Ray (FS seed 0, Proposed seed 0 and its regressor, FS seed 7)."""
     from search_spaces import get_space
     from suite.data.dataset import PreparedData
-    from suite.stages import execute
+    from suite.stages.runner import execute
 
     root = tmp_path_factory.mktemp("standalone")
     base = {"data": str(prepared), "data_hash": PreparedData.open(prepared).data_hash}
@@ -297,7 +297,7 @@ def test_two_ddp_workers_close_to_one_and_survive_a_killed_worker(
 ) -> None:
     from search_spaces.driver import run_experiment
     from suite.config import RunConfig
-    from suite.stages import execute
+    from suite.stages.runner import execute
 
     _, markers = ray_local
     ovr = OVR + ["seg_batch=2"]

@@ -180,6 +180,8 @@ def test_cost_table_attribution(report) -> None:
     assert re.search(
         r"Total over 18 runs \(each counted once\): 8\.4 CPU-hours, 16\.8 device-hours, of which 15 GPU", md
     )
+    # the legend says how a trial packed on a GPU (--gpus-per-trial 0.25) is counted
+    assert "device-hours (wall × world size × the share of a GPU a packed trial held" in md
 
 
 def test_figures_written_and_embedded(report) -> None:
@@ -228,9 +230,63 @@ def test_test_section_without_cost_and_a_damaged_file_is_named(tmp_path: Path) -
     bad.write_text("checkpoint,split\nfinal,test\n")
     md = build_report(root, figures=False).markdown.read_text()
     assert "## Held-out test set" in md
-    assert f"{bad}: missing column(s) patient" in md
+    assert f"{bad}: unreadable (columns ['checkpoint', 'split'], expected checkpoint,split,patient," in md
     row = next(ln for ln in _section(md, "Held-out test set") if ln.startswith("| fs | 5 |"))
     assert "| 2 |" in row  # two seeds left for FS
+
+
+# edits of the first data row of a valid file (final, test, patient101, ED, …, dice 0.8, hd95 6.0, …, False,
+# False): spellings the evaluation never writes, cells missing or of the wrong kind
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        (None, None),  # the file as written
+        (",False,False", ",false,False"),
+        (",False,False", ",0,False"),
+        (",False,False", ",,False"),
+        (",False,False", ",False,"),
+        (",6.0,", ",,"),
+        (",6.0,", ",six,"),
+        (",6.0,", ",nan,"),  # an undefined distance, as written
+        ("final,test,", "last,test,"),
+        ("final,test,patient101,ED,", "final,test,,ED,"),
+    ],
+)
+def test_the_report_and_the_evaluation_read_test_metrics_alike(tmp_path: Path, old, new) -> None:
+    from analysis.test_metrics import read_test_metrics
+    from suite.errors import InputError
+    from suite.evaluation import damage
+    from suite.paths import RunPaths
+
+    (tmp_path / "run").mkdir()
+    path = write_test_metrics(RunPaths(tmp_path / "run"))
+    header, first, rest = path.read_text().split("\n", 2)
+    assert old is None or old in first, first
+    path.write_text("\n".join([header, first if old is None else first.replace(old, new, 1), rest]))
+    rows = len(path.read_text().splitlines()) - 1
+    try:
+        read_test_metrics(path)
+        report_reads = True
+    except InputError:
+        report_reads = False
+    evaluation_reads = damage(path, {"test": {"rows": rows}}, "test") is None
+    valid = old is None or new == ",nan,"
+    assert report_reads == evaluation_reads == valid, (report_reads, evaluation_reads)
+
+
+def test_test_metrics_read_back_as_written(tmp_path: Path) -> None:
+    from suite.paths import format_test_metrics, parse_test_metrics
+
+    row = {
+        "checkpoint": "best", "split": "val", "patient": "patient007", "phase": "ES",
+        "volume": "patient007_frame12", "class": "Myo", "dice": 1 / 3, "hd95_mm": float("nan"),
+        "assd_mm": 0.1 + 0.2, "volume_true_ml": 0.0, "volume_pred_ml": 12.5, "empty_true": True,
+        "empty_pred": False,
+    }  # fmt: skip
+    path = tmp_path / "test_metrics.csv"
+    path.write_text(format_test_metrics([row]))
+    (got,) = parse_test_metrics(path)
+    assert math.isnan(got.pop("hd95_mm")) and {**row, "hd95_mm": None} == {**got, "hd95_mm": None}
 
 
 def test_real_runs_with_a_test_split_give_the_test_table_and_the_cost_figure(tmp_path: Path) -> None:
@@ -238,7 +294,7 @@ def test_real_runs_with_a_test_split_give_the_test_table_and_the_cost_figure(tmp
     from analysis.report import build_report
     from suite.data.phantom.cohort import write_cohort
     from suite.data.prepare import prepare
-    from suite.stages import execute
+    from suite.stages.runner import execute
     from suite.testing.small_runs import small_run_config
 
     write_cohort(tmp_path / "phantom", patients=30, seed=0, workers=2, test_patients=2)

@@ -14,9 +14,11 @@ import torch
 
 from suite.config import RunConfig
 from suite.paths import ExperimentPaths
-from suite.stages import execute, runner
+from suite.stages import runner
+from suite.stages.base import open_data
 from suite.stages.checkpoint import load_checkpoint
 from suite.stages.metrics_log import MetricsWriter, read_metrics
+from suite.stages.runner import execute
 from suite.testing.small_runs import small_run_config
 
 CFG = dict(seg_epochs=3, seed=1, method="oracle", lr_patience=1)
@@ -105,7 +107,7 @@ def test_failure_writes_failed_json_and_a_rerun_recovers(prepared_small, tmp_pat
     monkeypatch.setattr(SegmenterStage, "validate", broken)
     with pytest.raises(RuntimeError, match="disk on fire"):
         execute(cfg, tmp_path)
-    paths = ExperimentPaths(tmp_path).run(runner.open_data(cfg)[0].run_id)
+    paths = ExperimentPaths(tmp_path).run(open_data(cfg)[0].run_id)
     assert paths.status() == "failed"
     info = json.loads(paths.failed.read_text())
     assert "disk on fire" in info["error"] and "Traceback" in info["traceback"]
@@ -133,7 +135,7 @@ def test_a_second_launcher_waits_for_the_lock_then_skips_the_finished_run(prepar
 
     from filelock import FileLock
 
-    cfg = runner.open_data(_cfg(prepared_small, method="fs"))[0]
+    cfg = open_data(_cfg(prepared_small, method="fs"))[0]
     paths = ExperimentPaths(tmp_path).run(cfg.run_id)
     paths.root.mkdir(parents=True)
     holder = FileLock(str(paths.lock))

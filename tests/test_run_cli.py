@@ -151,3 +151,23 @@ def test_a_set_key_without_effect_on_the_run_is_named(prepared_small, tmp_path, 
     assert bool(said) == warned, said
     if warned:
         assert said[0].startswith(f"--set {key.split('=')[0]}: has no effect on this {method} run")
+
+
+@pytest.mark.parametrize("method", ["fs", "oracle"])
+def test_the_code_preset_trains_fs_and_the_oracle_at_a_small_size(prepared_small, tmp_path, capsys, method):
+    # they build no regressor, so the authors' ResNeXt (200-416 px) has no say; and the warning that a
+    # reg_arch set anyway has no effect gives advice that works: without it the run is accepted too
+    argv = ["run", "--data", str(prepared_small), "--out", str(tmp_path / "e"), "--preset", "code"]
+    argv += ["--method", method, "--set", "image_size=64", "--dry-run"]
+    assert main([*argv, "--set", "reg_arch=resnext"]) == 0
+    assert f"--set reg_arch: has no effect on this {method} run" in capsys.readouterr().err
+    assert main(argv) == 0
+
+
+def test_the_code_preset_refuses_proposed_at_a_small_size_in_one_line(prepared_small, tmp_path, capsys):
+    argv = ["run", "--data", str(prepared_small), "--out", str(tmp_path / "e"), "--preset", "code"]
+    assert main([*argv, "--method", "proposed", "--set", "image_size=64", "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error: "), err
+    assert "image_size=64 does not fit reg_arch=resnext-authors" in err and "use reg_arch=resnext" in err
+    assert not (tmp_path / "e" / "runs").exists()

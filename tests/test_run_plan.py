@@ -15,8 +15,8 @@ from suite.cli import main
 from suite.config import RunConfig
 from suite.log import progress
 from suite.run_plan import PlannedRun, paper_scale_reasons, plan_lines
-from suite.stages import execute
 from suite.stages.checkpoint import load_checkpoint
+from suite.stages.runner import execute
 
 TINY = dict(threads=1, device="cpu", seg_epochs=1, reg_epochs=1, reg_aug_copies=1, seg_batch=8, n_labeled=5)
 

@@ -178,7 +178,7 @@ def test_array_mode_smoke_grid(array_experiment, tmp_path):
     from slurm.ledger import read_ledger
     from slurm.submit import submit
     from slurm.watch import read_jobcomp
-    from suite.stages import execute
+    from suite.stages.runner import execute
 
     exp, spec = array_experiment["exp"], array_experiment["spec"]
     assert all(o.ok for o in array_experiment["outcomes"]), array_experiment["outcomes"]

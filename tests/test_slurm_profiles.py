@@ -88,6 +88,17 @@ def test_bad_profiles_one_clear_line(tmp_path, data, match):
     assert "\n" not in str(e.value) and str(path) in str(e.value)
 
 
+def test_a_profile_key_given_twice_is_one_line_naming_both_lines(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("partition: debug\nnodes: 1\npartition: gpu\n")
+    with pytest.raises(InputError) as e:
+        load_profile(path)
+    assert str(e.value) == (
+        f"{path}: key 'partition' is given twice, on lines 1 and 3 (YAML would keep the second silently); "
+        "keep one of them"
+    )
+
+
 def test_unknown_profile_name_lists_shipped():
     with pytest.raises(
         InputError, match=r"--profile 'nope': no such profile; available: gpu-1node, gpu-2node, local"

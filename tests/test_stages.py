@@ -18,13 +18,12 @@ import torch
 from suite.config import RunConfig
 from suite.errors import InputError
 from suite.paths import METRICS_COLUMNS, ExperimentPaths, RunPaths
-from suite.stages import execute
 from suite.stages import process_group as pg
-from suite.stages.base import RunContext, configure_torch
+from suite.stages.base import RunContext, configure_torch, open_data
 from suite.stages.checkpoint import load_checkpoint, rng_state, save_checkpoint, seed_epoch, set_rng_state
 from suite.stages.lr_rules import CodeRule, MultiStepRule, PlateauRule
 from suite.stages.metrics_log import MetricsWriter, read_metrics
-from suite.stages.runner import open_data
+from suite.stages.runner import execute
 from suite.testing.small_runs import small_run_config
 
 SMOKE = dict(seg_epochs=2, reg_epochs=1, reg_aug_copies=1)

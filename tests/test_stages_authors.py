@@ -8,7 +8,7 @@ import json
 import numpy as np
 
 from suite.paths import ExperimentPaths
-from suite.stages import execute
+from suite.stages.runner import execute
 from suite.testing.small_runs import small_run_config
 
 TINY = dict(seg_epochs=1, reg_epochs=1, reg_aug_copies=2)

@@ -14,9 +14,8 @@ from suite.losses import partial_ce, penalty_from_logits
 from suite.models import channel_target, prepare_input
 from suite.paths import ExperimentPaths
 from suite.stages import process_group as pg
-from suite.stages.base import RunContext, configure_torch
+from suite.stages.base import RunContext, configure_torch, open_data
 from suite.stages.checkpoint import seed_epoch
-from suite.stages.runner import open_data
 from suite.stages.segmenter import SegmenterStage
 from suite.stages.segmenter_data import SegData, batch_images, load_seg_data
 from suite.testing.small_runs import small_run_config

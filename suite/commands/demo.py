@@ -181,7 +181,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_standalone(spec: Any) -> Path:
     from search_spaces.expand import expand
-    from suite.stages import execute
+    from suite.stages.runner import execute
 
     planned = expand(spec)
     for rid in planned.plan.requested:  # execute builds each run's prerequisites first

@@ -19,12 +19,8 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from suite.commands._experiment_args import add_overrides_arg
-
-if TYPE_CHECKING:
-    from suite.config import RunConfig
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -125,8 +121,7 @@ def _state_dict(args: argparse.Namespace) -> int:
     from suite.evaluation import evaluate_network, merge_record, read_record, write_rows
     from suite.models import build_segmenter, load_authors_state_dict
     from suite.paths import ExperimentPaths, output_folder
-    from suite.stages.base import configure_torch, select_device
-    from suite.stages.runner import open_data
+    from suite.stages.base import configure_torch, open_data, select_device
 
     if not args.data:
         raise InputError("suite evaluate --state-dict: --data PREPARED is required (the prepared dataset)")
@@ -139,7 +134,7 @@ def _state_dict(args: argparse.Namespace) -> int:
         )
     checkpoint = args.checkpoint or "best"
     cfg = RunConfig.from_preset(args.preset or "code", data=str(Path(args.data).resolve()))
-    cfg, data = open_data(_segmenter_config(cfg, args.overrides))
+    cfg, data = open_data(cfg.with_overrides(args.overrides))
     state = _read_state_dict(Path(args.state_dict))
     device = select_device(cfg)
     configure_torch(cfg, device)
@@ -161,24 +156,6 @@ def _state_dict(args: argparse.Namespace) -> int:
     write_json_atomic(out / "evaluation.json", record)
     print(f"{args.state_dict}: {args.split} split evaluated -> {out / 'test_metrics.csv'}")
     return 0
-
-
-def _segmenter_config(cfg: RunConfig, overrides: list[str]) -> RunConfig:
-    """``cfg`` with ``overrides``; the regressor plays no part in evaluating a segmenter's weights, so when
-    the preset's regressor alone refuses them (``reg_arch=resnext-authors`` fits only 200-416 px) and the
-    user did not choose it, torchvision's ``resnext``, which fits any size, stands in."""
-    from suite.errors import ConfigError
-
-    try:
-        return cfg.with_overrides(overrides)
-    except ConfigError:
-        if any(o.split("=", 1)[0].strip() == "reg_arch" for o in overrides):
-            raise
-        try:
-            return cfg.with_overrides(["reg_arch=resnext", *overrides])
-        except ConfigError:
-            pass
-        raise
 
 
 def _read_state_dict(path: Path) -> dict:

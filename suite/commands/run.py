@@ -165,9 +165,8 @@ def handle(args: argparse.Namespace) -> int:
     from suite.errors import InputError
     from suite.paths import ExperimentPaths
     from suite.run_plan import log_plan, plan
-    from suite.stages import execute
-    from suite.stages.base import device_type
-    from suite.stages.runner import open_data
+    from suite.stages.base import device_type, open_data
+    from suite.stages.runner import execute
 
     if args.list_keys:
         return list_keys(args.preset)

@@ -3,8 +3,10 @@
 ``suite prepare`` takes each volume ``(X, Y, Z)`` to slices ``(Z, X, Y)``, keeps the central ``crop`` box of
 each slice (:func:`crop_box`) and resizes it to ``size x size`` (:func:`resize_stack`). What it records to
 undo that (``manifest.json``'s volume records and ``originals.npz``) is a :class:`VolumeGeometry`;
-:func:`to_original_geometry` is the one way back from slices at any resolution to the original matrix,
-shared by the held-out evaluation (metrics against the original labels) and ``suite export`` (NIfTI files).
+:func:`probabilities_to_original` is the one way back of a network's prediction from slices at any
+resolution to the original matrix (class probabilities resampled, then the arg-max), shared by the held-out
+evaluation (metrics against the original labels) and ``suite export`` (NIfTI files);
+:func:`to_original_geometry` takes back a label map that has no probabilities behind it.
 """
 
 from __future__ import annotations
@@ -113,19 +115,53 @@ class VolumeGeometry:
         )
 
 
+def probabilities_to_original(probs: np.ndarray, geom: VolumeGeometry) -> np.ndarray:
+    """Class probabilities ``(Z, C, S, S)`` on the prepared grid → the arg-max channel ``(X, Y, Z)`` (uint8)
+    on the original matrix: the way back of a network's prediction (the evaluation, ``suite export``).
+
+    Each channel is resampled bilinearly (half-pixel centres, as the forward resize of the images) to the
+    crop box and the arg-max is taken there, as nnU-Net's export does; outside the box, channel 0 (the crop
+    removed only background from the network's view). Taking the arg-max first and the label map back by
+    nearest neighbour moves every boundary by up to half a prepared pixel (0.6-0.9 mm at 256 on ACDC), which
+    biases HD95 and ASSD. One channel at a time in float32, with a running maximum: a 256² volume of 20
+    slices holds two channels of the original matrix, not all ``C``.
+    """
+    z = geom.shape[2]
+    if probs.ndim != 4 or probs.shape[0] != z:
+        raise ValueError(f"{geom.volume}: {probs.shape} probabilities for a volume of {z} slices")
+    top, bottom, left, right = geom.box
+    box = (bottom - top, right - left)
+    best = resize_stack(probs[:, 0], box, "linear")
+    arg = np.zeros(best.shape, dtype=np.uint8)
+    for c in range(1, probs.shape[1]):
+        p = resize_stack(probs[:, c], box, "linear")
+        higher = p > best  # strictly: a tie keeps the lower channel, as argmax does
+        arg[higher] = c
+        np.maximum(best, p, out=best)
+    return _uncrop(arg, geom)
+
+
 def to_original_geometry(slices: np.ndarray, geom: VolumeGeometry) -> np.ndarray:
-    """A label map ``(Z, S, S)`` on the prepared grid (any ``S``) → ``(X, Y, Z)`` on the original matrix.
+    """A label map ``(Z, S, S)`` on the prepared grid (any ``S``) → ``(X, Y, Z)`` on the original matrix, for
+    labels that have no probabilities behind them (a network's prediction goes back through
+    :func:`probabilities_to_original`).
 
     Nearest-neighbour (half-pixel centres) back to the crop box, zeros outside it (the crop removed only
-    background from the network's view): labels are resampled, not probabilities, so the map keeps its
-    values. Exact where the forward resize was (e.g. an integer down-scaling of a label constant on blocks).
+    background from the network's view), so the map keeps its values. Exact where the forward resize was
+    (e.g. an integer down-scaling of a label constant on blocks).
     """
     z = geom.shape[2]
     if slices.ndim != 3 or slices.shape[0] != z:
         raise ValueError(f"{geom.volume}: {slices.shape} slices for a volume of {z} slices")
     top, bottom, left, right = geom.box
-    out = np.zeros((z, geom.shape[0], geom.shape[1]), dtype=slices.dtype)
-    out[:, top:bottom, left:right] = resize_stack(slices, (bottom - top, right - left), "nearest")
+    return _uncrop(resize_stack(slices, (bottom - top, right - left), "nearest"), geom)
+
+
+def _uncrop(inside: np.ndarray, geom: VolumeGeometry) -> np.ndarray:
+    """``(Z, h, w)`` values of the crop box → ``(X, Y, Z)`` on the original matrix, zeros outside the box."""
+    top, bottom, left, right = geom.box
+    out = np.zeros((geom.shape[2], geom.shape[0], geom.shape[1]), dtype=inside.dtype)
+    out[:, top:bottom, left:right] = inside
     return np.ascontiguousarray(np.moveaxis(out, 0, 2))
 
 

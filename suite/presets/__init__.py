@@ -6,9 +6,8 @@ from __future__ import annotations
 from importlib import resources
 from typing import Any
 
-import yaml
-
 from suite.errors import ConfigError
+from suite.yaml_input import load_yaml
 
 
 def load_preset(name: str, _seen: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -17,8 +16,7 @@ def load_preset(name: str, _seen: tuple[str, ...] = ()) -> dict[str, Any]:
     avail = available_presets()
     if name not in avail:
         raise ConfigError(f"preset {name!r} does not exist; available presets: {', '.join(avail)}")
-    text = resources.files("suite.presets").joinpath(f"{name}.yaml").read_text()
-    data = yaml.safe_load(text) or {}
+    data = _read(name)
     data.pop("description", None)
     parent = data.pop("extends", None)
     if parent is None:
@@ -31,8 +29,12 @@ def load_preset(name: str, _seen: tuple[str, ...] = ()) -> dict[str, Any]:
 
 
 def preset_description(name: str) -> str:
+    return str(_read(name).get("description", "")).strip()
+
+
+def _read(name: str) -> dict[str, Any]:
     text = resources.files("suite.presets").joinpath(f"{name}.yaml").read_text()
-    return str((yaml.safe_load(text) or {}).get("description", "")).strip()
+    return load_yaml(text, f"preset {name!r} (suite/presets/{name}.yaml)") or {}
 
 
 def available_presets() -> list[str]:

@@ -48,6 +48,13 @@ def worker_resources(opts: TrialOptions) -> dict[str, float]:
     return res
 
 
+def device_share(gpus: float) -> float:
+    """The share of one GPU that a direct trial, or each Train worker, holds: ``--gpus-per-trial 0.25`` packs
+    four on one GPU, and each run is charged its quarter (``Hooks.device_share``); a whole GPU or none
+    (CPU): 1."""
+    return float(gpus) if 0.0 < gpus < 1.0 else 1.0
+
+
 def default_concurrency(cfgs: Sequence[RunConfig], opts: TrialOptions, cpus: float, gpus: float) -> int:
     """How many trials fit at once: the cluster's CPUs (and GPUs) over what one trial's processes take."""
     if not cfgs:

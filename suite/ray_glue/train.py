@@ -1,7 +1,7 @@
 """One run as a Ray Train V2 ``TorchTrainer`` (``world_size > 1``, or ``use_train``).
 
-The worker loop (:func:`train_loop_per_worker`) calls the standalone :func:`suite.stages.execute` unchanged on
-every rank; rank 0 reports each epoch with a checkpoint (the run's own ``checkpoint_last.pt``,
+The worker loop (:func:`train_loop_per_worker`) calls the standalone :func:`suite.stages.runner.execute`
+unchanged on every rank; rank 0 reports each epoch with a checkpoint (the run's own ``checkpoint_last.pt``,
 ``checkpoint_best.pt`` and ``metrics.csv``), ``TuneReportCallback`` forwards the metrics to Tune, and a
 restarted worker group resumes from ``ray.train.get_checkpoint()`` *and* the run directory, whichever is newer
 (so a run can move between launchers).
@@ -20,7 +20,7 @@ from typing import Any
 from suite.config import RunConfig
 from suite.paths import ExperimentPaths, RunPaths
 from suite.ray_glue.faults import maybe_crash
-from suite.ray_glue.resources import TrialOptions, worker_resources
+from suite.ray_glue.resources import TrialOptions, device_share, worker_resources
 
 log = logging.getLogger("suite.ray_glue")
 
@@ -46,8 +46,9 @@ def epoch_report(metrics: dict[str, float], cfg: RunConfig) -> dict[str, Any]:
 class TrainHooks:
     """Train workers: every rank reports (a barrier); rank 0 attaches the run's checkpoint files."""
 
-    def __init__(self, cfg: RunConfig) -> None:
+    def __init__(self, cfg: RunConfig, gpus: float = 0.0) -> None:
         self.cfg = cfg
+        self.device_share = device_share(gpus)  # each worker's share of a GPU (a fractional gpus per worker)
 
     def on_epoch_end(self, epoch: int, metrics: dict[str, float], paths: RunPaths) -> None:
         import ray.train
@@ -124,7 +125,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     import ray.train
     import torch
 
-    from suite.stages import execute
+    from suite.stages.runner import execute
 
     cfg = RunConfig.from_dict(config["run"], source="trial config")
     torch.set_num_threads(int(cfg.threads))
@@ -138,7 +139,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             restore_from_checkpoint_dir(Path(d), paths)
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.barrier()
-    execute(cfg, root, hooks=TrainHooks(cfg))
+    execute(cfg, root, hooks=TrainHooks(cfg, float(config.get("gpus", 0.0))))
 
 
 def fit_with_train(cfg: RunConfig, opts: TrialOptions, *, in_tune: bool = True) -> Any:
@@ -169,7 +170,11 @@ def fit_with_train(cfg: RunConfig, opts: TrialOptions, *, in_tune: bool = True) 
     storage.mkdir(parents=True, exist_ok=True)
     trainer = TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={"run": cfg.to_dict(include_derived=False), "root": opts.experiment_root},
+        train_loop_config={
+            "run": cfg.to_dict(include_derived=False),
+            "root": opts.experiment_root,
+            "gpus": opts.gpus,
+        },
         scaling_config=ScalingConfig(
             num_workers=cfg.world_size, use_gpu=opts.gpus > 0, resources_per_worker=worker_resources(opts)
         ),

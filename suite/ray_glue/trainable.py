@@ -1,8 +1,8 @@
 """The Tune function trainable: one trial runs one run directory.
 
-- ``world_size == 1`` (default): :func:`suite.stages.execute` runs directly in the trial process and each
-  epoch is reported to Tune from the ``on_epoch_end`` hook (no ``TorchTrainer`` start-up: ~1 s per trial
-  instead of 8–20 s);
+- ``world_size == 1`` (default): :func:`suite.stages.runner.execute` runs directly in the trial process and
+  each epoch is reported to Tune from the ``on_epoch_end`` hook (no ``TorchTrainer`` start-up: ~1 s per
+  trial instead of 8–20 s);
 - ``world_size > 1`` (``--workers-per-trial``) or ``use_train``: the trial fits a Ray Train ``TorchTrainer``
   (:mod:`suite.ray_glue.train`).
 
@@ -18,7 +18,7 @@ from typing import Any
 from suite.config import RunConfig
 from suite.paths import ExperimentPaths, RunPaths
 from suite.ray_glue.faults import maybe_crash
-from suite.ray_glue.resources import TrialOptions, cfg_for_trial, trial_resources
+from suite.ray_glue.resources import TrialOptions, cfg_for_trial, device_share, trial_resources
 from suite.ray_glue.train import epoch_report, fit_with_train, mark_launcher
 from suite.run_lock import busy_lock
 
@@ -29,8 +29,7 @@ class TuneHooks:
     def __init__(self, cfg: RunConfig, gpus: float = 0.0) -> None:
         self.cfg = cfg
         self.reported = 0
-        # a fractional --gpus-per-trial packs trials on one GPU: each run is charged its share
-        self.device_share = float(gpus) if 0.0 < gpus < 1.0 else 1.0
+        self.device_share = device_share(gpus)
 
     def on_epoch_end(self, epoch: int, metrics: dict[str, float], paths: RunPaths) -> None:
         from ray import tune
@@ -63,7 +62,7 @@ def tune_trial(config: dict[str, Any]) -> None:
         if getattr(result, "error", None) is not None:
             raise RuntimeError(f"{cfg.run_id}: Ray Train failed: {result.error}")
     else:
-        from suite.stages import execute
+        from suite.stages.runner import execute
 
         mark_launcher("ray-tune")
         execute(cfg, opts.experiment_root, hooks=TuneHooks(cfg, opts.gpus))

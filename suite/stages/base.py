@@ -152,6 +152,26 @@ def optimizer_options(cfg: RunConfig) -> dict[str, bool]:
     return {"fused": True} if cfg.optim_impl == "fused" else {"foreach": True}
 
 
+def open_data(
+    cfg: RunConfig,
+    expected: str = "the config field data_hash is",
+    fix: str = "point --data at the dataset the config was made for or clear data_hash",
+) -> tuple[RunConfig, PreparedData]:
+    """Open ``cfg.data``; fill ``cfg.data_hash`` from it (identity) or check that it matches. A mismatch is
+    one line: the data's hash, ``expected`` (whose hash it should be) and ``fix`` (what the caller's user can
+    do: a finished run cannot clear its hash)."""
+    if not cfg.data:
+        raise InputError("config field data is empty; pass --data PREPARED (a folder made by suite prepare)")
+    data = PreparedData.open(cfg.data)
+    if not cfg.data_hash:
+        cfg = cfg.replace(data_hash=data.data_hash)
+    elif cfg.data_hash != data.data_hash:
+        raise InputError(
+            f"{cfg.data}: prepared data hash {data.data_hash}, but {expected} {cfg.data_hash}; {fix}"
+        )
+    return cfg, data
+
+
 def autocast(cfg: RunConfig, device: torch.device):
     """bf16 autocast when ``cfg.amp == 'bf16'`` (a disabled context otherwise)."""
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=cfg.amp == "bf16")

@@ -24,7 +24,9 @@ target column (sizes of the constrained classes, then their centroids), trained 
 ``suite.constraints.regression_loss``; ``sizes.npz`` adds ``targets`` and ``true_targets`` (N, W) and
 ``columns``; ``sizes``/``true``, the logged errors above and the selection stay the LV size's; the other
 constrained classes' size errors are logged with the class as suffix (``size_abs_err_rv``, ``bounds_ok_myo``,
-...: :func:`other_class_metrics`), and ``centroid_abs_err`` (pixels, over the present classes) too.
+...: :func:`other_class_metrics`), and ``centroid_abs_err`` (pixels, over the present classes) too, with
+each class's beside it when there are several (``centroid_abs_err_rv``, ``_myo``, ``_lv``:
+:func:`centroid_errors`).
 """
 
 from __future__ import annotations
@@ -184,7 +186,7 @@ class RegressorStage(OptimisedStage):
             targets = self.true_targets[self.val_idx].astype(np.float64)
             extra = other_class_metrics(self.cfg, pred, targets)
             if has_centroid(self.cfg):
-                extra["centroid_abs_err"] = centroid_abs_err(self.cfg, pred, targets)
+                extra.update(centroid_errors(self.cfg, pred, targets))
             pred = pred[:, self.lv_col]
         run = {**regression_metrics(pred, true, self.cfg.gamma), **extra}
         return [(epoch, "regval", "", k, v) for k, v in run.items()], run
@@ -264,12 +266,24 @@ def regressor_optimizer(cfg: Any, net: torch.nn.Module) -> torch.optim.SGD:
     )
 
 
-def centroid_abs_err(cfg: Any, pred: np.ndarray, targets: np.ndarray) -> float:
-    """Mean |error| of the predicted centroid coordinates (pixels) over the present (slice, class) pairs."""
-    k = len(constrained_labels(cfg))
-    present = np.repeat(targets[:, :k] > 0, 2, axis=1)
-    err = np.abs(pred[:, k:] - targets[:, k:])[present]
-    return float(err.mean()) if err.size else float("nan")
+def centroid_errors(cfg: Any, pred: np.ndarray, targets: np.ndarray) -> dict[str, float]:
+    """Mean |error| of the predicted centroid coordinates (pixels) over the slices where the class is
+    present: ``centroid_abs_err`` over every constrained class, and with several classes each class's too
+    (``centroid_abs_err_rv``, ``_myo``, ``_lv``), which differ as their size errors do."""
+    labels = constrained_labels(cfg)
+    k = len(labels)
+    present = np.repeat(targets[:, :k] > 0, 2, axis=1)  # columns: the sizes, then (y, x) per class
+    err = np.abs(pred[:, k:] - targets[:, k:])
+
+    def mean(cols: slice) -> float:
+        e = err[:, cols][present[:, cols]]
+        return float(e.mean()) if e.size else float("nan")
+
+    out = {"centroid_abs_err": mean(slice(None))}
+    if k > 1:
+        for j, label in enumerate(labels):
+            out[f"centroid_abs_err_{CLASS_NAMES[label].lower()}"] = mean(slice(2 * j, 2 * j + 2))
+    return out
 
 
 def other_class_metrics(cfg: Any, pred: np.ndarray, targets: np.ndarray) -> dict[str, float]:

@@ -11,7 +11,9 @@ Ray Train workers, SLURM jobs) calls:
    ``metrics.csv`` back to the checkpoint's epoch so no epoch appears twice;
 4. write ``config.json`` (before the first step) and ``env.json``; train epoch by epoch (:func:`run_epochs`),
    appending tidy rows to ``metrics.csv`` and writing ``checkpoint_last.pt`` atomically after each epoch;
-5. write the stage's predictions, then ``summary.json`` last; ``failed.json`` if anything raised.
+5. write the stage's predictions, evaluate a segmenter on the held-out test split
+   (:func:`suite.evaluation.evaluate_after_training`), then ``summary.json`` last; ``failed.json`` if
+   anything raised.
 
 Determinism: the global RNGs are reseeded each epoch (:func:`suite.stages.checkpoint.seed_epoch`) and the data
 order is a pure function of the seed and the epoch (:mod:`suite.stages.process_group`), so a resumed run
@@ -40,11 +42,12 @@ from suite.atomic import write_json_atomic, write_text_atomic
 from suite.config import RunConfig
 from suite.data.dataset import PreparedData
 from suite.errors import InputError
+from suite.evaluation import evaluate_after_training
 from suite.paths import ExperimentPaths, RunPaths
 from suite.provenance import environment
 from suite.run_lock import holding
 from suite.stages import process_group as pg
-from suite.stages.base import Hooks, RunContext, Stage, configure_torch, select_device
+from suite.stages.base import Hooks, RunContext, Stage, configure_torch, open_data, select_device
 from suite.stages.checkpoint import load_checkpoint, rng_state, save_checkpoint, seed_epoch, set_rng_state
 from suite.stages.cost import CostMeter
 from suite.stages.metrics_log import MetricsWriter
@@ -151,6 +154,9 @@ def _execute_locked(
                 done["best_value"],
             )
         stage.finish(paths.checkpoint_best, done["final"])
+        if cfg.stage == "segmenter" and ctx.is_main:
+            # the held-out test split, now that the last epoch is done (never earlier: nothing selects on it)
+            evaluate_after_training(cfg, paths, data, device)
         cost = meter.totals()  # after all of the run's work; a collective under DDP (every rank)
         if ctx.is_main:
             summary = {
@@ -213,26 +219,6 @@ def _make_stage(ctx: RunContext) -> Stage:
     if ctx.cfg.stage == "regressor":
         return RegressorStage(ctx)
     return SegmenterStage(ctx)
-
-
-def open_data(
-    cfg: RunConfig,
-    expected: str = "the config field data_hash is",
-    fix: str = "point --data at the dataset the config was made for or clear data_hash",
-) -> tuple[RunConfig, PreparedData]:
-    """Open ``cfg.data``; fill ``cfg.data_hash`` from it (identity) or check that it matches. A mismatch is
-    one line: the data's hash, ``expected`` (whose hash it should be) and ``fix`` (what the caller's user can
-    do: a finished run cannot clear its hash)."""
-    if not cfg.data:
-        raise InputError("config field data is empty; pass --data PREPARED (a folder made by suite prepare)")
-    data = PreparedData.open(cfg.data)
-    if not cfg.data_hash:
-        cfg = cfg.replace(data_hash=data.data_hash)
-    elif cfg.data_hash != data.data_hash:
-        raise InputError(
-            f"{cfg.data}: prepared data hash {data.data_hash}, but {expected} {cfg.data_hash}; {fix}"
-        )
-    return cfg, data
 
 
 # ---------------------------------------------------------------------------------------------- epoch loop

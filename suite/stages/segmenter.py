@@ -323,8 +323,7 @@ class SegmenterStage(OptimisedStage):
         return np.asarray(out, dtype=np.int64)
 
     def finish(self, best_checkpoint: Path, final: dict[str, float]) -> None:
-        """Write ``predictions/val_examples.npz`` (last-epoch model; rank 0), then evaluate the final and best
-        checkpoints on the held-out test split (``suite.evaluation``)."""
+        """Write ``predictions/val_examples.npz`` (last-epoch model; rank 0)."""
         if not self.ctx.is_main:
             return
         idx = self.example_slices()
@@ -349,7 +348,3 @@ class SegmenterStage(OptimisedStage):
                     index=idx,
                     lv_channel=np.int64(self.lv),
                 )
-        # the held-out test split, now that the last epoch is done (never earlier: nothing selects on it)
-        from suite.evaluation import evaluate_after_training
-
-        evaluate_after_training(self.cfg, self.ctx.paths, self.ctx.data, self.ctx.device)

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from suite.config import RunConfig
-from suite.paths import METRICS_COLUMNS, TEST_METRICS_COLUMNS, ExperimentPaths, RunPaths
+from suite.paths import METRICS_COLUMNS, ExperimentPaths, RunPaths, format_test_metrics
 
 DiceSpec = float | Callable[[int, int], float] | np.ndarray
 
@@ -357,7 +357,7 @@ def write_test_metrics(
                             "empty_pred": ep,
                         }
                     )
-    pd.DataFrame(rows, columns=list(TEST_METRICS_COLUMNS)).to_csv(rp.test_metrics, index=False)
+    rp.test_metrics.write_text(format_test_metrics(rows))
     return rp.test_metrics
 
 
