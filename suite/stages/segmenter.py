@@ -29,7 +29,8 @@ active one), ``epoch_time_s``. With ``classes=multi`` or ``constrained=all`` the
 and myocardium Dice (``suite.constraints.reported_labels``; names suffixed ``_rv``, ``_myo``).
 
 Seeds: the initial weights come from ``derive_seed(cfg.seed, "segmenter", "init")`` and the data orders from
-``derive_seed(cfg.seed, "segmenter", "labeled"|"unlabeled", epoch)`` -- the method is not an axis, so FS,
+``derive_seed(cfg.seed, "segmenter", "labeled"|"unlabeled", epoch)`` (:func:`labeled_batches`,
+:func:`unlabeled_batches`, over the slices of :func:`split_slices`) -- the method is not an axis, so FS,
 Proposed, Oracle and Proposals of the same seed start from the same weights and see the labeled images in the
 same order (common random numbers for the paired comparisons).
 """
@@ -120,20 +121,43 @@ def voxel_ml_per_volume(data: Any, volumes: list[tuple[str, np.ndarray]], size: 
     return out
 
 
-def load_seg_data(ctx: RunContext) -> SegData:
-    """Slices of (n, split) at the training resolution, as device tensors; targets for the method."""
-    cfg, data = ctx.cfg, ctx.data
+def split_slices(cfg: Any, data: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(labeled, unlabeled, validation) prepared-slice indices of the run's split, each ascending: the item
+    lists the data orders (:func:`labeled_batches`, :func:`unlabeled_batches`) index into."""
     split = data.split(cfg.n_labeled, cfg.split_mode, cfg.split_seed)
     lab_idx = np.sort(np.asarray(data.indices(split.labeled), dtype=np.int64))
     unl_idx = np.sort(np.asarray(data.indices(split.unlabeled), dtype=np.int64))
-    val_patients = sorted(split.val_seg)
-    val_idx = np.sort(np.asarray(data.indices(val_patients), dtype=np.int64))
+    val_idx = np.sort(np.asarray(data.indices(sorted(split.val_seg)), dtype=np.int64))
     if len(lab_idx) == 0:
         raise InputError(
             f"{cfg.data}: split n_labeled={cfg.n_labeled} has no labeled slices; check splits.json"
         )
     if len(val_idx) == 0:
         raise InputError(f"{cfg.data}: the split has no segmenter-validation slices; check splits.json")
+    return lab_idx, unl_idx, val_idx
+
+
+def labeled_batches(
+    cfg: Any, n_items: int, epoch: int, rank: int, world: int, n_pass: int = 0
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Pass ``n_pass`` of ``epoch`` over the labeled slices: (global batch, this rank's share) positions into
+    the labeled slice list (``joint`` cycles the labeled set: passes 1, 2, … within one epoch)."""
+    axes = ("segmenter", "labeled", epoch) if n_pass == 0 else ("segmenter", "labeled", epoch, n_pass)
+    return pg.epoch_batches(n_items, cfg.seg_batch, cfg.seed, axes, rank, world)
+
+
+def unlabeled_batches(
+    cfg: Any, n_items: int, epoch: int, rank: int, world: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The pass of ``epoch`` over the unlabeled slices, as :func:`labeled_batches` (global batch
+    ``cfg.unl_batch``)."""
+    return pg.epoch_batches(n_items, cfg.unl_batch, cfg.seed, ("segmenter", "unlabeled", epoch), rank, world)
+
+
+def load_seg_data(ctx: RunContext) -> SegData:
+    """Slices of (n, split) at the training resolution, as device tensors; targets for the method."""
+    cfg, data = ctx.cfg, ctx.data
+    lab_idx, unl_idx, val_idx = split_slices(cfg, data)
     images, labels = resized_arrays(data, cfg.image_size)
     volume_names = np.asarray(data.volume)
     slice_index = np.asarray(data.slice_index)
@@ -285,17 +309,10 @@ class SegmenterStage(OptimisedStage):
         n_lab_batches = n_unl_batches = 0
         # penalty_warmup: the first epochs skip the unlabeled pass (they train exactly as FS; 0 = the paper)
         unlabeled = cfg.method != "fs" and len(sd.unl_idx) > 0 and epoch >= cfg.penalty_warmup
-        unl_batches = (
-            pg.epoch_batches(
-                len(sd.unl_idx), cfg.unl_batch, cfg.seed, ("segmenter", "unlabeled", epoch), ctx.rank, world
-            )
-            if unlabeled
-            else []
-        )
+        unl_batches = unlabeled_batches(cfg, len(sd.unl_idx), epoch, ctx.rank, world) if unlabeled else []
 
         def lab_pass(p: int) -> list[tuple[np.ndarray, np.ndarray]]:
-            axes = ("segmenter", "labeled", epoch) if p == 0 else ("segmenter", "labeled", epoch, p)
-            return pg.epoch_batches(len(sd.lab_idx), cfg.seg_batch, cfg.seed, axes, ctx.rank, world)
+            return labeled_batches(cfg, len(sd.lab_idx), epoch, ctx.rank, world, p)
 
         if cfg.update == "joint" and unl_batches:
             lab_batches: list[tuple[np.ndarray, np.ndarray]] = []
