@@ -154,6 +154,20 @@ def unlabeled_batches(
     return pg.epoch_batches(n_items, cfg.unl_batch, cfg.seed, ("segmenter", "unlabeled", epoch), rank, world)
 
 
+def has_unlabeled_pass(cfg: Any, n_unlabeled: int, epoch: int) -> bool:
+    """Whether ``epoch`` has a pass over the unlabeled slices (never for FS; not in ``penalty_warmup``
+    epochs, which train exactly as FS; 0 = the paper)."""
+    return cfg.method != "fs" and n_unlabeled > 0 and epoch >= cfg.penalty_warmup
+
+
+def initial_segmenter(cfg: Any) -> torch.nn.Module:
+    """The run's segmenter before its first step: :func:`build_segmenter` after seeding the global RNG from
+    ``derive_seed(cfg.seed, "segmenter", "init")`` (the method is not an axis: every method of a seed starts
+    from these weights)."""
+    torch.manual_seed(derive_seed(cfg.seed, "segmenter", "init"))
+    return build_segmenter(cfg)
+
+
 def load_seg_data(ctx: RunContext) -> SegData:
     """Slices of (n, split) at the training resolution, as device tensors; targets for the method."""
     cfg, data = ctx.cfg, ctx.data
@@ -230,8 +244,7 @@ class SegmenterStage(OptimisedStage):
         cfg = ctx.cfg
         self.cfg = cfg
         self.sd = seg_data if seg_data is not None else load_seg_data(ctx)
-        torch.manual_seed(derive_seed(cfg.seed, "segmenter", "init"))
-        net = build_segmenter(cfg).to(ctx.device)
+        net = initial_segmenter(cfg).to(ctx.device)
         net = prepare_model(net, cfg)
         self.net = net
         self.model = pg.wrap_ddp(net, ctx.device, cfg.world_size)
@@ -307,8 +320,7 @@ class SegmenterStage(OptimisedStage):
         acc = torch.zeros(4, dtype=torch.float64, device=dev)  # CE, unlabeled term, inside, unlabeled items
         lr = self.rule.lr
         n_lab_batches = n_unl_batches = 0
-        # penalty_warmup: the first epochs skip the unlabeled pass (they train exactly as FS; 0 = the paper)
-        unlabeled = cfg.method != "fs" and len(sd.unl_idx) > 0 and epoch >= cfg.penalty_warmup
+        unlabeled = has_unlabeled_pass(cfg, len(sd.unl_idx), epoch)
         unl_batches = unlabeled_batches(cfg, len(sd.unl_idx), epoch, ctx.rank, world) if unlabeled else []
 
         def lab_pass(p: int) -> list[tuple[np.ndarray, np.ndarray]]:
