@@ -61,10 +61,15 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def epoch_seed(cfg: RunConfig, epoch: int, rank: int) -> int:
+    """The seed of the global RNGs for one epoch of one rank (dropout etc.): a pure function of (seed, stage,
+    epoch, rank)."""
+    return derive_seed(cfg.seed, cfg.stage, "epoch", epoch, "rank", rank)
+
+
 def seed_epoch(cfg: RunConfig, epoch: int) -> None:
-    """Reseed the global RNGs for one epoch of one rank (dropout etc.): a pure function of (seed, epoch,
-    rank)."""
-    s = derive_seed(cfg.seed, cfg.stage, "epoch", epoch, "rank", pg.rank())
+    """Reseed the global RNGs with :func:`epoch_seed` for this process's rank."""
+    s = epoch_seed(cfg, epoch, pg.rank())
     random.seed(s)
     np.random.seed(s)
     torch.manual_seed(s)

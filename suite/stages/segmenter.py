@@ -29,9 +29,10 @@ active one), ``epoch_time_s``. With ``classes=multi`` or ``constrained=all`` the
 and myocardium Dice (``suite.constraints.reported_labels``; names suffixed ``_rv``, ``_myo``).
 
 Seeds: the initial weights come from ``derive_seed(cfg.seed, "segmenter", "init")`` and the data orders from
-``derive_seed(cfg.seed, "segmenter", "labeled"|"unlabeled", epoch)`` -- the method is not an axis, so FS,
-Proposed, Oracle and Proposals of the same seed start from the same weights and see the labeled images in the
-same order (common random numbers for the paired comparisons).
+``derive_seed(cfg.seed, "segmenter", "labeled"|"unlabeled", epoch)`` (:func:`labeled_batches`,
+:func:`unlabeled_batches`, over the slices of ``segmenter_data.split_slices``) -- the method is not an
+axis, so FS, Proposed, Oracle and Proposals of the same seed start from the same weights and see the labeled
+images in the same order (common random numbers for the paired comparisons).
 """
 
 from __future__ import annotations
@@ -82,6 +83,37 @@ log = logging.getLogger("suite.stages.segmenter")
 N_EXAMPLES_PATIENTS = 2  # val_examples.npz: mid slices of the first two validation patients, ED and ES
 
 
+def labeled_batches(
+    cfg: Any, n_items: int, epoch: int, rank: int, world: int, n_pass: int = 0
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Pass ``n_pass`` of ``epoch`` over the labeled slices: (global batch, this rank's share) positions into
+    the labeled slice list (``joint`` cycles the labeled set: passes 1, 2, … within one epoch)."""
+    axes = ("segmenter", "labeled", epoch) if n_pass == 0 else ("segmenter", "labeled", epoch, n_pass)
+    return pg.epoch_batches(n_items, cfg.seg_batch, cfg.seed, axes, rank, world)
+
+
+def unlabeled_batches(
+    cfg: Any, n_items: int, epoch: int, rank: int, world: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The pass of ``epoch`` over the unlabeled slices, as :func:`labeled_batches` (global batch
+    ``cfg.unl_batch``)."""
+    return pg.epoch_batches(n_items, cfg.unl_batch, cfg.seed, ("segmenter", "unlabeled", epoch), rank, world)
+
+
+def has_unlabeled_pass(cfg: Any, n_unlabeled: int, epoch: int) -> bool:
+    """Whether ``epoch`` has a pass over the unlabeled slices (never for FS; not in ``penalty_warmup``
+    epochs, which train exactly as FS; 0 = the paper)."""
+    return cfg.method != "fs" and n_unlabeled > 0 and epoch >= cfg.penalty_warmup
+
+
+def initial_segmenter(cfg: Any) -> torch.nn.Module:
+    """The run's segmenter before its first step: :func:`build_segmenter` after seeding the global RNG from
+    ``derive_seed(cfg.seed, "segmenter", "init")`` (the method is not an axis: every method of a seed starts
+    from these weights)."""
+    torch.manual_seed(derive_seed(cfg.seed, "segmenter", "init"))
+    return build_segmenter(cfg)
+
+
 def make_lr_rule(cfg: Any) -> LrRule:
     if cfg.lr_rule == "plateau":
         return PlateauRule(cfg.seg_lr, cfg.lr_patience, cfg.lr_factor)
@@ -98,8 +130,7 @@ class SegmenterStage(OptimisedStage):
         cfg = ctx.cfg
         self.cfg = cfg
         self.sd = seg_data if seg_data is not None else load_seg_data(ctx)
-        torch.manual_seed(derive_seed(cfg.seed, "segmenter", "init"))
-        net = build_segmenter(cfg).to(ctx.device)
+        net = initial_segmenter(cfg).to(ctx.device)
         net = prepare_model(net, cfg)
         self.net = net
         self.model = pg.wrap_ddp(net, ctx.device, cfg.world_size)
@@ -183,19 +214,11 @@ class SegmenterStage(OptimisedStage):
         items = acc.new_tensor([0.0] * (3 + len(DYNAMICS)) + [1.0])  # adds one unlabeled item per slice
         lr = self.rule.lr
         n_lab_batches = n_unl_batches = 0
-        # penalty_warmup: the first epochs skip the unlabeled pass (they train exactly as FS; 0 = the paper)
-        unlabeled = cfg.method != "fs" and len(sd.unl_idx) > 0 and epoch >= cfg.penalty_warmup
-        unl_batches = (
-            pg.epoch_batches(
-                len(sd.unl_idx), cfg.unl_batch, cfg.seed, ("segmenter", "unlabeled", epoch), ctx.rank, world
-            )
-            if unlabeled
-            else []
-        )
+        unlabeled = has_unlabeled_pass(cfg, len(sd.unl_idx), epoch)
+        unl_batches = unlabeled_batches(cfg, len(sd.unl_idx), epoch, ctx.rank, world) if unlabeled else []
 
         def lab_pass(p: int) -> list[tuple[np.ndarray, np.ndarray]]:
-            axes = ("segmenter", "labeled", epoch) if p == 0 else ("segmenter", "labeled", epoch, p)
-            return pg.epoch_batches(len(sd.lab_idx), cfg.seg_batch, cfg.seed, axes, ctx.rank, world)
+            return labeled_batches(cfg, len(sd.lab_idx), epoch, ctx.rank, world, p)
 
         if cfg.update == "joint" and unl_batches:
             lab_batches: list[tuple[np.ndarray, np.ndarray]] = []

@@ -71,20 +71,26 @@ def voxel_ml_per_volume(data: Any, volumes: list[tuple[str, np.ndarray]], size: 
     return out
 
 
-def load_seg_data(ctx: RunContext) -> SegData:
-    """Slices of (n, split) at the training resolution, as device tensors; targets for the method."""
-    cfg, data = ctx.cfg, ctx.data
+def split_slices(cfg: Any, data: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(labeled, unlabeled, validation) prepared-slice indices of the run's split, each ascending: the item
+    lists the data orders (``suite.stages.segmenter.labeled_batches``, ``unlabeled_batches``) index into."""
     split = data.split(cfg.n_labeled, cfg.split_mode, cfg.split_seed)
     lab_idx = np.sort(np.asarray(data.indices(split.labeled), dtype=np.int64))
     unl_idx = np.sort(np.asarray(data.indices(split.unlabeled), dtype=np.int64))
-    val_patients = sorted(split.val_seg)
-    val_idx = np.sort(np.asarray(data.indices(val_patients), dtype=np.int64))
+    val_idx = np.sort(np.asarray(data.indices(sorted(split.val_seg)), dtype=np.int64))
     if len(lab_idx) == 0:
         raise InputError(
             f"{cfg.data}: split n_labeled={cfg.n_labeled} has no labeled slices; check splits.json"
         )
     if len(val_idx) == 0:
         raise InputError(f"{cfg.data}: the split has no segmenter-validation slices; check splits.json")
+    return lab_idx, unl_idx, val_idx
+
+
+def load_seg_data(ctx: RunContext) -> SegData:
+    """Slices of (n, split) at the training resolution, as device tensors; targets for the method."""
+    cfg, data = ctx.cfg, ctx.data
+    lab_idx, unl_idx, val_idx = split_slices(cfg, data)
     images, labels = resized_arrays(data, cfg.image_size)
     volume_names = np.asarray(data.volume)
     slice_index = np.asarray(data.slice_index)
