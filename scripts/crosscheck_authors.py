@@ -348,7 +348,7 @@ def suite_config(argv: list[str]) -> Any:
 
     from suite.cli import build_parser
     from suite.commands.run import build_config
-    from suite.stages.runner import open_data
+    from suite.stages.base import open_data
 
     # the CLI warns that reg_arch does not act on FS and the Oracle: the script sets it on purpose
     logging.getLogger("suite.commands.run").setLevel(logging.ERROR)
@@ -376,7 +376,7 @@ def our_one_slice(cfg: Any, work: Path, state: dict[str, torch.Tensor], torch_se
     from suite.models.authors_weights import enet_key_to_authors
     from suite.paths import ExperimentPaths
     from suite.stages.base import RunContext, configure_torch
-    from suite.stages.runner import open_data
+    from suite.stages.base import open_data
     from suite.stages.segmenter import SegmenterStage
 
     cfg, data = open_data(cfg)
