@@ -391,6 +391,8 @@ class RunConfig:
             tag = f"seg-{self.method}-n{self.n_labeled}-s{self.seed}"
             if self.method in SEG_METHODS_WITH_PENALTY:
                 tag += f"-g{self.gamma:g}-l{self.lam:g}"
+            if self.ssl != "none":
+                tag += f"-{self.ssl}"
         if self.split_mode == "random":
             tag += f"-r{self.split_seed}"
         return f"{tag}-{self.config_hash()}"
