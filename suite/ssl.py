@@ -21,7 +21,7 @@ from torch import Tensor
 
 from suite.losses import partial_ce
 
-# the SSL4MIS entropy's guard inside the log (utils/losses.py entropy_loss)
+# the guard inside the entropy's log, as SSL4MIS has it (docs/ssl.md)
 ENTROPY_EPS = 1e-6
 # the teacher's input noise is clamped at this many standard deviations (SSL4MIS: 0.1, clamped at ±0.2)
 NOISE_CLAMP_SD = 2.0
