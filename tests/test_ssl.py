@@ -176,3 +176,20 @@ def test_cli_refuses_an_unknown_or_inapplicable_term_in_one_line_exit_2(
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1 and f"field {field}=" in err, err
     assert not (tmp_path / "runs").exists()  # refused before any work
+
+
+def test_an_ssl_term_makes_fs_a_long_run_for_the_planner_and_the_estimate(prepared_small):
+    from suite.data.dataset import PreparedData
+    from suite.planner import cost_rank
+    from suite.run_plan import estimate_epoch_s
+
+    data = PreparedData.open(prepared_small)
+    fs = RunConfig.from_preset("smoke", method="fs")
+    oracle = fs.replace(method="oracle")
+    assert cost_rank(fs) > cost_rank(oracle) == cost_rank(fs.replace(ssl="entropy_min"))
+    steps, epoch_s = estimate_epoch_s(fs, data, "cpu")
+    steps_em, epoch_em = estimate_epoch_s(fs.replace(ssl="entropy_min"), data, "cpu")
+    assert steps_em == estimate_epoch_s(oracle, data, "cpu")[0] > steps
+    steps_cps, epoch_cps = estimate_epoch_s(fs.replace(ssl="cps"), data, "cpu")
+    assert steps_cps == steps_em and epoch_s is not None and epoch_em is not None and epoch_cps is not None
+    assert epoch_cps > epoch_em > epoch_s
