@@ -22,8 +22,9 @@ are ready when the term starts. w = ``ssl_weight`` · ramp-up at the epoch (:fun
 Seeds: network 2 starts from ``derive_seed(seed, "segmenter", "init", "cps")`` (network 1 from ``(seed,
 "segmenter", "init")``); the noise of epoch e from ``derive_seed(seed, "segmenter", "ssl-noise", e)``, drawn
 for the global batch and sharded, so an image gets the same noise whatever the world size. Every other draw
-(dropout of the teacher and of network 2) comes from the epoch's reseeded global RNG, like network 1's.
-Neither draw touches the global RNG state network 1 sees at its initialisation.
+(dropout of the teacher and of network 2) comes from the epoch's reseeded global RNG, like network 1's, so
+after their first forward pass network 1's dropout masks differ from a run without the term. Neither
+network's initialisation touches the global RNG state.
 """
 
 from __future__ import annotations
