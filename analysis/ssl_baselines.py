@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.comparisons import paired_comparisons
-from analysis.cost import sig3
+from analysis.cost import arm, sig3
 from analysis.intervals import t_interval
 from analysis.paper import METHOD_LABELS
 from analysis.plotting import main_setting
@@ -38,11 +38,6 @@ class SslBaselines:
     table: pd.DataFrame  # one row per arm x n (numbers; the Markdown formats them)
     paired: pd.DataFrame  # paired_comparisons rows, method_a / method_b being arms
     which: str  # the paired Dice: "test" or "validation"
-
-
-def arm(method: str, ssl: object) -> str:
-    """``proposed+cps``; the method alone without a term."""
-    return method if ssl in (None, "none") or pd.isna(ssl) else f"{method}+{ssl}"
 
 
 def _runs(a: Analysis, t1: Table1) -> pd.DataFrame:

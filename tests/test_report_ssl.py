@@ -143,3 +143,19 @@ def test_no_table_when_the_experiment_did_not_vary_ssl(tmp_path: Path) -> None:
     md = res.markdown.read_text()
     assert "## Held-out test set" in md and "Semi-supervised baselines" not in md
     assert not (res.out_dir / "tables" / "ssl_baselines.csv").exists()
+
+
+def test_cost_section_keeps_each_term_apart(report) -> None:
+    lines = _section(report.markdown.read_text(), "Cost")
+    rows = [[c.strip() for c in x.strip("|").split("|")] for x in lines if x.startswith("| ")][1:]
+    assert [r[0] for r in rows] == [
+        "regressor",
+        "fs",
+        "fs+mean_teacher",
+        "proposed",
+        "proposed+mean_teacher",
+        "proposed+cps",
+        "oracle",
+        "oracle+mean_teacher",
+    ]
+    assert {r[2] for r in rows} == {"3"}  # seeds per row
