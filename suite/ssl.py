@@ -45,10 +45,12 @@ def ema_decay_at(decay: float, step: int) -> float:
 
 @torch.no_grad()
 def ema_update(teacher: Iterable[Tensor], student: Iterable[Tensor], decay: float, step: int) -> None:
-    """teacher ← a·teacher + (1 − a)·student for each parameter pair, a = :func:`ema_decay_at`."""
-    a = ema_decay_at(decay, step)
-    for t, s in zip(teacher, student, strict=True):
-        t.mul_(a).add_(s.detach(), alpha=1.0 - a)
+    """teacher ← a·teacher + (1 − a)·student for each parameter pair, a = :func:`ema_decay_at` (one fused
+    lerp over every parameter: the update follows every optimiser step)."""
+    t, s = list(teacher), [p.detach() for p in student]
+    if len(t) != len(s):
+        raise ValueError(f"ema_update: {len(t)} teacher parameters, {len(s)} student parameters")
+    torch._foreach_lerp_(t, s, 1.0 - ema_decay_at(decay, step))
 
 
 def consistency_mse(student_logits: Tensor, teacher_logits: Tensor) -> Tensor:
