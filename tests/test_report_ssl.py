@@ -9,17 +9,16 @@ the Proposed runs of its seed).
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import pytest
 
+from suite.testing.report_checks import report_section, three_seed_interval
 from suite.testing.synthetic_runs import write_experiment, write_run, write_test_metrics
 
 BASE = {"fs": 0.50, "proposed": 0.60, "oracle": 0.70}
 GAIN = {"none": 0.0, "mean_teacher": 0.04, "cps": 0.02}
 ARMS = [(m, s) for m in BASE for s in ("none", "mean_teacher")] + [("proposed", "cps")]
-T975_2 = 4.302652729911275  # Student t quantile 0.975, 2 degrees of freedom
 
 
 def _dice(method: str, ssl: str, seed: int) -> float:
@@ -59,27 +58,15 @@ def report(tmp_path_factory: pytest.TempPathFactory):
     return build_report(_experiment(tmp_path_factory.mktemp("ssl") / "exp"))
 
 
-def _section(md: str, title: str) -> list[str]:
-    part = md.split(f"## {title}\n", 1)[1]
-    return part.split("\n## ", 1)[0].splitlines()
-
-
 def _row(lines: list[str], method: str, ssl: str) -> list[str]:
     rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines if line.startswith("| 5 ")]
     (row,) = [r for r in rows if r[1] == method and r[2] == ssl]
     return row
 
 
-def _interval(values: list[float]) -> tuple[float, float, float]:
-    n = len(values)
-    mean = sum(values) / n
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-    return mean, mean - T975_2 * sd / math.sqrt(n), mean + T975_2 * sd / math.sqrt(n)
-
-
 def test_table_rows_numbers_and_paired_differences(report) -> None:
     md = report.markdown.read_text()
-    lines = _section(md, "Semi-supervised baselines")
+    lines = report_section(md, "Semi-supervised baselines")
     head = [c.strip() for c in next(x for x in lines if x.startswith("| n ")).strip("|").split("|")]
     assert head == [
         "n",
@@ -97,18 +84,18 @@ def test_table_rows_numbers_and_paired_differences(report) -> None:
     assert len([x for x in lines if x.startswith("| 5 ")]) == len(ARMS)
     # Proposed + Mean Teacher: test Dice 64, 69, 74 % -> 69 [56.6, 81.4]; HD95 = 10 − 10·Dice
     mt = _row(lines, "Proposed", "Mean Teacher")
-    m, lo, hi = _interval([64.0, 69.0, 74.0])
+    m, lo, hi = three_seed_interval([64.0, 69.0, 74.0])
     assert mt[3] == "3" and mt[4] == f"{m:.1f} [{lo:.1f}, {hi:.1f}]"
-    m, lo, hi = _interval([10 - 10 * _dice("proposed", "mean_teacher", s) for s in (0, 1, 2)])
+    m, lo, hi = three_seed_interval([10 - 10 * _dice("proposed", "mean_teacher", s) for s in (0, 1, 2)])
     assert mt[5] == f"{m:.1f} [{lo:.1f}, {hi:.1f}]"
-    m, lo, hi = _interval([74.0, 79.0, 84.0])  # validation: 0.1 above the test Dice
+    m, lo, hi = three_seed_interval([74.0, 79.0, 84.0])  # validation: 0.1 above the test Dice
     assert mt[6] == f"{m:.1f} [{lo:.1f}, {hi:.1f}]"
     # paired: a constant +14 points over FS and +4 over Proposed (3 pairs each); cost 1 + 3/3 device-hours
     assert mt[7] == "+14.0 [+14.0, +14.0] (3)" and mt[8] == "+4.0 [+4.0, +4.0] (3)"
     assert mt[9] == "2" and mt[10] == "2"
     # Proposed + CPS − Proposed: 2 − 5·s + s² points for s = 0, 1, 2 -> 2, −2, −4
     cps = _row(lines, "Proposed", "CPS")
-    m, lo, hi = _interval([2.0, -2.0, -4.0])
+    m, lo, hi = three_seed_interval([2.0, -2.0, -4.0])
     assert cps[8] == f"{m:+.1f} [{lo:+.1f}, {hi:+.1f}] (3)"
     assert cps[9] == "2"  # the regressor shared by three Proposed runs of a seed: a third each
     assert _row(lines, "FS", "–")[7] == "–" and _row(lines, "FS", "Mean Teacher")[9] == "1"
@@ -146,7 +133,7 @@ def test_no_table_when_the_experiment_did_not_vary_ssl(tmp_path: Path) -> None:
 
 
 def test_cost_section_keeps_each_term_apart(report) -> None:
-    lines = _section(report.markdown.read_text(), "Cost")
+    lines = report_section(report.markdown.read_text(), "Cost")
     rows = [[c.strip() for c in x.strip("|").split("|")] for x in lines if x.startswith("| ")][1:]
     assert [r[0] for r in rows] == [
         "regressor",
