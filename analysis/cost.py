@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.load import Experiment
-from suite.config import METHODS
+from suite.config import METHODS, SSL_TERMS
 from suite.paths import RunPaths
 
 COST_FIELDS = ("cpu_seconds", "device_seconds", "wall_seconds", "peak_rss_mb", "peak_device_mb")
@@ -52,20 +52,27 @@ def _prerequisite_ids(config: dict[str, Any], path: Path) -> tuple[str, ...]:
     return tuple(p.run_id for p in cfg.prerequisites())
 
 
+def arm(method: str, ssl: object) -> str:
+    """A segmenter run's method with its ``ssl`` term (``proposed+cps``); the method alone without one (and
+    for runs written before the field)."""
+    return f"{method}+{ssl}" if isinstance(ssl, str) and ssl != "none" else method
+
+
 def _number(v: Any) -> float:
     return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else math.nan
 
 
 def load_costs(exp: Experiment) -> tuple[pd.DataFrame, list[str]]:
-    """One row per finished run: ``run_id, stage, method, n_labeled``, the :data:`COST_FIELDS`, ``device``,
-    ``world_size``, ``recorded`` (False: the run predates the cost record and only its ``wall_time_s`` is
-    known, so its device-seconds are wall × world size and its CPU-seconds and memory NaN), ``prerequisites``
-    (run ids, a tuple); and notes."""
+    """One row per finished run: ``run_id, stage, method, ssl, n_labeled``, the :data:`COST_FIELDS`,
+    ``device``, ``world_size``, ``recorded`` (False: the run predates the cost record and only its
+    ``wall_time_s`` is known, so its device-seconds are wall × world size and its CPU-seconds and memory NaN),
+    ``prerequisites`` (run ids, a tuple); and notes."""
     runs = exp.runs
     cols = [
         "run_id",
         "stage",
         "method",
+        "ssl",
         "n_labeled",
         *COST_FIELDS,
         "device",
@@ -81,6 +88,7 @@ def load_costs(exp: Experiment) -> tuple[pd.DataFrame, list[str]]:
         summary = _read(rp.summary) or {}
         cost = summary.get("cost")
         rec: dict[str, Any] = {k: r.get(k) for k in ("run_id", "stage", "method", "n_labeled")}
+        rec["ssl"] = r["ssl"] if isinstance(r.get("ssl"), str) else "none"  # none before the field existed
         if isinstance(cost, dict):
             rec.update({k: _number(cost.get(k)) for k in COST_FIELDS})
             rec["device"] = str(cost.get("device", ""))
@@ -166,19 +174,20 @@ def sig3(x: float) -> str:
 
 
 def cost_table(costs: pd.DataFrame) -> pd.DataFrame:
-    """Per stage/method and n: runs, mean own and attributed CPU-hours and device-hours per run, mean wall
-    minutes, the largest peak RSS and device memory (MB), the devices (numbers to 3 significant digits)."""
+    """Per stage/method (with its ``ssl`` term) and n: runs, mean own and attributed CPU-hours and
+    device-hours per run, mean wall minutes, the largest peak RSS and device memory (MB), the devices (numbers
+    to 3 significant digits)."""
     if costs.empty:
         return pd.DataFrame()
-    c = costs.assign(
-        what=np.where(costs["stage"] == "regressor", "regressor", costs["method"].astype(str)),
-    )
+    arms = [arm(str(m), s) for m, s in zip(costs["method"], costs["ssl"], strict=True)]
+    c = costs.assign(what=np.where(costs["stage"] == "regressor", "regressor", arms))
     order = {m: i for i, m in enumerate(["regressor", *METHODS])}
     rows = []
     for (what, n), g in c.groupby(["what", "n_labeled"], sort=False):
+        method, _, term = str(what).partition("+")
         rows.append(
             {
-                "_o": (order.get(what, 99), n),
+                "_o": (order.get(method, 99), SSL_TERMS.index(term) if term in SSL_TERMS else 0, n),
                 "stage / method": what,
                 "n": int(n),
                 "runs": len(g),

@@ -5,7 +5,8 @@
   in the test table).
 * ``dice_vs_cost``: each method and n as a point: mean attributed device-hours per run (GPU-hours on GPU)
   against the across-seed mean Dice with its 95% interval (the test Dice when the runs were evaluated on
-  the test set, else the validation statistic).
+  the test set, else the validation statistic). Conditions of one method (its ``ssl`` terms, its other
+  varied settings) share its colour and differ by marker.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from analysis.plotting import (
 from analysis.stats import Analysis
 from analysis.tables import Table1
 from analysis.test_metrics import MAIN_CLASS, TestSet
+
+MARKERS = "osD^vP"  # per condition of a method in the Dice-versus-cost figure
 
 
 def _run_conditions(a: Analysis, extra: list[str]) -> pd.DataFrame:
@@ -100,6 +103,8 @@ def fig_dice_vs_cost(
     pal = method_palette(methods_in(pts))
     pts = pts.assign(label=condition_label(pts, t1.extra))
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    rank = pts.groupby("method", sort=False)["label"].transform(lambda s: pd.factorize(s)[0])
+    marker = dict(zip(pts["label"], (MARKERS[int(k) % len(MARKERS)] for k in rank), strict=True))
     for lab, g in pts.groupby("label", sort=False):
         yerr = np.vstack([g["dice"] - g["low"], g["high"] - g["dice"]])
         yerr = np.where(np.isfinite(yerr), yerr, 0.0)
@@ -107,7 +112,7 @@ def fig_dice_vs_cost(
             g["device_h"],
             g["dice"],
             yerr=yerr,
-            fmt="o",
+            fmt=marker[lab],
             capsize=3,
             color=pal.get(g["method"].iloc[0]),
             label=lab,

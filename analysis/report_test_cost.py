@@ -1,4 +1,5 @@
-"""The report's sections beyond the paper: the held-out test set, the validation/test gap and the cost.
+"""The report's sections beyond the paper: the held-out test set, the validation/test gap, the semi-supervised
+baselines (:mod:`analysis.ssl_baselines`, where the experiment varied ``ssl``) and the cost.
 
 :func:`build_test_and_cost` (called once by :mod:`analysis.report`) computes the tables
 (:mod:`analysis.test_metrics`, :mod:`analysis.cost`), writes their CSVs and figures into the report folder
@@ -18,6 +19,7 @@ import pandas as pd
 
 from analysis.cost import attribute, cost_table, load_costs, sig3, totals
 from analysis.plotting import Figure, figure_lines, main_setting
+from analysis.ssl_baselines import SslBaselines, ssl_baselines, ssl_baselines_markdown
 from analysis.stats import Analysis
 from analysis.tables import Table1, df_markdown
 from analysis.test_metrics import MAIN_CLASS, TestSet, analyse_test_set
@@ -38,6 +40,8 @@ class TestAndCost:
     warnings: list[str] = field(default_factory=list)
     figures: dict[str, Figure] = field(default_factory=dict)
     figure_notes: list[str] = field(default_factory=list)
+    ssl: SslBaselines | None = None  # the semi-supervised baselines (None: ssl did not vary)
+    val_scale: float = 100.0  # Analysis.scale: validation Dice as logged -> %
 
 
 def build_test_and_cost(a: Analysis, t1: Table1, out_dir: Path, *, figures: bool = True) -> TestAndCost:
@@ -50,12 +54,16 @@ def build_test_and_cost(a: Analysis, t1: Table1, out_dir: Path, *, figures: bool
     res = TestAndCost(
         ts, costs, cost_table(costs), t1, a.confidence, notes=[*notes, *more], warnings=list(ts.warnings)
     )
+    res.ssl, res.val_scale = ssl_baselines(a, t1, ts, costs), a.scale
     files = {}
     if not ts.empty:
         files["test_per_run.csv"] = ts.per_run
         files["test_set.csv"] = ts.table
         files["test_paired.csv"] = ts.paired
         files["val_test_gap.csv"] = ts.gap
+    if res.ssl is not None and len(res.ssl.table):
+        files["ssl_baselines.csv"] = res.ssl.table
+        files["ssl_paired.csv"] = res.ssl.paired
     if len(costs):
         files["cost_runs.csv"] = costs.drop(columns=["prerequisites"])
         files["cost.csv"] = res.cost_table
@@ -201,6 +209,8 @@ def test_and_cost_markdown(x: TestAndCost | None) -> list[str]:
     parts: list[str] = []
     if not x.test.empty:
         parts += _test_sections(x)
+    if x.ssl is not None:
+        parts += ssl_baselines_markdown(x.ssl, x.confidence, x.val_scale)
     if len(x.costs):
         parts += _cost_sections(x)
     notes = [*x.notes, *x.figure_notes]

@@ -34,13 +34,11 @@ def identity_mask(exp: Experiment, runs: pd.DataFrame) -> pd.DataFrame:
     scope does (``scheme=penalty`` of a Proposed run beside a ``logbarrier`` one): it keeps its value."""
     out = runs.copy()
     keys = [exp.identity_keys.get(r) for r in out["run_id"]]
-    in_scope = {
-        sm: when_set_fields_in_scope(*sm) for sm in set(zip(out["stage"], out["method"], strict=True))
-    }
-    keys = [
-        k if k is None else k | in_scope[sm]
-        for k, sm in zip(keys, zip(out["stage"], out["method"], strict=True), strict=True)
-    ]
+    # runs written before the ssl field have none
+    ssl = out["ssl"].fillna("none") if "ssl" in out.columns else pd.Series("none", index=out.index)
+    kinds = list(zip(out["stage"], out["method"], ssl, strict=True))
+    in_scope = {k: when_set_fields_in_scope(*k) for k in set(kinds)}
+    keys = [k if k is None else k | in_scope[kind] for k, kind in zip(keys, kinds, strict=True)]
     for c in exp.config_columns:
         if c not in out.columns:
             continue

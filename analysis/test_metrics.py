@@ -200,7 +200,7 @@ def across_seed_table(
     return sort_conditions(pd.DataFrame(rows, columns=[*cols, "n_volumes", "n_undefined"]), extra)
 
 
-def _main(per_run: pd.DataFrame) -> pd.DataFrame:
+def final_main(per_run: pd.DataFrame) -> pd.DataFrame:
     """The final checkpoint's values of the paper's class (LV), or of the first class when there is none."""
     fin = per_run.loc[per_run["checkpoint"] == "final"]
     cls = (
@@ -211,7 +211,7 @@ def _main(per_run: pd.DataFrame) -> pd.DataFrame:
 
 def paired_vs_fs(a: Analysis, per_run: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     """Each method − FS on the final test Dice (LV), paired by unit: :func:`paired_comparisons`."""
-    m = _main(per_run)[["run_id", "dice"]].merge(runs.drop(columns=["stat"]), on="run_id")
+    m = final_main(per_run)[["run_id", "dice"]].merge(runs.drop(columns=["stat"]), on="run_id")
     methods = [x for x in dict.fromkeys(m["method"]) if x != "fs"]
     if m.empty or "fs" not in set(m["method"]) or not methods:
         return pd.DataFrame()
@@ -224,7 +224,7 @@ def paired_vs_fs(a: Analysis, per_run: pd.DataFrame, runs: pd.DataFrame) -> pd.D
 def val_test_gap(a: Analysis, per_run: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     """Per condition: validation statistic, final test Dice and their gap (val − test), in Dice %, with the
     interval of the gap over seeds."""
-    m = _main(per_run)[["run_id", "dice"]].merge(runs, on="run_id")
+    m = final_main(per_run)[["run_id", "dice"]].merge(runs, on="run_id")
     cols = [*a.cond, "n_units", "val_mean", "test_mean", "gap_mean", "gap_low", "gap_high"]
     if m.empty:
         return pd.DataFrame(columns=cols)

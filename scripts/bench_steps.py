@@ -1,5 +1,5 @@
 """The interleaved step-timing protocol the segmenter step benchmarks share (``bench_arch.py``,
-``bench_constraints.py``).
+``bench_constraints.py``, ``bench_ssl.py``).
 
 Each variant is one :class:`SegmenterStep`: the config's segmenter in train mode, Adam with the config's lr
 and betas, a fixed random input batch, all from one seed. :func:`time_interleaved` warms every variant up,

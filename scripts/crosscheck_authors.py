@@ -375,8 +375,7 @@ def our_one_slice(cfg: Any, work: Path, state: dict[str, torch.Tensor], torch_se
     from suite.models import load_authors_state_dict
     from suite.models.authors_weights import enet_key_to_authors
     from suite.paths import ExperimentPaths
-    from suite.stages.base import RunContext, configure_torch
-    from suite.stages.base import open_data
+    from suite.stages.base import RunContext, configure_torch, open_data
     from suite.stages.segmenter import SegmenterStage
 
     cfg, data = open_data(cfg)

@@ -13,7 +13,7 @@ Registry::
 
     >>> from search_spaces import available_spaces, get_space
     >>> sorted(available_spaces())
-    ['arch', 'constraints', 'fidelity', 'paper', 'repro', 'sensitivity', 'smoke', 'splits']
+    ['arch', 'constraints', 'fidelity', 'paper', 'repro', 'sensitivity', 'smoke', 'splits', 'ssl']
     >>> space = get_space("smoke")
     >>> len(space.configs("smoke", seeds=[0]))    # 4 methods x 2 n (prerequisites are added later)
     8
@@ -35,7 +35,7 @@ from suite.config import RunConfig
 from suite.errors import ConfigError, InputError
 from suite.seeding import derive_seed
 
-SPACES = ("paper", "sensitivity", "splits", "smoke", "fidelity", "arch", "constraints", "repro")
+SPACES = ("paper", "sensitivity", "splits", "smoke", "fidelity", "arch", "constraints", "repro", "ssl")
 
 Axes = dict[str, Any]
 

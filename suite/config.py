@@ -43,6 +43,9 @@ DERIVED_KEYS = {
 SEG_ARCHS = ("enet", "enet-authors")
 REG_ARCHS = ("resnext", "resnext-authors")
 SEG_OUT_CHANNELS = (2, 4)
+# the semi-supervised term a segmenter run may add on the unlabeled slices (suite/ssl.py, docs/ssl.md)
+SSL_TERMS = ("none", "mean_teacher", "entropy_min", "cps")
+SSL_ACTIVE = ("ssl", SSL_TERMS[1:])  # active_when of the fields every term reads
 
 # Identity scopes: which runs a field changes. ``identity()`` takes the fields whose scope applies to the run
 # (``identity_scopes``); a field without a scope (paths, device, analysis-only) never enters a run id.
@@ -62,13 +65,14 @@ def _f(
     domain: Domain,
     *,
     when_set: bool = False,
-    active_when: tuple[str, str] | None = None,
+    active_when: tuple[str, str | tuple[str, ...]] | None = None,
 ) -> Any:
     """A config field with its identity scope and its domain (the values it accepts); ``when_set``: part of
     the identity only when it differs from its default (fields added later: the runs that leave them at the
     default keep their run ids); ``active_when=(field, value)``: the field acts only when that other field
-    has that value (the log-barrier's t under ``scheme=logbarrier``), so elsewhere it is no part of the
-    identity: the same work is never trained twice under two run ids."""
+    has that value, or one of them when ``value`` is a tuple (the log-barrier's t under
+    ``scheme=logbarrier``), so elsewhere it is no part of the identity: the same work is never trained twice
+    under two run ids."""
     meta = {"identity": scope, "when_set": when_set, "domain": domain, "active_when": active_when}
     return field(default=default, metadata=meta)
 
@@ -189,6 +193,16 @@ class RunConfig:
         1.1, PENALTY, Number(1, 10), when_set=True, active_when=("scheme", "logbarrier")
     )
 
+    # --- a semi-supervised term on the unlabeled slices, with any method (docs/ssl.md: sources, defaults) ---
+    # none | mean_teacher (EMA teacher, input noise) | entropy_min | cps (cross pseudo supervision)
+    ssl: str = _f("none", SEG, OneOf(SSL_TERMS), when_set=True)
+    ssl_weight: float = _f(0.1, SEG, Number(0, open_lo=True), active_when=SSL_ACTIVE)  # w after the ramp-up
+    # sigmoid ramp-up of w over this fraction of seg_epochs (SSL4MIS: its whole run); 0 = none
+    ssl_rampup: float = _f(1.0, SEG, Number(0, 1), active_when=SSL_ACTIVE)
+    ssl_ema_decay: float = _f(0.99, SEG, Number(0, 1, open_hi=True), active_when=("ssl", "mean_teacher"))
+    # sd of the Gaussian noise on the teacher's input (clamped at 2 sd)
+    ssl_noise: float = _f(0.1, SEG, Number(0, 1), active_when=("ssl", "mean_teacher"))
+
     # --- runtime (identity: these change the numbers) ---
     # torch intra-op threads (Ray sets its own defaults: we always set this)
     threads: int = _f(2, ALL, Int(1))
@@ -297,6 +311,8 @@ class RunConfig:
 
         if self.stage == "segmenter" and self.method not in METHODS:
             raise bad("method", f"is not one of {', '.join(METHODS)} (the segmenter's methods)")
+        if self.stage == "regressor" and self.ssl != "none":
+            raise bad("ssl", "applies to segmenter runs only (the regressor has no unlabeled term); drop it")
         for key in ("seg_batch", "unl_batch", "reg_batch"):
             if acts(key) and getattr(self, key) % self.world_size:
                 raise bad(key, f"(global batch) must be divisible by world_size={self.world_size}")
@@ -345,7 +361,7 @@ class RunConfig:
 
     def identity_scopes(self) -> set[str]:
         """The identity scopes that apply to this run (see ``ALL`` … ``REG``)."""
-        return identity_scopes_of(self.stage, self.method)
+        return identity_scopes_of(self.stage, self.method, self.ssl)
 
     def acts_on(self, name: str) -> bool:
         """Whether field ``name`` can change this run's results: its scope applies to the stage and method
@@ -357,7 +373,10 @@ class RunConfig:
         if meta.get("identity") not in self.identity_scopes():
             return False
         active = meta.get("active_when")
-        return active is None or getattr(self, active[0]) == active[1]
+        if active is None:
+            return True
+        value = getattr(self, active[0])
+        return value in active[1] if isinstance(active[1], tuple) else value == active[1]
 
     def identity_keys(self) -> list[str]:
         """Sorted names of the fields that change this run's results (its identity), from their scopes."""
@@ -386,18 +405,22 @@ class RunConfig:
             tag = f"seg-{self.method}-n{self.n_labeled}-s{self.seed}"
             if self.method in SEG_METHODS_WITH_PENALTY:
                 tag += f"-g{self.gamma:g}-l{self.lam:g}"
+            if self.ssl != "none":
+                tag += f"-{self.ssl}"
         if self.split_mode == "random":
             tag += f"-r{self.split_seed}"
         return f"{tag}-{self.config_hash()}"
 
     # ------------------------------------------------------------------ prerequisites
     def regressor_config(self) -> RunConfig:
-        """The regressor run whose cached predictions a ``proposed`` run uses."""
-        return self.replace(stage="regressor", method="regressor")
+        """The regressor run whose cached predictions a ``proposed`` run uses (with or without an ``ssl``
+        term: one regressor serves both)."""
+        return self.replace(stage="regressor", method="regressor", ssl="none")
 
     def fs_config(self) -> RunConfig:
-        """The FS run whose best checkpoint makes a ``proposals`` run's pseudo-labels."""
-        return self.replace(stage="segmenter", method="fs")
+        """The FS run whose best checkpoint makes a ``proposals`` run's pseudo-labels: plain FS, the
+        pseudo-labels of the paper's method, whatever ``ssl`` term the proposals run adds."""
+        return self.replace(stage="segmenter", method="fs", ssl="none")
 
     def prerequisites(self) -> list[RunConfig]:
         if self.stage == "segmenter" and self.method == "proposed":
@@ -419,12 +442,13 @@ class RunConfig:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
 
 
-def identity_scopes_of(stage: str, method: str) -> set[str]:
-    """The identity scopes that apply to a run of ``stage`` and ``method`` (see ``ALL`` … ``REG``)."""
+def identity_scopes_of(stage: str, method: str, ssl: str = "none") -> set[str]:
+    """The identity scopes that apply to a run of ``stage``, ``method`` and ``ssl`` term (see ``ALL`` …
+    ``REG``): an ``ssl`` term makes even an FS run use the unlabeled images."""
     if stage == "regressor":
         return {ALL, REG, CONSTRAINED}
     scopes = {ALL, SEG}
-    if method != "fs":
+    if method != "fs" or ssl != "none":
         scopes.add(UNLABELED)
     if method in SEG_METHODS_WITH_PENALTY:
         scopes |= {PENALTY, CONSTRAINED}
@@ -433,10 +457,10 @@ def identity_scopes_of(stage: str, method: str) -> set[str]:
     return scopes
 
 
-def when_set_fields_in_scope(stage: str, method: str) -> frozenset[str]:
-    """The ``when_set`` fields that change a run of ``stage``/``method`` even at their default: left out of
-    its run id only to keep old ids, so a reader comparing runs must not treat them as irrelevant."""
-    scopes = identity_scopes_of(stage, method)
+def when_set_fields_in_scope(stage: str, method: str, ssl: str = "none") -> frozenset[str]:
+    """The ``when_set`` fields that change a run of ``stage``/``method``/``ssl`` even at their default: left
+    out of its run id only to keep old ids, so a reader comparing runs must not treat them as irrelevant."""
+    scopes = identity_scopes_of(stage, method, ssl)
     return frozenset(
         f.name
         for f in fields(RunConfig)
@@ -481,5 +505,6 @@ __all__ = [
     "PRESETS",
     "SEG_ARCHS",
     "REG_ARCHS",
+    "SSL_TERMS",
     "field",
 ]

@@ -104,11 +104,12 @@ def build_plan(cfgs: Iterable[RunConfig]) -> Plan:
 
 def cost_rank(cfg: RunConfig) -> tuple[int, int]:
     """Sort key putting the runs expected to take longest first: those that pass over the unlabeled images
-    every epoch (Proposed, Oracle, Proposals), then regressors, then FS; more epochs first within each.
+    every epoch (Proposed, Oracle, Proposals, any run with an ``ssl`` term), then regressors, then FS; more
+    epochs first within each.
     Starting the longest first keeps a long run from ending alone on an otherwise idle machine
     (longest-processing-time-first: on the fidelity grid it removed a ~4.5 min single-run tail)."""
     if cfg.stage == "regressor":
         return (1, -cfg.reg_epochs)
-    if cfg.method == "fs":
+    if cfg.method == "fs" and cfg.ssl == "none":
         return (2, -cfg.seg_epochs)
     return (0, -(cfg.seg_epochs - cfg.penalty_warmup))

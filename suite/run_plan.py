@@ -63,11 +63,13 @@ def _work(cfg: Any, data: Any) -> tuple[int, float, int, float]:
         factor = (sum(cfg.reg_layers) / 33) * (cfg.reg_groups * cfg.reg_width_per_group / 128)
         return steps, samples / max(steps, 1), len(data.indices(split.val_reg)), factor
     steps, samples = math.ceil(labeled / cfg.seg_batch), labeled
-    if cfg.method != "fs":
+    if cfg.method != "fs" or cfg.ssl != "none":  # an ssl term makes FS pass over the unlabeled images too
         unlabeled = len(data.indices(split.unlabeled))
         steps += math.ceil(unlabeled / cfg.unl_batch)
         samples += unlabeled
     factor = cfg.seg_width * (ENET_AUTHORS_FACTOR if cfg.seg_arch == "enet-authors" else 1.0)
+    if cfg.ssl == "cps":  # two networks take every step
+        factor *= 2
     return steps, samples / max(steps, 1), len(data.indices(split.val_seg)), factor
 
 

@@ -66,6 +66,11 @@ OUTSIDE = {
     "centroid_tol": "1.5",
     "barrier_t": "0",
     "barrier_growth": "0.5",
+    "ssl": "fixmatch",
+    "ssl_weight": "0",
+    "ssl_rampup": "1.5",
+    "ssl_ema_decay": "1",
+    "ssl_noise": "-0.1",
     "threads": "0",
     "world_size": "0",
     "amp": "fp16",
@@ -201,13 +206,16 @@ def test_every_yaml_key_takes_effect(tmp_path):
         world_size=2, amp="bf16", channels_last=True, compile=True, device="cpu", stat_window=7,
         checkpoint_every=3, seg_lr=1e-3, seg_betas=(0.8, 0.9), seg_epochs=7, lr_patience=3,
         reg_width_per_group=8, reg_momentum=0.8, seg_out_channels=4, constrained="all",
-        scheme="logbarrier", centroid_tol=0.1, barrier_t=5.0, barrier_growth=1.2,
+        scheme="logbarrier", centroid_tol=0.1, barrier_t=5.0, barrier_growth=1.2, ssl_weight=0.5,
+        ssl_rampup=0.5, ssl_ema_decay=0.9, ssl_noise=0.2,
     )  # fmt: skip
-    # the authors' regressor (the code preset's) predicts sizes only: the centroid takes effect on its own
+    # the authors' regressor (the code preset's) predicts sizes only: the centroid takes effect on its own;
+    # ssl is refused on a regressor: it too
     assert RunConfig.from_preset("smoke", constraint="size+centroid").constraint == "size+centroid"
+    assert RunConfig.from_preset("smoke", ssl="cps").ssl == "cps"
     data = want.to_dict(include_derived=False)
     smoke = RunConfig.from_preset("smoke").to_dict(include_derived=False)
-    assert {k for k in data if k != "preset" and data[k] == smoke[k]} == {"constraint"}
+    assert {k for k in data if k != "preset" and data[k] == smoke[k]} == {"constraint", "ssl"}
     f = tmp_path / "cfg.yaml"
     f.write_text(yaml.safe_dump({**data, "preset": "smoke"}))
     got = RunConfig.from_yaml(f)

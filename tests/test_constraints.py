@@ -326,6 +326,8 @@ def test_default_run_ids_are_the_parents():
     for (preset, method), run_id in PARENT_RUN_IDS.items():
         stage = "regressor" if method == "regressor" else "segmenter"
         assert RunConfig.from_preset(preset, stage=stage, method=method).run_id == run_id
+        if stage == "segmenter":  # no semi-supervised term, named: the same run
+            assert RunConfig.from_preset(preset, method=method, ssl="none").run_id == run_id
     multi = RunConfig.from_preset("paper", method="oracle", classes="multi", seg_out_channels=4)
     assert multi.run_id == "seg-oracle-n5-s0-g0.1-l0.01-8f7687b3f7"
 

@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 
 from suite.metrics import ejection_fraction
+from suite.testing.report_checks import report_section, three_seed_interval
 from suite.testing.synthetic_runs import write_experiment, write_run, write_test_metrics
 
 
@@ -26,7 +27,6 @@ def approx(x: float):
 
 
 BASE = {"fs": 0.60, "proposals": 0.50, "proposed": 0.70, "oracle": 0.80}
-T975_2 = 4.302652729911275  # Student t quantile 0.975, 2 degrees of freedom
 # own cost per run: (cpu s, device s, device)
 COST = {
     "regressor": (3600.0, 7200.0, "cuda:NVIDIA H200"),
@@ -91,20 +91,6 @@ def report(tmp_path_factory: pytest.TempPathFactory):
     return build_report(_experiment(tmp_path_factory.mktemp("tc") / "exp"))
 
 
-def _interval(values: list[float]) -> tuple[float, float, float]:
-    n = len(values)
-    mean = sum(values) / n
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-    half = T975_2 * sd / math.sqrt(n)
-    return mean, mean - half, mean + half
-
-
-def _section(md: str, title: str) -> list[str]:
-    """The lines of one ``## title`` section of the report."""
-    part = md.split(f"## {title}\n", 1)[1]
-    return part.split("\n## ", 1)[0].splitlines()
-
-
 def test_ejection_fraction() -> None:
     assert ejection_fraction(150.0, 60.0) == pytest.approx(60.0)
     assert math.isnan(ejection_fraction(0.0, 10.0)) and math.isnan(ejection_fraction(-1.0, 0.0))
@@ -134,10 +120,10 @@ def test_per_run_values_by_hand(report) -> None:
 
 def test_test_table_across_seeds_and_undefined_count(report) -> None:
     md = report.markdown.read_text()
-    lines = _section(md, "Held-out test set")
+    lines = report_section(md, "Held-out test set")
     row = next(ln for ln in lines if ln.startswith("| fs | 5 |"))
-    mean, lo, hi = _interval([0.60, 0.65, 0.70])
-    best_mean, best_lo, best_hi = _interval([0.62, 0.67, 0.72])
+    mean, lo, hi = three_seed_interval([0.60, 0.65, 0.70])
+    best_mean, best_lo, best_hi = three_seed_interval([0.62, 0.67, 0.72])
     assert f"| {100 * mean:.1f} [{100 * lo:.1f}, {100 * hi:.1f}] |" in row  # 65.0 [52.6, 77.4]
     assert f"| {100 * best_mean:.1f} [{100 * best_lo:.1f}, {100 * best_hi:.1f}] |" in row
     assert "| 0 of 18 |" in row
@@ -206,7 +192,7 @@ def test_report_of_runs_before_the_test_set_and_cost_record(tmp_path: Path, monk
     md = new.markdown.read_text()
     assert "## Held-out test set" not in md
     assert "Compute per stage" not in md  # the cost is reported once, in the Cost section
-    cost = _section(md, "Cost")
+    cost = report_section(md, "Cost")
     assert any("predate the cost record: only their wall time is known" in ln for ln in cost)
     runs = pd.read_csv(tmp_path / "new" / "tables" / "cost_runs.csv")
     assert not runs["recorded"].any() and runs["cpu_seconds"].isna().all()
@@ -231,7 +217,7 @@ def test_test_section_without_cost_and_a_damaged_file_is_named(tmp_path: Path) -
     md = build_report(root, figures=False).markdown.read_text()
     assert "## Held-out test set" in md
     assert f"{bad}: unreadable (columns ['checkpoint', 'split'], expected checkpoint,split,patient," in md
-    row = next(ln for ln in _section(md, "Held-out test set") if ln.startswith("| fs | 5 |"))
+    row = next(ln for ln in report_section(md, "Held-out test set") if ln.startswith("| fs | 5 |"))
     assert "| 2 |" in row  # two seeds left for FS
 
 
@@ -306,7 +292,7 @@ def test_real_runs_with_a_test_split_give_the_test_table_and_the_cost_figure(tmp
         assert rp.test_metrics.exists()
     res = build_report(exp)
     md = res.markdown.read_text()
-    lines = _section(md, "Held-out test set")
+    lines = report_section(md, "Held-out test set")
     for m in ("fs", "oracle"):
         row = next(ln for ln in lines if ln.startswith(f"| {m} | 5 | 1 |"))
         assert re.search(r"\| [0-4] of 4 \|$", row)  # final checkpoint, LV: 2 test patients x ED, ES

@@ -26,6 +26,7 @@ def test_registry_lists_every_space_with_a_docstring():
         "fidelity",
         "arch",
         "constraints",
+        "ssl",
     ]
     for name in available_spaces():
         sp = get_space(name)
@@ -100,6 +101,28 @@ def test_arch_space_runs_each_method_with_each_segmenter():
     assert all(len(r) == 1 for r in regs.values())
     with pytest.raises(ConfigError, match="sweeps seg_arch"):
         sp.configs(seeds=[0], overrides=["seg_arch=enet"])
+
+
+def test_ssl_space_crosses_three_methods_with_each_term_sharing_regressors():
+    from suite.planner import build_plan
+
+    sp = get_space("ssl")
+    cfgs = sp.configs("smoke", seeds=[0, 1])
+    assert len(cfgs) == 3 * 4 * 2 * 2 and {c.preset for c in cfgs} == {"smoke"}
+    assert sorted((c.method, c.ssl, c.n_labeled, c.seed) for c in cfgs) == sorted(
+        (m, t, n, s)
+        for m in ("fs", "proposed", "oracle")
+        for t in ("none", "mean_teacher", "entropy_min", "cps")
+        for n in (5, 10)
+        for s in (0, 1)
+    )
+    plan = build_plan(cfgs)
+    regs = [c for c in plan.runs.values() if c.stage == "regressor"]
+    assert len(plan.runs) == len(cfgs) + 4 and len(regs) == 4  # one regressor per (n, seed), for every term
+    plain = {c.run_id for c in get_space("smoke").configs("smoke", seeds=[0, 1]) if c.method != "proposals"}
+    assert plain == {c.run_id for c in cfgs if c.ssl == "none"}  # the paper's rows are the same runs
+    with pytest.raises(ConfigError, match="sweeps ssl"):
+        sp.configs(seeds=[0], overrides=["ssl=cps"])
 
 
 def test_overrides_and_swept_axes():

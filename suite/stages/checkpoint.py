@@ -1,8 +1,9 @@
 """Checkpoints and the RNG state they carry.
 
 ``checkpoint_last.pt`` holds everything a resumed run needs to repeat the uninterrupted one bit for bit on
-CPU: the stage's state, the Python / NumPy / torch RNG states and the bookkeeping of the epoch loop. Every
-value is a tensor or a plain type, so it loads with ``torch.load(weights_only=True)``.
+CPU: the stage's state (a segmenter's with its ``ssl`` term's networks and optimiser,
+:mod:`suite.stages.ssl_terms`), the Python / NumPy / torch RNG states and the bookkeeping of the epoch loop.
+Every value is a tensor or a plain type, so it loads with ``torch.load(weights_only=True)``.
 
 Determinism: the global RNGs of every rank are reseeded at the start of each epoch from
 ``derive_seed(cfg.seed, stage, "epoch", epoch, "rank", rank)`` (:func:`seed_epoch`).

@@ -18,6 +18,10 @@ method         what the unlabeled images contribute
                (``suite.stages.proposals``)
 =============  ==========================================================================================
 
+Any method may add a semi-supervised term on the unlabeled slices (``cfg.ssl``: Mean Teacher, entropy
+minimisation, cross pseudo supervision; :mod:`suite.stages.ssl_terms`); with ``ssl: none`` nothing below
+changes.
+
 Metrics (``metrics.csv``): per validation volume ``dice`` (3-D), ``dice2d`` (mean per-slice 2-D Dice),
 ``lv_volume_pred_ml``, ``lv_volume_true_ml``; run-level ``dice2d_slices`` (mean 2-D Dice over all validation
 slices: the authors' selection metric) and ``dice_mean`` (mean 3-D Dice over volumes); train ``loss_ce`` (mean
@@ -26,7 +30,9 @@ proposed/oracle, pseudo-label CE per unlabeled batch for proposals, 0 for fs), `
 weight · ``loss_penalty`` (weight λ, or 1 for proposals), ``lr``, ``in_bounds`` (proposed/oracle: fraction of
 unlabeled slices whose soft size was inside its bounds during the epoch's pass; with other constraints: every
 active one), ``epoch_time_s``. With ``classes=multi`` or ``constrained=all`` the validation also logs the RV
-and myocardium Dice (``suite.constraints.reported_labels``; names suffixed ``_rv``, ``_myo``).
+and myocardium Dice (``suite.constraints.reported_labels``; names suffixed ``_rv``, ``_myo``). With an
+``ssl`` term: ``loss_ssl`` (its unweighted mean over the steps that had it) and ``ssl_weight`` (w that
+epoch), added to ``loss_total`` as w · ``loss_ssl``.
 
 Seeds: the initial weights come from ``derive_seed(cfg.seed, "segmenter", "init")`` and the data orders from
 ``derive_seed(cfg.seed, "segmenter", "labeled"|"unlabeled", epoch)`` (:func:`labeled_batches`,
@@ -77,6 +83,7 @@ from suite.stages.base import (
 from suite.stages.lr_rules import CodeRule, LrRule, PlateauRule
 from suite.stages.metrics_log import metric_dict
 from suite.stages.segmenter_data import SegData, batch_images, load_seg_data
+from suite.stages.ssl_terms import MethodTerms, StepBatch, make_ssl_terms
 
 log = logging.getLogger("suite.stages.segmenter")
 
@@ -101,9 +108,10 @@ def unlabeled_batches(
 
 
 def has_unlabeled_pass(cfg: Any, n_unlabeled: int, epoch: int) -> bool:
-    """Whether ``epoch`` has a pass over the unlabeled slices (never for FS; not in ``penalty_warmup``
-    epochs, which train exactly as FS; 0 = the paper)."""
-    return cfg.method != "fs" and n_unlabeled > 0 and epoch >= cfg.penalty_warmup
+    """Whether ``epoch`` has a pass over the unlabeled slices (never for FS without an ``ssl`` term; not in
+    ``penalty_warmup`` epochs, which train exactly as FS; 0 = the paper)."""
+    uses_unlabeled = cfg.method != "fs" or getattr(cfg, "ssl", "none") != "none"
+    return uses_unlabeled and n_unlabeled > 0 and epoch >= cfg.penalty_warmup
 
 
 def initial_segmenter(cfg: Any) -> torch.nn.Module:
@@ -143,16 +151,30 @@ class SegmenterStage(OptimisedStage):
         )
         self.rule = make_lr_rule(cfg)
         self.lv = lv_channel(cfg)
+        # after network 1's init: the term's own networks never shift its seeds
+        terms = MethodTerms(self._inputs, self._labeled_loss, lambda *a: self._unlabeled_term(*a)[0])
+        self.ssl = make_ssl_terms(ctx, net, self.opt, terms)
 
     # -------------------------------------------------------------- one epoch
     def _bar(self, epoch: int, part: str) -> str:
         """The progress bar's label: which run, epoch and pass."""
         return f"{self.cfg.method} epoch {epoch + 1}/{self.cfg.epochs} {part}"
 
+    def _inputs(self, idx: np.ndarray) -> torch.Tensor:
+        """The network input of slices ``idx``."""
+        return prepare_input(batch_images(self.sd.images, idx), self.cfg)
+
     def _forward(self, idx: np.ndarray) -> torch.Tensor:
-        x = prepare_input(batch_images(self.sd.images, idx), self.cfg)
+        x = self._inputs(idx)
         with autocast(self.cfg, self.ctx.device):
             return self.model(x)
+
+    def _with_ssl(
+        self, loss: torch.Tensor, logits: torch.Tensor, batch: StepBatch, epoch: int
+    ) -> torch.Tensor:
+        """``loss`` plus the run's ``ssl`` term on the step's images (unchanged without one)."""
+        extra = None if self.ssl is None else self.ssl.term(logits, batch, epoch)
+        return loss if extra is None else loss + extra
 
     def _labeled_loss(self, logits: torch.Tensor, idx: np.ndarray) -> torch.Tensor:
         """Partial CE of a labeled batch (its mean over the supervised pixels)."""
@@ -170,6 +192,8 @@ class SegmenterStage(OptimisedStage):
         of slices inside their bounds (0 for proposals), then the ``DYNAMICS`` sums of the penalty methods).
         The one home of the unlabeled term: both update schemes call it."""
         cfg, sd, dev, world = self.cfg, self.sd, self.ctx.device, self.cfg.world_size
+        if cfg.method == "fs":  # with an ssl term: FS itself adds nothing on the unlabeled slices
+            return logits.new_zeros(()), torch.zeros(2 + len(DYNAMICS), dtype=torch.float64, device=dev)
         pos = torch.as_tensor(local, device=dev)
         if cfg.method == "proposals":
             # load_seg_data made the pseudo-labels of a proposals run
@@ -197,6 +221,8 @@ class SegmenterStage(OptimisedStage):
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
+        if self.ssl is not None:
+            self.ssl.after_step()
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
         """One epoch of the run's update scheme (``cfg.update``); FS and warm-up epochs: labeled CE only.
@@ -231,10 +257,11 @@ class SegmenterStage(OptimisedStage):
                 pairs, self._bar(epoch, "joint"), enabled=ctx.is_main
             ):
                 idx = sd.lab_idx[lab_local]
-                logits = self._forward(np.concatenate([idx, sd.unl_idx[local]]))
+                both = np.concatenate([idx, sd.unl_idx[local]])
+                logits = self._forward(both)
                 ce = self._labeled_loss(logits[: len(idx)], idx)
                 loss, log = self._unlabeled_term(logits[len(idx) :], gb, local, epoch)
-                self._step(ce + loss)
+                self._step(self._with_ssl(ce + loss, logits, StepBatch(both, len(idx), gb, local), epoch))
                 acc[0] += ce.detach().double()
                 acc[1:-1] += log
                 acc += items * len(local)
@@ -243,13 +270,16 @@ class SegmenterStage(OptimisedStage):
         else:
             for _, local in progress(lab_pass(0), self._bar(epoch, "labeled"), enabled=ctx.is_main):
                 idx = sd.lab_idx[local]
-                ce = self._labeled_loss(self._forward(idx), idx)
-                self._step(ce)
+                logits = self._forward(idx)
+                ce = self._labeled_loss(logits, idx)
+                self._step(self._with_ssl(ce, logits, StepBatch(idx, len(idx)), epoch))
                 acc[0] += ce.detach().double()
                 n_lab_batches += 1
             for gb, local in progress(unl_batches, self._bar(epoch, "unlabeled"), enabled=ctx.is_main):
-                loss, log = self._unlabeled_term(self._forward(sd.unl_idx[local]), gb, local, epoch)
-                self._step(loss)
+                idx = sd.unl_idx[local]
+                logits = self._forward(idx)
+                loss, log = self._unlabeled_term(logits, gb, local, epoch)
+                self._step(self._with_ssl(loss, logits, StepBatch(idx, 0, gb, local), epoch))
                 acc[1:-1] += log
                 acc += items * len(local)
                 n_unl_batches += 1
@@ -275,7 +305,23 @@ class SegmenterStage(OptimisedStage):
             if n_unl > 0:  # not in warm-up epochs: no unlabeled slice was seen
                 out["in_bounds"] = float(stats[2]) / n_unl
                 out.update(dynamics_metrics(stats[3:-1].tolist(), n_unl))
+        if self.ssl is not None:
+            out.update(self.ssl.epoch_metrics(epoch))
+            out["loss_total"] += out["ssl_weight"] * out["loss_ssl"]
         return out
+
+    # -------------------------------------------------------------- checkpoint
+    def state_dict(self) -> dict[str, Any]:
+        """Network 1's state (:class:`OptimisedStage`) and the ssl term's networks beside it."""
+        state = super().state_dict()
+        if self.ssl is not None:
+            state["ssl"] = self.ssl.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        if self.ssl is not None:
+            self.ssl.load_state_dict(state["ssl"])
 
     # -------------------------------------------------------------- validation
     @torch.no_grad()
