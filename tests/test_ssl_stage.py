@@ -17,7 +17,7 @@ import torch
 from suite.config import RunConfig
 from suite.paths import ExperimentPaths
 from suite.seeding import derive_seed
-from suite.stages import execute
+from suite.stages.runner import execute
 from suite.stages.base import RunContext, configure_torch
 from suite.stages.checkpoint import load_checkpoint, seed_epoch
 from suite.stages.metrics_log import read_metrics
