@@ -17,12 +17,12 @@ import torch
 from suite.config import RunConfig
 from suite.paths import ExperimentPaths
 from suite.seeding import derive_seed
-from suite.stages.runner import execute
-from suite.stages.base import RunContext, configure_torch
+from suite.stages.base import RunContext, configure_torch, open_data
 from suite.stages.checkpoint import load_checkpoint, seed_epoch
 from suite.stages.metrics_log import read_metrics
-from suite.stages.runner import open_data
-from suite.stages.segmenter import SegmenterStage, load_seg_data
+from suite.stages.runner import execute
+from suite.stages.segmenter import SegmenterStage
+from suite.stages.segmenter_data import load_seg_data
 from suite.testing.small_runs import small_run_config
 
 
