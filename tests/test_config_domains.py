@@ -66,6 +66,8 @@ OUTSIDE = {
     "centroid_tol": "1.5",
     "barrier_t": "0",
     "barrier_growth": "0.5",
+    "lam_rampup": "-1",
+    "optim_impl": "sgd",
     "ssl": "fixmatch",
     "ssl_weight": "0",
     "ssl_rampup": "1.5",
@@ -207,7 +209,7 @@ def test_every_yaml_key_takes_effect(tmp_path):
         checkpoint_every=3, seg_lr=1e-3, seg_betas=(0.8, 0.9), seg_epochs=7, lr_patience=3,
         reg_width_per_group=8, reg_momentum=0.8, seg_out_channels=4, constrained="all",
         scheme="logbarrier", centroid_tol=0.1, barrier_t=5.0, barrier_growth=1.2, ssl_weight=0.5,
-        ssl_rampup=0.5, ssl_ema_decay=0.9, ssl_noise=0.2,
+        ssl_rampup=0.5, ssl_ema_decay=0.9, ssl_noise=0.2, lam_rampup=5, optim_impl="fused",
     )  # fmt: skip
     # the authors' regressor (the code preset's) predicts sizes only: the centroid takes effect on its own;
     # ssl is refused on a regressor: it too
