@@ -125,7 +125,10 @@ def fig_dice_vs_cost(
     ax.set_xlabel("device-hours per run, prerequisites attributed (GPU-hours on GPU)")
     ax.set_ylabel(f"{which} Dice (%)")
     ax.set_ylim(bottom=0)
-    ax.legend(fontsize=8)
+    if pts["label"].nunique() > 6:  # many conditions (the ssl space's 12): beside the axes, not over points
+        ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    else:
+        ax.legend(fontsize=8)
     cap = (
         f"Dice versus cost: per method and n, the across-seed mean {which} Dice (error bars: 95% CI over "
         "seeds) against the mean device-hours of a run, its share of the regressor (Proposed) or of the FS "
