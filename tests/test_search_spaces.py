@@ -26,6 +26,7 @@ def test_registry_lists_every_space_with_a_docstring():
         "fidelity",
         "arch",
         "constraints",
+        "repro",
         "ssl",
     ]
     for name in available_spaces():
