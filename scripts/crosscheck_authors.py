@@ -350,9 +350,15 @@ def suite_config(argv: list[str]) -> Any:
     from suite.commands.run import build_config
     from suite.stages.base import open_data
 
-    # the CLI warns that reg_arch does not act on FS and the Oracle: the script sets it on purpose
-    logging.getLogger("suite.commands.run").setLevel(logging.ERROR)
-    cfg, _ = open_data(build_config(build_parser().parse_args(argv)))
+    # the CLI warns that reg_arch does not act on FS and the Oracle: the script sets it on purpose (quiet
+    # for this call only: the level is the process's, and a caller's later runs should still warn)
+    logger = logging.getLogger("suite.commands.run")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        cfg, _ = open_data(build_config(build_parser().parse_args(argv)))
+    finally:
+        logger.setLevel(level)
     return cfg
 
 

@@ -147,9 +147,12 @@ def run_warnings():
 
     handler = Collect(level=logging.WARNING)
     logger = logging.getLogger("suite.commands.run")
+    level = logger.level
+    logger.setLevel(logging.WARNING)  # whatever an earlier test in this process left it at
     logger.addHandler(handler)
     yield seen
     logger.removeHandler(handler)
+    logger.setLevel(level)
 
 
 @pytest.mark.parametrize(
