@@ -15,24 +15,32 @@ import dataclasses
 import difflib
 import hashlib
 import json
-import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from suite.config_rules import BARRIER_T_MAX, check_rules
 from suite.data.splits import MODES as SPLIT_MODES
 from suite.data.splits import PAPER_N_TRAIN
 from suite.domains import Domain, Flag, Int, ListOf, Number, OneOf, Text, coerce_scalar
 from suite.errors import ConfigError
 from suite.presets import available_presets, load_preset, preset_description
+from suite.run_kinds import (
+    ALL,
+    CONSTRAINED,
+    METHODS,
+    PENALTY,
+    REG,
+    SEG,
+    SEG_METHODS_WITH_PENALTY,
+    SSL_ACTIVE,
+    SSL_TERMS,
+    STAGES,
+    UNLABELED,
+    identity_scopes_of,
+)
 from suite.yaml_input import load_yaml, read_yaml
 
-STAGES = ("regressor", "segmenter")
-# the largest log-barrier t a run may reach (see barrier_t); the fields that act only under the log-barrier
-BARRIER_T_MAX = 1e12
-LOGBARRIER = ("scheme", "logbarrier")
-METHODS = ("fs", "proposals", "proposed", "oracle")
-SEG_METHODS_WITH_PENALTY = ("proposed", "oracle")
 PRESETS = ("paper", "code", "smoke", "fidelity", "repro")
 # keys ``to_dict`` adds to the fields (config.json): never input, each with the fields to set instead
 DERIVED_KEYS = {
@@ -43,20 +51,6 @@ DERIVED_KEYS = {
 SEG_ARCHS = ("enet", "enet-authors")
 REG_ARCHS = ("resnext", "resnext-authors")
 SEG_OUT_CHANNELS = (2, 4)
-# the semi-supervised term a segmenter run may add on the unlabeled slices (suite/ssl.py, docs/ssl.md)
-SSL_TERMS = ("none", "mean_teacher", "entropy_min", "cps")
-SSL_ACTIVE = ("ssl", SSL_TERMS[1:])  # active_when of the fields every term reads
-
-# Identity scopes: which runs a field changes. ``identity()`` takes the fields whose scope applies to the run
-# (``identity_scopes``); a field without a scope (paths, device, analysis-only) never enters a run id.
-ALL = "all"  # every run
-SEG = "segmenter"  # every segmenter run
-UNLABELED = "unlabeled"  # segmenter runs that use the unlabeled images (proposals, proposed, oracle)
-PENALTY = "penalty"  # segmenter runs with the size penalty (proposed, oracle)
-REG = "regressor"  # the regressor run and the proposed runs that read its predictions
-# the constrained targets (which classes, which attributes): the regressor that predicts them and the runs
-# that bound them (proposed, oracle)
-CONSTRAINED = "constrained"
 
 
 def _f(
@@ -298,61 +292,9 @@ class RunConfig:
 
     # ------------------------------------------------------------------ validation
     def validate(self, source: str = "config") -> None:
-        """The rules between fields (each field's own domain is checked by :meth:`from_dict`). A rule binds
-        only where every field it reads acts on the run (:meth:`acts_on`): the authors' ResNeXt refuses 64 px
-        for a regressor or Proposed run, never for FS or the Oracle, which build no regressor; so dropping a
-        ``--set`` that has no effect, as ``suite run`` advises, never brings a refusal back."""
-
-        def bad(key: str, msg: str) -> ConfigError:
-            return ConfigError(f"{source}: field {key}={getattr(self, key)!r} {msg}")
-
-        def acts(*keys: str) -> bool:
-            return all(self.acts_on(k) for k in keys)
-
-        if self.stage == "segmenter" and self.method not in METHODS:
-            raise bad("method", f"is not one of {', '.join(METHODS)} (the segmenter's methods)")
-        if self.stage == "regressor" and self.ssl != "none":
-            raise bad("ssl", "applies to segmenter runs only (the regressor has no unlabeled term); drop it")
-        for key in ("seg_batch", "unl_batch", "reg_batch"):
-            if acts(key) and getattr(self, key) % self.world_size:
-                raise bad(key, f"(global batch) must be divisible by world_size={self.world_size}")
-        if acts("classes", "seg_out_channels") and self.classes == "multi" and self.seg_out_channels != 4:
-            raise bad("seg_out_channels", "cannot hold classes=multi (4 classes); set seg_out_channels=4")
-        if (
-            acts("constrained", "seg_out_channels")
-            and self.constrained == "all"
-            and self.seg_out_channels != 4
-        ):
-            raise bad("constrained", "needs seg_out_channels=4 (a channel per ACDC class); set it")
-        if acts("barrier_t", "barrier_growth", "seg_epochs"):  # scheme=logbarrier on a penalty method
-            # log10 of t at the last epoch (in logs: barrier_growth ** epochs overflows a float first)
-            last = math.log10(self.barrier_t) + max(self.seg_epochs - 1, 0) * math.log10(self.barrier_growth)
-            if last > math.log10(BARRIER_T_MAX):
-                raise bad(
-                    "barrier_growth",
-                    f"takes t = barrier_t · barrier_growth^epoch to 10^{last:.0f} by epoch "
-                    f"{self.seg_epochs} (at most {BARRIER_T_MAX:g}: beyond it the log-barrier's switch point "
-                    "underflows); lower barrier_growth or barrier_t, or train fewer epochs",
-                )
-        if (
-            acts("reg_arch", "constraint")
-            and self.reg_arch == "resnext-authors"
-            and self.constraint != "size"
-        ):
-            raise bad("reg_arch", "predicts sizes only (one output per label); use reg_arch=resnext")
-        if acts("seg_arch", "seg_width") and self.seg_arch == "enet-authors" and self.seg_width != 1.0:
-            raise bad("seg_width", "must be 1.0 with seg_arch=enet-authors (the authors' widths are fixed)")
-        if acts("reg_arch", "image_size") and self.reg_arch == "resnext-authors":
-            # five stride-2 steps make a ceil(S/32) map; AvgPool2d(7) must see 7..13 pixels for one output
-            side = -(-self.image_size // 32)
-            if not 7 <= side <= 13:
-                run = self.method if self.stage == "segmenter" else "regressor"
-                raise bad(
-                    "image_size",
-                    f"does not fit reg_arch=resnext-authors, the regressor this {run} run trains or reads "
-                    "(its AvgPool2d(7) needs image_size 200 to 416, e.g. 256); use reg_arch=resnext at this "
-                    "size",
-                )
+        """The rules between fields (:func:`suite.config_rules.check_rules`); each field's own domain is
+        checked by :meth:`from_dict`."""
+        check_rules(self, source)
 
     # ------------------------------------------------------------------ identity
     @property
@@ -442,21 +384,6 @@ class RunConfig:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
 
 
-def identity_scopes_of(stage: str, method: str, ssl: str = "none") -> set[str]:
-    """The identity scopes that apply to a run of ``stage``, ``method`` and ``ssl`` term (see ``ALL`` …
-    ``REG``): an ``ssl`` term makes even an FS run use the unlabeled images."""
-    if stage == "regressor":
-        return {ALL, REG, CONSTRAINED}
-    scopes = {ALL, SEG}
-    if method != "fs" or ssl != "none":
-        scopes.add(UNLABELED)
-    if method in SEG_METHODS_WITH_PENALTY:
-        scopes |= {PENALTY, CONSTRAINED}
-    if method == "proposed":
-        scopes.add(REG)
-    return scopes
-
-
 def when_set_fields_in_scope(stage: str, method: str, ssl: str = "none") -> frozenset[str]:
     """The ``when_set`` fields that change a run of ``stage``/``method``/``ssl`` even at their default: left
     out of its run id only to keep old ids, so a reader comparing runs must not treat them as irrelevant."""
@@ -506,5 +433,8 @@ __all__ = [
     "SEG_ARCHS",
     "REG_ARCHS",
     "SSL_TERMS",
+    "SEG_METHODS_WITH_PENALTY",
+    "BARRIER_T_MAX",
+    "identity_scopes_of",
     "field",
 ]
