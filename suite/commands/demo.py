@@ -6,7 +6,7 @@
 2. ``suite prepare``  slices, normalises, crops to the central 60 % of the view (the LV must be more than a
                       pixel at ENet's bottleneck at 64×64), resizes to 64×64, writes the splits;
 3. ``suite tune``     the ``fidelity`` space through Ray Tune: FS, Proposed and Oracle at the smallest n over
-                      3 seeds, the ``fidelity`` preset shortened to fit 10 minutes on 2 cores
+                      3 seeds, the ``fidelity`` preset shortened to fit 5 minutes on 2 cores
                       (:data:`DEMO_OVERRIDES`; regressors first, then the runs that need them);
 4. the last-epoch validation Dice of every segmenter run;
 5. ``suite report``   the report, whose first screen says what the experiment is and the ordering it found
@@ -26,15 +26,17 @@ from typing import Any
 
 log = logging.getLogger("suite.demo")
 
-# the fidelity preset cut to fit 10 minutes on 2 cores with 3 seeds: 10 segmenter epochs (4 of them FS
-# warm-up), statistic over the last 5, a 10-epoch regressor. Proposals is left out: it was the first to drop
-# (about 100 s per seed). The report's first sentence names every departure from the paper.
+# the fidelity preset (the authors' ENet, whose FS learns on every seed here) cut to fit 5 minutes on 2 idle
+# cores with 3 seeds: 6 segmenter epochs (3 of them FS warm-up), statistic over the last 3, a 6-epoch
+# regressor. The same grid at 10 epochs (4 warm-up) and a 10-epoch regressor took 500 s (804 CPU-s: FS 38 s,
+# Oracle and Proposed 89-112 s, regressor 26-34 s a run; BENCHMARKS.md, demo). Proposals is left out: it
+# was the first to drop (about 100 s per seed). The report's first sentence names every departure.
 DEMO_OVERRIDES = (
-    "seg_epochs=10",
-    "penalty_warmup=4",
-    "stat_window=5",
-    "reg_epochs=10",
-    "reg_milestones=[7, 9]",
+    "seg_epochs=6",
+    "penalty_warmup=3",
+    "stat_window=3",
+    "reg_epochs=6",
+    "reg_milestones=[4, 5]",
 )
 
 
