@@ -30,24 +30,12 @@ long study that measures it is recorded (``LONG_STUDY``); ``--require-effect`` a
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import statistics
 import sys
 import time
 from pathlib import Path
 from typing import Any
-
-
-def _run_level(metrics_csv: Path) -> dict[str, dict[int, float]]:
-    """``{split/metric: {epoch: value}}`` of the run-level rows (empty volume)."""
-    out: dict[str, dict[int, float]] = {}
-    with open(metrics_csv, newline="") as f:
-        for r in csv.DictReader(f):
-            if r["volume"]:
-                continue
-            out.setdefault(f"{r['split']}/{r['metric']}", {})[int(r["epoch"])] = float(r["value"])
-    return out
 
 
 def _stat(series: dict[int, float], window: int) -> float:
@@ -57,6 +45,7 @@ def _stat(series: dict[int, float], window: int) -> float:
 
 def analyse(exp_root: Path) -> dict[str, Any]:
     """Per-seed numbers, orderings and diagnostics from the run directories of a fidelity experiment."""
+    from analysis.short_run import penalty_course, run_level_metrics
     from suite.config import SEG_METHODS_WITH_PENALTY
     from suite.paths import ExperimentPaths
 
@@ -66,7 +55,7 @@ def analyse(exp_root: Path) -> dict[str, Any]:
         if not rp.summary.exists():
             continue
         cfg = json.loads(rp.config.read_text())
-        m = _run_level(rp.metrics)
+        m = run_level_metrics(rp.metrics)
         seed = int(cfg["seed"])
         if cfg["stage"] == "regressor":
             last = max(m.get("regval/size_abs_err_pct", {0: float("nan")}))
@@ -81,13 +70,8 @@ def analyse(exp_root: Path) -> dict[str, Any]:
             "run_id": rp.run_id,
         }
         if cfg["method"] in SEG_METHODS_WITH_PENALTY:
-            ib = m.get("train/in_bounds", {})
-            pen = m.get("train/loss_penalty", {})
-            if ib:
-                entry["in_bounds_first_last"] = [ib[min(ib)], ib[max(ib)]]
-            pen = {e: v for e, v in pen.items() if e in ib}  # warm-up epochs (no unlabeled pass) left out
-            if pen:
-                entry["penalty_first_last"] = [pen[min(pen)], pen[max(pen)]]
+            course = penalty_course(m)
+            entry.update({k: v for k, v in course.items() if k != "penalty_epochs"})
         rows.setdefault(seed, {})[cfg["method"]] = entry
     per_seed = {}
     for seed in sorted(rows):

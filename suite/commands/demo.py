@@ -8,7 +8,8 @@
 3. ``suite tune``     the ``fidelity`` space through Ray Tune: FS, Proposed and Oracle at the smallest n over
                       3 seeds, the ``fidelity`` preset shortened to fit 5 minutes on 2 cores
                       (:data:`DEMO_OVERRIDES`; regressors first, then the runs that need them);
-4. the last-epoch validation Dice of every segmenter run;
+4. the last-epoch validation Dice of every segmenter run, and for Proposed and the Oracle the penalty and
+   the in-bounds share from the first to the last epoch with the penalty (what a short run can show);
 5. ``suite report``   the report, whose first screen says what the experiment is and the ordering it found
                       (per-seed values, intervals); printed here too.
 
@@ -43,8 +44,8 @@ DEMO_OVERRIDES = (
 # the demo's first screen: what a run of its budget can and cannot show, and where the long result is
 CAN_SHOW = (
     "What a 5-minute demo can show: the whole pipeline on your machine (phantom, preparation, Ray Tune, the\n"
-    "held-out evaluation, the report), FS learning the LV, the size penalty falling and the Oracle's slices\n"
-    "moving inside their bounds."
+    "held-out evaluation, the report), FS learning the LV on every seed and the size penalty falling epoch\n"
+    "by epoch (step 4 prints both)."
 )
 CANNOT_SHOW = (
     "What it cannot show: whether the size constraint beats full supervision. On a CPU that takes the\n"
@@ -191,10 +192,18 @@ def _run_standalone(spec: Any) -> Path:
     return planned.exp.root
 
 
+# a penalty run's last Dice below this after its warm-up is the start-up collapse the demo explains
+COLLAPSED_DICE = 0.05
+
+
 def _print_last_epoch(exp_root: Path) -> None:
-    import csv
+    """Per segmenter run the last epoch's validation Dice and, for the penalty methods, the penalty and the
+    share of unlabeled slices inside their bounds at the first and the last epoch with the penalty: what a
+    run of the demo's length can show."""
     import json
 
+    from analysis.short_run import penalty_course, run_level_metrics
+    from suite.config import SEG_METHODS_WITH_PENALTY
     from suite.paths import ExperimentPaths
 
     rows = []
@@ -204,17 +213,30 @@ def _print_last_epoch(exp_root: Path) -> None:
         cfg = json.loads(rp.config.read_text())
         if cfg.get("stage") != "segmenter":
             continue
-        by_epoch: dict[int, list[float]] = {}
-        with rp.metrics.open() as f:
-            for r in csv.DictReader(f):
-                if r["split"] == "val" and r["metric"] == "dice" and r["volume"]:
-                    by_epoch.setdefault(int(r["epoch"]), []).append(float(r["value"]))
-        if by_epoch:
-            last = max(by_epoch)
-            vals = by_epoch[last]
-            rows.append(
-                (cfg["method"], cfg["n_labeled"], cfg["seed"], last, sum(vals) / len(vals), rp.status())
+        m = run_level_metrics(rp.metrics)
+        dice = m.get("val/dice_mean", {})  # the mean over the validation volumes, per epoch
+        if not dice:
+            continue
+        last = max(dice)
+        course = penalty_course(m) if cfg["method"] in SEG_METHODS_WITH_PENALTY else {}
+        line = ""
+        if "penalty_first_last" in course:
+            (p0, p1), (b0, b1), (e0, e1) = (
+                course["penalty_first_last"],
+                course["in_bounds_first_last"],
+                course["penalty_epochs"],
             )
-    print(f"   {'method':<10} {'n':>3} {'seed':>4} {'epoch':>5} {'dice':>7}  status")
-    for m, n, seed, ep, dice, st in sorted(rows):
-        print(f"   {m:<10} {n:>3} {seed:>4} {ep:>5} {dice:>7.3f}  {st}")
+            line = f"penalty {p0:.3g} -> {p1:.3g}, in bounds {b0:.2f} -> {b1:.2f} (epochs {e0}-{e1})"
+        rows.append((cfg["method"], cfg["n_labeled"], cfg["seed"], last, dice[last], rp.status(), line))
+    print(f"   {'method':<10} {'n':>3} {'seed':>4} {'epoch':>5} {'dice':>7}  {'status':<9} penalty runs")
+    for m, n, seed, ep, dice, st, course in sorted(rows):
+        print(f"   {m:<10} {n:>3} {seed:>4} {ep:>5} {dice:>7.3f}  {st:<9} {course}".rstrip())
+    if any(r[0] in SEG_METHODS_WITH_PENALTY and r[4] < COLLAPSED_DICE for r in rows):
+        print(
+            "   A penalty run at Dice ~0 after its warm-up is the known start-up collapse, not a broken\n"
+            "   pipeline: the first penalty steps shrink the LV channel below 0.5 everywhere while its soft\n"
+            "   size is still above the bounds; over the paper's 100 epochs it recovers on some seeds and\n"
+            "   not on others (BENCHMARKS.md, 'Evidence: the paper's schedule over seeds'). What this run\n"
+            "   can show is the penalty falling (the column above); the in-bounds share rises over longer\n"
+            "   runs (scripts/fidelity.py checks it over 20 epochs)."
+        )
