@@ -41,14 +41,17 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def run_suite(tree: Path, argv: list[str], out: Path, log: Path) -> None:
-    """``python -m suite <argv>`` from the checkout ``tree``, writing its runs under ``out``."""
+    """``python -m suite <argv>`` from the checkout ``tree``, writing its runs under ``out``. It runs in
+    ``tree``: ``-m`` puts the working folder first on ``sys.path``, ahead of ``PYTHONPATH``, so from this
+    checkout a baseline tree's ``suite`` would never be imported (the first idle-machine figures compared
+    this checkout with itself)."""
     argv = list(argv)
     argv[argv.index("--out") + 1] = str(out)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "SUITE_NO_PBAR": "1"}
     env["PYTHONPATH"] = str(tree)
     with open(log, "w") as f:
         r = subprocess.run(
-            [sys.executable, "-m", "suite", *argv], env=env, stdout=f, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "suite", *argv], env=env, cwd=tree, stdout=f, stderr=subprocess.STDOUT
         )
     if r.returncode != 0:
         raise RuntimeError(f"suite run from {tree} failed (exit {r.returncode}); log: {log}")
