@@ -78,6 +78,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, help="write the figures as JSON here")
     args = ap.parse_args(argv)
 
+    earlier = [args.work / sub for sub in ("suite", "theirs") if any((args.work / sub).glob("*"))]
+    if earlier:  # their runs would be skipped as finished and their old epoch times reported as new
+        print(
+            f"--work {args.work}: holds an earlier benchmark's runs ({', '.join(map(str, earlier))}), which "
+            "would be reported again, not timed; remove them or pass another --work",
+            file=sys.stderr,
+        )
+        return 2
     from suite.data.dataset import PreparedData
     from suite.log import setup_logging
 

@@ -1,4 +1,5 @@
-"""``scripts/bench_vs_authors.py`` times the suite of a given checkout: each side imports its own ``suite``."""
+"""``scripts/bench_vs_authors.py`` times what it names: each tree imports its own ``suite``, and no earlier
+benchmark's runs are reported as new."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("bench_vs_authors", ROOT / "scripts" / "bench_vs_authors.py")
+    path = ROOT / "scripts" / "bench_vs_authors.py"
+    spec = importlib.util.spec_from_file_location("bench_vs_authors", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -28,3 +30,13 @@ def test_the_baseline_tree_runs_its_own_suite(tmp_path, monkeypatch):
     log = tmp_path / "log.txt"
     bench.run_suite(tree, ["run", "--out", "x"], tmp_path / "out", log)
     assert f"imported {os.path.join(tree, 'suite', '__init__.py')}" in log.read_text()
+
+
+def test_a_work_folder_with_an_earlier_benchmark_is_refused(tmp_path, capsys):
+    """Finished runs in ``--work`` are skipped, not timed: their old epoch times would come out as new."""
+    bench = _script()
+    (tmp_path / "suite" / "now-r0").mkdir(parents=True)
+    argv = ["--data", "D", "--authors", "A", "--their-python", "P", "--work", str(tmp_path)]
+    assert bench.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "earlier benchmark" in err and "another --work" in err
