@@ -229,8 +229,8 @@ def _print_last_epoch(exp_root: Path) -> None:
             line = f"penalty {p0:.3g} -> {p1:.3g}, in bounds {b0:.2f} -> {b1:.2f} (epochs {e0}-{e1})"
         rows.append((cfg["method"], cfg["n_labeled"], cfg["seed"], last, dice[last], rp.status(), line))
     print(f"   {'method':<10} {'n':>3} {'seed':>4} {'epoch':>5} {'dice':>7}  {'status':<9} penalty runs")
-    for m, n, seed, ep, dice, st, course in sorted(rows):
-        print(f"   {m:<10} {n:>3} {seed:>4} {ep:>5} {dice:>7.3f}  {st:<9} {course}".rstrip())
+    for method, n, seed, ep, last_dice, st, line in sorted(rows):
+        print(f"   {method:<10} {n:>3} {seed:>4} {ep:>5} {last_dice:>7.3f}  {st:<9} {line}".rstrip())
     if any(r[0] in SEG_METHODS_WITH_PENALTY and r[4] < COLLAPSED_DICE for r in rows):
         print(
             "   A penalty run at Dice ~0 after its warm-up is the known start-up collapse, not a broken\n"
