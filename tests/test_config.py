@@ -2,6 +2,7 @@ import pytest
 
 from suite.config import RunConfig, available_presets
 from suite.errors import ConfigError
+from suite.testing.preset_history import PRESET_VALUES_BEFORE
 
 
 def test_presets_load():
@@ -64,7 +65,8 @@ def test_to_dict_has_contract_keys():
 
 
 # run ids computed at commit edac201 (before identity was declared on the fields): configs that leave the
-# fields added since at their defaults must keep them
+# fields added since at their defaults must keep them (with the presets' values of that time:
+# PRESET_VALUES_BEFORE)
 PINNED_RUN_IDS = {
     ("default", "regressor"): "reg-n10-s2-b2e7dc20aa",
     ("default", "fs"): "seg-fs-n10-s2-2e9996a230",
@@ -93,13 +95,20 @@ def test_run_ids_of_configs_without_the_new_fields_are_unchanged(preset, method)
         seed=2,
         data_hash="abc123",
     )
-    cfg = RunConfig.from_dict(kw) if preset == "default" else RunConfig.from_preset(preset, **kw)
+    then = PRESET_VALUES_BEFORE.get(preset, {})
+    cfg = RunConfig.from_dict(kw) if preset == "default" else RunConfig.from_preset(preset, **kw, **then)
     assert cfg.run_id == PINNED_RUN_IDS[(preset, method)]
 
 
 def test_pinned_warmup_and_random_split_run_id():
     cfg = RunConfig.from_preset(
-        "smoke", method="proposed", penalty_warmup=2, split_mode="random", split_seed=3, data_hash="abc123"
+        "smoke",
+        method="proposed",
+        penalty_warmup=2,
+        split_mode="random",
+        split_seed=3,
+        data_hash="abc123",
+        **PRESET_VALUES_BEFORE["smoke"],
     )
     assert cfg.run_id == "seg-proposed-n5-s0-g0.1-l0.01-r3-a085505c6c"
 
@@ -189,6 +198,8 @@ def test_code_and_paper_presets_use_the_authors_networks():
     paper = RunConfig.from_preset("paper")
     assert (paper.seg_arch, paper.seg_out_channels, paper.reg_arch) == ("enet-authors", 4, "resnext")
     assert paper.reg_loss_reduction == "mean" and paper.reg_lr == 5e-6 and paper.reg_aug_copies == 10
-    for name in ("smoke", "fidelity"):
-        assert RunConfig.from_preset(name).seg_arch == "enet"
+    assert RunConfig.from_preset("smoke").seg_arch == "enet"  # the fast one, for code paths
+    # the fidelity check and the demo: the network whose FS learns on every seed of the demo data
+    fid = RunConfig.from_preset("fidelity")
+    assert (fid.seg_arch, fid.seg_out_channels) == ("enet-authors", 4)
     assert RunConfig.from_preset("code", reg_arch="resnext", image_size=64).image_size == 64

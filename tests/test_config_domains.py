@@ -204,7 +204,7 @@ def test_every_yaml_key_takes_effect(tmp_path):
         stage="regressor", method="regressor", n_labeled=10, seed=3, split_mode="random", split_seed=4,
         gamma=0.2, lam=0.5, penalty_warmup=2, update="joint", data="/d", data_hash="abc", classes="multi",
         size_units="fraction", seg_weight_decay=1e-5, seg_batch=2, unl_batch=4, lr_factor=0.25,
-        best_metric="dice3d", reg_weight_decay=0.0, reg_lr_factor=0.1, reg_batch=4, threads=1,
+        best_metric="dice3d", reg_weight_decay=0.0, reg_lr_factor=0.1, reg_batch=4, threads=3,
         world_size=2, amp="bf16", channels_last=True, compile=True, device="cpu", stat_window=7,
         checkpoint_every=3, seg_lr=1e-3, seg_betas=(0.8, 0.9), seg_epochs=7, lr_patience=3,
         reg_width_per_group=8, reg_momentum=0.8, seg_out_channels=4, constrained="all",

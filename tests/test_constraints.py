@@ -20,6 +20,7 @@ from suite.losses import (
     soft_centroid,
 )
 from suite.models import build_regressor, constrained_channels, regressor_outputs
+from suite.testing.preset_history import PRESET_VALUES_BEFORE
 from suite.testing.small_runs import small_run_config
 
 MULTI = dict(classes="multi", seg_out_channels=4)
@@ -237,9 +238,8 @@ def test_regressor_outputs_and_loss():
 
 
 # ------------------------------------------------------------------------------------------ config, run ids
-# computed at the parent commit bf0cd8e (before the constraint family existed), when the smoke preset ran 2
-# threads (PRESET_THEN: the fields a preset has changed since, at their values then)
-PRESET_THEN = {"smoke": {"threads": 2}}
+# computed at the parent commit bf0cd8e (before the constraint family existed), with the presets' values of
+# that time (PRESET_VALUES_BEFORE: the fields a preset has changed since)
 PARENT_RUN_IDS = {
     ("paper", "fs"): "seg-fs-n5-s0-aacbedbad3",
     ("paper", "proposals"): "seg-proposals-n5-s0-fa35cc72d7",
@@ -327,7 +327,7 @@ def test_a_log_barrier_t_that_would_overflow_is_refused_when_read(change):
 def test_default_run_ids_are_the_parents():
     for (preset, method), run_id in PARENT_RUN_IDS.items():
         stage = "regressor" if method == "regressor" else "segmenter"
-        then = PRESET_THEN.get(preset, {})
+        then = PRESET_VALUES_BEFORE.get(preset, {})
         assert RunConfig.from_preset(preset, stage=stage, method=method, **then).run_id == run_id
         if stage == "segmenter":  # no semi-supervised term, named: the same run
             assert RunConfig.from_preset(preset, method=method, ssl="none", **then).run_id == run_id
