@@ -10,18 +10,18 @@ penalty look as if it rose.
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
+
+from suite.stages.metrics_log import read_metrics
 
 
 def run_level_metrics(metrics_csv: Path) -> dict[str, dict[int, float]]:
-    """``{split/metric: {epoch: value}}`` of a ``metrics.csv``'s run-level rows (those without a volume)."""
+    """``{split/metric: {epoch: value}}`` of a ``metrics.csv``'s run-level rows (those without a volume), as
+    :func:`suite.stages.metrics_log.read_metrics` reads them."""
     out: dict[str, dict[int, float]] = {}
-    with open(metrics_csv, newline="") as f:
-        for r in csv.DictReader(f):
-            if r["volume"]:
-                continue
-            out.setdefault(f"{r['split']}/{r['metric']}", {})[int(r["epoch"])] = float(r["value"])
+    for r in read_metrics(metrics_csv):
+        if not r["volume"]:
+            out.setdefault(f"{r['split']}/{r['metric']}", {})[r["epoch"]] = r["value"]
     return out
 
 
