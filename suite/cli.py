@@ -20,7 +20,19 @@ from suite.errors import InputError, missing_dependency
 from suite.log import log_level, setup_logging
 
 # display order; any other module in suite/commands is listed after these
-ORDER = ["phantom", "prepare", "info", "run", "tune", "slurm", "evaluate", "export", "report", "demo"]
+ORDER = [
+    "phantom",
+    "prepare",
+    "info",
+    "run",
+    "tune",
+    "slurm",
+    "evaluate",
+    "export",
+    "report",
+    "archive",
+    "demo",
+]
 
 EPILOG = """\
 typical flow:
@@ -31,6 +43,7 @@ typical flow:
   suite evaluate results/<experiment>                          # held-out test split (runs do it themselves)
   suite export results/<experiment>/runs/<run_id> exported/    # predictions as NIfTI
   suite report results/<experiment>
+  suite archive results/<experiment> kept/<experiment>         # the finished runs without checkpoints
 
 environment: SUITE_LOG_LEVEL (DEBUG, INFO, WARNING), SUITE_NO_PBAR=1 (no progress bars)
 """

@@ -218,6 +218,16 @@ class RunPaths:
     def lock(self) -> Path:
         return self.root.parent / f".{self.root.name}.lock"
 
+    @property
+    def record_files(self) -> tuple[Path, ...]:
+        """The run's record — every file the report, the evaluation's check and a reader of the run need,
+        without checkpoints or predictions — in the order to copy them: ``summary.json`` last, since its
+        presence says the run finished (``suite archive``)."""
+        return (
+            *(self.config, self.env, self.metrics, self.test_metrics, self.evaluation, self.log),
+            self.summary,
+        )
+
     def is_finished(self) -> bool:
         return self.summary.exists()
 
