@@ -5,6 +5,8 @@
   one n.
 * **Training dynamics against the bounds** (:mod:`analysis.dynamics`): in words per condition, then the
   numbers at the chosen epochs and the two figures; only for runs that logged the soft size.
+* **Leaving the collapse, per seed** (:mod:`analysis.escape`): per condition in words, then per run its
+  epochs at a collapsed Dice, the epoch from which it stays out and the epoch it catches up with its FS.
 
 Each returns no lines when its table is empty, so older experiments report exactly as before.
 """
@@ -16,6 +18,7 @@ from typing import Any
 import pandas as pd
 
 from analysis.dynamics import EPOCHS, dynamics_summaries
+from analysis.escape import COLLAPSED, SPAN, escape_summaries
 from analysis.per_seed import above_text, interval_text
 from analysis.plotting import Figure, figure_lines
 from analysis.run_stats import BASE_CONDITION, is_missing, setting_text
@@ -113,4 +116,37 @@ def dynamics_markdown(a: Analysis, figures: list[Figure]) -> list[str]:
     for f in figures:
         lines += figure_lines(f)
     lines.append("Files: `tables/dynamics.csv` (these epochs), `tables/dynamics_epochs.csv` (every epoch).\n")
+    return lines
+
+
+def escape_markdown(a: Analysis) -> list[str]:
+    """The section "Leaving the collapse, per seed"; no lines without a run of a method other than FS."""
+    t = a.escape
+    if t.empty:
+        return []
+    lines = [
+        "## Leaving the collapse, per seed",
+        "",
+        f"Per run of a method other than FS: its epochs with a validation Dice under {COLLAPSED:.0%} (the "
+        "arg-max keeps almost no LV: the start-up collapse, or one after a warm start), the epoch from which "
+        f"it stays at or above that to its end (– : it ends collapsed), and the first epoch at which its "
+        f"{SPAN}-epoch mean Dice reaches its paired FS run's over the same epochs, counted from its first "
+        "penalty epoch (– : never, or no FS of its seed). Whether it *ends* above FS is the paper "
+        'statistic\'s ("Per seed and against FS").',
+        "",
+    ]
+    for label, text in escape_summaries(t, a.cond):
+        lines.append(f"- **{label}**: {text}")
+    cols = _setting_columns(t, a.cond)
+    shown = pd.DataFrame({("n" if c == "n_labeled" else c): t[c].map(_setting) for c in ["method", *cols]})
+    shown["seed"] = t["seed"].astype(int)
+    shown["epochs"] = t["n_epochs"].astype(int)
+    shown[f"epochs < {COLLAPSED:.0%}"] = t["collapsed_epochs"].astype(int)
+    shown["last of them"] = t["last_collapsed"].map(lambda v: "–" if is_missing(v) else str(int(v)))
+    shown["out from"] = t["out_from"].map(lambda v: "–" if is_missing(v) else str(int(v)))
+    shown["reaches FS at"] = [
+        "no FS" if not p else ("–" if is_missing(v) else str(int(v)))
+        for p, v in zip(t["fs_paired"], t["caught_up"], strict=True)
+    ]
+    lines += ["", df_markdown(shown, max_rows=200), "File: `tables/escape.csv`.\n"]
     return lines

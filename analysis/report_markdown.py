@@ -20,7 +20,7 @@ from analysis.headline import headline_markdown
 from analysis.load import Experiment
 from analysis.plotting import figure_lines
 from analysis.power import power_markdown
-from analysis.report_evidence import dynamics_markdown, per_seed_markdown
+from analysis.report_evidence import dynamics_markdown, escape_markdown, per_seed_markdown
 from analysis.report_test_cost import TestAndCost, test_and_cost_markdown
 from analysis.stats import Analysis
 from analysis.summaries import REG_METRICS, regressor_keys
@@ -317,6 +317,7 @@ def render_markdown(
             df_markdown(cf, nd=3, max_rows=100),
         ]
     parts += dynamics_markdown(a, own)
+    parts += escape_markdown(a)
     parts.append(_runs_section(a))
     parts.append(_provenance(exp))
     return "\n".join(parts).rstrip() + "\n"

@@ -39,6 +39,7 @@ from analysis.comparisons import (
     per_volume_window,
 )
 from analysis.dynamics import dynamics_curves, dynamics_table
+from analysis.escape import escape_table
 from analysis.load import Experiment
 from analysis.per_seed import per_seed_table
 from analysis.power import ALPHA, POWER, power_table
@@ -76,6 +77,7 @@ class Analysis:
     # empty for runs that did not log it
     dynamics: pd.DataFrame = field(default_factory=pd.DataFrame)
     dynamics_table: pd.DataFrame = field(default_factory=pd.DataFrame)
+    escape: pd.DataFrame = field(default_factory=pd.DataFrame)  # analysis.escape.escape_table
 
 
 def analyse(
@@ -129,6 +131,7 @@ def analyse(
         per_seed=per_seed_table(rs, conditions, paired, cond, scale),
         dynamics=dyn,
         dynamics_table=dynamics_table(dyn, cons, curves, cond, scale),
+        escape=escape_table(per_epoch, rs, exp.runs, cond),
     )
     a.power = power_table(paired, alpha, power)
     a.warnings = collect_warnings(a)

@@ -401,6 +401,8 @@ def write_tables(a: Analysis, t: Table1, out_dir: Path) -> dict[str, Path]:
     if len(a.dynamics_table):
         files["dynamics.csv"] = a.dynamics_table.to_csv(index=False, float_format="%.6g")
         files["dynamics_epochs.csv"] = a.dynamics.to_csv(index=False, float_format="%.6g")
+    if len(a.escape):
+        files["escape.csv"] = a.escape.to_csv(index=False, float_format="%.6g")
     sens = sensitivity_table(a)
     if len(sens):
         files["sensitivity.csv"] = sens.to_csv(index=False, float_format="%.4f")

@@ -192,16 +192,13 @@ def _run_standalone(spec: Any) -> Path:
     return planned.exp.root
 
 
-# a penalty run's last Dice below this after its warm-up is the start-up collapse the demo explains
-COLLAPSED_DICE = 0.05
-
-
 def _print_last_epoch(exp_root: Path) -> None:
     """Per segmenter run the last epoch's validation Dice and, for the penalty methods, the penalty and the
     share of unlabeled slices inside their bounds at the first and the last epoch with the penalty: what a
     run of the demo's length can show."""
     import json
 
+    from analysis.escape import COLLAPSED  # a penalty run below it: the start-up collapse explained below
     from analysis.short_run import penalty_course, run_level_metrics
     from suite.config import SEG_METHODS_WITH_PENALTY
     from suite.paths import ExperimentPaths
@@ -231,7 +228,7 @@ def _print_last_epoch(exp_root: Path) -> None:
     print(f"   {'method':<10} {'n':>3} {'seed':>4} {'epoch':>5} {'dice':>7}  {'status':<9} penalty runs")
     for method, n, seed, ep, last_dice, st, line in sorted(rows):
         print(f"   {method:<10} {n:>3} {seed:>4} {ep:>5} {last_dice:>7.3f}  {st:<9} {line}".rstrip())
-    if any(r[0] in SEG_METHODS_WITH_PENALTY and r[4] < COLLAPSED_DICE for r in rows):
+    if any(r[0] in SEG_METHODS_WITH_PENALTY and r[4] < COLLAPSED for r in rows):
         print(
             "   A penalty run at Dice ~0 after its warm-up is the known start-up collapse, not a broken\n"
             "   pipeline: the first penalty steps shrink the LV channel below 0.5 everywhere while its soft\n"
