@@ -28,7 +28,7 @@ from pathlib import Path
 
 from suite.atomic import suite_outputs, write_json_atomic
 from suite.errors import InputError
-from suite.experiment import IDENTITY_KEYS, MAX_LAUNCHES, ExperimentRecord, read_record
+from suite.experiment import MAX_LAUNCHES, ExperimentRecord, read_record
 from suite.paths import ExperimentPaths
 
 
@@ -110,14 +110,13 @@ def _merged_record(src: ExperimentPaths, dest: ExperimentPaths) -> ExperimentRec
     old = read_record(dest) if dest.experiment.exists() else None
     if old is None:
         return new
-    if new.space is not None and old.space is not None:
-        for key in IDENTITY_KEYS:
-            was, now = getattr(old, key), getattr(new, key)
-            if was != now:
-                raise InputError(
-                    f"{dest.experiment}: archives an experiment with {key}={was!r}, {src.root} has {now!r}; "
-                    "archive it into another folder"
-                )
+    clash = new.identity_clash(old)
+    if clash is not None:
+        key, was, now = clash
+        raise InputError(
+            f"{dest.experiment}: archives an experiment with {key}={was!r}, {src.root} has {now!r}; "
+            "archive it into another folder"
+        )
     merged = new.merged_into(old, source=str(dest.experiment))
     # archiving again brings the source's launches again: keep each launch once, in order
     seen: set[str] = set()

@@ -119,19 +119,31 @@ class ExperimentRecord:
         extra = {k: v for k, v in d.items() if k not in known}
         return cls(**values, extra=extra)
 
+    def identity_clash(self, old: ExperimentRecord) -> tuple[str, Any, Any] | None:
+        """The first identity key (:data:`IDENTITY_KEYS`) on which this space experiment differs from
+        ``old``'s, as (key, old value, this value); None when they are one experiment or either record has
+        no space (runs launched one at a time)."""
+        if self.space is None or old.space is None:
+            return None
+        for key in IDENTITY_KEYS:
+            was, now = getattr(old, key), getattr(self, key)
+            if was != now:
+                return key, was, now
+        return None
+
     def merged_into(self, old: ExperimentRecord, source: str = "experiment.json") -> ExperimentRecord:
         """This launch's record merged into the file's ``old`` one (raises InputError on another identity)."""
         if self.space is None:  # one run launched alone: the folder's experiment stays what it was
             kept = ("space", "preset", "space_description", "overrides", "search", "methods")
             asked = {k: getattr(old, k) for k in kept}
         else:
-            for key in IDENTITY_KEYS:
-                was, now = getattr(old, key), getattr(self, key)
-                if was != now:
-                    raise InputError(
-                        f"{source}: this experiment folder was made with {key}={was!r}, now {now!r}; "
-                        "use --experiment NAME for a new experiment (or the same options)"
-                    )
+            clash = self.identity_clash(old)
+            if clash is not None:
+                key, was, now = clash
+                raise InputError(
+                    f"{source}: this experiment folder was made with {key}={was!r}, now {now!r}; "
+                    "use --experiment NAME for a new experiment (or the same options)"
+                )
             methods = None
             if old.methods is not None and self.methods is not None:
                 methods = _union(old.methods, self.methods)
