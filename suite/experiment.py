@@ -121,9 +121,9 @@ class ExperimentRecord:
 
     def identity_clash(self, old: ExperimentRecord) -> tuple[str, Any, Any] | None:
         """The first identity key (:data:`IDENTITY_KEYS`) on which this space experiment differs from
-        ``old``'s, as (key, old value, this value); None when they are one experiment or either record has
-        no space (runs launched one at a time)."""
-        if self.space is None or old.space is None:
+        ``old``'s, as (key, old value, this value); None when they are one experiment or this record has no
+        space (a run launched alone); an old record without one clashes on ``space``."""
+        if self.space is None:
             return None
         for key in IDENTITY_KEYS:
             was, now = getattr(old, key), getattr(self, key)
