@@ -15,8 +15,10 @@ experiment itself.
 * ``experiment.json`` is merged as a launch is (``suite.experiment``): the identity (space, preset, data
   hash, overrides, search) must be the archive's, and the runs, seeds and launches add up.
 * Files are moved in with :func:`suite.atomic.suite_outputs`: nothing in DEST that the suite did not write
-  is replaced (a README beside the records stays); each file arrives whole, and an archive that was
-  interrupted is completed by the next one.
+  is replaced (a README beside the records stays) and each file arrives whole. The moves are not one
+  transaction: an archive killed part-way can leave a run in DEST without all its files, or an
+  experiment.json the manifest does not list yet (the next archive then refuses it: delete DEST's
+  experiment.json and archive again).
 """
 
 from __future__ import annotations
@@ -68,9 +70,11 @@ def plan_archive(src: str | Path, dest: str | Path) -> ArchivePlan:
             f"DEST {dest_exp.root}: exists and is not a folder; give a folder (created when missing)"
         )
     s, d = src_exp.root.resolve(), dest_exp.root.resolve()
-    if d == s or d.is_relative_to(s / "runs"):
+    # inside SRC, DEST would share a folder with SRC's own outputs (runs/, report/: `suite report` replaces
+    # the files it wrote there)
+    if d.is_relative_to(s):
         raise InputError(
-            f"DEST {dest_exp.root}: is the experiment itself or inside its runs/; give another folder"
+            f"DEST {dest_exp.root}: is inside the experiment {src_exp.root}; give a folder outside it"
         )
     plan = ArchivePlan()
     for rp in src_exp.all_runs():
@@ -118,10 +122,10 @@ def _merged_record(src: ExperimentPaths, dest: ExperimentPaths) -> ExperimentRec
             "archive it into another folder"
         )
     merged = new.merged_into(old, source=str(dest.experiment))
-    # archiving again brings the source's launches again: keep each launch once, in order
+    # archiving again brings the source's launches again: keep each launch once, in order, before the cut
     seen: set[str] = set()
     launches = []
-    for launch in merged.launches:
+    for launch in [*old.launches, *new.launches]:
         key = json.dumps(launch, sort_keys=True, default=str)
         if key not in seen:
             seen.add(key)
@@ -135,8 +139,8 @@ def archive(src: str | Path, dest: str | Path) -> ArchivePlan:
     returns what was done."""
     plan = plan_archive(src, dest)
     src_exp, dest_exp = ExperimentPaths(Path(src)), ExperimentPaths(Path(dest))
-    if not plan.new and plan.record is None:
-        return plan
+    if not plan.new and (plan.record is None or not plan.present):
+        return plan  # nothing finished to keep: DEST is not made an experiment folder without runs
     # only files missing from DEST are staged (those present were checked equal), so a record copied there
     # by hand is never replaced; experiment.json is replaced when the suite wrote it
     with suite_outputs(dest_exp.root, "DEST", keep_previous=True) as stage:

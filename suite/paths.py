@@ -221,8 +221,8 @@ class RunPaths:
     @property
     def record_files(self) -> tuple[Path, ...]:
         """The run's record — every file the report, the evaluation's check and a reader of the run need,
-        without checkpoints or predictions — in the order to copy them: ``summary.json`` last, since its
-        presence says the run finished (``suite archive``)."""
+        without checkpoints or predictions (``suite archive``); ``summary.json`` last, since its presence
+        says the run finished."""
         return (
             *(self.config, self.env, self.metrics, self.test_metrics, self.evaluation, self.log),
             self.summary,

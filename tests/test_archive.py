@@ -105,7 +105,9 @@ def test_another_experiment_is_not_archived_into_the_same_folder(study, tmp_path
         plan_archive(other.root, dest)
 
 
-@pytest.mark.parametrize("case", ["not an experiment", "into itself", "into its runs", "dest is a file"])
+@pytest.mark.parametrize(
+    "case", ["not an experiment", "into itself", "into its runs", "into its report", "dest is a file"]
+)
 def test_bad_folders_are_one_line_and_write_nothing(study, tmp_path, capsys, case):
     src, dest = str(study.root), str(tmp_path / "kept")
     if case == "not an experiment":
@@ -114,13 +116,17 @@ def test_bad_folders_are_one_line_and_write_nothing(study, tmp_path, capsys, cas
         dest = src
     elif case == "into its runs":
         dest = str(study.runs_dir / "kept")
+    elif case == "into its report":
+        dest = str(study.root / "report")
     else:
         Path(dest).write_text("a file\n")
     before = _tree(tmp_path)
     assert main(["archive", src, dest]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("error: ")
-    assert {"not an experiment": "no runs/", "dest is a file": "not a folder"}.get(case, "give another folder") in err
+    assert {"not an experiment": "no runs/", "dest is a file": "not a folder"}.get(
+        case, "give a folder outside it"
+    ) in err
     assert _tree(tmp_path) == before
 
 
@@ -140,3 +146,27 @@ def test_a_hand_made_experiment_json_in_dest_is_not_replaced(study, tmp_path):
         archive(study.root, dest)
     assert json.loads((dest / "experiment.json").read_text())["name"] == "mine"
     assert not (dest / "runs").exists()
+
+
+def test_nothing_finished_writes_nothing(tmp_path):
+    exp = _experiment(tmp_path / "results" / "early")
+    write_run(exp.root, method="oracle", seed=0, status="partial", logged_epochs=2)
+    plan = archive(exp.root, tmp_path / "kept")
+    assert not plan.new and not (tmp_path / "kept").exists()
+
+
+def test_launches_are_deduplicated_before_the_cut(study, tmp_path):
+    from suite.experiment import MAX_LAUNCHES
+
+    dest = tmp_path / "kept"
+    for day in range(MAX_LAUNCHES - 5):  # 46 launches with the fixture's, archived; then 2 more
+        _experiment(study.root, at=f"2026-12-{day // 24 + 9:02d}T{day % 24:02d}:00:00+00:00", seeds=[0, 1])
+    archive(study.root, dest)
+    for day in range(2):
+        _experiment(study.root, at=f"2026-12-{day + 20:02d}T00:00:00+00:00", seeds=[0, 1])
+    archive(study.root, dest)
+    # the archive's 46 and the source's 48 are 48 launches; cut before removing the repeats, the first ones
+    # would come after the last of the old ones
+    ats = [launch["at"] for launch in read_record(ExperimentPaths(dest)).launches]
+    assert len(ats) == MAX_LAUNCHES - 2 == len(set(ats)) and ats == sorted(ats)
+    assert ats[-1] == "2026-12-21T00:00:00+00:00"
