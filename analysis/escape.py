@@ -7,8 +7,8 @@ seeds did. For every included run of a method other than FS:
 * ``collapsed_epochs``: its epochs with a validation Dice below :data:`COLLAPSED` (its arg-max map has
   almost no LV left), ``last_collapsed`` the last of them, and ``out_from`` the epoch after it: the run
   stays at or above the threshold from there to its end (NaN when its last epoch is collapsed: it never
-  left; 0 when it never collapsed). Any epoch counts, so a collapse that comes after an FS warm start is
-  seen too;
+  left; 0 when it never collapsed). Every epoch from its first penalty epoch counts (``penalty_warmup``:
+  the warm-up epochs are FS's own training), so a collapse that comes after an FS warm start is seen too;
 * ``caught_up``: the first epoch at which the mean validation Dice of its last :data:`SPAN` epochs reaches
   that of its paired FS run (same n, seed and split seed; the same SPAN epochs), counted from the run's
   first penalty epoch (``penalty_warmup``: under a warm start the epochs before it are FS's own training);
@@ -47,10 +47,12 @@ COLUMNS = (
 
 
 def escape_table(
-    per_epoch: pd.DataFrame, run_stats: pd.DataFrame, runs: pd.DataFrame, cond: list[str]
+    per_epoch: pd.DataFrame, run_stats: pd.DataFrame, runs: pd.DataFrame, cond: list[str], scale: float
 ) -> pd.DataFrame:
     """One row per included run of a method other than FS: the condition columns but ``stage``, and
-    :data:`COLUMNS` (see the module docstring). Empty when there is none."""
+    :data:`COLUMNS` (see the module docstring). Empty when there is none. ``scale``: the analysis's (100
+    when Dice is logged as a fraction, 1 when in %), which :data:`COLLAPSED` is converted by."""
+    threshold = COLLAPSED * 100.0 / scale
     keys = [c for c in cond if c != "stage"]
     out_cols = [*keys, *COLUMNS]
     inc = run_stats.loc[run_stats["included"]] if len(run_stats) else run_stats
@@ -76,14 +78,14 @@ def escape_table(
             continue
         rec: dict[str, Any] = {c: r[c] for c in keys}
         rec.update(seed=int(r["seed"]), unit=r["unit"], run_id=r["run_id"], n_epochs=len(d))
-        low = d.index[d.to_numpy() < COLLAPSED]
+        start = warmup.get(str(r["run_id"]), 0)
+        start = 0 if is_missing(start) else int(start)
+        low = d.index[(d.to_numpy() < threshold) & (d.index.to_numpy() >= start)]
         rec["collapsed_epochs"] = len(low)
         rec["last_collapsed"] = int(low[-1]) if len(low) else np.nan
         rec["out_from"] = 0 if not len(low) else (np.nan if low[-1] == d.index[-1] else int(low[-1]) + 1)
         partner = _paired_fs(r, fs, keys)
         rec["fs_paired"] = partner is not None
-        start = warmup.get(str(r["run_id"]), 0)
-        start = 0 if is_missing(start) else int(start)
         rec["caught_up"] = (
             _caught_up(d, series.get(str(partner["run_id"])), start) if partner is not None else np.nan
         )

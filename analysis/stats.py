@@ -131,7 +131,7 @@ def analyse(
         per_seed=per_seed_table(rs, conditions, paired, cond, scale),
         dynamics=dyn,
         dynamics_table=dynamics_table(dyn, cons, curves, cond, scale),
-        escape=escape_table(per_epoch, rs, exp.runs, cond),
+        escape=escape_table(per_epoch, rs, exp.runs, cond, scale),
     )
     a.power = power_table(paired, alpha, power)
     a.warnings = collect_warnings(a)

@@ -67,7 +67,7 @@ def test_escape_table_by_hand(report, seed, warmup, collapsed, last, out_from, p
     r = _row(report.analysis.escape, seed, warmup)
     assert r["n_epochs"] == E and r["collapsed_epochs"] == collapsed and bool(r["fs_paired"]) is paired
     for col, want in (("last_collapsed", last), ("out_from", out_from), ("caught_up", caught_up)):
-        assert (math.isnan(r[col]) if want is None else r[col] == want), (col, r[col])
+        assert math.isnan(r[col]) if want is None else r[col] == want, (col, r[col])
     assert "fs" not in set(report.analysis.escape["method"])
 
 
@@ -94,3 +94,20 @@ def test_without_another_method_there_is_no_section(tmp_path: Path) -> None:
     out = build_report(root, figures=False)
     assert out.analysis.escape.empty and "## Leaving the collapse" not in out.markdown.read_text()
     assert not (out.out_dir / "tables" / "escape.csv").exists()
+
+
+def test_warm_up_epochs_are_not_the_methods_collapse_and_percent_logs_are_read(tmp_path: Path) -> None:
+    from analysis.load import load_experiment
+    from analysis.stats import analyse
+
+    root = tmp_path / "pct"
+    write_experiment(root, cohort="phantom")
+    # Dice logged in %: 44 for FS; the warm start's own FS epochs begin at 0 (epochs 0-1, before its
+    # penalty starts at 10) and are not its collapse; its penalty epochs 12-13 at 1 % are
+    write_run(root, method="fs", seed=0, epochs=E, stat_window=5, dice=FS * 100)
+    warm = np.select([EP < 2, (EP >= 12) & (EP < 14)], [0.0, 1.0], 50.0)
+    write_run(root, method="oracle", seed=0, epochs=E, stat_window=5, dice=warm, penalty_warmup=10)
+    a = analyse(load_experiment(root))
+    assert a.scale == 1.0
+    r = a.escape.iloc[0]
+    assert (r["collapsed_epochs"], r["last_collapsed"], r["out_from"]) == (2, 13, 14)
