@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analysis.per_seed import seed_labels
 from analysis.run_stats import condition_key, condition_text, is_missing, varying_columns
 
 REFERENCE = "fs"
@@ -117,9 +118,10 @@ def _caught_up(run: pd.Series, fs: pd.Series | None, start: int) -> float:
 
 
 def escape_summaries(table: pd.DataFrame, cond: list[str]) -> list[tuple[str, str]]:
-    """Per condition of :func:`escape_table`: (its name, the per-seed facts in words), e.g. "at Dice < 5 %
-    in 9 epochs of s0 (the last 8), 0 of s1; at or above it to the end in 2 of 2 seeds, from epochs 9, 0;
-    its 10-epoch mean reaches FS's in 1 of 2 paired seeds (s0 at epoch 41; s1 never)"."""
+    """Per condition of :func:`escape_table`: (its name, the per-seed facts in words), e.g. "at Dice < 5% in
+    9 of s0 (the last 8), 0 of s1; at or above it to the end in 2 of 2 seeds (from epoch 9 in s0, 0 in s1);
+    its 10-epoch mean reaches its FS's in 1 of 2 paired seeds (s0 at epoch 41; s1 never)." Runs are named
+    as the per-seed section names them (:func:`analysis.per_seed.seed_labels`)."""
     if table.empty:
         return []
     keys = [c for c in cond if c != "stage"]
@@ -129,7 +131,7 @@ def escape_summaries(table: pd.DataFrame, cond: list[str]) -> list[tuple[str, st
     for _, rows in t.groupby("_k", sort=False):
         label = condition_text(rows.iloc[0].to_dict(), shown)
         m = len(rows)
-        seeds = [f"s{int(s)}" for s in rows["seed"]]
+        seeds = seed_labels(list(rows["seed"]), list(rows["unit"]))
         collapsed = [
             f"{int(n)} of {s}" + ("" if n == 0 else f" (the last {int(last)})")
             for s, n, last in zip(seeds, rows["collapsed_epochs"], rows["last_collapsed"], strict=True)
@@ -149,9 +151,10 @@ def escape_summaries(table: pd.DataFrame, cond: list[str]) -> list[tuple[str, st
                 )
                 + ")"
             )
-        paired = rows.loc[rows["fs_paired"].astype(bool)]
+        is_paired = rows["fs_paired"].astype(bool).to_numpy()
+        paired = rows.loc[is_paired]
         if len(paired):
-            ps = [f"s{int(s)}" for s in paired["seed"]]
+            ps = [s for s, p in zip(seeds, is_paired, strict=True) if p]
             caught = [
                 f"{s} {'never' if is_missing(e) else f'at epoch {int(e)}'}"
                 for s, e in zip(ps, paired["caught_up"], strict=True)
